@@ -1,0 +1,32 @@
+# make test: set everything up on a fresh Debian 12 machine (as root) and run every tier.
+# make unit: the fast tier, after every change.
+.PHONY: test setup lint unit test-unit test-kernel test-interop test-e2e test-vm demo clean
+
+PYTEST_PAR ?= -n 2 --dist loadfile
+
+test: setup lint test-unit test-kernel test-interop test-e2e test-vm
+
+setup:
+	@scripts/setup.sh
+
+lint: setup
+	.venv/bin/ruff check .
+	.venv/bin/ruff format --check . || true
+
+unit test-unit: setup
+	@scripts/pytest-tier unit tests/unit $(PYTEST_PAR) -q
+
+test-kernel: setup
+	@scripts/pytest-tier kernel tests/kernel $(PYTEST_PAR) -q
+
+test-interop: setup
+	@scripts/pytest-tier interop tests/interop $(PYTEST_PAR) -q
+
+test-e2e: setup
+	@scripts/pytest-tier e2e tests/e2e -q
+
+test-vm: setup
+	@scripts/pytest-tier vm tests/vm -q
+
+clean:
+	rm -rf .venv .deps build *.egg-info .pytest_cache .ruff_cache .hypothesis

@@ -1,0 +1,1 @@
+"""Wire formats and shared contracts: no I/O, no asyncio."""

@@ -1,0 +1,285 @@
+"""The decoded forms of BGP messages: the contract between the codec and everything that uses it.
+
+Prefixes stay in their wire form (one length octet, then the fewest address octets, unused trailing
+bits zero), as `bytes`: that is what the NLRI fast path produces at millions a second and what the
+RIBs use as keys. Where ADD-PATH is negotiated for a family in the receiving direction, each entry is
+the 4-octet path identifier followed by that wire form. `proto.bgp.prefix` converts to and from
+`ipaddress` networks for everything that is not hot.
+
+Path attributes other than MP_REACH_NLRI / MP_UNREACH_NLRI are an interned, immutable
+`PathAttributes`, decoded once per distinct raw byte string and shared by every prefix that carries
+it. The next hop of MP_REACH_NLRI lives in `MpReach` with its NLRI.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from proto.bgp.constants import IPV4_UNICAST, IPV6_UNICAST, AfiSafi, ErrorCode
+
+Prefix = bytes  # wire form, optionally preceded by a 4-octet ADD-PATH path identifier
+
+
+class MessageError(Exception):
+    """The peer sent something that ends the session: carries the NOTIFICATION to send back."""
+
+    def __init__(self, code: int, subcode: int, data: bytes = b"", reason: str = "") -> None:
+        super().__init__(reason or f"BGP error {code}/{subcode}")
+        self.code = code
+        self.subcode = subcode
+        self.data = data
+        self.reason = reason
+
+    def notification(self) -> Notification:
+        return Notification(self.code, self.subcode, self.data)
+
+
+@dataclass(frozen=True, slots=True)
+class Negotiated:
+    """What both sides agreed in their OPENs; the codec needs it to frame and parse."""
+
+    four_octet_as: bool = True
+    extended_message: bool = False
+    # families for which ADD-PATH path identifiers are present in what we receive / what we send
+    add_path_receive: frozenset[AfiSafi] = frozenset()
+    add_path_send: frozenset[AfiSafi] = frozenset()
+    # RFC 8950: families whose NLRI may carry an IPv6 next hop (for IPv4 unicast)
+    extended_next_hop: frozenset[AfiSafi] = frozenset()
+
+    @property
+    def max_message_len(self) -> int:
+        return 65535 if self.extended_message else 4096
+
+
+# ---------------------------------------------------------------- capabilities (OPEN parameters)
+
+
+@dataclass(frozen=True, slots=True)
+class Capability:
+    """An unknown capability, kept opaque."""
+
+    code: int
+    value: bytes = b""
+
+
+@dataclass(frozen=True, slots=True)
+class MultiprotocolCap:
+    afi: int
+    safi: int
+
+
+@dataclass(frozen=True, slots=True)
+class RouteRefreshCap:
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class EnhancedRouteRefreshCap:
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class ExtendedMessageCap:
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class ExtendedNextHopCap:
+    entries: tuple[tuple[int, int, int], ...]  # (NLRI AFI, NLRI SAFI, next-hop AFI)
+
+
+@dataclass(frozen=True, slots=True)
+class GracefulRestartCap:
+    restart_time: int  # seconds, 12 bits
+    restarting: bool = False  # R bit
+    notification: bool = False  # N bit (RFC 8538)
+    families: tuple[tuple[int, int, bool], ...] = ()  # (AFI, SAFI, forwarding state preserved)
+
+
+@dataclass(frozen=True, slots=True)
+class FourOctetAsCap:
+    asn: int
+
+
+@dataclass(frozen=True, slots=True)
+class AddPathCap:
+    families: tuple[tuple[int, int, int], ...]  # (AFI, SAFI, AddPathMode)
+
+
+@dataclass(frozen=True, slots=True)
+class FqdnCap:
+    hostname: str
+    domain: str = ""
+
+
+AnyCapability = (
+    Capability
+    | MultiprotocolCap
+    | RouteRefreshCap
+    | EnhancedRouteRefreshCap
+    | ExtendedMessageCap
+    | ExtendedNextHopCap
+    | GracefulRestartCap
+    | FourOctetAsCap
+    | AddPathCap
+    | FqdnCap
+)
+
+
+@dataclass(frozen=True, slots=True)
+class OptionalParameter:
+    """An OPEN optional parameter other than capabilities (type 2), kept opaque."""
+
+    type: int
+    value: bytes
+
+
+# ---------------------------------------------------------------- messages
+
+
+@dataclass(frozen=True, slots=True)
+class Open:
+    asn: int  # the 2-octet My Autonomous System field (AS_TRANS when the real AS needs 4 octets)
+    hold_time: int
+    router_id: str  # dotted quad
+    capabilities: tuple[AnyCapability, ...] = ()
+    other_parameters: tuple[OptionalParameter, ...] = ()
+    version: int = 4
+    # RFC 9072: encode with the extended optional parameters length (decode records what was seen)
+    extended_params: bool = False
+
+    def capability(self, kind: type) -> object | None:
+        for cap in self.capabilities:
+            if isinstance(cap, kind):
+                return cap
+        return None
+
+    @property
+    def real_asn(self) -> int:
+        cap = self.capability(FourOctetAsCap)
+        return cap.asn if isinstance(cap, FourOctetAsCap) else self.asn
+
+
+@dataclass(frozen=True, slots=True)
+class Keepalive:
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class Notification:
+    code: int
+    subcode: int
+    data: bytes = b""
+
+    @property
+    def shutdown_message(self) -> str | None:
+        """RFC 9003 shutdown communication of Cease/2 and Cease/4, if present and valid UTF-8."""
+        from proto.bgp.notification import shutdown_message
+
+        return shutdown_message(self)
+
+    def describe(self) -> str:
+        from proto.bgp.notification import describe
+
+        return describe(self)
+
+
+@dataclass(frozen=True, slots=True)
+class RouteRefresh:
+    afi: int
+    safi: int
+    subtype: int = 0  # RefreshSubtype: 0 normal, 1 BoRR, 2 EoRR
+
+
+@dataclass(frozen=True, slots=True)
+class AsPathSegment:
+    type: int  # SegmentType
+    asns: tuple[int, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class UnknownAttribute:
+    flags: int
+    code: int
+    value: bytes
+
+
+@dataclass(frozen=True, slots=True, eq=True)
+class PathAttributes:
+    """One attribute set, shared by every prefix that carries it. Absent attributes are None."""
+
+    origin: int | None = None
+    as_path: tuple[AsPathSegment, ...] | None = None
+    next_hop: str | None = None  # NEXT_HOP attribute (IPv4), dotted quad
+    med: int | None = None
+    local_pref: int | None = None
+    atomic_aggregate: bool = False
+    aggregator: tuple[int, str] | None = None  # (AS, IPv4 address)
+    communities: tuple[int, ...] | None = None
+    originator_id: str | None = None
+    cluster_list: tuple[str, ...] | None = None
+    extended_communities: tuple[bytes, ...] | None = None  # 8 octets each
+    as4_path: tuple[AsPathSegment, ...] | None = None
+    as4_aggregator: tuple[int, str] | None = None
+    large_communities: tuple[tuple[int, int, int], ...] | None = None
+    unknown: tuple[UnknownAttribute, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class MpReach:
+    afi: int
+    safi: int
+    next_hop: tuple[str, ...]  # one address, or IPv6 global + link-local
+    nlri: list[Prefix] = field(default_factory=list, compare=True, hash=False)
+
+
+@dataclass(frozen=True, slots=True)
+class MpUnreach:
+    afi: int
+    safi: int
+    withdrawn: list[Prefix] = field(default_factory=list, compare=True, hash=False)
+
+
+@dataclass(frozen=True, slots=True)
+class AttributeProblem:
+    """An RFC 7606 outcome that keeps the session up: what was wrong and what was done about it."""
+
+    action: str  # "treat-as-withdraw" or "attribute-discard"
+    code: int  # the attribute type concerned (0 when it is the attribute block as a whole)
+    subcode: int  # the UPDATE error subcode RFC 4271 would have used
+    reason: str
+
+
+@dataclass(slots=True)
+class Update:
+    withdrawn: list[Prefix] = field(default_factory=list)  # IPv4 unicast
+    attributes: PathAttributes | None = None
+    nlri: list[Prefix] = field(default_factory=list)  # IPv4 unicast
+    mp_reach: MpReach | None = None
+    mp_unreach: MpUnreach | None = None
+    # RFC 7606: when non-empty with a treat-as-withdraw action, every NLRI in this UPDATE is to be
+    # handled as withdrawn; attribute-discard problems are informational (the attribute is gone).
+    problems: tuple[AttributeProblem, ...] = ()
+
+    @property
+    def treat_as_withdraw(self) -> bool:
+        return any(p.action == "treat-as-withdraw" for p in self.problems)
+
+    def end_of_rib(self) -> AfiSafi | None:
+        """The family this UPDATE marks End-of-RIB for (RFC 4724 section 2), or None."""
+        if self.nlri or self.withdrawn or self.mp_reach is not None:
+            return None
+        if self.mp_unreach is None:
+            return IPV4_UNICAST if self.attributes is None else None
+        if not self.mp_unreach.withdrawn and self.attributes in (None, PathAttributes()):
+            return (self.mp_unreach.afi, self.mp_unreach.safi)
+        return None
+
+
+Message = Open | Update | Notification | Keepalive | RouteRefresh
+
+__all__ = [
+    "IPV4_UNICAST",
+    "IPV6_UNICAST",
+    "ErrorCode",
+]

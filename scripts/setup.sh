@@ -1,0 +1,46 @@
+#!/usr/bin/env bash
+# Everything the tests and the demo need on a fresh Debian 12 machine, idempotent:
+# apt packages (when root), BIRD 1.6 extracted beside bird2, and the project's venv.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+APT_PACKAGES=(
+  python3 python3-venv python3-pip
+  iproute2 iputils-ping nftables tcpdump tshark curl procps
+  bird2 gobgpd frr
+  systemd
+  qemu-system-x86 busybox-static kmod cpio
+)
+
+if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+  missing=()
+  for p in "${APT_PACKAGES[@]}"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+  done
+  if [ ${#missing[@]} -gt 0 ]; then
+    echo "setup: installing ${missing[*]}"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq
+    # Daemons are started by the tests in their own namespaces, never by the package scripts.
+    printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d && chmod +x /usr/sbin/policy-rc.d
+    apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+    rm -f /usr/sbin/policy-rc.d
+  fi
+  # BIRD 1.6 (Calico's line) conflicts with bird2 as a package: run it from an extraction.
+  if [ ! -x .deps/bird16/usr/sbin/bird ]; then
+    mkdir -p .deps/bird16 && (cd .deps && rm -f bird_*.deb && apt-get download bird >/dev/null 2>&1 \
+      && dpkg -x bird_*.deb bird16 && rm -f bird_*.deb) || echo "setup: BIRD 1.6 not available (interop with it will skip)"
+  fi
+else
+  echo "setup: not root or no apt-get: skipping system packages (tiers that need them will skip)"
+fi
+
+PY=${PYTHON:-python3}
+if [ ! -x .venv/bin/python ]; then
+  "$PY" -m venv .venv
+fi
+if [ ! -f .venv/.installed ] || [ pyproject.toml -nt .venv/.installed ]; then
+  .venv/bin/pip install -q --upgrade pip >/dev/null
+  .venv/bin/pip install -q -e '.[dev]'
+  touch .venv/.installed
+fi
