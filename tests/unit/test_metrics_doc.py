@@ -1,0 +1,49 @@
+"""docs/metrics.md and the metric definitions stay in step, and the names follow Prometheus rules."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from prometheus_client import Counter, Gauge, Histogram
+
+from bgpd.metrics import BgpMetrics
+from felixd.metrics import FelixMetrics
+
+DOC = Path(__file__).resolve().parents[2] / "docs" / "metrics.md"
+KIND = {Counter: "counter", Gauge: "gauge", Histogram: "histogram"}
+
+
+def documented() -> dict[str, tuple[str, set[str]]]:
+    rows = {}
+    for line in DOC.read_text().splitlines():
+        m = re.match(r"\| `(tortie_\w+)` \| (\w+) \| ([\w, ]*) \|", line)
+        if m:
+            labels = {x.strip() for x in m.group(3).split(",") if x.strip()}
+            rows[m.group(1)] = (m.group(2), labels)
+    return rows
+
+
+def defined() -> dict[str, tuple[str, set[str]]]:
+    out = {}
+    for holder in (BgpMetrics(), FelixMetrics()):
+        for value in vars(holder).values():
+            kind = KIND.get(type(value))
+            if kind is None:
+                continue
+            name = value._name + ("_total" if kind == "counter" else "")
+            out[name] = (kind, set(value._labelnames))
+    return out
+
+
+def test_every_metric_is_documented_and_every_documented_metric_exists() -> None:
+    assert defined() == documented()
+
+
+def test_names_follow_the_conventions() -> None:
+    for name, (kind, labels) in defined().items():
+        assert name.startswith(("tortie_bgp_", "tortie_felix_"))
+        assert name.endswith("_total") == (kind == "counter"), name
+        assert "prefix" not in labels
+        assert labels <= {"peer", "afi_safi", "type", "code", "subcode", "reason", "state", "mode", "op",
+                          "kind", "trigger", "device", "feature", "result"}
