@@ -17,7 +17,7 @@ KIND = {Counter: "counter", Gauge: "gauge", Histogram: "histogram"}
 def documented() -> dict[str, tuple[str, set[str]]]:
     rows = {}
     for line in DOC.read_text().splitlines():
-        m = re.match(r"\| `(tortie_\w+)` \| (\w+) \| ([\w, ]*) \|", line)
+        m = re.match(r"\| `(tortie_\w+)` \| (\w+) \|\s*([\w, ]*?)\s*\|", line)
         if m:
             labels = {x.strip() for x in m.group(3).split(",") if x.strip()}
             rows[m.group(1)] = (m.group(2), labels)
