@@ -1,0 +1,49 @@
+"""Builds the planner's input from the cluster model, the host's network and the learned routes."""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Iterable
+
+from felixd.plan import HostInterface, HostRoute, LearnedRoute, PlanInput, PlanNode, PlanPool, Workload
+from proto.resources import ClusterModel
+
+
+def plan_nodes(model: ClusterModel) -> dict[str, PlanNode]:
+    nodes = {}
+    for n in model.nodes:
+        nodes[n.name] = PlanNode(
+            name=n.name, ipv4=n.ipv4_address, ipv6=n.ipv6_address,
+            blocks=tuple(b.cidr for b in model.blocks_for(n)),
+            ipip_tunnel_addr=n.ipv4_ipip_tunnel_addr, vxlan_tunnel_addr=n.ipv4_vxlan_tunnel_addr,
+            vxlan_mac=n.vxlan_tunnel_mac_addr,
+        )
+    return nodes
+
+
+def plan_pools(model: ClusterModel) -> tuple[PlanPool, ...]:
+    return tuple(PlanPool(name=p.name, cidr=p.cidr, ipip_mode=p.ipip_mode, vxlan_mode=p.vxlan_mode,
+                          nat_outgoing=p.nat_outgoing, disabled=p.disabled) for p in model.pools)
+
+
+def plan_workloads(model: ClusterModel, node: str) -> tuple[Workload, ...]:
+    out = []
+    for wep in model.workloads_for(node):
+        for net in wep.ip_networks:
+            host = ipaddress.ip_network(f"{net.network_address}/{net.max_prefixlen}")
+            out.append(Workload(ip=host, interface=wep.interface_name))
+    return tuple(out)
+
+
+def learned_routes(routes: Iterable[tuple[str, str, bool]]) -> tuple[LearnedRoute, ...]:
+    """(prefix, next hop, stale) triples, as the feed client keeps them."""
+    return tuple(LearnedRoute(ipaddress.ip_network(p), ipaddress.ip_address(nh), stale)
+                 for p, nh, stale in routes)
+
+
+def plan_input(model: ClusterModel, node: str, routes: tuple[LearnedRoute, ...],
+               interfaces: tuple[HostInterface, ...], host_routes: tuple[HostRoute, ...], *,
+               install_poolless: bool = False, ipip_supported: bool = True) -> PlanInput:
+    return PlanInput(node=node, nodes=plan_nodes(model), pools=plan_pools(model), routes=routes,
+                     workloads=plan_workloads(model, node), interfaces=interfaces, host_routes=host_routes,
+                     install_poolless=install_poolless, ipip_supported=ipip_supported)
