@@ -9,7 +9,6 @@ FDB entries, blackholes for its own blocks, /32s to its workloads, NAT-outgoing 
 
 from __future__ import annotations
 
-import hashlib
 import ipaddress
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -26,6 +25,9 @@ from felixd.state import (
     Sysctl,
     VxlanDevice,
 )
+from proto.resources import vtep_mac_for
+
+__all__ = ["vtep_mac_for"]
 
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
@@ -36,12 +38,6 @@ VXLAN_V4_DEVICE = "vxlan.calico"
 VXLAN_V6_DEVICE = "vxlan-v6.calico"
 IPIP_DEVICE = "tunl0"
 IPIP_OVERHEAD, VXLAN_V4_OVERHEAD, VXLAN_V6_OVERHEAD = 20, 50, 70
-
-
-def vtep_mac_for(node_name: str) -> str:
-    """Calico's derived VTEP MAC: 0x66 then the first five bytes of SHA-1 of the node name."""
-    digest = hashlib.sha1(node_name.encode()).digest()
-    return ":".join(f"{b:02x}" for b in bytes([0x66]) + digest[:5])
 
 
 @dataclass(frozen=True)
