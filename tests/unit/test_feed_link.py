@@ -1,0 +1,154 @@
+"""bgpd's feed server and felixd's feed client over a real Unix socket."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from pathlib import Path
+
+from bgpd.feed_server import FeedServer
+from felixd.feed_client import FeedClient, RouteTable
+from proto.feed import EndOfSnapshot, FeedDecoder, FeedRoute, RouteUpdate, SnapshotBegin, Withdraw
+
+
+def r(prefix: str, nh: str = "10.30.0.56", node: str | None = "worker-2") -> FeedRoute:
+    return FeedRoute(prefix=prefix, next_hop=nh, node=node)
+
+
+async def until(cond: Callable[[], bool], timeout: float = 5.0) -> None:
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while not cond():
+        assert loop.time() < deadline, "condition not met in time"
+        await asyncio.sleep(0.005)
+
+
+class Recorder:
+    def __init__(self) -> None:
+        self.calls: list[tuple[set[str], bool]] = []
+
+    def __call__(self, changed: set[str], full: bool) -> None:
+        self.calls.append((set(changed), full))
+
+
+async def test_snapshot_then_deltas(tmp_path: Path) -> None:
+    best = {p: r(p) for p in ("192.168.133.192/26", "192.168.97.192/26")}
+    server = FeedServer(str(tmp_path / "feed.sock"), lambda: list(best.values()))
+    await server.start()
+    rec = Recorder()
+    client = FeedClient(server.path, rec)
+    client.start()
+    try:
+        await until(lambda: client.table.synced)
+        assert set(client.table.routes) == set(best)
+        assert rec.calls[-1][1] is True  # the end of a snapshot asks for a full resync
+        server.publish({"192.168.219.64/26": r("192.168.219.64/26", "10.30.0.10", "master"),
+                        "192.168.97.192/26": None})
+        await until(lambda: "192.168.219.64/26" in client.table.routes)
+        await until(lambda: "192.168.97.192/26" not in client.table.routes)
+        assert client.table.routes["192.168.219.64/26"].node == "master"
+    finally:
+        await client.close()
+        await server.close()
+
+
+async def test_slow_reader_gets_coalesced_changes(tmp_path: Path) -> None:
+    server = FeedServer(str(tmp_path / "feed.sock"), lambda: [])
+    await server.start()
+    reader, writer = await asyncio.open_unix_connection(server.path)
+    try:
+        await until(lambda: len(server.readers) == 1)
+        # The reader is not reading: 5000 changes to 10 prefixes pile up as at most 10 pending entries.
+        for i in range(5000):
+            p = f"10.{i % 10}.0.0/24"
+            server.publish({p: r(p, f"10.30.0.{(i % 200) + 1}")})
+            if i % 500 == 0:
+                await asyncio.sleep(0)
+        assert server.lag <= 10
+        decoder = FeedDecoder()
+        frames: list[object] = []
+        final = {f"10.{k}.0.0/24": f"10.30.0.{((4990 + k) % 200) + 1}" for k in range(10)}
+        latest: dict[str, str] = {}
+        while latest != final:
+            decoder.receive_data(await asyncio.wait_for(reader.read(1 << 16), 5))
+            for f in decoder.frames():
+                frames.append(f)
+                if isinstance(f, RouteUpdate):
+                    latest[f.route.prefix] = f.route.next_hop
+        routes = [f for f in frames if isinstance(f, RouteUpdate)]
+        assert len(routes) < 5000  # coalesced: far fewer frames than changes
+        assert isinstance(frames[0], SnapshotBegin) and isinstance(frames[1], EndOfSnapshot)
+        seqs = [f.seq for f in frames]  # type: ignore[attr-defined]
+        assert seqs == list(range(seqs[0], seqs[0] + len(seqs)))
+    finally:
+        writer.close()
+        await server.close()
+
+
+async def test_bgpd_restart_keeps_routes_stale_then_cleans_up(tmp_path: Path) -> None:
+    path = str(tmp_path / "feed.sock")
+    first = {p: r(p) for p in ("192.168.133.192/26", "192.168.97.192/26", "192.168.219.64/26")}
+    server = FeedServer(path, lambda: list(first.values()))
+    await server.start()
+    rec = Recorder()
+    client = FeedClient(path, rec, retry_min=0.01, retry_max=0.05)
+    client.start()
+    try:
+        await until(lambda: client.table.synced and len(client.table.routes) == 3)
+        await server.close()  # bgpd goes away
+        await until(lambda: not client.connected)
+        assert set(client.table.routes) == set(first)  # nothing removed
+        assert client.table.stale == set(first)
+        # bgpd comes back knowing two of the three routes: the end marker removes the third
+        second = {p: first[p] for p in ("192.168.133.192/26", "192.168.219.64/26")}
+        server = FeedServer(path, lambda: list(second.values()))
+        await server.start()
+        await until(lambda: client.connected and not client.table.stale and len(client.table.routes) == 2)
+        assert set(client.table.routes) == set(second)
+        # the end marker reported the removed route (with the refreshed ones) and asked for a resync
+        assert any(full and "192.168.97.192/26" in changed for changed, full in rec.calls[1:])
+    finally:
+        await client.close()
+        await server.close()
+
+
+def test_stale_routes_expire_after_the_restart_time() -> None:
+    table = RouteTable(stale_time=120)
+    table.handle(SnapshotBegin(1, 7), 0)
+    table.handle(RouteUpdate(2, r("192.168.133.192/26")), 0)
+    table.handle(EndOfSnapshot(3, 1), 0)
+    table.disconnected(now=10)
+    assert table.expire(now=129) == set()
+    assert table.routes
+    assert table.expire(now=130) == {"192.168.133.192/26"}
+    assert not table.routes and table.stale_deadline is None
+
+
+def test_withdraw_and_refresh_clear_staleness() -> None:
+    table = RouteTable()
+    for p in ("a/1", "b/1"):
+        table.routes[p] = r(p)
+    table.disconnected(now=0)
+    table.handle(SnapshotBegin(1, 8), 1)
+    changed, _ = table.handle(RouteUpdate(2, r("a/1")), 1)
+    assert changed == {"a/1"}  # same route, but it is no longer stale: felixd must know
+    assert table.handle(Withdraw(3, "b/1"), 1) == ({"b/1"}, False)
+    assert table.handle(EndOfSnapshot(4, 1), 1) == (set(), True)
+    assert set(table.routes) == {"a/1"}
+
+
+async def test_several_readers(tmp_path: Path) -> None:
+    server = FeedServer(str(tmp_path / "feed.sock"), lambda: [r("192.168.133.192/26")])
+    await server.start()
+    clients = [FeedClient(server.path, Recorder()) for _ in range(3)]
+    for c in clients:
+        c.start()
+    try:
+        await until(lambda: all(c.table.synced for c in clients))
+        server.publish({"192.168.133.192/26": None})
+        await until(lambda: all(not c.table.routes for c in clients))
+        assert len(server.readers) == 3
+    finally:
+        for c in clients:
+            await c.close()
+        await server.close()
