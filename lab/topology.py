@@ -20,6 +20,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from lab.netns import Netns, NetnsError, run
+from proto.resources import ClusterModel, load_model
 
 STATE_DIR = Path(os.environ.get("TORTIE_LAB_DIR", "/run/tortie-lab"))
 
@@ -71,28 +72,34 @@ class Scenario:
         return next(s for s in self.subnets if s.name == name)
 
 
-def seed_scenario() -> Scenario:
+REPO = Path(__file__).resolve().parents[1]
+SEED_CLUSTER = REPO / "configs" / "seed-cluster.yaml"
+EXTERNAL = External("external", "203.0.113.10/24", "ext")
+EXTERNAL_SUBNET = Subnet("ext", "203.0.113.0/24", "203.0.113.1")
+
+
+def scenario_from_model(model: ClusterModel, name: str = "seed") -> Scenario:
+    """Hosts from the Nodes, one fabric subnet per distinct host subnet (gateway: its first address),
+    pods from the WorkloadEndpoints. The first subnet behaves like the article's AWS subnet."""
+    subnets: dict[ipaddress.IPv4Network, Subnet] = {}
+    hosts = []
+    for node in model.nodes:
+        if node.ipv4_address is None:
+            continue
+        net = node.ipv4_address.network
+        if net not in subnets:
+            subnets[net] = Subnet(f"s{len(subnets) + 1}", str(net), str(next(net.hosts())),
+                                  srcdst_check=not subnets)
+        hosts.append(Host(node.name, str(node.ipv4_address), subnets[net].name))
+    pods = tuple(Pod(w.name, w.node, str(w.ip_networks[0].network_address), w.interface_name)
+                 for w in model.workloads if w.ip_networks)
+    return Scenario(name=name, subnets=(*subnets.values(), EXTERNAL_SUBNET), hosts=tuple(hosts), pods=pods,
+                    externals=(EXTERNAL,))
+
+
+def seed_scenario(config: Path = SEED_CLUSTER) -> Scenario:
     """The article's cluster: three hosts on subnet 1 (AWS src/dst check on), one on subnet 2."""
-    return Scenario(
-        name="seed",
-        subnets=(
-            Subnet("s1", "10.30.0.0/24", "10.30.0.1", srcdst_check=True),
-            Subnet("s2", "10.30.1.0/24", "10.30.1.1"),
-            Subnet("ext", "203.0.113.0/24", "203.0.113.1"),
-        ),
-        hosts=(
-            Host("master", "10.30.0.10/24", "s1"),
-            Host("worker-1", "10.30.0.206/24", "s1"),
-            Host("worker-2", "10.30.0.56/24", "s1"),
-            Host("worker-3", "10.30.1.66/24", "s2"),
-        ),
-        pods=(
-            Pod("pod-1", "worker-1", "192.168.226.65", "cali1b8e4f2a7c0"),
-            Pod("pod-2", "worker-2", "192.168.133.194", "cali5d02c9e1b34"),
-            Pod("pod-3", "worker-3", "192.168.97.193", "cali9f3a6b7d215"),
-        ),
-        externals=(External("external", "203.0.113.10/24", "ext"),),
-    )
+    return scenario_from_model(load_model(config.read_text(), str(config)))
 
 
 @dataclass
