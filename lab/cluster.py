@@ -1,0 +1,173 @@
+"""A running lab: the topology plus, on every host, tortie-bgpd and tortie-felixd, and pods serving HTTP.
+
+State lives in a lab directory (default /run/tortie-lab): `state.json` (namespaces, PIDs), the shared
+`cluster.yaml`, and one run directory per host, so tortiectl can talk to any node's daemons.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from lab.netns import Netns, run
+from lab.topology import STATE_DIR, LabState, Scenario, Topology, scenario_from_model, teardown
+from proto.resources import load_model
+
+BIN = Path(sys.executable).parent
+
+
+def tool(name: str) -> str:
+    """Our console scripts live beside the interpreter running the lab (the project's venv)."""
+    path = BIN / name
+    return str(path) if path.exists() else name
+
+
+@dataclass
+class HttpResult:
+    src: str
+    dst: str
+    ok: bool
+    detail: str
+
+
+class Lab:
+    def __init__(self, directory: Path = STATE_DIR, prefix: str = "tl-") -> None:
+        self.dir = directory
+        self.prefix = prefix
+        self.topology: Topology | None = None
+
+    # ---------------------------------------------------------------- life cycle
+
+    @property
+    def config(self) -> Path:
+        return self.dir / "cluster.yaml"
+
+    def run_dir(self, host: str) -> Path:
+        return self.dir / "run" / host
+
+    def load(self) -> Topology:
+        state = LabState.load(self.dir)
+        if state is None:
+            raise RuntimeError(f"no lab is up (no state in {self.dir}); run `tortiectl lab up`")
+        scenario = scenario_from_model(load_model(self.config.read_text(), str(self.config)), state.scenario)
+        topo = Topology(scenario, state.prefix, self.dir)
+        topo.state = state
+        self.topology = topo
+        return topo
+
+    def up(self, config: Path, daemons: bool = True) -> Topology:
+        leftover = LabState.load(self.dir)
+        if leftover is not None:
+            teardown(leftover, self.dir)
+        self.dir.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(config, self.config)
+        scenario = scenario_from_model(load_model(self.config.read_text(), str(self.config)), "seed")
+        topo = Topology(scenario, self.prefix, self.dir)
+        self.topology = topo
+        try:
+            topo.up()
+            for pod in scenario.pods:
+                self._start_http(topo, pod.name)
+            if daemons:
+                for host in scenario.hosts:
+                    self.start_daemons(host.name)
+        except BaseException:
+            topo.down()
+            raise
+        return topo
+
+    def down(self) -> list[str]:
+        state = LabState.load(self.dir)
+        if state is None:
+            return []
+        return teardown(state, self.dir)
+
+    def _spawn(self, topo: Topology, label: str, ns: str, argv: list[str], log_name: str) -> int:
+        logs = self.dir / "logs"
+        logs.mkdir(parents=True, exist_ok=True)
+        with open(logs / log_name, "ab") as out:
+            proc = subprocess.Popen(["ip", "netns", "exec", topo.ns(ns).name, *argv], stdout=out,
+                                    stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                    start_new_session=True)
+        topo.state.pids[label] = proc.pid
+        topo.state.save(self.dir)
+        return proc.pid
+
+    def _start_http(self, topo: Topology, pod: str) -> None:
+        root = self.dir / "www" / pod
+        root.mkdir(parents=True, exist_ok=True)
+        (root / "index.html").write_text(f"{pod}\n")
+        self._spawn(topo, f"http-{pod}", pod, [sys.executable, "-m", "http.server", "80", "--bind", "0.0.0.0",
+                                              "--directory", str(root)], f"http-{pod}.log")
+
+    def start_daemons(self, host: str) -> None:
+        topo = self.topology or self.load()
+        rd = self.run_dir(host)
+        rd.mkdir(parents=True, exist_ok=True)
+        common = ["--config", str(self.config), "--node", host, "--run-dir", str(rd), "--log-level", "info"]
+        self._spawn(topo, f"bgpd-{host}", host, [tool("tortie-bgpd"), *common], f"bgpd-{host}.log")
+        self._spawn(topo, f"felixd-{host}", host, [tool("tortie-felixd"), *common], f"felixd-{host}.log")
+
+    def stop_daemon(self, label: str, sig: int = 15) -> None:
+        topo = self.topology or self.load()
+        pid = topo.state.pids.pop(label, None)
+        if pid is not None:
+            try:
+                os.kill(pid, sig)
+            except OSError:
+                pass
+        topo.state.save(self.dir)
+
+    # ---------------------------------------------------------------- using it
+
+    def exec(self, target: str, argv: list[str], *, timeout: float = 60,
+             capture: bool = True) -> subprocess.CompletedProcess[str]:
+        topo = self.topology or self.load()
+        if target not in topo.state.namespaces:
+            raise KeyError(f"no host or pod called {target!r}; have: {', '.join(topo.state.namespaces)}")
+        env = {**os.environ, "TORTIE_CONFIG": str(self.config), "PATH": f"{BIN}:{os.environ.get('PATH', '')}"}
+        host = target if any(h.name == target for h in topo.scenario.hosts) else None
+        if host is not None:
+            env["TORTIE_RUN_DIR"] = str(self.run_dir(host))
+        return subprocess.run(["ip", "netns", "exec", topo.ns(target).name, *argv], env=env, text=True,
+                              capture_output=capture, timeout=timeout)
+
+    def http(self, src: str, dst_pod: str, timeout: float = 2.0) -> HttpResult:
+        topo = self.topology or self.load()
+        pod = next(p for p in topo.scenario.pods if p.name == dst_pod)
+        ns = topo.ns(src)
+        proc = ns.exec("curl", "-sS", "--max-time", str(timeout), f"http://{pod.ip}/", check=False,
+                       timeout=timeout + 5)
+        ok = proc.returncode == 0 and proc.stdout.strip() == dst_pod
+        return HttpResult(src, dst_pod, ok, proc.stdout.strip() if ok else (proc.stderr.strip() or "no answer"))
+
+    def matrix(self, pairs: list[tuple[str, str]]) -> list[HttpResult]:
+        return [self.http(a, b) for a, b in pairs]
+
+    def wait_http(self, src: str, dst: str, want: bool, deadline_s: float) -> tuple[bool, float]:
+        """Poll until the request's outcome is `want` or the deadline passes; returns (reached, seconds)."""
+        start = time.monotonic()
+        while True:
+            if self.http(src, dst, timeout=1.0).ok == want:
+                return True, time.monotonic() - start
+            if time.monotonic() - start > deadline_s:
+                return False, time.monotonic() - start
+
+    def ns(self, role: str) -> Netns:
+        topo = self.topology or self.load()
+        return topo.ns(role)
+
+    def srcdst(self, on: bool) -> None:
+        (self.topology or self.load()).set_srcdst(on)
+
+
+def scenario(lab: Lab) -> Scenario:
+    return (lab.topology or lab.load()).scenario
+
+
+__all__ = ["Lab", "run"]
