@@ -46,3 +46,8 @@ async def read_host(ipr: object, own_proto: int = 80,
             routes.append(HostRoute(dst=ipaddress.ip_network(f"{dst}/{r['dst_len']}"),
                                     gateway=ipaddress.ip_address(gw) if gw else None, dev=dev))
     return tuple(interfaces), tuple(routes)
+
+
+async def read_links(ipr: object) -> frozenset[str]:
+    """Names of every interface in the namespace."""
+    return frozenset([link.get("ifname") async for link in await ipr.link("dump")])  # type: ignore[attr-defined]

@@ -43,7 +43,8 @@ def learned_routes(routes: Iterable[tuple[str, str, bool]]) -> tuple[LearnedRout
 
 def plan_input(model: ClusterModel, node: str, routes: tuple[LearnedRoute, ...],
                interfaces: tuple[HostInterface, ...], host_routes: tuple[HostRoute, ...], *,
-               install_poolless: bool = False, ipip_supported: bool = True) -> PlanInput:
+               install_poolless: bool = False, ipip_supported: bool = True,
+               links: frozenset[str] | None = None) -> PlanInput:
     return PlanInput(node=node, nodes=plan_nodes(model), pools=plan_pools(model), routes=routes,
                      workloads=plan_workloads(model, node), interfaces=interfaces, host_routes=host_routes,
-                     install_poolless=install_poolless, ipip_supported=ipip_supported)
+                     install_poolless=install_poolless, ipip_supported=ipip_supported, links=links)

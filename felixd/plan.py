@@ -140,10 +140,11 @@ class PlanInput:
     host_routes: tuple[HostRoute, ...] = ()
     install_poolless: bool = False  # routes for prefixes outside every pool (e.g. from a ToR)
     ipip_supported: bool = True
+    links: frozenset[str] | None = None  # interfaces present on the host (None: do not check)
 
 
 @dataclass
-class _Plan:
+class PartialPlan:
     routes: dict[tuple[str, int, int], Route] = field(default_factory=dict)
     neighbours: set[Neighbour] = field(default_factory=set)
     fdb: set[FdbEntry] = field(default_factory=set)
@@ -181,6 +182,11 @@ class Planner:
 
     # --- the host's own network
 
+    def workloads(self) -> list[Workload]:
+        """Workloads whose interface exists: a route to a missing device is refused by the kernel."""
+        links = self.data.links
+        return [w for w in self.data.workloads if links is None or w.interface in links]
+
     def uplink(self, version: int) -> HostInterface | None:
         mine = self.me.address(version)
         for iface in self.data.interfaces:
@@ -214,13 +220,13 @@ class Planner:
     # --- routes
 
     def plan(self) -> DesiredState:
-        out = _Plan()
+        out = PartialPlan()
         local_blocks = set(self.me.blocks)
         for block in sorted(local_blocks, key=str):
             pool = pool_for(self.data.pools, block)
             out.add(Route(dst=str(block), kind=RouteKind.BLACKHOLE, mode=Mode.LOCAL_BLOCK,
                           pool=pool.name if pool else None))
-        for wl in self.data.workloads:
+        for wl in self.workloads():
             pool = pool_for(self.data.pools, wl.ip)
             out.add(Route(dst=str(wl.ip), dev=wl.interface, scope_link=True, mode=Mode.WORKLOAD,
                           pool=pool.name if pool else None))
@@ -248,7 +254,7 @@ class Planner:
             warnings=tuple(out.warnings),
         )
 
-    def plan_remote(self, learned: LearnedRoute, out: _Plan) -> None:
+    def plan_remote(self, learned: LearnedRoute, out: PartialPlan) -> None:
         prefix, nh = learned.prefix, learned.next_hop
         pool = pool_for(self.data.pools, prefix)
         if pool is None and not self.data.install_poolless:
@@ -291,7 +297,7 @@ class Planner:
     def _pools_with(self, encap: str, version: int) -> list[PlanPool]:
         return [p for p in self.data.pools if p.encapsulation == encap and p.cidr.version == version]
 
-    def ipip_device(self, out: _Plan) -> IpipDevice | None:
+    def ipip_device(self, out: PartialPlan) -> IpipDevice | None:
         pools = self._pools_with("ipip", 4)
         if not pools:
             return None
@@ -304,7 +310,7 @@ class Planner:
         return IpipDevice(name=IPIP_DEVICE, address=f"{address}/32" if address else None,
                           mtu=(uplink.mtu if uplink else 1500) - IPIP_OVERHEAD)
 
-    def vxlan_device(self, version: int, out: _Plan) -> VxlanDevice | None:
+    def vxlan_device(self, version: int, out: PartialPlan) -> VxlanDevice | None:
         if not self._pools_with("vxlan", version):
             return None
         local = self.me.address(version)
@@ -334,7 +340,7 @@ class Planner:
 
     def sysctls(self) -> frozenset[Sysctl]:
         wanted: set[Sysctl] = set()
-        for wl in self.data.workloads:
+        for wl in self.workloads():
             if wl.ip.version == 4:
                 wanted.add(Sysctl(f"net/ipv4/conf/{wl.interface}/proxy_arp", "1"))
                 wanted.add(Sysctl(f"net/ipv4/conf/{wl.interface}/forwarding", "1"))

@@ -56,6 +56,8 @@ def setup(level: str = "info", fmt: str = "auto", stream: object = None) -> None
         root.removeHandler(old)
     root.addHandler(handler)
     root.setLevel(parse_level(level))
+    # pyroute2 logs every netlink message at debug: far too much even when we debug
+    logging.getLogger("pyroute2").setLevel(max(logging.INFO, root.level))
 
 
 def parse_level(level: str) -> int:

@@ -240,3 +240,11 @@ def test_disabled_pool_still_routes() -> None:
     p = PlanPool("default-ipv4-ippool", ip_network("192.168.0.0/16"), ipip_mode="Always", disabled=True)
     state = plan(worker1(p))
     assert route_for(state, "192.168.133.192/26").dev == "tunl0"
+
+
+def test_workload_routes_wait_for_their_interface() -> None:
+    state = plan(worker1(pool(), links=frozenset({"eth0", "lo"})))
+    assert not [r for r in state.routes.values() if r.mode == Mode.WORKLOAD]
+    assert not [s for s in state.sysctls if "cali" in s.path]
+    state = plan(worker1(pool(), links=frozenset({"eth0", "cali8d4c1a2e"})))
+    assert route_for(state, "192.168.226.65/32").dev == "cali8d4c1a2e"
