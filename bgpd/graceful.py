@@ -1,0 +1,203 @@
+"""Graceful restart (RFC 4724), the route-state part of both roles. Time is given, never read.
+
+Helper (`GracefulHelper`): when a peer that advertised graceful restart drops, its routes stay, marked
+stale, for the restart time it advertised. When it comes back, whatever it re-announces becomes fresh
+again; its End-of-RIB for a family removes what is still stale there. If it does not come back in
+time, or comes back without graceful restart or without the forwarding-state bit for a family, the
+stale routes go. If it drops again before its End-of-RIB, the routes still stale stay stale (with the
+new restart time) instead of being deleted: a second restart must not blackhole a node whose
+forwarding survived (Calico's known pain with BIRD).
+
+Restarting speaker (`RestartDeferral`): after bgpd starts with routes preserved in the kernel, it
+defers the decision process (and so the feed snapshot's end and its own advertisements) until every
+expected peer has sent End-of-RIB for every family it negotiated, or a deadline passes. A peer
+that is not Established within `established_wait`, that does not do graceful restart, or that is
+restarting itself is not waited for (RFC 4724 section 4.1). So the node is routable as soon as its
+peers' End-of-RIBs are in, not after a fixed wait. The Adj-RIB-Outs start (initial table, then
+End-of-RIB) only once the deferral is done; `AdjRibOut.start` refuses earlier.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+from bgpd.rib.path import PeerInfo
+from bgpd.rib.rib import Changes, Rib
+from proto.bgp.constants import AfiSafi
+from proto.bgp.model import GracefulRestartCap
+
+DEFAULT_STALE_TIME = 360.0  # after a peer returns, how long to wait for its End-of-RIB
+DEFAULT_DEFERRAL_TIME = 120.0  # restarting speaker: longest wait for the peers' End-of-RIBs
+DEFAULT_ESTABLISHED_WAIT = 10.0  # restarting speaker: how long a peer has to come up to be waited for
+
+
+def _merge(into: Changes, more: Changes) -> Changes:
+    for family, changes in more.items():
+        if changes:
+            into.setdefault(family, []).extend(changes)
+    return into
+
+
+@dataclass
+class _StalePeer:
+    families: set[AfiSafi]
+    restart_deadline: float | None = None  # while the peer is down
+    eor_deadline: float | None = None  # after it came back, waiting for End-of-RIB
+
+
+class GracefulHelper:
+    def __init__(self, rib: Rib, stale_time: float = DEFAULT_STALE_TIME) -> None:
+        self.rib = rib
+        self.stale_time = stale_time
+        self.peers: dict[PeerInfo, _StalePeer] = {}
+
+    def is_restarting(self, peer: PeerInfo) -> bool:
+        return peer in self.peers
+
+    def peer_down(self, peer: PeerInfo, now: float, capability: GracefulRestartCap | None) -> Changes:
+        """The session dropped. `capability` is the graceful-restart capability the peer sent in the
+        session that just ended (None: it does not do graceful restart, or the session ended by a
+        NOTIFICATION that RFC 8538 says ends graceful restart)."""
+        rib = self.rib
+        if capability is None or not capability.families:
+            self.peers.pop(peer, None)
+            return rib.flush_peer(peer)
+        kept = {(afi, safi) for afi, safi, _forwarding in capability.families} & set(rib.families)
+        changes: Changes = {}
+        _merge(changes, rib.flush_peer(peer, [f for f in rib.families if f not in kept]))
+        # dropping again before End-of-RIB lands here too: what is still stale stays stale, and what
+        # was re-announced since becomes stale with it
+        state = self.peers.get(peer)
+        if state is None:
+            state = self.peers[peer] = _StalePeer(set(kept))
+        else:
+            state.families = set(kept)
+        for family in sorted(kept):
+            _merge(changes, {family: rib.mark_stale(peer, family)})
+        state.restart_deadline = now + capability.restart_time
+        state.eor_deadline = None
+        return changes
+
+    def peer_up(self, peer: PeerInfo, now: float, capability: GracefulRestartCap | None) -> Changes:
+        """The peer is Established again with this capability (None: without graceful restart)."""
+        state = self.peers.get(peer)
+        if state is None:
+            return {}
+        changes: Changes = {}
+        preserved = (
+            {(afi, safi) for afi, safi, forwarding in capability.families if forwarding}
+            if capability is not None
+            else set()
+        )
+        for family in sorted(state.families - preserved):
+            _merge(changes, {family: self.rib.sweep_stale(peer, family)})
+        state.families &= preserved
+        state.restart_deadline = None
+        if not state.families:
+            del self.peers[peer]
+        else:
+            state.eor_deadline = now + self.stale_time
+        return changes
+
+    def end_of_rib(self, peer: PeerInfo, family: AfiSafi, now: float) -> Changes:
+        """End-of-RIB from the peer: what it did not re-announce in `family` is gone."""
+        state = self.peers.get(peer)
+        if state is None or family not in state.families or state.restart_deadline is not None:
+            return {}
+        state.families.discard(family)
+        changes = _merge({}, {family: self.rib.sweep_stale(peer, family)})
+        if not state.families:
+            del self.peers[peer]
+        return changes
+
+    def next_deadline(self) -> float | None:
+        times = [
+            t for s in self.peers.values() for t in (s.restart_deadline, s.eor_deadline) if t is not None
+        ]
+        return min(times) if times else None
+
+    def expire(self, now: float) -> Changes:
+        """Withdraw the stale routes of peers whose restart time or End-of-RIB wait ran out."""
+        changes: Changes = {}
+        for peer, state in list(self.peers.items()):
+            due = state.restart_deadline if state.restart_deadline is not None else state.eor_deadline
+            if due is not None and now >= due:
+                for family in sorted(state.families):
+                    _merge(changes, {family: self.rib.sweep_stale(peer, family)})
+                del self.peers[peer]
+        return changes
+
+
+@dataclass
+class RestartDeferral:
+    """Restarting speaker: the Loc-RIB decides nothing until the expected peers are in."""
+
+    rib: Rib
+    now: float
+    expected: Iterable[PeerInfo]
+    deferral_time: float = DEFAULT_DEFERRAL_TIME
+    established_wait: float = DEFAULT_ESTABLISHED_WAIT
+    # peer -> families still without End-of-RIB (None: not Established yet)
+    waiting: dict[PeerInfo, set[AfiSafi] | None] = field(init=False)
+    done: bool = field(init=False, default=False)
+
+    def __post_init__(self) -> None:
+        self.waiting = dict.fromkeys(self.expected)
+        self.deadline = self.now + self.deferral_time
+        self.established_deadline = self.now + self.established_wait
+        for loc in self.rib.loc.values():
+            loc.defer()
+
+    def peer_established(
+        self, peer: PeerInfo, now: float, families: Iterable[AfiSafi], capability: GracefulRestartCap | None
+    ) -> Changes:
+        if self.done or peer not in self.waiting:
+            return {}
+        if capability is None or capability.restarting:
+            del self.waiting[peer]  # RFC 4724 4.1: no End-of-RIB to wait for from this one
+        else:
+            self.waiting[peer] = set(families)
+        return self.poll(now)
+
+    def peer_removed(self, peer: PeerInfo, now: float) -> Changes:
+        self.waiting.pop(peer, None)
+        return self.poll(now)
+
+    def end_of_rib(self, peer: PeerInfo, family: AfiSafi, now: float) -> Changes:
+        families = self.waiting.get(peer)
+        if families is not None:
+            families.discard(family)
+            if not families:
+                del self.waiting[peer]
+        return self.poll(now)
+
+    def next_deadline(self) -> float | None:
+        if self.done:
+            return None
+        if any(v is None for v in self.waiting.values()):
+            return min(self.established_deadline, self.deadline)
+        return self.deadline
+
+    def ready(self, now: float) -> bool:
+        if self.done or now >= self.deadline:
+            return True
+        if now >= self.established_deadline:
+            return all(v is None for v in self.waiting.values())
+        return not self.waiting
+
+    def poll(self, now: float) -> Changes:
+        """Run the deferred decision once the wait is over; returns the Loc-RIB changes then."""
+        self.now = now
+        if self.done:
+            return {}
+        if now >= self.established_deadline:
+            for peer in [p for p, v in self.waiting.items() if v is None]:
+                del self.waiting[peer]
+        if not self.ready(now):
+            return {}
+        self.done = True
+        changes: Changes = {}
+        for family, loc in self.rib.loc.items():
+            _merge(changes, {family: loc.resume()})
+        return changes

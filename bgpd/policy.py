@@ -1,0 +1,311 @@
+"""Import and export policy: what bgpd accepts from a peer, and what it sends to one.
+
+Import (per peer): loop and sanity checks per attribute set (own AS in an eBGP AS_PATH, our router id
+as ORIGINATOR_ID, our cluster id in CLUSTER_LIST, a NEXT_HOP that is ours or a martian), then a
+per-prefix filter: only prefixes inside an IPPool, no shorter than the pool, unless the peer opts in
+to routes outside the pools. Every rejection is counted per reason. Over `max_prefixes` the decision
+is Cease/1 with the RFC 4486 data; the session layer sends it and holds the peer down.
+
+Export (per target peer): routes this node originates go to everyone; nothing learned ever goes to a
+node-to-node mesh peer (every node announces its own blocks there); routes learned from eBGP go to
+every other peer but their source; routes learned from iBGP go to other iBGP peers only by the
+reflection rules (`bgpd.reflection`); to eBGP, learned routes are exported only inside
+the pools. Towards eBGP the own AS is prepended, the next hop is ours unless `keep_next_hop`,
+LOCAL_PREF, ORIGINATOR_ID and CLUSTER_LIST are removed, and MED only leaves the AS when it is ours
+(RFC 4271 5.1.4).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import struct
+from collections import Counter
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field, replace
+
+from bgpd.reflection import reflected_attributes, reflection_loop, reflects
+from bgpd.rib.path import DEFAULT_LOCAL_PREF, Advert, NextHop, Path, PeerInfo, advert
+from proto.bgp.constants import (
+    AFI,
+    IPV4_UNICAST,
+    IPV6_UNICAST,
+    AfiSafi,
+    CeaseSubcode,
+    ErrorCode,
+    Origin,
+    SegmentType,
+)
+from proto.bgp.model import AsPathSegment, MessageError, PathAttributes
+
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+@dataclass(frozen=True)
+class Speaker:
+    """This node as the policy sees it."""
+
+    asn: int
+    router_id: str
+    cluster_id: str | None = None  # set on route reflectors
+    addresses: frozenset[str] = frozenset()  # every address of this node (next-hop sanity check)
+
+
+# ---------------------------------------------------------------- prefixes against pools
+
+
+def family_of(network: Network) -> AfiSafi:
+    return IPV4_UNICAST if network.version == 4 else IPV6_UNICAST
+
+
+class PoolSet:
+    """Fast "is this wire-form prefix inside one of the pools (and no shorter)?" for one family."""
+
+    def __init__(self, networks: Iterable[Network | str], family: AfiSafi) -> None:
+        self.family = family
+        self.max_len = 32 if family[0] == AFI.IPV4 else 128
+        self.networks: list[Network] = []
+        # (pool length, whole octets, masked last octet or None)
+        self._tests: list[tuple[int, bytes, int, int]] = []
+        for n in networks:
+            net = ipaddress.ip_network(n) if isinstance(n, str) else n
+            if family_of(net) != family:
+                continue
+            self.networks.append(net)
+            plen = net.prefixlen
+            raw = net.network_address.packed
+            whole, bits = divmod(plen, 8)
+            mask = (0xFF << (8 - bits)) & 0xFF if bits else 0
+            last = raw[whole] & mask if bits else 0
+            self._tests.append((plen, raw[:whole], mask, last))
+
+    def select(self, prefixes: Sequence[bytes], offset: int = 0) -> list[bytes]:
+        """The prefixes `covers` accepts; `offset` skips an ADD-PATH identifier. One pool on an
+        octet boundary (the usual case) is tested inline, without a call per prefix."""
+        if offset == 0 and len(self._tests) == 1 and not self._tests[0][2]:
+            plen, head, _mask, _last = self._tests[0]
+            n = len(head)
+            top = self.max_len
+            if n == 0:
+                return [p for p in prefixes if plen <= p[0] <= top]
+            return [p for p in prefixes if plen <= p[0] <= top and p[1 : 1 + n] == head]
+        covers = self.covers
+        if offset:
+            return [p for p in prefixes if covers(p[offset:])]
+        return [p for p in prefixes if covers(p)]
+
+    def covers(self, prefix: bytes) -> bool:
+        length = prefix[0]
+        if length > self.max_len:
+            return False
+        for plen, head, mask, last in self._tests:
+            if length < plen:
+                continue
+            n = len(head)
+            if prefix[1 : 1 + n] != head:
+                continue
+            if mask and (prefix[1 + n] & mask) != last:
+                continue
+            return True
+        return False
+
+
+# ---------------------------------------------------------------- import
+
+
+_MARTIANS_V4 = [ipaddress.ip_network(n) for n in ("0.0.0.0/8", "127.0.0.0/8", "224.0.0.0/4", "240.0.0.0/4")]
+_MARTIANS_V6 = [ipaddress.ip_network(n) for n in ("::/128", "::1/128", "ff00::/8", "::ffff:0:0/96")]
+_LINK_LOCAL_V6 = ipaddress.ip_network("fe80::/10")
+
+
+def martian_next_hop(next_hop: NextHop) -> str | None:
+    """Why this next hop cannot be used, or None. IPv4 link-local (169.254/16) is allowed: it is a
+    valid on-link address between a host and its router. An IPv6 link-local address is only valid as
+    the second next hop of MP_REACH_NLRI."""
+    if not next_hop:
+        return "missing-next-hop"
+    try:
+        ip = ipaddress.ip_address(next_hop[0])
+    except ValueError:
+        return "martian-next-hop"
+    if ip.version == 4:
+        return "martian-next-hop" if any(ip in n for n in _MARTIANS_V4) else None
+    if any(ip in n for n in _MARTIANS_V6) or ip in _LINK_LOCAL_V6:
+        return "martian-next-hop"
+    return None
+
+
+def max_prefix_data(family: AfiSafi, limit: int) -> bytes:
+    """RFC 4486 section 4: AFI, SAFI, upper bound."""
+    return struct.pack("!HBI", family[0], family[1], limit)
+
+
+@dataclass
+class ImportOptions:
+    accept_outside_pools: bool = False
+    max_prefixes: int | None = None  # paths per family, ADD-PATH paths counted one by one
+
+
+@dataclass
+class ImportPolicy:
+    """One peer's import policy, with its reject counters."""
+
+    speaker: Speaker
+    peer: PeerInfo
+    pools: dict[AfiSafi, PoolSet]
+    options: ImportOptions = field(default_factory=ImportOptions)
+    rejected: Counter[str] = field(default_factory=Counter)  # reason -> prefixes rejected
+    _checked: dict[tuple[PathAttributes, NextHop], PathAttributes | str] = field(default_factory=dict)
+
+    def check(self, attrs: PathAttributes, next_hop: NextHop) -> PathAttributes | str:
+        """The attribute set to store (rewritten for eBGP), or the reason the routes are rejected.
+        Done once per distinct (attribute set, next hop), not per prefix."""
+        key = (attrs, next_hop)
+        out = self._checked.get(key)
+        if out is None:
+            out = self._check(attrs, next_hop)
+            if len(self._checked) > 4096:
+                self._checked.clear()
+            self._checked[key] = out
+        return out
+
+    def _check(self, attrs: PathAttributes, next_hop: NextHop) -> PathAttributes | str:
+        sp = self.speaker
+        peer = self.peer
+        if peer.ebgp:
+            for seg in attrs.as_path or ():
+                if sp.asn in seg.asns:
+                    return "as-path-loop"
+        loop = reflection_loop(attrs, sp.router_id, sp.cluster_id)
+        if loop:
+            return loop
+        bad = martian_next_hop(next_hop)
+        if bad:
+            return bad
+        if next_hop[0] in sp.addresses:
+            return "next-hop-is-ours"
+        # RFC 4271 5.1.5: LOCAL_PREF from another AS is ignored; RFC 4456 attributes never
+        # legitimately cross an AS border
+        if peer.ebgp and (
+            attrs.local_pref != DEFAULT_LOCAL_PREF or attrs.originator_id or attrs.cluster_list
+        ):
+            attrs = replace(attrs, local_pref=DEFAULT_LOCAL_PREF, originator_id=None, cluster_list=None)
+        return attrs
+
+    def filter(self, prefixes: Sequence[bytes], family: AfiSafi, add_path: bool = False) -> Sequence[bytes]:
+        """The prefixes this peer may send us; the rest are counted as rejected."""
+        if self.options.accept_outside_pools:
+            return prefixes
+        pools = self.pools.get(family)
+        if pools is None:
+            self.rejected["outside-pools"] += len(prefixes)
+            return []
+        ok = pools.select(prefixes, 4 if add_path else 0)
+        if len(ok) != len(prefixes):
+            self.rejected["outside-pools"] += len(prefixes) - len(ok)
+        return ok
+
+    def reject(self, reason: str, count: int) -> None:
+        self.rejected[reason] += count
+
+    def over_limit(self, family: AfiSafi, count: int) -> MessageError | None:
+        """Cease/1 with the RFC 4486 data when `count` paths exceed the limit."""
+        limit = self.options.max_prefixes
+        if limit is None or count <= limit:
+            return None
+        return MessageError(
+            ErrorCode.CEASE,
+            CeaseSubcode.MAX_PREFIXES_REACHED,
+            max_prefix_data(family, limit),
+            f"{self.peer.name}: {count} prefixes for {family}, limit {limit}",
+        )
+
+
+# ---------------------------------------------------------------- export
+
+
+def originated_attributes(local_pref: int = DEFAULT_LOCAL_PREF) -> PathAttributes:
+    """The attribute set of this node's own blocks (next hop: ourselves, set per session)."""
+    return PathAttributes(origin=Origin.IGP, as_path=(), local_pref=local_pref)
+
+
+def prepend_as(as_path: tuple[AsPathSegment, ...] | None, asn: int) -> tuple[AsPathSegment, ...]:
+    segs = as_path or ()
+    if segs and segs[0].type == SegmentType.AS_SEQUENCE and len(segs[0].asns) < 255:
+        return (AsPathSegment(SegmentType.AS_SEQUENCE, (asn, *segs[0].asns)), *segs[1:])
+    return (AsPathSegment(SegmentType.AS_SEQUENCE, (asn,)), *segs)
+
+
+Exporter = Callable[[bytes, Path], Advert | None]
+_NOT_CACHED = object()
+
+
+class ExportPolicy:
+    def __init__(self, speaker: Speaker, pools: dict[AfiSafi, PoolSet]) -> None:
+        self.speaker = speaker
+        self.pools = pools
+
+    def advert(self, best: Path, target: PeerInfo, family: AfiSafi) -> Advert | None:
+        """What `target` gets for a prefix whose best path is `best` (prefix filters aside)."""
+        src = best.source
+        sp = self.speaker
+        if src is target:
+            return None
+        attrs = best.attrs
+        self_hop = target.next_hop_self.get(family)
+        if target.mesh and not src.local:
+            return None  # the mesh only carries each node's own blocks
+        if src.ibgp:
+            if target.ibgp and not reflects(src, target, attrs, sp.cluster_id):
+                return None
+            if target.ibgp:
+                assert sp.cluster_id is not None
+                return advert(reflected_attributes(attrs, src, sp.cluster_id), best.next_hop)
+        if target.ebgp:
+            if target.keep_next_hop and best.next_hop:
+                next_hop = best.next_hop
+            elif self_hop:
+                next_hop = self_hop
+            else:
+                return None
+            out = replace(
+                attrs,
+                as_path=prepend_as(attrs.as_path, sp.asn),
+                next_hop=next_hop[0] if family == IPV4_UNICAST and "." in next_hop[0] else None,
+                local_pref=None,
+                med=attrs.med if src.local else None,
+                originator_id=None,
+                cluster_list=None,
+            )
+            return advert(out, next_hop)
+        # iBGP target: our own routes with next hop self, eBGP-learned ones unchanged (RFC 4271 5.1.3)
+        if src.local:
+            if not self_hop:
+                return None
+            next_hop = self_hop
+        else:
+            next_hop = best.next_hop
+        out = replace(
+            attrs,
+            next_hop=next_hop[0] if family == IPV4_UNICAST and "." in next_hop[0] else None,
+            local_pref=best.local_pref,
+        )
+        return advert(out, next_hop)
+
+    def exporter(self, target: PeerInfo, family: AfiSafi) -> Exporter:
+        """A per-prefix export function for one target, caching the per-path work."""
+        cache: dict[Path, Advert | None] = {}
+        pools = self.pools.get(family)
+        covers = pools.covers if pools is not None else (lambda _p: False)
+        advert_for = self.advert
+
+        def export(prefix: bytes, best: Path) -> Advert | None:
+            a = cache.get(best, _NOT_CACHED)
+            if a is _NOT_CACHED:
+                if len(cache) > 4096:
+                    cache.clear()
+                a = cache[best] = advert_for(best, target, family)
+            if a is not None and target.ebgp and not best.source.local and not covers(prefix):
+                return None
+            return a  # type: ignore[return-value]
+
+        return export

@@ -1,0 +1,192 @@
+"""The RIB as the session layer uses it: UPDATEs in, best-path changes out.
+
+`Rib` holds one Loc-RIB per family, the Adj-RIB-Ins of every peer (plus this node's own routes as the
+`local` source) and each peer's import policy. `receive_update` applies one decoded UPDATE: attribute
+checks once per attribute set, the pool filter per prefix, Adj-RIB-In changes, the decision for the
+touched prefixes only, and the max-prefixes check. It returns the Loc-RIB changes per family, which the
+daemon passes to the feed and the Adj-RIB-Outs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+
+from bgpd.policy import ImportOptions, ImportPolicy, PoolSet, Speaker, originated_attributes
+from bgpd.rib.adj_rib_in import AdjRibIn
+from bgpd.rib.decision import DEFAULT_DECISION, DecisionConfig
+from bgpd.rib.loc_rib import Change, LocRib
+from bgpd.rib.path import NextHop, PeerInfo, effective_next_hop
+from proto.bgp.constants import IPV4_UNICAST, IPV6_UNICAST, AfiSafi
+from proto.bgp.model import MessageError, PathAttributes, Update
+
+Changes = dict[AfiSafi, list[Change]]
+
+
+@dataclass
+class UpdateResult:
+    changes: Changes = field(default_factory=dict)
+    end_of_rib: AfiSafi | None = None
+    error: MessageError | None = None  # Cease/1 when the peer went over its prefix limit
+
+
+@dataclass
+class PeerRibs:
+    peer: PeerInfo
+    policy: ImportPolicy
+    ins: dict[AfiSafi, AdjRibIn]
+
+
+def _add(changes: Changes, family: AfiSafi, new: list[Change]) -> None:
+    if new:
+        changes.setdefault(family, []).extend(new)
+
+
+class Rib:
+    def __init__(
+        self,
+        speaker: Speaker,
+        pools: dict[AfiSafi, PoolSet] | None = None,
+        config: DecisionConfig = DEFAULT_DECISION,
+        families: Sequence[AfiSafi] = (IPV4_UNICAST, IPV6_UNICAST),
+        node: str | None = None,
+    ) -> None:
+        self.speaker = speaker
+        self.pools = pools or {}
+        self.families = tuple(families)
+        self.loc = {f: LocRib(f, config) for f in self.families}
+        self.local = PeerInfo.local_source(speaker.asn, speaker.router_id, node)
+        self.local_in = {f: AdjRibIn(self.local, f) for f in self.families}
+        for f, rib_in in self.local_in.items():
+            self.loc[f].add_source(rib_in)
+        self.peers: dict[PeerInfo, PeerRibs] = {}
+
+    # ---------------------------------------------------------------- peers
+
+    def add_peer(self, peer: PeerInfo, options: ImportOptions | None = None) -> PeerRibs:
+        if peer in self.peers:
+            raise ValueError(f"peer {peer.name} already in the RIB")
+        policy = ImportPolicy(self.speaker, peer, self.pools, options or ImportOptions())
+        ins = {f: AdjRibIn(peer, f) for f in self.families}
+        for f, rib_in in ins.items():
+            self.loc[f].add_source(rib_in)
+        state = self.peers[peer] = PeerRibs(peer, policy, ins)
+        return state
+
+    def set_add_path(self, peer: PeerInfo, families: Iterable[AfiSafi]) -> None:
+        """Whether received NLRI carry path identifiers, per the session just negotiated. Keys are
+        plain prefixes either way, so a stale table kept from the previous session stays usable."""
+        on = set(families)
+        for f, rib_in in self.peers[peer].ins.items():
+            rib_in.add_path = f in on
+
+    def remove_peer(self, peer: PeerInfo) -> Changes:
+        state = self.peers.pop(peer)
+        changes: Changes = {}
+        for f, rib_in in state.ins.items():
+            _add(changes, f, self.loc[f].remove_source(rib_in))
+        return changes
+
+    def flush_peer(self, peer: PeerInfo, families: Iterable[AfiSafi] | None = None) -> Changes:
+        """Withdraw everything a peer sent (session down without graceful restart)."""
+        changes: Changes = {}
+        for f, rib_in in self.peers[peer].ins.items():
+            if families is None or f in families:
+                _add(changes, f, self.loc[f].update(rib_in.clear(), rib_in))
+        return changes
+
+    def mark_stale(self, peer: PeerInfo, family: AfiSafi) -> list[Change]:
+        rib_in = self.peers[peer].ins[family]
+        return self.loc[family].update(rib_in.mark_stale(), rib_in)
+
+    def sweep_stale(self, peer: PeerInfo, family: AfiSafi) -> list[Change]:
+        rib_in = self.peers[peer].ins[family]
+        return self.loc[family].update(rib_in.sweep_stale(), rib_in)
+
+    def begin_refresh(self, peer: PeerInfo, family: AfiSafi) -> list[Change]:
+        """BoRR received (RFC 7313 section 4): the peer is about to re-send its table; what it does
+        not re-send before EoRR is gone then. The session should bound the wait (RFC 7313 suggests
+        a timer) and call `end_refresh` when it runs out."""
+        return self.mark_stale(peer, family)
+
+    def end_refresh(self, peer: PeerInfo, family: AfiSafi) -> list[Change]:
+        """EoRR received: routes not re-sent since BoRR are withdrawn."""
+        return self.sweep_stale(peer, family)
+
+    def adj_rib_in(self, peer: PeerInfo, family: AfiSafi) -> AdjRibIn:
+        return self.peers[peer].ins[family]
+
+    # ---------------------------------------------------------------- own routes
+
+    def originate(self, family: AfiSafi, prefixes: Iterable[bytes]) -> list[Change]:
+        """Make this node's originated routes exactly `prefixes` (its exported blocks)."""
+        rib_in = self.local_in[family]
+        return self.loc[family].update(rib_in.sync(prefixes, originated_attributes(), ()), rib_in)
+
+    # ---------------------------------------------------------------- UPDATEs
+
+    def receive_update(self, peer: PeerInfo, update: Update) -> UpdateResult:
+        state = self.peers[peer]
+        result = UpdateResult()
+        eor = update.end_of_rib()
+        if eor is not None:
+            result.end_of_rib = eor
+            return result
+        changes = result.changes
+        withdraw_all = update.treat_as_withdraw
+        if update.withdrawn or (withdraw_all and update.nlri):
+            gone = update.withdrawn + update.nlri if withdraw_all else update.withdrawn
+            self._withdraw(state, IPV4_UNICAST, gone, changes)
+        if update.mp_unreach is not None:
+            mu = update.mp_unreach
+            self._withdraw(state, (mu.afi, mu.safi), mu.withdrawn, changes)
+        if withdraw_all:
+            if update.mp_reach is not None:
+                mr = update.mp_reach
+                self._withdraw(state, (mr.afi, mr.safi), mr.nlri, changes)
+            return result
+        attrs = update.attributes
+        if update.nlri and attrs is not None:
+            self._announce(state, IPV4_UNICAST, update.nlri, attrs, effective_next_hop(attrs, None), result)
+        if update.mp_reach is not None and attrs is not None:
+            mr = update.mp_reach
+            family = (mr.afi, mr.safi)
+            self._announce(state, family, mr.nlri, attrs, effective_next_hop(attrs, mr.next_hop), result)
+        return result
+
+    def _withdraw(self, state: PeerRibs, family: AfiSafi, prefixes: list[bytes], changes: Changes) -> None:
+        rib_in = state.ins.get(family)
+        if rib_in is None or not prefixes:
+            return
+        _add(changes, family, self.loc[family].update(rib_in.withdraw(prefixes), rib_in))
+
+    def _announce(
+        self,
+        state: PeerRibs,
+        family: AfiSafi,
+        prefixes: list[bytes],
+        attrs: PathAttributes,
+        next_hop: NextHop,
+        result: UpdateResult,
+    ) -> None:
+        rib_in = state.ins.get(family)
+        if rib_in is None:
+            state.policy.reject("family-not-configured", len(prefixes))
+            return
+        checked = state.policy.check(attrs, next_hop)
+        if isinstance(checked, str):
+            # a route that fails the checks replaces (withdraws) what the peer sent before for it
+            state.policy.reject(checked, len(prefixes))
+            self._withdraw(state, family, prefixes, result.changes)
+            return
+        accepted = state.policy.filter(prefixes, family, rib_in.add_path)
+        if len(accepted) != len(prefixes):
+            kept = set(accepted)
+            dropped = [p for p in prefixes if p not in kept]
+            self._withdraw(state, family, dropped, result.changes)
+        if accepted:
+            changed = rib_in.announce(accepted, checked, next_hop)
+            _add(result.changes, family, self.loc[family].update(changed, rib_in))
+            error = state.policy.over_limit(family, len(rib_in))
+            if error is not None and result.error is None:
+                result.error = error

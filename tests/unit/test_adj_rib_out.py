@@ -1,0 +1,274 @@
+"""Adj-RIB-Out: grouping by attribute set, coalescing in the window, End-of-RIB, route refresh."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import pytest
+
+from bgpd.policy import ExportPolicy, PoolSet, Speaker
+from bgpd.rib.adj_rib_out import AdjRibOut
+from bgpd.rib.path import NextHop, PeerInfo
+from bgpd.rib.rib import Rib
+from proto.bgp.constants import IPV4_UNICAST, IPV6_UNICAST, AfiSafi, RefreshSubtype
+from proto.bgp.model import Negotiated, PathAttributes, RouteRefresh, Update
+from proto.bgp.prefix import prefix_from_network
+
+AS = 64512
+V4, V6 = IPV4_UNICAST, IPV6_UNICAST
+ME = Speaker(AS, "10.0.0.1", addresses=frozenset({"10.0.0.1"}))
+POOLS = {V4: PoolSet(["192.168.0.0/16"], V4), V6: PoolSet(["fd00:10::/48"], V6)}
+NODE_A = PeerInfo("node-a", "10.0.0.2", AS, AS, "10.0.0.2", mesh=True)
+NODE_B = PeerInfo("node-b", "10.0.0.3", AS, AS, "10.0.0.3", mesh=True)
+TOR = PeerInfo("tor", "10.0.0.254", 65001, AS, "10.0.0.254", next_hop_self={V4: ("10.0.0.1",)})
+WINDOW = 0.02
+
+
+class RecordingPacker:
+    """Stands in for proto.bgp.packing so the tests see the groups; one "message" per call."""
+
+    def __init__(self) -> None:
+        self.log: list[tuple] = []
+
+    def pack_announcements(
+        self,
+        family: AfiSafi,
+        attrs: PathAttributes,
+        next_hop: NextHop,
+        prefixes: Sequence[bytes],
+        negotiated: Negotiated,
+    ) -> list[bytes]:
+        self.log.append(("announce", family, attrs, next_hop, tuple(prefixes)))
+        return [b"announce"]
+
+    def pack_withdrawals(
+        self, family: AfiSafi, prefixes: Sequence[bytes], negotiated: Negotiated
+    ) -> list[bytes]:
+        self.log.append(("withdraw", family, tuple(prefixes)))
+        return [b"withdraw"]
+
+    def end_of_rib(self, family: AfiSafi) -> bytes:
+        self.log.append(("eor", family))
+        return b"eor"
+
+
+def pfx(text: str) -> bytes:
+    return prefix_from_network(text)
+
+
+def mesh_attrs(next_hop: str) -> PathAttributes:
+    # a community per sender, so the attribute sets still differ after eBGP rewriting (next hop self)
+    return PathAttributes(
+        origin=0, as_path=(), next_hop=next_hop, local_pref=100, communities=(int(next_hop.split(".")[-1]),)
+    )
+
+
+@pytest.fixture
+def rib() -> Rib:
+    rib = Rib(ME, POOLS)
+    rib.add_peer(NODE_A)
+    rib.add_peer(NODE_B)
+    return rib
+
+
+def started(rib: Rib, now: float = 0.0) -> tuple[AdjRibOut, RecordingPacker]:
+    packer = RecordingPacker()
+    out = AdjRibOut(TOR, ExportPolicy(ME, POOLS), packer=packer, window=WINDOW)
+    out.start(now, rib.loc, [V4, V6])
+    return out, packer
+
+
+def feed(out: AdjRibOut, result_changes: dict, now: float) -> None:
+    for family, changes in result_changes.items():
+        out.changes(family, changes, now)
+
+
+def test_initial_table_grouped_then_end_of_rib(rib: Rib) -> None:
+    a = [pfx(f"192.168.{i}.0/26") for i in range(3)]
+    b = [pfx(f"192.168.{i}.64/26") for i in range(2)]
+    rib.receive_update(NODE_A, Update(attributes=mesh_attrs("10.0.0.2"), nlri=a))
+    rib.receive_update(NODE_B, Update(attributes=mesh_attrs("10.0.0.3"), nlri=b))
+    rib.originate(V4, [pfx("192.168.100.0/26")])
+    out, packer = started(rib)
+    assert out.next_deadline() == 0.0
+    msgs = out.flush(0.0)
+    announces = [e for e in packer.log if e[0] == "announce"]
+    # three attribute sets (A's, B's, our own), one packing call each, every prefix once
+    assert len(announces) == 3
+    assert sorted(p for e in announces for p in e[4]) == sorted([*a, *b, pfx("192.168.100.0/26")])
+    assert {e[4] for e in announces} >= {tuple(a), tuple(b)}
+    # End-of-RIB of every family, after the table (an empty IPv6 table gets one too)
+    assert packer.log[-2:] == [("eor", V4), ("eor", V6)]
+    assert msgs[-2:] == [b"eor", b"eor"]
+    assert out.next_deadline() is None
+    # End-of-RIB is only sent once
+    packer.log.clear()
+    feed(out, rib.receive_update(NODE_A, Update(attributes=mesh_attrs("10.0.0.9"), nlri=a[:1])).changes, 1.0)
+    out.flush(2.0)
+    assert [e[0] for e in packer.log] == ["announce"]
+
+
+def test_nothing_before_start(rib: Rib) -> None:
+    packer = RecordingPacker()
+    out = AdjRibOut(TOR, ExportPolicy(ME, POOLS), packer=packer, window=WINDOW)
+    feed(
+        out,
+        rib.receive_update(
+            NODE_A, Update(attributes=mesh_attrs("10.0.0.2"), nlri=[pfx("192.168.1.0/26")])
+        ).changes,
+        0,
+    )
+    assert out.next_deadline() is None and out.flush(10.0) == [] and packer.log == []
+
+
+def test_changes_wait_for_the_window(rib: Rib) -> None:
+    out, packer = started(rib)
+    out.flush(0.0)
+    packer.log.clear()
+    block = pfx("192.168.1.0/26")
+    feed(
+        out, rib.receive_update(NODE_A, Update(attributes=mesh_attrs("10.0.0.2"), nlri=[block])).changes, 5.0
+    )
+    assert out.next_deadline() == pytest.approx(5.0 + WINDOW)
+    assert out.flush(5.0 + WINDOW / 2) == []
+    out.flush(5.0 + WINDOW)
+    assert packer.log == [("announce", V4, out.advertised[V4][block].attrs, ("10.0.0.1",), (block,))]
+    assert out.advertised[V4][block].attrs.as_path[0].asns == (AS,)
+
+
+def test_announce_then_withdraw_in_window_is_nothing(rib: Rib) -> None:
+    out, packer = started(rib)
+    out.flush(0.0)
+    packer.log.clear()
+    block = pfx("192.168.1.0/26")
+    feed(
+        out, rib.receive_update(NODE_A, Update(attributes=mesh_attrs("10.0.0.2"), nlri=[block])).changes, 1.0
+    )
+    feed(out, rib.receive_update(NODE_A, Update(withdrawn=[block])).changes, 1.005)
+    assert out.flush(1.0 + WINDOW) == []
+    assert packer.log == []
+    assert block not in out.advertised[V4]
+
+
+def test_several_changes_in_window_become_one(rib: Rib) -> None:
+    out, packer = started(rib)
+    out.flush(0.0)
+    packer.log.clear()
+    block = pfx("192.168.1.0/26")
+    for i, hop in enumerate(["10.0.0.2", "10.0.0.7", "10.0.0.8"]):
+        feed(
+            out,
+            rib.receive_update(NODE_A, Update(attributes=mesh_attrs(hop), nlri=[block])).changes,
+            1.0 + i * 0.001,
+        )
+    out.flush(1.0 + WINDOW)
+    assert len(packer.log) == 1 and packer.log[0][0] == "announce" and packer.log[0][4] == (block,)
+    # withdraw then re-announce the same thing: nothing to send
+    packer.log.clear()
+    feed(out, rib.receive_update(NODE_A, Update(withdrawn=[block])).changes, 2.0)
+    feed(
+        out,
+        rib.receive_update(NODE_A, Update(attributes=mesh_attrs("10.0.0.8"), nlri=[block])).changes,
+        2.001,
+    )
+    assert out.flush(3.0) == [] and packer.log == []
+
+
+def test_withdrawals_packed_together(rib: Rib) -> None:
+    blocks = [pfx(f"192.168.{i}.0/26") for i in range(5)]
+    rib.receive_update(NODE_A, Update(attributes=mesh_attrs("10.0.0.2"), nlri=blocks))
+    out, packer = started(rib)
+    out.flush(0.0)
+    packer.log.clear()
+    feed(out, rib.receive_update(NODE_A, Update(withdrawn=blocks[:4])).changes, 1.0)
+    out.flush(2.0)
+    assert packer.log == [("withdraw", V4, tuple(blocks[:4]))]
+    assert list(out.advertised[V4]) == [blocks[4]]
+
+
+def test_route_refresh_resends_the_table(rib: Rib) -> None:
+    blocks = [pfx(f"192.168.{i}.0/26") for i in range(4)]
+    rib.receive_update(NODE_A, Update(attributes=mesh_attrs("10.0.0.2"), nlri=blocks[:2]))
+    rib.receive_update(NODE_B, Update(attributes=mesh_attrs("10.0.0.3"), nlri=blocks[2:]))
+    out, packer = started(rib)
+    out.flush(0.0)
+    packer.log.clear()
+    out.route_refresh(V4, 7.0)
+    assert out.next_deadline() == 7.0
+    msgs = out.flush(7.0)
+    assert [e[0] for e in packer.log] == ["announce", "announce"]  # one per attribute set, no End-of-RIB
+    assert sorted(p for e in packer.log for p in e[4]) == sorted(blocks)
+    assert msgs == [b"announce", b"announce"]
+
+
+def test_enhanced_route_refresh_between_borr_and_eorr(rib: Rib) -> None:
+    from proto.bgp.codec import decode_message
+
+    blocks = [pfx(f"192.168.{i}.0/26") for i in range(3)]
+    rib.receive_update(NODE_A, Update(attributes=mesh_attrs("10.0.0.2"), nlri=blocks))
+    packer = RecordingPacker()
+    out = AdjRibOut(TOR, ExportPolicy(ME, POOLS), packer=packer, window=WINDOW)
+    out.start(0.0, rib.loc, [V4], enhanced_refresh=True)
+    out.flush(0.0)
+    # a change pending when the refresh comes in is part of the re-sent table
+    feed(out, rib.receive_update(NODE_A, Update(withdrawn=blocks[:1])).changes, 1.0)
+    out.route_refresh(V4, 1.001)
+    msgs = out.flush(1.001)
+    negotiated = Negotiated()
+    assert decode_message(msgs[0], negotiated) == RouteRefresh(1, 1, RefreshSubtype.BORR)
+    assert decode_message(msgs[-1], negotiated) == RouteRefresh(1, 1, RefreshSubtype.EORR)
+    assert msgs[1:-1] == [b"withdraw", b"announce"]
+    assert packer.log[-1][4] == tuple(blocks[1:])
+
+
+def test_stop_forgets_what_was_sent(rib: Rib) -> None:
+    rib.receive_update(NODE_A, Update(attributes=mesh_attrs("10.0.0.2"), nlri=[pfx("192.168.1.0/26")]))
+    out, packer = started(rib)
+    out.flush(0.0)
+    assert len(out) == 1
+    out.stop()
+    assert len(out) == 0 and out.next_deadline() is None
+    out.start(5.0, rib.loc, [V4])
+    packer.log.clear()
+    out.flush(5.0)
+    assert [e[0] for e in packer.log] == ["announce", "eor"]
+
+
+def test_with_the_real_packer(rib: Rib) -> None:
+    packing = pytest.importorskip("proto.bgp.packing", reason="proto.bgp.packing not written yet")
+    from proto.bgp.codec import decode_message
+
+    blocks = [pfx(f"192.168.{i >> 2}.{(i & 3) * 64}/26") for i in range(600)]
+    rib.receive_update(NODE_A, Update(attributes=mesh_attrs("10.0.0.2"), nlri=blocks))
+    out = AdjRibOut(TOR, ExportPolicy(ME, POOLS), packer=packing, window=WINDOW)
+    negotiated = Negotiated()
+    out.start(0.0, rib.loc, [V4], negotiated)
+    msgs = out.flush(0.0)
+    assert 1 < len(msgs) < 10  # packed, not one UPDATE per prefix
+    decoded = [decode_message(m, negotiated) for m in msgs]
+    got = [p for d in decoded[:-1] for p in d.nlri]  # type: ignore[union-attr]
+    assert sorted(got) == sorted(blocks)
+    assert decoded[-1].end_of_rib() == V4  # type: ignore[union-attr]
+
+
+def test_with_the_real_packer_ipv6_and_withdrawals(rib: Rib) -> None:
+    packing = pytest.importorskip("proto.bgp.packing", reason="proto.bgp.packing not written yet")
+    from proto.bgp.codec import decode_message
+
+    mesh_target = PeerInfo(
+        "node-c", "10.0.0.4", AS, AS, "10.0.0.4", mesh=True, next_hop_self={V6: ("fd00::1",)}
+    )
+    blocks = [prefix_from_network(f"fd00:10:0:{i:x}::/122") for i in range(300)]
+    rib.originate(V6, blocks)
+    out = AdjRibOut(mesh_target, ExportPolicy(ME, POOLS), packer=packing, window=WINDOW)
+    negotiated = Negotiated()
+    out.start(0.0, rib.loc, [V6], negotiated)
+    decoded = [decode_message(m, negotiated) for m in out.flush(0.0)]
+    announced = [p for d in decoded[:-1] for p in d.mp_reach.nlri]  # type: ignore[union-attr]
+    assert sorted(announced) == sorted(blocks)
+    assert {d.mp_reach.next_hop for d in decoded[:-1]} == {("fd00::1",)}  # type: ignore[union-attr]
+    assert decoded[-1].end_of_rib() == V6  # type: ignore[union-attr]
+    out.changes(V6, rib.originate(V6, blocks[100:]), 1.0)
+    decoded = [decode_message(m, negotiated) for m in out.flush(2.0)]
+    withdrawn = [p for d in decoded for p in d.mp_unreach.withdrawn]  # type: ignore[union-attr]
+    assert sorted(withdrawn) == sorted(blocks[:100]) and len(decoded) == 1
