@@ -1,0 +1,199 @@
+"""Change notifications for the file datastore: inotify on the file's directory, or polling.
+
+A background thread notices the file changing, reads and validates it, and delivers a `WatchEvent`:
+the new model, or, for an invalid file, the error together with the last good model (which stays in
+force). Consumers either block on `get(timeout)`, register a callback (called on the watch thread), or,
+in asyncio code, use `asyncio_queue(loop)`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import logging
+import os
+import queue
+import select
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Literal
+
+from datastore import inotify
+from proto.resources import ClusterModel, ValidationError
+
+if TYPE_CHECKING:
+    import asyncio
+
+    from datastore.filestore import FileDatastore
+
+log = logging.getLogger("tortie.datastore")
+
+_DIR_MASK = (inotify.IN_CLOSE_WRITE | inotify.IN_MOVED_TO | inotify.IN_MOVED_FROM | inotify.IN_DELETE
+             | inotify.IN_DELETE_SELF | inotify.IN_MOVE_SELF)
+
+
+@dataclass(frozen=True, slots=True)
+class WatchEvent:
+    model: ClusterModel  # the model in force: the new one, or the last good one when `error` is set
+    error: Exception | None = None  # ValidationError, or OSError (file missing or unreadable)
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+
+class Watch:
+    def __init__(self, store: FileDatastore, *, backend: Literal["auto", "inotify", "poll"] = "auto",
+                 poll_interval: float = 1.0, initial: ClusterModel | None = None) -> None:
+        self.store = store
+        self.poll_interval = poll_interval
+        self._events: queue.Queue[WatchEvent] = queue.Queue()
+        self._callbacks: list[Callable[[WatchEvent], None]] = []
+        self._lock = threading.Lock()
+        self._closed = threading.Event()
+        self._wake_r, self._wake_w = os.pipe()
+        self._inotify: inotify.Inotify | None = None
+        if backend in ("auto", "inotify"):
+            try:
+                self._inotify = inotify.Inotify()
+                self._inotify.add_watch(store.path.parent, _DIR_MASK)
+            except OSError:
+                if self._inotify is not None:
+                    self._inotify.close()
+                    self._inotify = None
+                if backend == "inotify":
+                    raise
+                log.info("inotify unavailable, polling %s every %.1fs", store.path, poll_interval)
+        self.backend = "inotify" if self._inotify is not None else "poll"
+        self._stat = self._stat_key()
+        text = self._read()
+        self._digest = _digest(text)
+        if initial is None:
+            initial = store.parse(text or "")
+            self._report_warnings(initial)
+        self.current: ClusterModel = initial
+        self._thread = threading.Thread(target=self._run, name=f"watch {store.path.name}", daemon=True)
+        self._thread.start()
+
+    # consumers
+
+    def get(self, timeout: float | None = None) -> WatchEvent:
+        """The next event; TimeoutError if none arrives within `timeout` seconds."""
+        try:
+            return self._events.get(timeout=timeout)
+        except queue.Empty:
+            raise TimeoutError(f"no change to {self.store.path} within {timeout}s") from None
+
+    def add_callback(self, callback: Callable[[WatchEvent], None]) -> None:
+        with self._lock:
+            self._callbacks.append(callback)
+
+    def asyncio_queue(self, loop: asyncio.AbstractEventLoop | None = None) -> asyncio.Queue[WatchEvent]:
+        """An asyncio queue fed from the watch thread, for daemons running an event loop."""
+        import asyncio  # only daemons with an event loop pay for importing it
+
+        loop = loop or asyncio.get_running_loop()
+        q: asyncio.Queue[WatchEvent] = asyncio.Queue()
+        self.add_callback(lambda ev: loop.call_soon_threadsafe(q.put_nowait, ev))
+        return q
+
+    def check_now(self) -> WatchEvent | None:
+        """Re-read the file at once (SIGHUP); returns the event delivered, None if nothing changed."""
+        return self._check(force=True)
+
+    def close(self) -> None:
+        if self._closed.is_set():
+            return
+        self._closed.set()
+        with contextlib.suppress(OSError):
+            os.write(self._wake_w, b"x")
+        self._thread.join(timeout=5)
+        for fd in (self._wake_r, self._wake_w):
+            os.close(fd)
+        if self._inotify is not None:
+            self._inotify.close()
+
+    def __enter__(self) -> Watch:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # the watch thread
+
+    def _run(self) -> None:
+        while not self._closed.is_set():
+            try:
+                if self._inotify is not None:
+                    select.select([self._inotify.fileno(), self._wake_r], [], [])
+                    if self._closed.is_set():
+                        return
+                    names = {ev.name for ev in self._inotify.read()}
+                    if self.store.path.name in names or "" in names:
+                        self._check()
+                else:
+                    select.select([self._wake_r], [], [], self.poll_interval)
+                    if self._closed.is_set():
+                        return
+                    key = self._stat_key()
+                    if key != self._stat:
+                        self._stat = key
+                        self._check()
+            except Exception:  # the watch must outlive any one bad read
+                log.exception("watching %s", self.store.path)
+
+    def _stat_key(self) -> tuple[int, int, int] | None:
+        try:
+            st = os.stat(self.store.path)
+        except FileNotFoundError:
+            return None
+        return (st.st_ino, st.st_mtime_ns, st.st_size)
+
+    def _read(self) -> str | None:
+        try:
+            return self.store.path.read_text()
+        except FileNotFoundError:
+            return None
+
+    def _check(self, force: bool = False) -> WatchEvent | None:
+        with self._lock:
+            try:
+                text = self._read()
+            except OSError as exc:
+                return self._deliver(WatchEvent(self.current, exc))
+            digest = _digest(text)
+            if digest == self._digest and not force:
+                return None
+            self._digest = digest
+            if text is None:
+                err = FileNotFoundError(f"{self.store.path} is missing; keeping revision "
+                                        f"{self.current.revision}")
+                log.error("%s", err)
+                return self._deliver(WatchEvent(self.current, err))
+            try:
+                model = self.store.parse(text)
+            except ValidationError as exc:
+                log.error("invalid configuration, keeping revision %d:\n%s", self.current.revision, exc)
+                return self._deliver(WatchEvent(self.current, exc))
+            self._report_warnings(model)
+            self.current = model
+            return self._deliver(WatchEvent(model))
+
+    def _deliver(self, event: WatchEvent) -> WatchEvent:
+        self._events.put(event)
+        for callback in list(self._callbacks):
+            try:
+                callback(event)
+            except Exception:
+                log.exception("watch callback failed")
+        return event
+
+    @staticmethod
+    def _report_warnings(model: ClusterModel) -> None:
+        for warning in model.warnings:
+            log.warning("%s", warning)
+
+
+def _digest(text: str | None) -> bytes | None:
+    return None if text is None else hashlib.sha256(text.encode()).digest()
