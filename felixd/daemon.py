@@ -60,6 +60,7 @@ class FelixDaemon:
         self._stop = asyncio.Event()
         self._carry: dict[tuple[str, int, int], Route] = {}  # kernel routes kept until the feed syncs
         self._warned: set[str] = set()
+        self._sync_lock = asyncio.Lock()  # one sync at a time: they share one netlink socket
 
     # ---------------------------------------------------------------- planning
 
@@ -87,6 +88,10 @@ class FelixDaemon:
                             sysctls=desired.sysctls, warnings=desired.warnings)
 
     async def full_sync(self, trigger: str) -> ReconcileResult:
+        async with self._sync_lock:
+            return await self._full_sync(trigger)
+
+    async def _full_sync(self, trigger: str) -> ReconcileResult:
         data = await self._input()
         desired = Planner(data).plan()
         if desired.ipip is not None and not self.reconciler.device_stats.ipip_unsupported:
@@ -144,6 +149,10 @@ class FelixDaemon:
 
     async def delta(self, changed: set[str]) -> bool:
         """Plan only the changed prefixes and write them; False when a full sync is needed instead."""
+        async with self._sync_lock:
+            return await self._delta(changed)
+
+    async def _delta(self, changed: set[str]) -> bool:
         if self.desired is None or self.model is None or self.feed is None:
             return False
         t0 = time.monotonic()
@@ -212,7 +221,8 @@ class FelixDaemon:
         d = self.desired
         if d is None:
             return []
-        actual = await self.reconciler.read_routes(d)
+        async with self._sync_lock:
+            actual = await self.reconciler.read_routes(d)
         kernel = {}
         for kr in actual.values():
             r = to_route(kr)

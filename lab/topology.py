@@ -225,16 +225,28 @@ class Topology:
         teardown(self.state, self.state_dir)
 
 
-def teardown(state: LabState, state_dir: Path) -> list[str]:
-    """Kill what the lab started (by PID) and delete its namespaces; returns what was removed."""
+def teardown(state: LabState, state_dir: Path, grace: float = 5.0) -> list[str]:
+    """Stop what the lab started (SIGTERM by PID, then SIGKILL after `grace` seconds) and delete its
+    namespaces; returns what was removed."""
     import signal
+    import time
 
     removed: list[str] = []
-    for _label, pid in state.pids.items():
+    for pid in state.pids.values():
         try:
             os.kill(pid, signal.SIGTERM)
         except OSError:
             pass
+    deadline = time.monotonic() + grace
+    for pid in state.pids.values():
+        while os.path.exists(f"/proc/{pid}") and time.monotonic() < deadline:
+            try:
+                done, _ = os.waitpid(pid, os.WNOHANG)
+                if done:
+                    break
+            except ChildProcessError:
+                pass  # not our child: poll /proc until it is gone
+            time.sleep(0.02)
     for name in state.namespaces.values():
         for pid in run(["ip", "netns", "pids", name], check=False).stdout.split():
             try:

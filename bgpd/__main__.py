@@ -1,0 +1,22 @@
+"""tortie-bgpd: share this node's pod blocks over BGP and learn everyone else's."""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from collections.abc import Sequence
+
+from bgpd.daemon import BgpDaemon
+from runtime.cli import daemon_parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    p = daemon_parser("tortie-bgpd", __doc__ or "", metrics_port=9092)
+    p.add_argument("--listen-address", action="append", default=[],
+                   help="address to listen on for BGP (repeatable; default: this Node's addresses)")
+    args = p.parse_args(argv)
+    return asyncio.run(BgpDaemon(args).run())
+
+
+if __name__ == "__main__":
+    sys.exit(main())
