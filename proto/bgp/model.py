@@ -147,6 +147,9 @@ class Open:
     version: int = 4
     # RFC 9072: encode with the extended optional parameters length (decode records what was seen)
     extended_params: bool = False
+    # how many capabilities each optional parameter carried (FRR sends one per parameter); only the
+    # exact re-encoding of a received OPEN needs it, so it takes no part in equality
+    capability_groups: tuple[int, ...] = field(default=(), compare=False)
 
     def capability(self, kind: type) -> object | None:
         for cap in self.capabilities:
@@ -260,6 +263,10 @@ class Update:
     # RFC 7606: when non-empty with a treat-as-withdraw action, every NLRI in this UPDATE is to be
     # handled as withdrawn; attribute-discard problems are informational (the attribute is gone).
     problems: tuple[AttributeProblem, ...] = ()
+    # (type code, flags) of each path attribute in the order received, MP attributes included.
+    # Only the encoder reads it, to give back a received message's exact attribute order and
+    # Extended Length bits; it never changes what is encoded and takes no part in equality.
+    layout: tuple[tuple[int, int], ...] = field(default=(), compare=False)
 
     @property
     def treat_as_withdraw(self) -> bool:
