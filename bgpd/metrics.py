@@ -11,53 +11,89 @@ class BgpMetrics:
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
         r = self.registry = registry or CollectorRegistry()
         self.session_state = Gauge(
-            "tortie_bgp_session_state", "1 for the state each peer's session is in, 0 for the others",
-            ["peer", "state"], registry=r)
+            "tortie_bgp_session_state",
+            "1 for the state each peer's session is in, 0 for the others",
+            ["peer", "state"],
+            registry=r,
+        )
         self.established_transitions = Counter(
-            "tortie_bgp_established_transitions", "Sessions that reached Established", ["peer"], registry=r)
+            "tortie_bgp_established_transitions", "Sessions that reached Established", ["peer"], registry=r
+        )
         self.messages_sent = Counter(
-            "tortie_bgp_messages_sent", "BGP messages sent, by type", ["peer", "type"], registry=r)
+            "tortie_bgp_messages_sent", "BGP messages sent, by type", ["peer", "type"], registry=r
+        )
         self.messages_received = Counter(
-            "tortie_bgp_messages_received", "BGP messages received, by type", ["peer", "type"], registry=r)
+            "tortie_bgp_messages_received", "BGP messages received, by type", ["peer", "type"], registry=r
+        )
         self.notifications_sent = Counter(
-            "tortie_bgp_notifications_sent", "NOTIFICATIONs sent, by code and subcode",
-            ["peer", "code", "subcode"], registry=r)
+            "tortie_bgp_notifications_sent",
+            "NOTIFICATIONs sent, by code and subcode",
+            ["peer", "code", "subcode"],
+            registry=r,
+        )
         self.notifications_received = Counter(
-            "tortie_bgp_notifications_received", "NOTIFICATIONs received, by code and subcode",
-            ["peer", "code", "subcode"], registry=r)
+            "tortie_bgp_notifications_received",
+            "NOTIFICATIONs received, by code and subcode",
+            ["peer", "code", "subcode"],
+            registry=r,
+        )
         self.prefixes_received = Gauge(
-            "tortie_bgp_prefixes_received", "Prefixes held in the peer's Adj-RIB-In",
-            ["peer", "afi_safi"], registry=r)
+            "tortie_bgp_prefixes_received",
+            "Prefixes held in the peer's Adj-RIB-In",
+            ["peer", "afi_safi"],
+            registry=r,
+        )
         self.prefixes_accepted = Gauge(
-            "tortie_bgp_prefixes_accepted", "Prefixes from the peer accepted by import policy",
-            ["peer", "afi_safi"], registry=r)
+            "tortie_bgp_prefixes_accepted",
+            "Prefixes from the peer accepted by import policy",
+            ["peer", "afi_safi"],
+            registry=r,
+        )
         self.prefixes_rejected = Counter(
-            "tortie_bgp_prefixes_rejected", "Prefixes from the peer rejected, by reason",
-            ["peer", "reason"], registry=r)
+            "tortie_bgp_prefixes_rejected",
+            "Prefixes from the peer rejected, by reason",
+            ["peer", "reason"],
+            registry=r,
+        )
         self.prefixes_advertised = Gauge(
-            "tortie_bgp_prefixes_advertised", "Prefixes in the peer's Adj-RIB-Out",
-            ["peer", "afi_safi"], registry=r)
+            "tortie_bgp_prefixes_advertised",
+            "Prefixes in the peer's Adj-RIB-Out",
+            ["peer", "afi_safi"],
+            registry=r,
+        )
         self.treat_as_withdraw = Counter(
-            "tortie_bgp_treat_as_withdraw", "UPDATEs handled as withdrawals under RFC 7606",
-            ["peer"], registry=r)
+            "tortie_bgp_treat_as_withdraw",
+            "UPDATEs handled as withdrawals under RFC 7606",
+            ["peer"],
+            registry=r,
+        )
         self.loc_rib_routes = Gauge(
-            "tortie_bgp_loc_rib_routes", "Best routes in the Loc-RIB", ["afi_safi"], registry=r)
+            "tortie_bgp_loc_rib_routes", "Best routes in the Loc-RIB", ["afi_safi"], registry=r
+        )
         self.update_processing_seconds = Histogram(
-            "tortie_bgp_update_processing_seconds", "Time to process one received UPDATE",
-            buckets=(1e-5, 5e-5, 1e-4, 5e-4, 1e-3, 5e-3, 0.01, 0.05, 0.1, 0.5, 1.0), registry=r)
-        self.feed_clients = Gauge(
-            "tortie_bgp_feed_clients", "Route-feed readers connected", registry=r)
+            "tortie_bgp_update_processing_seconds",
+            "Time to process one received UPDATE",
+            buckets=(1e-5, 5e-5, 1e-4, 5e-4, 1e-3, 5e-3, 0.01, 0.05, 0.1, 0.5, 1.0),
+            registry=r,
+        )
+        self.feed_clients = Gauge("tortie_bgp_feed_clients", "Route-feed readers connected", registry=r)
         self.feed_lag = Gauge(
-            "tortie_bgp_feed_lag_changes", "Changes waiting to be sent to the slowest feed reader",
-            registry=r)
+            "tortie_bgp_feed_lag_changes", "Changes waiting to be sent to the slowest feed reader", registry=r
+        )
         self.gr_stale_routes = Gauge(
-            "tortie_bgp_graceful_restart_stale_routes", "Routes kept as stale for restarting peers",
-            ["peer"], registry=r)
+            "tortie_bgp_graceful_restart_stale_routes",
+            "Routes kept as stale for restarting peers",
+            ["peer"],
+            registry=r,
+        )
         self.config_reloads = Counter(
-            "tortie_bgp_config_reloads", "Configuration reloads, by result", ["result"], registry=r)
+            "tortie_bgp_config_reloads", "Configuration reloads, by result", ["result"], registry=r
+        )
         self.last_reload = Gauge(
-            "tortie_bgp_config_last_reload_timestamp_seconds", "When the configuration was last loaded",
-            registry=r)
+            "tortie_bgp_config_last_reload_timestamp_seconds",
+            "When the configuration was last loaded",
+            registry=r,
+        )
 
     def set_state(self, peer: str, state: str) -> None:
         for s in SESSION_STATES:

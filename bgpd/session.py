@@ -1,0 +1,944 @@
+"""One BGP connection as a sans-I/O protocol object (h11 / aioquic style).
+
+Bytes and time go in, bytes, events and the next deadline come out; there are no sockets, no asyncio
+and no clock here. Every decision about the session is a row of `bgpd.fsm.TABLE`: entry points turn
+what happened into an RFC 4271 event, look the row up and perform its actions.
+
+    session.start(now)                      # or start(now, passive=True)
+    session.connection_made(now, outbound)  # when the adapter has a TCP connection
+    session.receive_data(data, now)         # bytes from the peer
+    session.handle_timer(now)               # at or after next_deadline()
+    out = session.data_to_send()            # write these
+    while (ev := session.next_event()):     # ConnectRequested, CloseConnection, Established, ...
+
+A `Session` is one connection: connection collision (RFC 4271 6.8) is between two sessions for the
+same peer, linked through `sibling` (`second_session`). When an OPEN arrives and the sibling is in
+OpenConfirm, the session resolves the collision there and then, before its KEEPALIVE goes out, so
+the losing connection does not reach Established: the higher BGP identifier keeps the connection it
+opened, and both speakers reach the same verdict. A sibling already Established is judged the same
+way when both connections were made before it got there; a connection made later is a new attempt:
+with a graceful-restart peer it replaces the old session (RFC 4724 4.2: the peer restarted, its routes
+go stale rather than away), otherwise it is refused with Cease/7.
+
+Passive (`SessionConfig.passive`, BIRD's and Calico's meaning) never connects: the ConnectRetryTimer
+expiry that would take Active to Connect is not acted on. Automatic restart after a drop waits a
+back-off (`idle_hold_time` doubling per consecutive failure up to `idle_hold_max`, jittered), then
+generates AutomaticStart.
+
+Output has two queues: control messages (OPEN, KEEPALIVE, NOTIFICATION, ROUTE-REFRESH) and UPDATEs.
+`data_to_send` drains control first and only whole UPDATE units after it, so a KEEPALIVE due while
+a large table is still queued goes out ahead of it.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import logging
+import random
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from bgpd.fsm import FSM_ERROR_SUBCODE, TABLE, Action, Event, State
+from bgpd.timers import RandomSource, Timer, earliest, jittered
+from proto.bgp import (
+    AS_TRANS,
+    IPV4_UNICAST,
+    IPV6_UNICAST,
+    KEEPALIVE_BYTES,
+    AddPathCap,
+    AddPathMode,
+    AfiSafi,
+    AnyCapability,
+    CapCode,
+    CeaseSubcode,
+    EnhancedRouteRefreshCap,
+    ErrorCode,
+    ExtendedMessageCap,
+    FourOctetAsCap,
+    Framer,
+    GracefulRestartCap,
+    Keepalive,
+    MessageError,
+    MsgType,
+    MultiprotocolCap,
+    Negotiated,
+    Notification,
+    Open,
+    OpenError,
+    RouteRefresh,
+    RouteRefreshCap,
+    Update,
+    decode_body,
+    describe,
+    encode_message,
+    negotiate,
+    notification_with_shutdown,
+)
+from proto.bgp.capabilities import encode_capability
+
+log = logging.getLogger("bgpd.session")
+
+LARGE_HOLD_TIME = 240.0  # RFC 4271 8.2.2: the hold timer in OpenSent, "4 minutes is suggested"
+HOLD_GRACE = 10.0  # BIRD: when input is still queued at hold expiry, look again this much later
+MIN_HOLD_TIME = 3  # RFC 4271 4.2: the hold time is zero or at least three seconds
+
+# Which capability class stands for a capability code in `SessionConfig.required_capabilities`.
+_CAPABILITY_KIND: dict[int, type] = {
+    CapCode.MULTIPROTOCOL: MultiprotocolCap,
+    CapCode.ROUTE_REFRESH: RouteRefreshCap,
+    CapCode.EXTENDED_MESSAGE: ExtendedMessageCap,
+    CapCode.GRACEFUL_RESTART: GracefulRestartCap,
+    CapCode.FOUR_OCTET_AS: FourOctetAsCap,
+    CapCode.ADD_PATH: AddPathCap,
+    CapCode.ENHANCED_ROUTE_REFRESH: EnhancedRouteRefreshCap,
+}
+
+
+class LocalProtocolError(RuntimeError):
+    """The caller used the session wrongly (e.g. queued an UPDATE before Established)."""
+
+
+# ---------------------------------------------------------------- configuration
+
+
+@dataclass(frozen=True, slots=True)
+class GracefulRestartConfig:
+    restart_time: int = 120  # seconds, 12 bits on the wire
+    restarting: bool = False  # R bit: we are coming back from a restart
+    # families whose forwarding state we kept (F bit); every advertised family is listed in the
+    # capability, those here with F set
+    forwarding_preserved: frozenset[AfiSafi] = frozenset()
+    notification: bool = False  # N bit (RFC 8538)
+
+
+@dataclass(frozen=True, slots=True)
+class SessionConfig:
+    local_as: int
+    peer_as: int
+    router_id: str
+    hold_time: int = 90
+    keepalive_time: float | None = None  # default: a third of the negotiated hold time
+    connect_retry_time: float = 120.0
+    passive: bool = False  # wait for the peer to connect (Calico: the side with the higher address)
+    # back-off before an automatic restart: idle_hold_time, doubling per consecutive failure
+    idle_hold_time: float = 1.0
+    idle_hold_max: float = 30.0  # a mesh peer that comes up late is found within this
+    families: tuple[AfiSafi, ...] = (IPV4_UNICAST, IPV6_UNICAST)
+    four_octet_as: bool = True
+    route_refresh: bool = True
+    enhanced_route_refresh: bool = True
+    extended_message: bool = True
+    graceful_restart: GracefulRestartConfig | None = field(default_factory=GracefulRestartConfig)
+    add_path_receive: frozenset[AfiSafi] = frozenset()
+    required_capabilities: frozenset[int] = frozenset()  # CapCode values the peer must advertise
+    min_hold_time: int = MIN_HOLD_TIME  # a peer's non-zero hold time below this gets 2/6
+    # RFC 4271 6.8 CollisionDetectEstablishedState: dump the Established connection on a collision
+    collision_detect_established: bool = False
+    name: str = ""
+
+    def __post_init__(self) -> None:
+        if self.hold_time != 0 and self.hold_time < MIN_HOLD_TIME:
+            raise ValueError(f"hold time {self.hold_time}: must be 0 or at least {MIN_HOLD_TIME}")
+        if self.local_as > 0xFFFF and not self.four_octet_as:
+            raise ValueError(f"AS {self.local_as} needs the 4-octet AS capability")
+        ipaddress.IPv4Address(self.router_id)
+
+    @property
+    def ibgp(self) -> bool:
+        return self.local_as == self.peer_as
+
+    def local_open(self) -> Open:
+        caps: list[AnyCapability] = [MultiprotocolCap(afi, safi) for afi, safi in self.families]
+        if self.route_refresh:
+            caps.append(RouteRefreshCap())
+        if self.enhanced_route_refresh:
+            caps.append(EnhancedRouteRefreshCap())
+        if self.extended_message:
+            caps.append(ExtendedMessageCap())
+        gr = self.graceful_restart
+        if gr is not None:
+            caps.append(
+                GracefulRestartCap(
+                    restart_time=gr.restart_time,
+                    restarting=gr.restarting,
+                    notification=gr.notification,
+                    families=tuple(
+                        (afi, safi, (afi, safi) in gr.forwarding_preserved) for afi, safi in self.families
+                    ),
+                )
+            )
+        if self.four_octet_as:
+            caps.append(FourOctetAsCap(self.local_as))
+        if self.add_path_receive:
+            caps.append(
+                AddPathCap(
+                    tuple(
+                        (afi, safi, AddPathMode.RECEIVE)
+                        for afi, safi in self.families
+                        if (afi, safi) in self.add_path_receive
+                    )
+                )
+            )
+        return Open(
+            asn=self.local_as if self.local_as <= 0xFFFF else AS_TRANS,
+            hold_time=self.hold_time,
+            router_id=self.router_id,
+            capabilities=tuple(caps),
+        )
+
+
+# ---------------------------------------------------------------- events out
+
+
+@dataclass(frozen=True, slots=True)
+class ConnectRequested:
+    """For the adapter: open a TCP connection to the peer and report it with connection_made or
+    connection_failed."""
+
+
+@dataclass(frozen=True, slots=True)
+class CloseConnection:
+    """For the adapter: write what data_to_send still returns, then close the connection (or abandon
+    the connection attempt)."""
+
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class StateChanged:
+    old: State
+    new: State
+    event: Event
+
+
+@dataclass(frozen=True, slots=True)
+class Established:
+    negotiated: Negotiated
+    local_open: Open
+    remote_open: Open
+    hold_time: int
+    keepalive_time: float
+    outbound: bool
+
+
+@dataclass(frozen=True, slots=True)
+class UpdateReceived:
+    update: Update
+
+
+@dataclass(frozen=True, slots=True)
+class RouteRefreshReceived:
+    refresh: RouteRefresh
+
+
+@dataclass(frozen=True, slots=True)
+class NotificationReceived:
+    notification: Notification
+    description: str
+
+
+@dataclass(frozen=True, slots=True)
+class NotificationSent:
+    notification: Notification
+    description: str
+
+
+@dataclass(frozen=True, slots=True)
+class SessionDown:
+    """The session left OpenSent, OpenConfirm or Established (or a connection attempt ended) for Idle.
+
+    `was_established` tells the RIB whether routes go; for graceful restart (RFC 4724, RFC 8538) it
+    also needs to know whether a NOTIFICATION was exchanged, hence `notification_sent/received`."""
+
+    reason: str
+    was_established: bool
+    notification_sent: Notification | None = None
+    notification_received: Notification | None = None
+
+
+SessionEvent = (
+    ConnectRequested
+    | CloseConnection
+    | StateChanged
+    | Established
+    | UpdateReceived
+    | RouteRefreshReceived
+    | NotificationReceived
+    | NotificationSent
+    | SessionDown
+)
+
+_INPUT_EVENTS = (UpdateReceived, RouteRefreshReceived)
+_UPDATE = int(MsgType.UPDATE)
+_ESTABLISHED = State.ESTABLISHED
+
+
+# ---------------------------------------------------------------- the session
+
+
+def _has_capability(open_: Open, code: int) -> bool:
+    kind = _CAPABILITY_KIND.get(code)
+    return any(
+        (kind is not None and isinstance(cap, kind)) or getattr(cap, "code", None) == code
+        for cap in open_.capabilities
+    )
+
+
+def _router_id_int(router_id: str) -> int:
+    return int(ipaddress.IPv4Address(router_id))
+
+
+class Session:
+    def __init__(self, config: SessionConfig, rng: RandomSource | None = None) -> None:
+        self.config = config
+        self.rng: RandomSource = rng if rng is not None else random.Random()
+        self.local_open = config.local_open()
+        self.state = State.IDLE
+        self.connect_retry_counter = 0
+        self.failures = 0  # consecutive drops to Idle since the last Established: the back-off exponent
+        self.auto_restart = False  # set by start(), cleared by stop()
+        self.last_error = ""
+        self.sibling: Session | None = None  # the other connection to the same peer, if any
+        self.outbound: bool | None = None  # who opened the current connection
+        self.connected_at: float | None = None
+        self._passive = config.passive
+
+        self.connect_retry = Timer("ConnectRetry")
+        self.hold = Timer("Hold")
+        self.keepalive = Timer("Keepalive")
+        self.idle_hold = Timer("IdleHold")
+
+        self.remote_open: Open | None = None
+        self.negotiated = Negotiated(four_octet_as=config.four_octet_as)
+        self.hold_time = 0  # negotiated
+        self.keepalive_time = 0.0  # negotiated
+        self.established_at: float | None = None
+
+        self._connected = False
+        self._connecting = False
+        self._framer = Framer()
+        self._control = bytearray()
+        self._updates: deque[bytes] = deque()
+        self._update_bytes = 0
+        self._events: deque[SessionEvent] = deque()
+        self._queued_input = 0  # UpdateReceived / RouteRefreshReceived not yet taken by next_event
+        self._now = 0.0
+        # what the current event carries: the NOTIFICATION to send, why we go down
+        self._cause: Notification | None = None
+        self._reason = ""
+        self._received: Notification | None = None
+        self._sent: Notification | None = None
+        self._pending_open: Open | None = None
+        self._pending_update: Update | None = None
+        self._pending_refresh: RouteRefresh | None = None
+        self._hold_down: float | None = None
+
+    def __repr__(self) -> str:
+        return f"Session({self.config.name or self.config.router_id}, {self.state.name})"
+
+    # ------------------------------------------------------------ entry points
+
+    def start(self, now: float, passive: bool | None = None) -> None:
+        """ManualStart: begin connecting (or, passive, wait for the peer to connect)."""
+        self.auto_restart = True
+        self.idle_hold.stop()
+        passive = self.config.passive if passive is None else passive
+        self._passive = passive
+        self._fire(Event.ManualStart_with_PassiveTcpEstablishment if passive else Event.ManualStart, now)
+
+    def automatic_start(self, now: float, passive: bool | None = None) -> None:
+        """AutomaticStart now, without waiting out the back-off (e.g. the peer is connecting to us)."""
+        self.auto_restart = True
+        self.idle_hold.stop()
+        passive = self.config.passive if passive is None else passive
+        self._passive = passive
+        self._fire(
+            Event.AutomaticStart_with_PassiveTcpEstablishment if passive else Event.AutomaticStart, now
+        )
+
+    def stop(
+        self, now: float, shutdown_message: str = "", subcode: int = CeaseSubcode.ADMINISTRATIVE_SHUTDOWN
+    ) -> None:
+        """ManualStop: Cease (RFC 4486 subcode; with an RFC 9003 shutdown communication for subcodes
+        2 and 4) when connected, and no automatic restart until the next start()."""
+        self.auto_restart = False
+        self.idle_hold.stop()
+        if shutdown_message and subcode in (
+            CeaseSubcode.ADMINISTRATIVE_SHUTDOWN,
+            CeaseSubcode.ADMINISTRATIVE_RESET,
+        ):
+            self._cause = notification_with_shutdown(subcode, shutdown_message)
+        else:
+            self._cause = Notification(ErrorCode.CEASE, subcode)
+        self._reason = "stopped" + (f": {shutdown_message}" if shutdown_message else "")
+        self._fire(Event.ManualStop, now)
+
+    def automatic_stop(
+        self, now: float, subcode: int, data: bytes = b"", reason: str = "", hold_down: float | None = None
+    ) -> None:
+        """AutomaticStop (e.g. Cease/1 when the peer sent too many prefixes): the session restarts by
+        itself after `hold_down` seconds, or after the usual back-off."""
+        if self.state == State.IDLE:
+            if hold_down is not None and self.auto_restart:
+                self.idle_hold.start(now, hold_down)
+            return
+        self._cause = Notification(ErrorCode.CEASE, subcode, data)
+        self._reason = reason or describe(self._cause)
+        self._hold_down = hold_down
+        self._fire(Event.AutomaticStop, now)
+
+    def connection_made(self, now: float, outbound: bool = True) -> bool:
+        """A TCP connection to the peer is up: ours (Tcp_CR_Acked) or theirs (TcpConnectionConfirmed).
+        Returns False when this session does not take it; the caller then closes it, or gives it to a
+        second session for collision detection."""
+        if self._connected:
+            self._fire(Event.Tcp_CR_Acked if outbound else Event.TcpConnectionConfirmed, now)
+            return False
+        if outbound and not self._connecting:
+            return False  # an attempt this session already gave up on
+        before = self.state
+        self.outbound = outbound
+        self.connected_at = now
+        self._fire(Event.Tcp_CR_Acked if outbound else Event.TcpConnectionConfirmed, now)
+        return before in (State.CONNECT, State.ACTIVE) and self._connected
+
+    def connection_failed(self, now: float, reason: str) -> None:
+        """The connection attempt asked for by ConnectRequested failed."""
+        if not self._connecting:
+            return
+        self.last_error = reason
+        self._reason = reason
+        self._fire(Event.TcpConnectionFails, now)
+
+    def connection_lost(self, now: float, reason: str = "connection closed by peer") -> None:
+        if not self._connected:
+            return
+        self.last_error = reason
+        self._reason = reason
+        self._fire(Event.TcpConnectionFails, now)
+
+    def receive_data(self, data: bytes, now: float) -> None:
+        if not self._connected or not data:
+            return
+        self._now = now
+        try:
+            messages = self._framer.feed(data)
+        except MessageError as error:
+            self._on_error(Event.BGPHeaderErr, error, now)
+            return
+        for msg_type, body in messages:
+            if not self._connected:
+                break  # an earlier message in this chunk ended the connection
+            self._receive_message(msg_type, body, now)
+
+    def handle_timer(self, now: float, input_pending: bool = False) -> None:
+        """Fire every timer due at `now`. `input_pending`: the adapter has bytes from the peer it has
+        not fed yet (BIRD's rule: then the hold timer is re-armed, not fired)."""
+        self._now = now
+        for _ in range(8):  # each firing may re-arm others; a few rounds settle everything due
+            if self.hold.expired(now):
+                if input_pending or self._queued_input:
+                    self.hold.start(now, min(HOLD_GRACE, self.hold.duration or HOLD_GRACE))
+                    continue
+                self.hold.stop()
+                self._cause = Notification(ErrorCode.HOLD_TIMER_EXPIRED, 0)
+                self._reason = "hold timer expired"
+                self.last_error = self._reason
+                self._fire(Event.HoldTimer_Expires, now)
+            elif self.keepalive.expired(now):
+                self.keepalive.stop()
+                self._fire(Event.KeepaliveTimer_Expires, now)
+            elif self.connect_retry.expired(now):
+                self.connect_retry.stop()
+                if self.state == State.ACTIVE and self._passive:
+                    # passive as BIRD and Calico mean it: never connect, only wait to be connected to
+                    continue
+                if self.state == State.CONNECT:
+                    self.last_error = "connect attempt timed out (no answer; TCP MD5 or filtering?)"
+                self._fire(Event.ConnectRetryTimer_Expires, now)
+            elif self.idle_hold.expired(now):
+                self.idle_hold.stop()
+                if self.state == State.IDLE and self.auto_restart:
+                    self.automatic_start(now)
+            else:
+                break
+
+    def next_deadline(self) -> float | None:
+        return earliest(self.hold, self.keepalive, self.connect_retry, self.idle_hold)
+
+    def data_to_send(self, max_bytes: int | None = None, now: float | None = None) -> bytes:
+        """Control messages first, then whole UPDATE units up to `max_bytes` (at least one unit when
+        there is no control output, so progress is always made; `max_bytes=0` gives control messages
+        only, for a transport whose buffer is full). With `now`, UPDATEs handed out
+        restart the KeepaliveTimer (RFC 4271 8.2.2, Established); without it KEEPALIVEs simply keep
+        their cadence."""
+        out = bytes(self._control)
+        self._control.clear()
+        budget = None if max_bytes is None else max_bytes - len(out)
+        if self._updates and max_bytes != 0 and (budget is None or budget > 0 or not out):
+            parts = [out]
+            while self._updates:
+                unit = self._updates[0]
+                if budget is not None and len(parts) > 1 and len(unit) > budget:
+                    break
+                self._updates.popleft()
+                self._update_bytes -= len(unit)
+                parts.append(unit)
+                if budget is not None:
+                    budget -= len(unit)
+                    if budget <= 0:
+                        break
+            out = b"".join(parts)
+            if now is not None and self.keepalive_time > 0 and self.state == State.ESTABLISHED:
+                self.keepalive.start(now, jittered(self.keepalive_time, self.rng))
+        return out
+
+    def next_event(self) -> SessionEvent | None:
+        if not self._events:
+            return None
+        ev = self._events.popleft()
+        if isinstance(ev, _INPUT_EVENTS):
+            self._queued_input -= 1
+        return ev
+
+    def events(self) -> list[SessionEvent]:
+        out = list(self._events)
+        self._events.clear()
+        self._queued_input = 0
+        return out
+
+    # ------------------------------------------------------------ output for the RIB
+
+    def send_update_bytes(self, data: bytes) -> None:
+        """Queue whole, encoded UPDATE messages (one or more, concatenated) as one unit."""
+        if self.state != State.ESTABLISHED:
+            raise LocalProtocolError(f"UPDATE queued in {self.state.name}")
+        if data:
+            self._updates.append(data)
+            self._update_bytes += len(data)
+
+    def send_update(self, update: Update) -> None:
+        self.send_update_bytes(encode_message(update, self.negotiated))
+
+    def send_route_refresh(self, afi: int, safi: int, subtype: int = 0) -> None:
+        if self.state != State.ESTABLISHED:
+            raise LocalProtocolError(f"ROUTE-REFRESH in {self.state.name}")
+        self._control += encode_message(RouteRefresh(afi, safi, subtype), self.negotiated)
+
+    @property
+    def pending_update_bytes(self) -> int:
+        return self._update_bytes
+
+    @property
+    def has_output(self) -> bool:
+        return bool(self._control or self._updates)
+
+    @property
+    def connected(self) -> bool:
+        return self._connected
+
+    @property
+    def remote_router_id(self) -> str | None:
+        return self.remote_open.router_id if self.remote_open is not None else None
+
+    # ------------------------------------------------------------ receiving
+
+    def _receive_message(self, msg_type: int, body: bytes, now: float) -> None:
+        state = self.state
+        if msg_type == _UPDATE and state == _ESTABLISHED:
+            # the hot path of a table transfer: the same row as below, without the dispatch
+            try:
+                self._pending_update = decode_body(msg_type, body, self.negotiated)  # type: ignore[assignment]
+            except MessageError as error:
+                self._on_error(
+                    Event.UpdateMsgErr if error.code != ErrorCode.MESSAGE_HEADER else Event.BGPHeaderErr,
+                    error,
+                    now,
+                )
+                return
+            self._fire(Event.UpdateMsg, now)
+            return
+        if msg_type == MsgType.KEEPALIVE:
+            if body:
+                self._on_error(
+                    Event.BGPHeaderErr,
+                    MessageError(ErrorCode.MESSAGE_HEADER, 2, (19 + len(body)).to_bytes(2, "big")),
+                    now,
+                )
+                return
+            self._fire(Event.KeepAliveMsg, now)
+            return
+        if msg_type == MsgType.UPDATE and state != State.ESTABLISHED:
+            self._fire(Event.UpdateMsg, now)  # unexpected: an FSM error, no need to parse it
+            return
+        if msg_type == MsgType.OPEN and state != State.OPENSENT:
+            self._fire(Event.BGPOpen, now)
+            return
+        if msg_type == MsgType.ROUTE_REFRESH and state != State.ESTABLISHED:
+            self._fire(Event.RouteRefreshMsg, now)
+            return
+        try:
+            message = decode_body(msg_type, body, self.negotiated)
+        except MessageError as error:
+            event = {
+                ErrorCode.MESSAGE_HEADER: Event.BGPHeaderErr,
+                ErrorCode.OPEN_MESSAGE: Event.BGPOpenMsgErr,
+            }.get(error.code, Event.UpdateMsgErr)  # UPDATE and ROUTE-REFRESH errors
+            self._on_error(event, error, now)
+            return
+        if isinstance(message, Update):
+            self._pending_update = message
+            self._fire(Event.UpdateMsg, now)
+        elif isinstance(message, Keepalive):
+            self._fire(Event.KeepAliveMsg, now)
+        elif isinstance(message, Notification):
+            self._received = message
+            text = describe(message)
+            self._emit(NotificationReceived(message, text))
+            log.warning("%s: NOTIFICATION received: %s", self._label(), text)
+            self._reason = f"NOTIFICATION received: {text}"
+            self.last_error = self._reason
+            version_error = (
+                message.code == ErrorCode.OPEN_MESSAGE
+                and message.subcode == OpenError.UNSUPPORTED_VERSION_NUMBER
+            )
+            self._fire(Event.NotifMsgVerErr if version_error else Event.NotifMsg, now)
+        elif isinstance(message, RouteRefresh):
+            self._pending_refresh = message
+            self._fire(Event.RouteRefreshMsg, now)
+        elif isinstance(message, Open):
+            self._receive_open(message, now)
+
+    def _receive_open(self, remote: Open, now: float) -> None:
+        error = self._check_open(remote)
+        if error is not None:
+            self._on_error(Event.BGPOpenMsgErr, error, now)
+            return
+        self.remote_open = remote
+        if self._collision_dumps_self(now):
+            self._cause = Notification(ErrorCode.CEASE, CeaseSubcode.CONNECTION_COLLISION_RESOLUTION)
+            self._reason = "connection collision: this connection closed"
+            self._fire(Event.OpenCollisionDump, now)
+            return
+        self._pending_open = remote
+        self._fire(Event.BGPOpen, now)
+
+    def _check_open(self, remote: Open) -> MessageError | None:
+        """The checks against configuration (the codec already did the ones that need none)."""
+        cfg = self.config
+        remote_as = remote.real_asn if cfg.four_octet_as else remote.asn
+        if remote_as != cfg.peer_as:
+            return MessageError(
+                ErrorCode.OPEN_MESSAGE,
+                OpenError.BAD_PEER_AS,
+                reason=f"peer AS {remote_as}, expected {cfg.peer_as}",
+            )
+        if remote.hold_time != 0 and remote.hold_time < max(cfg.min_hold_time, MIN_HOLD_TIME):
+            return MessageError(
+                ErrorCode.OPEN_MESSAGE,
+                OpenError.UNACCEPTABLE_HOLD_TIME,
+                reason=f"hold time {remote.hold_time}",
+            )
+        if remote.router_id == "0.0.0.0" or (cfg.ibgp and remote.router_id == cfg.router_id):
+            return MessageError(
+                ErrorCode.OPEN_MESSAGE,
+                OpenError.BAD_BGP_IDENTIFIER,
+                reason=f"BGP identifier {remote.router_id}",
+            )
+        if remote.other_parameters:
+            return MessageError(
+                ErrorCode.OPEN_MESSAGE,
+                OpenError.UNSUPPORTED_OPTIONAL_PARAMETER,
+                reason=f"optional parameter type {remote.other_parameters[0].type}",
+            )
+        missing = [code for code in sorted(cfg.required_capabilities) if not _has_capability(remote, code)]
+        if missing:
+            data = b"".join(self._required_capability_bytes(code) for code in missing)
+            return MessageError(
+                ErrorCode.OPEN_MESSAGE,
+                OpenError.UNSUPPORTED_CAPABILITY,
+                data,
+                reason=f"peer lacks required capabilities {missing}",
+            )
+        return None
+
+    def _required_capability_bytes(self, code: int) -> bytes:
+        """RFC 5492 section 3: the data names the capabilities we wanted, as we advertise them."""
+        kind = _CAPABILITY_KIND.get(code)
+        ours = self.local_open.capability(kind) if kind is not None else None
+        if ours is not None:
+            return encode_capability(ours)  # type: ignore[arg-type]
+        return bytes((code, 0))
+
+    def _collision_dumps_self(self, now: float) -> bool:
+        """RFC 4271 6.8 on receipt of an OPEN. Returns True when this connection loses; when the other
+        one loses, it is closed here (Cease/7), before this one answers the OPEN."""
+        other = self.sibling
+        if other is None or other.state not in (State.OPENCONFIRM, State.ESTABLISHED):
+            return False
+        # A connection made before the other one reached Established collided with it while both
+        # were being set up: the identifiers decide, as in OpenConfirm, so both speakers agree.
+        # One made later is a new attempt against a working session.
+        late = other.established_at is not None and (self.connected_at or 0.0) > other.established_at
+        if other.state == State.ESTABLISHED and late and not self.config.collision_detect_established:
+            remote_gr = self.remote_open.capability(GracefulRestartCap) if self.remote_open else None
+            if remote_gr is None:
+                return True  # the Established connection stays, the new one goes
+            # RFC 4724 4.2: a new OPEN from a graceful-restart peer means its old session is gone:
+            # the old connection closes without a NOTIFICATION and its routes go stale, not away.
+            other._reason = "peer restarted: new connection with graceful restart"
+            other.last_error = other._reason
+            other._fire(Event.TcpConnectionFails, now)
+            return False
+        local_id = _router_id_int(self.config.router_id)
+        remote_id = _router_id_int(self.remote_open.router_id) if self.remote_open else 0
+        # the higher identifier keeps the connection it opened
+        keep_outbound = local_id > remote_id
+        if self.outbound == other.outbound:
+            return True  # cannot happen with one connection each way; keep the older one
+        if bool(self.outbound) == keep_outbound:
+            other._cause = Notification(ErrorCode.CEASE, CeaseSubcode.CONNECTION_COLLISION_RESOLUTION)
+            other._reason = "connection collision: the other connection won"
+            other._fire(Event.OpenCollisionDump, now)
+            return False
+        return True
+
+    def _on_error(self, event: Event, error: MessageError, now: float) -> None:
+        self._cause = error.notification()
+        self._reason = f"{describe(self._cause)}" + (f" ({error.reason})" if error.reason else "")
+        self.last_error = self._reason
+        log.warning("%s: %s", self._label(), self._reason)
+        self._fire(event, now)
+
+    # ------------------------------------------------------------ the FSM
+
+    def _fire(self, event: Event, now: float) -> None:
+        self._now = now
+        old = self.state
+        steps, new = _PLAN[old, event]
+        for step in steps:
+            step(self, event, old)
+        self.state = new
+        if old != new:
+            self._emit(StateChanged(old, new, event))
+            log.info("%s: %s -> %s on %s", self._label(), old.name, new.name, event.name)
+            if new == State.IDLE:
+                self._enter_idle(old, event)
+        # what this event carried is spent, whatever the row did with it
+        self._cause = None
+        self._reason = ""
+        self._hold_down = None
+        self._pending_open = self._pending_update = self._pending_refresh = None
+
+    def _enter_idle(self, old: State, event: Event) -> None:
+        # RFC 4271 restarts the ConnectRetryTimer on some ways into Idle; in Idle it does nothing.
+        self.connect_retry.stop()
+        was_established = old == State.ESTABLISHED
+        reason = self._reason or event.name
+        self._emit(SessionDown(reason, was_established, self._sent, self._received))
+        self._sent = self._received = None
+        if event == Event.ManualStop:
+            return
+        self.failures += 1
+        if self.auto_restart:
+            if self._hold_down is not None:
+                delay = self._hold_down
+            else:
+                delay = min(self.config.idle_hold_max, self.config.idle_hold_time * 2 ** (self.failures - 1))
+                delay = jittered(delay, self.rng)
+            self.idle_hold.start(self._now, delay)
+
+    # One method per action of the table; `_PLAN` binds every row to its methods once, at import.
+
+    def _act_start_connect_retry(self, event: Event, state: State) -> None:
+        self.connect_retry.start(self._now, jittered(self.config.connect_retry_time, self.rng))
+
+    def _act_stop_connect_retry(self, event: Event, state: State) -> None:
+        self.connect_retry.stop()
+
+    def _act_zero_retry_counter(self, event: Event, state: State) -> None:
+        self.connect_retry_counter = 0
+
+    def _act_incr_retry_counter(self, event: Event, state: State) -> None:
+        self.connect_retry_counter += 1
+
+    def _act_initiate_tcp(self, event: Event, state: State) -> None:
+        self._connecting = True
+        self.outbound = True
+        self._emit(ConnectRequested())
+
+    def _act_accept_or_reject_tcp(self, event: Event, state: State) -> None:
+        pass  # the adapter accepts or refuses before it asks us (see connection_made)
+
+    def _act_drop_tcp(self, event: Event, state: State) -> None:
+        self._drop(event)
+
+    def _act_release(self, event: Event, state: State) -> None:
+        self._release()
+
+    def _act_send_open(self, event: Event, state: State) -> None:
+        # a new connection: nothing queued for an earlier one may precede the OPEN
+        self._connected, self._connecting = True, False
+        self._framer = Framer()
+        self.negotiated = Negotiated(four_octet_as=self.config.four_octet_as)
+        self.remote_open = None
+        self._control = bytearray(encode_message(self.local_open, self.negotiated))
+
+    def _act_set_hold_large(self, event: Event, state: State) -> None:
+        self.hold.start(self._now, LARGE_HOLD_TIME)
+
+    def _act_send_keepalive(self, event: Event, state: State) -> None:
+        self._control += KEEPALIVE_BYTES
+
+    def _act_start_keepalive(self, event: Event, state: State) -> None:
+        if self.keepalive_time > 0:
+            self.keepalive.start(self._now, jittered(self.keepalive_time, self.rng))
+
+    def _act_restart_hold(self, event: Event, state: State) -> None:
+        if self.hold_time > 0:
+            hold = self.hold
+            hold.duration = self.hold_time
+            hold.deadline = self._now + self.hold_time
+        else:
+            self.hold.stop()
+
+    def _act_send_notification(self, event: Event, state: State) -> None:
+        self._send_notification(self._cause or Notification(ErrorCode.CEASE, 0))
+
+    def _act_send_fsm_error(self, event: Event, state: State) -> None:
+        self._reason = f"unexpected {event.name} in {state.name}"
+        self.last_error = self._reason
+        self._send_notification(Notification(ErrorCode.FSM, FSM_ERROR_SUBCODE[state]))
+
+    def _act_complete_open(self, event: Event, state: State) -> None:
+        self._complete_open()
+
+    def _act_establish(self, event: Event, state: State) -> None:
+        assert self.remote_open is not None
+        self.established_at = self._now
+        self.failures = 0
+        self.last_error = ""
+        self._emit(
+            Established(
+                self.negotiated,
+                self.local_open,
+                self.remote_open,
+                self.hold_time,
+                self.keepalive_time,
+                bool(self.outbound),
+            )
+        )
+
+    def _act_process_update(self, event: Event, state: State) -> None:
+        update = self._pending_update
+        if update is not None:
+            self._events.append(UpdateReceived(update))
+            self._queued_input += 1
+
+    def _act_process_refresh(self, event: Event, state: State) -> None:
+        refresh = self._pending_refresh
+        # RFC 2918 / RFC 7313: a family we did not advertise or an unknown subtype is ignored
+        if (
+            refresh is not None
+            and (refresh.afi, refresh.safi) in self.config.families
+            and refresh.subtype <= 2
+        ):
+            self._emit(RouteRefreshReceived(refresh))
+
+    def _complete_open(self) -> None:
+        remote = self._pending_open
+        assert remote is not None
+        self.remote_open = remote
+        self.negotiated = negotiate(self.local_open, remote)
+        self._framer.negotiated(self.negotiated)
+        self.hold_time = min(self.config.hold_time, remote.hold_time)
+        if self.hold_time == 0:
+            self.keepalive_time = 0.0
+        else:
+            third = self.hold_time / 3
+            configured = self.config.keepalive_time
+            self.keepalive_time = min(configured, third) if configured else third
+
+    def _send_notification(self, notification: Notification) -> None:
+        if not self._connected:
+            return
+        self._control += encode_message(notification, self.negotiated)
+        self._sent = notification
+        text = describe(notification)
+        self._emit(NotificationSent(notification, text))
+        log.warning("%s: NOTIFICATION sent: %s", self._label(), text)
+        if not self._reason:
+            self._reason = f"NOTIFICATION sent: {text}"
+        self.last_error = self._reason or f"NOTIFICATION sent: {text}"
+
+    def _drop(self, event: Event) -> None:
+        if self._connected or self._connecting:
+            self._emit(CloseConnection(self._reason or event.name))
+        if event == Event.TcpConnectionFails:
+            self._control.clear()  # the connection is already gone: nothing more can be written
+        self._connected = self._connecting = False
+        # what is still queued apart from a final NOTIFICATION is for a connection that is gone
+        self._updates.clear()
+        self._update_bytes = 0
+        self.hold.stop()
+        self.keepalive.stop()
+
+    def _release(self) -> None:
+        self.hold.stop()
+        self.keepalive.stop()
+        self._updates.clear()
+        self._update_bytes = 0
+        self.hold_time = 0
+        self.keepalive_time = 0.0
+        self.established_at = None
+
+    def _emit(self, event: SessionEvent) -> None:
+        self._events.append(event)
+        if isinstance(event, _INPUT_EVENTS):
+            self._queued_input += 1
+
+    def _label(self) -> str:
+        return self.config.name or f"AS{self.config.peer_as}"
+
+
+_ACTION_METHODS: dict[Action, Callable[[Session, Event, State], None]] = {
+    Action.START_CONNECT_RETRY: Session._act_start_connect_retry,
+    Action.STOP_CONNECT_RETRY: Session._act_stop_connect_retry,
+    Action.ZERO_RETRY_COUNTER: Session._act_zero_retry_counter,
+    Action.INCR_RETRY_COUNTER: Session._act_incr_retry_counter,
+    Action.INITIATE_TCP: Session._act_initiate_tcp,
+    Action.ACCEPT_TCP: Session._act_accept_or_reject_tcp,
+    Action.REJECT_TCP: Session._act_accept_or_reject_tcp,
+    Action.DROP_TCP: Session._act_drop_tcp,
+    Action.RELEASE: Session._act_release,
+    Action.SEND_OPEN: Session._act_send_open,
+    Action.SEND_KEEPALIVE: Session._act_send_keepalive,
+    Action.SEND_NOTIFICATION: Session._act_send_notification,
+    Action.SEND_FSM_ERROR: Session._act_send_fsm_error,
+    Action.SET_HOLD_LARGE: Session._act_set_hold_large,
+    Action.COMPLETE_OPEN: Session._act_complete_open,
+    Action.START_KEEPALIVE: Session._act_start_keepalive,
+    Action.RESTART_HOLD: Session._act_restart_hold,
+    Action.ESTABLISH: Session._act_establish,
+    Action.PROCESS_UPDATE: Session._act_process_update,
+    Action.PROCESS_REFRESH: Session._act_process_refresh,
+}
+assert set(_ACTION_METHODS) == set(Action), "every action of the table has its method"
+
+_PLAN: dict[tuple[State, Event], tuple[tuple[Callable[[Session, Event, State], None], ...], State]] = {
+    key: (tuple(_ACTION_METHODS[a] for a in t.actions), t.next_state) for key, t in TABLE.items()
+}
+
+
+def second_session(primary: Session, now: float, outbound: bool) -> Session:
+    """A session for a second connection to the same peer (one `primary` did not take), linked to it
+    for collision detection and already in OpenSent with its OPEN queued. It does not restart by
+    itself: whichever connection loses the collision is discarded by its owner."""
+    other = Session(primary.config, primary.rng)
+    other.sibling, primary.sibling = primary, other
+    other._passive = True
+    other._fire(Event.ManualStart_with_PassiveTcpEstablishment, now)
+    other._connecting = outbound  # an attempt of the primary's that completed late, or theirs
+    other.connection_made(now, outbound)
+    return other
