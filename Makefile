@@ -28,5 +28,8 @@ test-e2e: setup
 test-vm: setup
 	@scripts/pytest-tier vm tests/vm -q
 
+demo: setup
+	@PATH="$(CURDIR)/.venv/bin:$$PATH" .venv/bin/python scripts/demo.py
+
 clean:
 	rm -rf .venv .deps build *.egg-info .pytest_cache .ruff_cache .hypothesis

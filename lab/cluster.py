@@ -73,6 +73,9 @@ class Lab:
             topo.up()
             for pod in scenario.pods:
                 self._start_http(topo, pod.name)
+            for ext in scenario.externals:
+                self._spawn(topo, f"echo-{ext.name}", ext.name, [sys.executable, "-m", "lab.echo_server", "80"],
+                            f"echo-{ext.name}.log")
             if daemons:
                 for host in scenario.hosts:
                     self.start_daemons(host.name)

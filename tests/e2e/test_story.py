@@ -1,0 +1,110 @@
+"""The Calico routing article end to end: the lab cluster with tortie-bgpd and tortie-felixd on every
+host, the pool switched as the article does, real HTTP between pods, and the routes it predicts."""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from lab.cluster import Lab
+from lab.netns import run
+from lab.story import BLOCK_W2, BLOCK_W3, StepResult, Story
+from lab.topology import SEED_CLUSTER
+from tests.conftest import require_root, require_tools
+
+
+@pytest.fixture(scope="module")
+def story(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Lab, dict[str, StepResult], Story]]:
+    require_root()
+    require_tools("ip", "nft", "curl", "tcpdump")
+    lab = Lab(Path(tmp_path_factory.mktemp("lab")), prefix=f"te{secrets.token_hex(2)}-")
+    lines: list[str] = []
+    try:
+        lab.up(SEED_CLUSTER)
+        s = Story(lab, say=lines.append)
+        s.run()
+        yield lab, {r.name: r for r in s.results}, s
+    finally:
+        names = set((lab.topology.state.namespaces if lab.topology else {}).values())
+        lab.down()
+        listed = run(["ip", "netns", "list"]).stdout.split()
+        leftovers = [n for n in names if n in listed]
+        assert not leftovers, f"lab left namespaces behind: {leftovers}"
+
+
+def by_prefix(results: dict[str, StepResult], prefix: str) -> StepResult:
+    return next(r for name, r in results.items() if name.startswith(prefix))
+
+
+def explain(r: StepResult) -> str:
+    return f"{r.name}: matrix {r.matrix}, expected {r.expected}, routes {r.routes}, after {r.seconds:.1f}s"
+
+
+def test_mesh_and_node_status(story: tuple[Lab, dict[str, StepResult], Story]) -> None:
+    lab, _results, _s = story
+    from runtime.control import call
+
+    status = call(str(lab.run_dir("master") / "bgpd.sock"), "status")
+    peers = {p["address"]: p for p in status["peers"]}
+    assert set(peers) == {"10.30.0.206", "10.30.0.56", "10.30.1.66"}
+    assert all(p["state"] == "Established" and p["peer_type"] == "node-to-node mesh" for p in peers.values())
+
+
+def test_ipip_step_reports_the_kernel(story: tuple[Lab, dict[str, StepResult], Story]) -> None:
+    _lab, results, s = story
+    r = by_prefix(results, "1.")
+    if s.ipip_supported():
+        assert r.ok, explain(r)
+    else:
+        assert "IP-in-IP" in r.skipped
+
+
+def test_direct_fails_under_the_cloud_check_then_works_within_the_subnet(
+        story: tuple[Lab, dict[str, StepResult], Story]) -> None:
+    _lab, results, _s = story
+    on, off = by_prefix(results, "2a"), by_prefix(results, "2b")
+    assert on.ok and not any(on.matrix.values()), explain(on)
+    assert off.ok and off.matrix[("pod-1", "pod-2")] and not off.matrix[("pod-1", "pod-3")], explain(off)
+    assert on.routes[BLOCK_W2].startswith(f"{BLOCK_W2} via 10.30.0.56 dev eth0 proto 80")
+    # the article's worker-3 route: resolved through the gateway
+    assert on.routes[BLOCK_W3].startswith(f"{BLOCK_W3} via 10.30.0.1 dev eth0 proto 80")
+
+
+def test_cross_subnet(story: tuple[Lab, dict[str, StepResult], Story]) -> None:
+    _lab, results, s = story
+    r = by_prefix(results, "3v")
+    assert r.ok and all(r.matrix.values()), explain(r)
+    assert r.routes[BLOCK_W2].startswith(f"{BLOCK_W2} via 10.30.0.56 dev eth0 proto 80")
+    assert r.routes[BLOCK_W3].startswith(f"{BLOCK_W3} via 192.168.97.192 dev vxlan.calico proto 80 onlink")
+    ipip = by_prefix(results, "3.")
+    if not s.ipip_supported():
+        assert ipip.skipped
+
+
+def test_vxlan_always_passes_the_cloud_check(story: tuple[Lab, dict[str, StepResult], Story]) -> None:
+    _lab, results, s = story
+    r = by_prefix(results, "4")
+    assert r.srcdst and r.ok and all(r.matrix.values()), explain(r)
+    assert r.routes[BLOCK_W2].startswith(f"{BLOCK_W2} via 192.168.133.192 dev vxlan.calico proto 80 onlink")
+    assert r.routes[BLOCK_W3].startswith(f"{BLOCK_W3} via 192.168.97.192 dev vxlan.calico proto 80 onlink")
+    assert getattr(s, "vxlan_seen", None) is not None, r.notes
+    dport, vni, src, dst = s.vxlan_seen
+    assert (dport, vni) == (4789, 4096)
+    assert src == "10.30.0.206" and dst in {"10.30.0.56", "10.30.0.10", "10.30.1.66"}
+
+
+def test_nat_outgoing_uses_the_node_address(story: tuple[Lab, dict[str, StepResult], Story]) -> None:
+    _lab, results, _s = story
+    r = by_prefix(results, "5")
+    assert r.reached, explain(r)
+    assert r.notes == ["10.30.0.206"]
+
+
+def test_every_switch_was_timed(story: tuple[Lab, dict[str, StepResult], Story]) -> None:
+    _lab, results, _s = story
+    for r in results.values():
+        if not r.skipped:
+            assert 0 < r.seconds < 60, explain(r)
