@@ -19,6 +19,9 @@ from proto.resources import NotFoundError, ValidationError
 COMMAND_MODULES: tuple[str, ...] = (
     "ctl.resources_cmd",  # get, apply, delete
     "ctl.ipam_cmd",  # ipam assign-block, ipam show
+    "ctl.node_cmd",  # node status
+    "ctl.bgp_cmd",  # bgp neighbors, bgp rib
+    "ctl.routes_cmd",  # routes
     "ctl.lab_cmd",  # lab up, status, exec, srcdst, down
 )
 

@@ -54,47 +54,59 @@ class Reach:
     daemon: str
     socket: str
     running: bool
-    reason: str = ""  # why it is not running, naming the socket
+    reason: str = ""  # why it did not answer, naming the socket
+    verdict: str = "not running"  # or "not reachable": the socket is there but refuses us (permissions)
 
     @property
     def line(self) -> str:
         if self.running:
             return f"tortie-{self.daemon} is running."
-        return f"tortie-{self.daemon} is not running ({self.reason})."
+        return f"tortie-{self.daemon} is {self.verdict} ({self.reason})."
 
 
-def not_running_reason(path: str, exc: ControlError) -> str:
+def unreached(daemon: str, path: str, exc: ControlError) -> Reach | None:
+    """Why the daemon did not answer, or None when it did answer (with an error of its own)."""
     if not os.path.exists(path):
-        return f"no socket at {path}"
-    return str(exc)  # runtime.control already prefixes the path: "/run/tortie/bgpd.sock: Connection refused"
+        return Reach(daemon, path, False, f"no socket at {path}")
+    if isinstance(exc.__cause__, ConnectionRefusedError):  # the socket file of a daemon that died
+        return Reach(daemon, path, False, str(exc))
+    # runtime.control prefixes socket-level failures with the path ("...: Permission denied", "...: timed
+    # out"); errors the daemon itself returns (unknown peer, bad prefix) do not carry it.
+    if isinstance(exc.__cause__, OSError) or str(exc).startswith(f"{path}:"):
+        return Reach(daemon, path, False, str(exc), "not reachable")
+    return None
+
+
+def _call(path: str, method: str, params: dict[str, Any]) -> Any:
+    try:
+        return call(path, method, **params)
+    except ValueError:  # not JSON: something else listens on the socket
+        raise ControlError(f"{path}: the answer is not the control protocol") from None
 
 
 def ask(args: argparse.Namespace, daemon: str, method: str, **params: Any) -> Any:
-    """One control call; any failure becomes a CtlError (exit 1) saying which daemon and socket."""
+    """One control call; any failure becomes a CtlError (exit 1) saying which daemon and socket.
+
+    Parameters left at None are not sent, so the daemon's own defaults apply.
+    """
     path = socket_path(args, daemon)
     try:
-        return call(path, method, **{k: v for k, v in params.items() if v is not None})
+        return _call(path, method, {k: v for k, v in params.items() if v is not None})
     except ControlError as exc:
-        if not os.path.exists(path) or _is_transport_error(path, exc):
-            raise CtlError(Reach(daemon, path, False, not_running_reason(path, exc)).line) from None
-        raise CtlError(f"tortie-{daemon}: {exc}") from None
+        reach = unreached(daemon, path, exc)
+        raise CtlError(reach.line if reach else f"tortie-{daemon}: {exc}") from None
 
 
 def probe(args: argparse.Namespace, daemon: str, method: str) -> tuple[Reach, Any]:
-    """Like `ask`, but a daemon that is not running is an answer, not an error (for `node status`)."""
+    """Like `ask`, but a daemon that does not answer is a result, not an error (for `node status`)."""
     path = socket_path(args, daemon)
     try:
-        return Reach(daemon, path, True), call(path, method)
+        return Reach(daemon, path, True), _call(path, method, {})
     except ControlError as exc:
-        if not os.path.exists(path) or _is_transport_error(path, exc):
-            return Reach(daemon, path, False, not_running_reason(path, exc)), None
-        raise CtlError(f"tortie-{daemon}: {exc}") from None
-
-
-def _is_transport_error(path: str, exc: ControlError) -> bool:
-    # runtime.control prefixes socket-level failures with the path; errors the daemon itself returns
-    # (unknown peer, bad prefix) do not carry it.
-    return str(exc).startswith(f"{path}:")
+        reach = unreached(daemon, path, exc)
+        if reach is None:
+            raise CtlError(f"tortie-{daemon}: {exc}") from None
+        return reach, None
 
 
 def print_json(value: Any) -> None:

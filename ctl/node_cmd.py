@@ -42,6 +42,8 @@ def cmd_status(args: argparse.Namespace) -> int:
     print(felixd.line)
     if not bgpd.running:
         return code
+    if status.get("graceful_restart"):  # during an upgrade: routes are held until peers resend theirs
+        print(f"tortie-bgpd graceful restart: {status['graceful_restart']}")
     peers: Sequence[Mapping[str, Any]] = status.get("peers") or []
     for family, title in FAMILIES:
         print()
