@@ -16,7 +16,6 @@ import logging
 import os
 import signal
 import time
-from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path as FsPath
 
@@ -49,6 +48,7 @@ from proto.bgp import (
     AfiSafi,
     CeaseSubcode,
     GracefulRestartCap,
+    MsgType,
     MultiprotocolCap,
     Negotiated,
     RefreshSubtype,
@@ -80,8 +80,6 @@ class PeerState:
     remote_gr: GracefulRestartCap | None = None
     since: float = field(default_factory=time.time)
     admin_down: bool = False
-    received: Counter[str] = field(default_factory=Counter)
-    sent: Counter[str] = field(default_factory=Counter)
     last_sent: str | None = None
     last_received: str | None = None
     established_once: bool = False
@@ -229,8 +227,6 @@ class BgpDaemon:
         elif isinstance(ev, UpdateReceived):
             self._update(ps, ev, now)
         elif isinstance(ev, RouteRefreshReceived):
-            ps.received["ROUTE_REFRESH"] += 1
-            self.metrics.messages_received.labels(key, "route_refresh").inc()
             r = ev.refresh
             family = (r.afi, r.safi)
             if r.subtype == RefreshSubtype.NORMAL and ps.out is not None and family in ps.families:
@@ -241,17 +237,13 @@ class BgpDaemon:
                 self._apply({family: self.rib.end_refresh(ps.info, family)})
         elif isinstance(ev, NotificationReceived):
             n = ev.notification
-            ps.received["NOTIFICATION"] += 1
             ps.last_received = ev.description
             self.metrics.notifications_received.labels(key, str(n.code), str(n.subcode)).inc()
-            self.metrics.messages_received.labels(key, "notification").inc()
             log.warning("peer %s sent NOTIFICATION: %s", key, ev.description)
         elif isinstance(ev, NotificationSent):
             n = ev.notification
-            ps.sent["NOTIFICATION"] += 1
             ps.last_sent = ev.description
             self.metrics.notifications_sent.labels(key, str(n.code), str(n.subcode)).inc()
-            self.metrics.messages_sent.labels(key, "notification").inc()
             log.warning("NOTIFICATION to peer %s: %s", key, ev.description)
         elif isinstance(ev, SessionDown):
             self._down(ps, ev, now)
@@ -293,8 +285,6 @@ class BgpDaemon:
         assert self.rib is not None and self.gr is not None
         t0 = time.perf_counter()
         key = ps.cfg.key
-        ps.received["UPDATE"] += 1
-        self.metrics.messages_received.labels(key, "update").inc()
         update = ev.update
         if update.treat_as_withdraw:
             self.metrics.treat_as_withdraw.labels(key).inc()
@@ -442,8 +432,7 @@ class BgpDaemon:
                 continue
             messages = out.flush(now)
             if messages and ps.transport.state == State.ESTABLISHED:
-                ps.sent["UPDATE"] += len(messages)
-                self.metrics.messages_sent.labels(ps.cfg.key, "update").inc(len(messages))
+                ps.transport.session.sent[MsgType.UPDATE] += len(messages)
                 ps.transport.send_update_bytes(b"".join(messages))
         self._update_gauges()
         if self.feed is not None:
@@ -467,6 +456,13 @@ class BgpDaemon:
                         len(ps.out.advertised.get(family, {})))
             self.metrics.gr_stale_routes.labels(key).set(
                 sum(rib_in.stale_count() for rib_in in pr.ins.values()))
+            for direction, metric in (("sent", self.metrics.messages_sent),
+                                      ("received", self.metrics.messages_received)):
+                for name, n in self._messages(ps)[direction].items():
+                    c = metric.labels(key, name.lower())
+                    delta = n - c._value.get()
+                    if delta > 0:
+                        c.inc(delta)
             for reason, n in pr.policy.rejected.items():
                 c = self.metrics.prefixes_rejected.labels(key, reason)
                 delta = n - c._value.get()
@@ -580,7 +576,7 @@ class BgpDaemon:
                 "hold_time": st.get("hold_time"), "keepalive_time": st.get("keepalive_time"),
                 "local_address": local[0] if local else None, "remote_router_id": st.get("remote_router_id"),
                 "uptime_seconds": st.get("since_established_seconds"), "capabilities": caps,
-                "messages": {"sent": dict(ps.sent), "received": dict(ps.received)},
+                "messages": self._messages(ps),
                 "prefixes": {"received": received, "accepted": received,
                              "rejected": dict(pr.policy.rejected) if pr else {}, "advertised": advertised},
                 "graceful_restart_state": gr_state,
@@ -588,6 +584,11 @@ class BgpDaemon:
                 "source": ps.cfg.source,
             })
         return rows
+
+    def _messages(self, ps: PeerState) -> dict[str, dict[str, int]]:
+        session = ps.transport.session
+        return {"sent": {MsgType(t).name: n for t, n in session.sent.items()},
+                "received": {MsgType(t).name: n for t, n in session.received.items()}}
 
     def _peer(self, peer: str) -> PeerState:
         try:
@@ -640,7 +641,6 @@ class BgpDaemon:
         for family in ps.families:
             ps.transport.session.send_route_refresh(family[0], family[1])
         ps.transport._service(ps.transport.session)
-        ps.sent["ROUTE_REFRESH"] += len(ps.families)
         return f"route refresh requested from {peer}"
 
     async def ctl_shutdown(self, peer: str, message: str = "") -> str:
@@ -742,7 +742,13 @@ class BgpDaemon:
                     continue
                 await self.apply_model(event.model)
 
+        async def gauges() -> None:
+            while True:
+                await asyncio.sleep(5)
+                self._update_gauges()
+
         reload_task.add(loop.create_task(watcher()))
+        reload_task.add(loop.create_task(gauges()))
         self._arm()
         self.notifier.ready(f"{len(self.peers)} peers configured")
         wd = self.notifier.start_watchdog()

@@ -319,6 +319,9 @@ class Session:
         self._connecting = False
         self._framer = Framer()
         self._control = bytearray()
+        # messages by type (MsgType value) over the life of this session object, for `bgp neighbors`
+        self.sent: dict[int, int] = dict.fromkeys(range(1, 6), 0)
+        self.received: dict[int, int] = dict.fromkeys(range(1, 6), 0)
         self._updates: deque[bytes] = deque()
         self._update_bytes = 0
         self._events: deque[SessionEvent] = deque()
@@ -525,6 +528,7 @@ class Session:
         if self.state != State.ESTABLISHED:
             raise LocalProtocolError(f"ROUTE-REFRESH in {self.state.name}")
         self._control += encode_message(RouteRefresh(afi, safi, subtype), self.negotiated)
+        self.sent[MsgType.ROUTE_REFRESH] += 1
 
     @property
     def pending_update_bytes(self) -> int:
@@ -546,6 +550,8 @@ class Session:
 
     def _receive_message(self, msg_type: int, body: bytes, now: float) -> None:
         state = self.state
+        if msg_type in self.received:
+            self.received[msg_type] += 1
         if msg_type == _UPDATE and state == _ESTABLISHED:
             # the hot path of a table transfer: the same row as below, without the dispatch
             try:
@@ -784,12 +790,14 @@ class Session:
         self.negotiated = Negotiated(four_octet_as=self.config.four_octet_as)
         self.remote_open = None
         self._control = bytearray(encode_message(self.local_open, self.negotiated))
+        self.sent[MsgType.OPEN] += 1
 
     def _act_set_hold_large(self, event: Event, state: State) -> None:
         self.hold.start(self._now, LARGE_HOLD_TIME)
 
     def _act_send_keepalive(self, event: Event, state: State) -> None:
         self._control += KEEPALIVE_BYTES
+        self.sent[MsgType.KEEPALIVE] += 1
 
     def _act_start_keepalive(self, event: Event, state: State) -> None:
         if self.keepalive_time > 0:
@@ -864,6 +872,7 @@ class Session:
         if not self._connected:
             return
         self._control += encode_message(notification, self.negotiated)
+        self.sent[MsgType.NOTIFICATION] += 1
         self._sent = notification
         text = describe(notification)
         self._emit(NotificationSent(notification, text))

@@ -546,7 +546,7 @@ class BgpPeer:
             sock.close()
             if self._connects.get(session) is asyncio.current_task():
                 del self._connects[session]
-            reason = f"connect to {cfg.peer_address}: {error.strerror or error}"
+            reason = f"Socket: {error.strerror or error}"
             session.connection_failed(self.now(), reason)
             self._service(session)
             return
@@ -556,7 +556,7 @@ class BgpPeer:
         try:
             await self._loop.create_connection(lambda: conn, sock=sock)
         except OSError as error:
-            session.connection_failed(self.now(), f"connect to {cfg.peer_address}: {error}")
+            session.connection_failed(self.now(), f"Socket: {error.strerror or error}")
             self._service(session)
             return
         self._attach(conn, outbound=True, requested_by=session)
