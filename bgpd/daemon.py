@@ -184,6 +184,8 @@ class BgpDaemon:
         self.peers[cfg.key] = ps
         self.by_transport[id(bp)] = ps
         self.metrics.set_state(cfg.key, "idle")
+        self.metrics.established_transitions.labels(cfg.key)
+        self.metrics.treat_as_withdraw.labels(cfg.key)
         bp.start()
         log.info("peer %s (%s, AS %d%s) configured", cfg.address, cfg.peer_type, cfg.asn,
                  ", passive" if cfg.passive else "")
@@ -708,7 +710,8 @@ class BgpDaemon:
         mgmt = ManagementServer(self.metrics.registry, args.metrics_address or
                                 model.bgp_config.prometheus_metrics_host or "127.0.0.1",
                                 args.metrics_port if args.metrics_port is not None else
-                                (model.bgp_config.prometheus_metrics_port or 9092), self.ready)
+                                (model.bgp_config.prometheus_metrics_port or 9092), self.ready,
+                                on_scrape=self._update_gauges)
         await mgmt.start()
         control = ControlServer(str(self.run_dir / "bgpd.sock"))
         control.register("status", self.ctl_status)

@@ -47,6 +47,8 @@ class FelixDaemon:
         self.stale_time: float = getattr(args, "stale_time", 120.0)
         self.install_poolless: bool = getattr(args, "install_poolless", False)
         self.metrics = FelixMetrics()
+        for op in ("replace", "delete", "sync"):
+            self.metrics.netlink_errors.labels(op)  # exported at 0 before the first error
         self.notifier = Notifier()
         self.model: ClusterModel | None = None
         self.desired: DesiredState | None = None

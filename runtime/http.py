@@ -16,8 +16,9 @@ ReadyCheck = Callable[[], tuple[bool, str]]
 
 class ManagementServer:
     def __init__(self, registry: CollectorRegistry, host: str = "127.0.0.1", port: int = 9092,
-                 ready: ReadyCheck | None = None) -> None:
+                 ready: ReadyCheck | None = None, on_scrape: Callable[[], None] | None = None) -> None:
         self.registry = registry
+        self.on_scrape = on_scrape  # refresh gauges that are cheaper to read than to keep current
         self.host = host
         self.port = port
         self.ready = ready or (lambda: (True, "ok"))
@@ -39,6 +40,8 @@ class ManagementServer:
             parts = request.split(b"\r\n", 1)[0].split()
             path = parts[1].decode(errors="replace").split("?")[0] if len(parts) > 1 else "/"
             if path == "/metrics":
+                if self.on_scrape is not None:
+                    self.on_scrape()
                 status, ctype, body = "200 OK", CONTENT_TYPE_LATEST, generate_latest(self.registry)
             elif path == "/liveness":
                 status, ctype, body = "200 OK", "text/plain", b"live\n"

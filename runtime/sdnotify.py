@@ -22,7 +22,9 @@ class Notifier:
     def send(self, *fields: str) -> bool:
         if not self.address:
             return False
-        with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC) as sock:
+        # Non-blocking: a notify socket nobody drains must never stall the event loop (the watchdog
+        # pings from it); a message that does not fit is dropped.
+        with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC | socket.SOCK_NONBLOCK) as sock:
             try:
                 sock.sendto("\n".join(fields).encode(), self.address)
             except OSError:
