@@ -24,6 +24,7 @@ from felixd.host import read_host, read_links
 from felixd.inputs import learned_routes, plan_input
 from felixd.kernel.netlink_bulk import to_route
 from felixd.metrics import FelixMetrics
+from felixd.monitor import KernelMonitor
 from felixd.plan import PartialPlan, PlanInput, Planner
 from felixd.reconcile import Reconciler, ReconcileResult
 from felixd.state import RTPROT_TORTIE, DesiredState, Mode, Route
@@ -336,6 +337,8 @@ class FelixDaemon:
         self.feed = FeedClient(str(self.run_dir / "feed.sock"), self._on_feed, stale_time=self.stale_time,
                                on_connected=lambda up: self.metrics.feed_connected.set(1 if up else 0))
         self.feed.start()
+        monitor = KernelMonitor(self.netns, lambda kinds: self.request_full("netlink"))
+        monitor.start()
         watch = store.watch(initial=self.model)
         queue = watch.asyncio_queue()
         loop = asyncio.get_running_loop()
@@ -370,6 +373,7 @@ class FelixDaemon:
                 with contextlib.suppress(asyncio.CancelledError):
                     await t
             watch.close()
+            await monitor.close()
             await self.feed.close()
             await control.close()
             await mgmt.close()
