@@ -1,0 +1,87 @@
+"""Shared set-up for felixd's kernel tests: namespaces, pods, a netlink change witness."""
+
+from __future__ import annotations
+
+import json
+import socket
+import struct
+from dataclasses import dataclass
+
+from felixd.kernel.netns import NetnsWorker
+from lab.netns import Netns, NetnsSet
+
+PREFIX = "tk"
+
+# RTMGRP_* bits: links, neighbours, IPv4/IPv6 addresses and routes
+_GROUPS = 0x1 | 0x4 | 0x10 | 0x40 | 0x100 | 0x400
+_NLMSGHDR = struct.Struct("=IHHII")
+
+
+class ChangeWitness:
+    """Counts every link, address, neighbour and route notification in a namespace.
+
+    Independent of what felixd says it did: the kernel announces every change it makes, so a quiet
+    witness proves that nothing was written.
+    """
+
+    def __init__(self, netns: str) -> None:
+        self._worker = NetnsWorker(netns)
+        self.sock = self._worker.socket(socket.AF_NETLINK, socket.SOCK_RAW | socket.SOCK_CLOEXEC, 0)
+        self.sock.bind((0, _GROUPS))
+        self.sock.setblocking(False)
+        self._worker.close()
+
+    def drain(self) -> list[int]:
+        """Message types received since the last drain."""
+        types: list[int] = []
+        while True:
+            try:
+                data = self.sock.recv(1 << 20)
+            except BlockingIOError:
+                return types
+            pos = 0
+            while pos + 16 <= len(data):
+                length, mtype, _f, _s, _p = _NLMSGHDR.unpack_from(data, pos)
+                types.append(mtype)
+                pos += (max(length, 16) + 3) & ~3
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+@dataclass
+class Host:
+    ns: Netns
+    uplink: str
+    address: str  # underlay address, no prefix length
+
+
+def routes_json(ns: Netns, *args: str) -> list[dict[str, object]]:
+    out = ns.ip("-j", "route", "show", *args).stdout
+    return json.loads(out) if out.strip() else []
+
+
+def route_lines(ns: Netns, family: str = "-4", *args: str) -> list[str]:
+    return sorted(line.strip() for line in ns.ip(family, "route", "show", *args).stdout.splitlines()
+                  if line.strip())
+
+
+def two_hosts(nss: NetnsSet, subnet: str = "172.31.0") -> tuple[Host, Host]:
+    """Two namespaces joined by a veth (eth0 on each side), addresses .1 and .2 of a /24."""
+    a, b = nss.add("a"), nss.add("b")
+    nss.veth(a, "eth0", b, "eth0")
+    a.ip("addr", "add", f"{subnet}.1/24", "dev", "eth0")
+    b.ip("addr", "add", f"{subnet}.2/24", "dev", "eth0")
+    return Host(a, "eth0", f"{subnet}.1"), Host(b, "eth0", f"{subnet}.2")
+
+
+def add_pod(nss: NetnsSet, host: Netns, host_if: str, ip: str) -> Netns:
+    """A pod namespace wired as Calico does: /32 on eth0, default via 169.254.1.1 (host proxy-ARPs)."""
+    pod = nss.add("pod")
+    host.ip("link", "add", host_if, "type", "veth", "peer", "name", "eth0", "netns", pod.name)
+    host.ip("link", "set", host_if, "up")
+    pod.ip("link", "set", "eth0", "up")
+    pod.ip("addr", "add", f"{ip}/32", "dev", "eth0")
+    pod.ip("route", "add", "169.254.1.1", "dev", "eth0", "scope", "link")
+    pod.ip("route", "add", "default", "via", "169.254.1.1", "dev", "eth0")
+    return pod
