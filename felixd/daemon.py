@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import gc
 import logging
 import signal
 import time
@@ -22,9 +23,9 @@ from datastore import open_datastore
 from felixd.feed_client import FeedClient
 from felixd.host import read_host, read_links
 from felixd.inputs import learned_routes, plan_input
+from felixd.kernel.events import KernelEvents
 from felixd.kernel.netlink_bulk import to_route
 from felixd.metrics import FelixMetrics
-from felixd.monitor import KernelMonitor
 from felixd.plan import PartialPlan, PlanInput, Planner
 from felixd.reconcile import Reconciler, ReconcileResult
 from felixd.state import RTPROT_TORTIE, DesiredState, Mode, Route
@@ -337,8 +338,15 @@ class FelixDaemon:
         self.feed = FeedClient(str(self.run_dir / "feed.sock"), self._on_feed, stale_time=self.stale_time,
                                on_connected=lambda up: self.metrics.feed_connected.set(1 if up else 0))
         self.feed.start()
-        monitor = KernelMonitor(self.netns, lambda kinds: self.request_full("netlink"))
-        monitor.start()
+        events = KernelEvents(self.netns, self.protocol)
+
+        async def kernel_events() -> None:
+            while True:
+                await events.changed.wait()
+                await asyncio.sleep(0.05)  # a burst (a link flapping, a flush) becomes one resync
+                events.changed.clear()
+                self.request_full("netlink")
+
         watch = store.watch(initial=self.model)
         queue = watch.asyncio_queue()
         loop = asyncio.get_running_loop()
@@ -354,10 +362,15 @@ class FelixDaemon:
 
         loop.add_signal_handler(signal.SIGHUP, reload)
         tasks = [loop.create_task(self._worker()), loop.create_task(self._periodic()),
+                 loop.create_task(kernel_events()),
                  loop.create_task(self._watch_config(queue))]
         carry_deadline = loop.call_later(self.stale_time, lambda: (self._carry.clear(), self.request_full("stale")))
         try:
             await self.full_sync("startup")
+            # what start-up built lives as long as the process: keep the collector off it, so a full
+            # collection over a large table never stalls a feed message
+            gc.collect()
+            gc.freeze()
             self.ready = True
             self.notifier.ready(f"programmed {len(self.desired.routes) if self.desired else 0} routes")
             wd = self.notifier.start_watchdog()
@@ -373,7 +386,7 @@ class FelixDaemon:
                 with contextlib.suppress(asyncio.CancelledError):
                     await t
             watch.close()
-            await monitor.close()
+            events.close()
             await self.feed.close()
             await control.close()
             await mgmt.close()
