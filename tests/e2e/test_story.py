@@ -53,6 +53,25 @@ def test_mesh_and_node_status(story: tuple[Lab, dict[str, StepResult], Story]) -
     assert all(p["state"] == "Established" and p["peer_type"] == "node-to-node mesh" for p in peers.values())
 
 
+def test_node_status_prints_the_articles_table(story: tuple[Lab, dict[str, StepResult], Story]) -> None:
+    import re
+
+    lab, _results, _s = story
+    proc = lab.exec("master", ["tortiectl", "node", "status"])
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stdout.splitlines()
+    assert lines[:2] == ["tortie-bgpd is running.", "tortie-felixd is running."]
+    border = "+--------------+-------------------+-------+----------+-------------+"
+    assert lines[3:7] == ["IPv4 BGP status", border,
+                          "| PEER ADDRESS |     PEER TYPE     | STATE |  SINCE   |    INFO     |", border]
+    rows = lines[7:10]
+    assert [r.split("|")[1].strip() for r in rows] == ["10.30.0.56", "10.30.0.206", "10.30.1.66"]
+    for r in rows:
+        assert re.fullmatch(r"\| \S+ +\| node-to-node mesh \| up +\| \d\d:\d\d:\d\d \| Established \|", r), r
+    assert lines[10] == border
+    assert lines[-2:] == ["IPv6 BGP status", "No IPv6 peers found."]
+
+
 def test_ipip_step_reports_the_kernel(story: tuple[Lab, dict[str, StepResult], Story]) -> None:
     _lab, results, s = story
     r = by_prefix(results, "1.")
