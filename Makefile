@@ -11,7 +11,6 @@ setup:
 
 lint: setup
 	.venv/bin/ruff check .
-	.venv/bin/ruff format --check . || true
 
 unit test-unit: setup
 	@scripts/pytest-tier unit tests/unit $(PYTEST_PAR) -q

@@ -542,7 +542,9 @@ def decode_block(
             )
         )
     if unknown:
-        fields["unknown"] = tuple(unknown)
+        # in code order: the same attributes received in another order are the same set (the
+        # layout keeps the received order for re-encoding)
+        fields["unknown"] = tuple(sorted(unknown, key=lambda u: u.code))
     # problems of the MP attributes go last so that the cached path and the specification agree
     ordered_problems = [p for p in problems if p.code not in MP_CODES]
     ordered_problems += [p for p in problems if p.code in MP_CODES]
