@@ -34,13 +34,16 @@ class _Reader:
 class FeedServer:
     def __init__(self, path: str, snapshot: SnapshotSource, *, heartbeat: float = 10.0,
                  epoch: int | None = None, mode: int = 0o660,
-                 on_clients: Callable[[int], None] | None = None) -> None:
+                 on_clients: Callable[[int], None] | None = None, ready: asyncio.Event | None = None) -> None:
         self.path = path
         self.snapshot = snapshot
         self.heartbeat = heartbeat
         self.epoch = epoch if epoch is not None else time.time_ns()
         self.mode = mode
         self.on_clients = on_clients
+        # A restarting bgpd must not hand out a snapshot before its RIB is whole again: the snapshot's
+        # end tells felixd to drop every route it did not contain. Readers wait here until then.
+        self.ready = ready
         self.readers: set[_Reader] = set()
         self._server: asyncio.AbstractServer | None = None
 
@@ -85,6 +88,8 @@ class FeedServer:
         self._clients_changed()
         reader.task = asyncio.current_task()
         try:
+            if self.ready is not None:
+                await self.ready.wait()
             data, reader.seq = encode_snapshot(self.snapshot(), reader.seq, self.epoch)
             writer.write(data)
             await writer.drain()

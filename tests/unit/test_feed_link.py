@@ -152,3 +152,30 @@ async def test_several_readers(tmp_path: Path) -> None:
         for c in clients:
             await c.close()
         await server.close()
+
+
+async def test_readers_wait_for_a_whole_rib_before_their_snapshot(tmp_path: Path) -> None:
+    """A restarting bgpd gates its snapshot: an early end marker would make felixd drop every route."""
+    ready = asyncio.Event()
+    best = {"192.168.133.192/26": r("192.168.133.192/26")}
+    server = FeedServer(str(tmp_path / "feed.sock"), lambda: list(best.values()), ready=ready)
+    await server.start()
+    rec = Recorder()
+    client = FeedClient(server.path, rec)
+    client.table.routes["192.168.97.192/26"] = r("192.168.97.192/26")  # kept from before the restart
+    client.start()
+    try:
+        await until(lambda: client.connected and len(server.readers) == 1)
+        server.publish({"192.168.219.64/26": r("192.168.219.64/26")})  # queued behind the snapshot
+        for _ in range(20):  # the loop runs many times; still no snapshot and nothing removed
+            await asyncio.sleep(0)
+        assert not client.table.synced
+        assert all(reader.seq == 1 for reader in server.readers)  # not a single frame sent yet
+        assert "192.168.97.192/26" in client.table.routes
+        ready.set()
+        await until(lambda: client.table.synced and "192.168.219.64/26" in client.table.routes)
+        assert "192.168.97.192/26" not in client.table.routes
+        assert "192.168.133.192/26" in client.table.routes
+    finally:
+        await client.close()
+        await server.close()
