@@ -47,11 +47,13 @@ from proto.bgp import (
     IPV6_UNICAST,
     AfiSafi,
     CeaseSubcode,
+    EnhancedRouteRefreshCap,
     GracefulRestartCap,
     MsgType,
     MultiprotocolCap,
     Negotiated,
     RefreshSubtype,
+    RouteRefreshCap,
 )
 from proto.bgp.constants import Origin
 from proto.bgp.prefix import network_from_prefix, prefix_from_network
@@ -67,6 +69,12 @@ log = logging.getLogger("tortie.bgp")
 FAMILIES: tuple[AfiSafi, ...] = (IPV4_UNICAST, IPV6_UNICAST)
 FAMILY_NAMES = {IPV4_UNICAST: "ipv4_unicast", IPV6_UNICAST: "ipv6_unicast"}
 STARTUP_READINESS = 30.0  # calico-node: strict readiness in the first 30 s
+# RFC 4271 suggests 120 s, but a passive peer that closes our connection while it is still in its
+# idle hold (GoBGP right after a session drops) would then keep us away for 90-120 s: as long as
+# Calico's graceful-restart time, so a restarting tortie could lose its routes on that peer.
+CONNECT_RETRY_TIME = 30.0
+STATE_NAMES = {State.IDLE: "Idle", State.CONNECT: "Connect", State.ACTIVE: "Active", State.OPENSENT: "OpenSent",
+               State.OPENCONFIRM: "OpenConfirm", State.ESTABLISHED: "Established"}
 
 
 @dataclass
@@ -172,7 +180,7 @@ class BgpDaemon:
         session = SessionConfig(
             local_as=topo.asn, peer_as=cfg.asn, router_id=str(topo.router_id), hold_time=cfg.hold_time,
             passive=cfg.passive, families=FAMILIES, graceful_restart=gr,
-            add_path_receive=frozenset(FAMILIES), name=str(cfg.address),
+            add_path_receive=frozenset(FAMILIES), name=str(cfg.address), connect_retry_time=CONNECT_RETRY_TIME,
         )
         transport = PeerTransportConfig(
             peer_address=str(cfg.address), peer_port=cfg.port,
@@ -270,8 +278,7 @@ class BgpDaemon:
         cap = ev.remote_open.capability(GracefulRestartCap)
         ps.remote_gr = cap if isinstance(cap, GracefulRestartCap) else None
         changes = self.gr.peer_up(ps.info, now, ps.remote_gr)
-        enhanced = ev.remote_open.capability(type(None)) is None and any(
-            type(c).__name__ == "EnhancedRouteRefreshCap" for c in ev.remote_open.capabilities)
+        enhanced = ev.remote_open.capability(EnhancedRouteRefreshCap) is not None
         ps.out = AdjRibOut(ps.info, self.export, ev.negotiated)
         if self.deferral is not None and not self.deferral.done:
             changes = _merge(changes, self.deferral.peer_established(ps.info, now, ps.families, ps.remote_gr))
@@ -341,6 +348,7 @@ class BgpDaemon:
                 ps.out.start(now, self.rib.loc, ps.families, ps.negotiated)
         self.deferral = None
         self._publish_snapshot_refresh()
+        self.feed_ready.set()
 
     # ---------------------------------------------------------------- changes to feed and peers
 
@@ -354,11 +362,18 @@ class BgpDaemon:
             for ps in self.peers.values():
                 if ps.out is not None and ps.out.started and family in ps.families:
                     ps.out.changes(family, chs, now)
-            if self.feed is not None and (self.deferral is None or self.deferral.done):
+            # with no reader connected there is nobody to tell: a reader that connects later starts
+            # from a snapshot of the Loc-RIB, so building the deltas would only cost time
+            if self.feed is not None and self.feed.readers and (self.deferral is None or self.deferral.done):
                 self.feed.publish(self._feed_changes(family, chs))
         self._arm()
 
     def _prefix(self, family: AfiSafi, key: bytes) -> str:
+        if family == IPV4_UNICAST and key[0] <= 32 and len(key) == 1 + ((key[0] + 7) >> 3):
+            # the hot path of the feed: text straight from the (normalised) wire form, no cache to
+            # hold (it cost more memory per route than the route itself)
+            a = key[1:] + bytes(5 - len(key))
+            return f"{a[0]}.{a[1]}.{a[2]}.{a[3]}/{key[0]}"
         k = (family, key)
         text = self._prefix_text.get(k)
         if text is None:
@@ -436,7 +451,8 @@ class BgpDaemon:
             if messages and ps.transport.state == State.ESTABLISHED:
                 ps.transport.session.sent[MsgType.UPDATE] += len(messages)
                 ps.transport.send_update_bytes(b"".join(messages))
-        self._update_gauges()
+        # no _update_gauges() here: it walks every Adj-RIB-In (stale counts), and this timer fires
+        # every Adj-RIB-Out window during a table load; the periodic task and each scrape refresh them
         if self.feed is not None:
             self.metrics.feed_lag.set(self.feed.lag)
         self._arm()
@@ -530,8 +546,7 @@ class BgpDaemon:
 
     def _summary(self, ps: PeerState) -> dict[str, object]:
         return {"address": ps.cfg.key, "family": f"ipv{ps.cfg.address.version}", "peer_type": ps.cfg.peer_type,
-                "state": ps.transport.state.name.title().replace("Opensent", "OpenSent")
-                .replace("Openconfirm", "OpenConfirm"),
+                "state": STATE_NAMES[ps.transport.state],
                 "since": ps.since, "last_error": ps.transport.last_error, "asn": ps.cfg.asn, "node": ps.cfg.node,
                 "admin_down": ps.admin_down}
 
@@ -559,10 +574,8 @@ class BgpDaemon:
             caps = {
                 "families": [FAMILY_NAMES[f] for f in ps.families],
                 "four_octet_as": bool(neg and neg.four_octet_as),
-                "route_refresh": bool(remote and any(type(c).__name__ == "RouteRefreshCap"
-                                                     for c in remote.capabilities)),
-                "enhanced_route_refresh": bool(remote and any(type(c).__name__ == "EnhancedRouteRefreshCap"
-                                                              for c in remote.capabilities)),
+                "route_refresh": bool(remote and remote.capability(RouteRefreshCap) is not None),
+                "enhanced_route_refresh": bool(remote and remote.capability(EnhancedRouteRefreshCap) is not None),
                 "extended_message": bool(neg and neg.extended_message),
                 "add_path_receive": sorted(FAMILY_NAMES.get(f, str(f)) for f in (neg.add_path_receive if neg else ())),
                 "graceful_restart": {"local": True, "remote": ps.remote_gr is not None,
@@ -699,14 +712,19 @@ class BgpDaemon:
         self._build_rib(model, topo)
         if self.restarting:
             log.warning("restarting after an unclean stop: graceful restart (waiting for peers' End-of-RIB)")
+        self.feed_ready = asyncio.Event()
+        if not self.restarting:
+            self.feed_ready.set()
         self.feed = FeedServer(str(self.run_dir / "feed.sock"), self._snapshot,
-                               on_clients=lambda n: self.metrics.feed_clients.set(n))
+                               on_clients=lambda n: self.metrics.feed_clients.set(n), ready=self.feed_ready)
         await self.feed.start()
         await self._start_listener()
         peer_states = [self._add_peer(cfg) for cfg in topo.peers.values()]
         if self.restarting and peer_states:
             assert self.rib is not None
             self.deferral = RestartDeferral(self.rib, self.now(), [p.info for p in peer_states])
+        else:
+            self.feed_ready.set()
         mgmt = ManagementServer(self.metrics.registry, args.metrics_address or
                                 model.bgp_config.prometheus_metrics_host or "127.0.0.1",
                                 args.metrics_port if args.metrics_port is not None else
