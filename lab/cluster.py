@@ -108,13 +108,13 @@ class Lab:
         self._spawn(topo, f"http-{pod}", pod, [sys.executable, "-m", "http.server", "80", "--bind", "0.0.0.0",
                                               "--directory", str(root)], f"http-{pod}.log")
 
-    def start_daemons(self, host: str) -> None:
+    def start_daemons(self, host: str, which: tuple[str, ...] = ("bgpd", "felixd")) -> None:
         topo = self.topology or self.load()
         rd = self.run_dir(host)
         rd.mkdir(parents=True, exist_ok=True)
         common = ["--config", str(self.config), "--node", host, "--run-dir", str(rd), "--log-level", "info"]
-        self._spawn(topo, f"bgpd-{host}", host, [tool("tortie-bgpd"), *common], f"bgpd-{host}.log")
-        self._spawn(topo, f"felixd-{host}", host, [tool("tortie-felixd"), *common], f"felixd-{host}.log")
+        for daemon in which:
+            self._spawn(topo, f"{daemon}-{host}", host, [tool(f"tortie-{daemon}"), *common], f"{daemon}-{host}.log")
 
     def stop_daemon(self, label: str, sig: int = 15) -> None:
         topo = self.topology or self.load()
