@@ -218,6 +218,9 @@ class PeerTransportConfig:
     source_address: str | None = None
     md5_password: str | None = None
     ttl_security: int | None = None  # GTSM: the peer is at most this many hops away (1: direct)
+    # A SYN nobody answers (a TCP MD5 mismatch drops it silently, so does a filter) would otherwise
+    # keep the session in Connect for the kernel's SYN retries with nothing to show the operator.
+    connect_timeout: float = 5.0
 
 
 class BgpListener:
@@ -538,10 +541,21 @@ class BgpPeer:
                 set_ttl_security(sock, cfg.ttl_security)
             if cfg.source_address:
                 sock.bind((cfg.source_address, 0))
-            await self._loop.sock_connect(sock, (cfg.peer_address, cfg.peer_port))
+            await asyncio.wait_for(self._loop.sock_connect(sock, (cfg.peer_address, cfg.peer_port)),
+                                   cfg.connect_timeout)
         except asyncio.CancelledError:
             sock.close()
             raise
+        except TimeoutError:
+            sock.close()
+            if self._connects.get(session) is asyncio.current_task():
+                del self._connects[session]
+            reason = (f"Socket: no answer within {cfg.connect_timeout:g} s (TCP MD5 mismatch or filtering?)"
+                      if cfg.md5_password is not None else
+                      f"Socket: no answer within {cfg.connect_timeout:g} s")
+            session.connection_failed(self.now(), reason)
+            self._service(session)
+            return
         except OSError as error:
             sock.close()
             if self._connects.get(session) is asyncio.current_task():

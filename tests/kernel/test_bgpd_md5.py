@@ -100,12 +100,12 @@ def test_mismatched_passwords_never_establish(md5: Md5) -> None:
         time.sleep(0.2)
     assert states <= {"Idle", "Connect", "Active"}, states  # never even got an OPEN through
     assert "10.202.0.192/26" not in xa.learned() and "10.202.0.128/26" not in xb.learned()
-    # the status says it is not up: the active (lower) side is still trying to connect (the kernel
-    # drops its unsigned-for-this-key SYNs, so the attempt only ends at the ConnectRetry timer) and the
-    # passive side waits; an error, if one was recorded, is a connection-level one, never an OPEN's
+    # the status says why: the active (lower) side's SYNs are dropped by the kernel (signed with the
+    # wrong key), its connect attempts time out, and the reason names the likely cause
     pa, pb = xa.peer(b_addr), xb.peer(a_addr)
     assert pa is not None and pa["state"] in {"Connect", "Active", "Idle"}, pa
     assert pb is not None and pb["state"] in {"Active", "Idle"}, pb
+    assert "TCP MD5" in (pa["last_error"] or ""), pa
     assert "OPEN" not in (pa["last_error"] or "") + (pb["last_error"] or ""), (pa, pb)
     neighbor = xa.neighbor(b_addr)
     assert neighbor["uptime_seconds"] in (None, 0), neighbor
