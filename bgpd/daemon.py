@@ -57,7 +57,7 @@ from proto.bgp import (
 )
 from proto.bgp.constants import Origin
 from proto.bgp.prefix import network_from_prefix, prefix_from_network
-from proto.feed import FeedRoute
+from proto.feed import prefix_wire_from_bgp, route_frame_wire, route_tail, withdraw_frame_wire
 from proto.resources import ClusterModel, NotFoundError, ValidationError
 from runtime import logs
 from runtime.control import ControlError, ControlServer
@@ -120,7 +120,7 @@ class BgpDaemon:
         self._timer: asyncio.TimerHandle | None = None
         self._timer_at: float | None = None
         self._stop = asyncio.Event()
-        self._prefix_text: dict[tuple[AfiSafi, bytes], str] = {}
+        self._feed_tails: dict[Path, tuple[int, bytes]] = {}
 
     @property
     def loop(self) -> asyncio.AbstractEventLoop:
@@ -369,44 +369,42 @@ class BgpDaemon:
         self._arm()
 
     def _prefix(self, family: AfiSafi, key: bytes) -> str:
-        if family == IPV4_UNICAST and key[0] <= 32 and len(key) == 1 + ((key[0] + 7) >> 3):
-            # the hot path of the feed: text straight from the (normalised) wire form, no cache to
-            # hold (it cost more memory per route than the route itself)
-            a = key[1:] + bytes(5 - len(key))
-            return f"{a[0]}.{a[1]}.{a[2]}.{a[3]}/{key[0]}"
-        k = (family, key)
-        text = self._prefix_text.get(k)
-        if text is None:
-            if len(self._prefix_text) > 1_000_000:
-                self._prefix_text.clear()
-            text = self._prefix_text[k] = str(network_from_prefix(family[0], key))
-        return text
+        """Prefix text for the control socket (never on the feed's hot path)."""
+        return str(network_from_prefix(family[0], key))
 
-    def _feed_route(self, family: AfiSafi, key: bytes, best: Path | None) -> FeedRoute | None:
-        if best is None or best.source.local or not best.next_hop:
-            return None
-        return FeedRoute(prefix=self._prefix(family, key), next_hop=best.next_hop[0], node=best.source.node
-                         if best.source.ibgp else None, stale=best.stale, local_pref=best.local_pref or 100,
-                         as_path_len=min(best.as_path_len, 0xFFFF))
+    @staticmethod
+    def _routable(best: Path | None) -> bool:
+        return best is not None and not best.source.local and bool(best.next_hop)
 
-    def _feed_changes(self, family: AfiSafi, chs: list[Change]) -> dict[str, FeedRoute | None]:
-        return {self._prefix(family, key): self._feed_route(family, key, best) for key, best in chs}
+    def _feed_encode(self, seq: int, fkey: tuple[AfiSafi, bytes], best: Path | None) -> bytes:
+        """One feed frame straight from the wire-form prefix and the best path: the part after the
+        prefix is computed once per path and shared by every prefix it carries."""
+        family, key = fkey
+        pw = prefix_wire_from_bgp(4 if family == IPV4_UNICAST else 6, key)
+        if best is None or not self._routable(best):
+            return withdraw_frame_wire(seq, pw)
+        tail = self._feed_tails.get(best)
+        if tail is None:
+            if len(self._feed_tails) > 100_000:
+                self._feed_tails.clear()
+            tail = self._feed_tails[best] = route_tail(
+                best.next_hop[0], best.source.node if best.source.ibgp else None, best.stale,
+                best.local_pref or 100, min(best.as_path_len, 0xFFFF))
+        return route_frame_wire(seq, tail[0], pw, tail[1])
 
-    def _snapshot(self) -> list[FeedRoute]:
+    def _feed_changes(self, family: AfiSafi, chs: list[Change]) -> dict[tuple[AfiSafi, bytes], Path | None]:
+        return {(family, key): best for key, best in chs}
+
+    def _snapshot(self) -> list[tuple[tuple[AfiSafi, bytes], Path]]:
         assert self.rib is not None
         if self.deferral is not None and not self.deferral.done:
             return []
-        routes = []
-        for family, loc in self.rib.loc.items():
-            for key, best in loc.best.items():
-                r = self._feed_route(family, key, best)
-                if r is not None:
-                    routes.append(r)
-        return routes
+        return [((family, key), best) for family, loc in self.rib.loc.items()
+                for key, best in loc.best.items() if self._routable(best)]
 
     def _publish_snapshot_refresh(self) -> None:
         if self.feed is not None:
-            self.feed.publish({r.prefix: r for r in self._snapshot()})
+            self.feed.publish(dict(self._snapshot()))
 
     # ---------------------------------------------------------------- the one RIB timer
 
@@ -715,7 +713,7 @@ class BgpDaemon:
         self.feed_ready = asyncio.Event()
         if not self.restarting:
             self.feed_ready.set()
-        self.feed = FeedServer(str(self.run_dir / "feed.sock"), self._snapshot,
+        self.feed = FeedServer(str(self.run_dir / "feed.sock"), self._snapshot, encode=self._feed_encode,
                                on_clients=lambda n: self.metrics.feed_clients.set(n), ready=self.feed_ready)
         await self.feed.start()
         await self._start_listener()

@@ -3,6 +3,11 @@
 Each reader gets a full snapshot when it connects, then deltas. Deltas are coalesced per prefix while
 a reader is busy: a slow reader receives the latest state of each changed prefix rather than every
 intermediate step, so memory per reader is bounded by the number of prefixes, not by the change rate.
+Frames are encoded and written in bounded slices, so a whole-table change never sits in memory as
+one buffer.
+
+Keys and values are the sender's business: by default a prefix text and a `FeedRoute` (None for a
+withdrawal); bgpd passes its own `encode` and feeds wire-form prefixes and best paths straight in.
 """
 
 from __future__ import annotations
@@ -12,31 +17,49 @@ import contextlib
 import logging
 import os
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Hashable, Iterable, Mapping
+from itertools import islice
+from typing import Any
 
-from proto.feed import FeedRoute, Heartbeat, RouteUpdate, Withdraw, encode_frame, encode_snapshot
+from proto.feed import (
+    EndOfSnapshot,
+    FeedRoute,
+    Heartbeat,
+    RouteUpdate,
+    SnapshotBegin,
+    Withdraw,
+    encode_frame,
+)
 
 log = logging.getLogger("tortie.bgp.feed")
 
-SnapshotSource = Callable[[], Iterable[FeedRoute]]
+Encoder = Callable[[int, Any, Any], bytes]  # (seq, key, value) -> one frame
+SLICE = 4096  # frames per write
+
+
+def _encode_feed_route(seq: int, prefix: str, route: FeedRoute | None) -> bytes:
+    return encode_frame(RouteUpdate(seq, route) if route is not None else Withdraw(seq, prefix))
 
 
 class _Reader:
-    def __init__(self, writer: asyncio.StreamWriter, peer: str) -> None:
+    def __init__(self, writer: asyncio.StreamWriter) -> None:
         self.writer = writer
-        self.peer = peer
-        self.pending: dict[str, FeedRoute | None] = {}
+        self.pending: dict[Hashable, Any] = {}
         self.wake = asyncio.Event()
         self.seq = 1
         self.task: asyncio.Task[None] | None = None
 
 
 class FeedServer:
-    def __init__(self, path: str, snapshot: SnapshotSource, *, heartbeat: float = 10.0,
-                 epoch: int | None = None, mode: int = 0o660,
+    def __init__(self, path: str, snapshot: Callable[[], Iterable[Any]], *, encode: Encoder | None = None,
+                 heartbeat: float = 10.0, epoch: int | None = None, mode: int = 0o660,
                  on_clients: Callable[[int], None] | None = None, ready: asyncio.Event | None = None) -> None:
+        """`snapshot()` gives what a new reader starts from: FeedRoutes, or with `encode`, (key, value)
+        pairs that `encode` turns into route frames."""
         self.path = path
         self.snapshot = snapshot
+        self.encode: Encoder = encode or _encode_feed_route
+        self.custom = encode is not None
         self.heartbeat = heartbeat
         self.epoch = epoch if epoch is not None else time.time_ns()
         self.mode = mode
@@ -67,8 +90,8 @@ class FeedServer:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(self.path)
 
-    def publish(self, changes: dict[str, FeedRoute | None]) -> None:
-        """Queue changes (prefix -> new best route, or None for a withdrawal) for every reader."""
+    def publish(self, changes: Mapping[Hashable, Any]) -> None:
+        """Queue changes (key -> new value; by default prefix -> FeedRoute, or None to withdraw)."""
         if not changes:
             return
         for reader in self.readers:
@@ -80,8 +103,26 @@ class FeedServer:
         """Changes waiting for the slowest reader."""
         return max((len(r.pending) for r in self.readers), default=0)
 
+    def _snapshot_pairs(self) -> Iterable[tuple[Any, Any]]:
+        if self.custom:
+            return self.snapshot()
+        return ((r.prefix, r) for r in self.snapshot())
+
+    async def _write_frames(self, reader: _Reader, pairs: Iterable[tuple[Any, Any]]) -> int:
+        """Encode and write in slices; returns how many frames went out."""
+        it = iter(pairs)
+        encode, count = self.encode, 0
+        while chunk := list(islice(it, SLICE)):
+            seq = reader.seq
+            data = b"".join([encode(seq + i, k, v) for i, (k, v) in enumerate(chunk)])
+            reader.seq = seq + len(chunk)
+            count += len(chunk)
+            reader.writer.write(data)
+            await reader.writer.drain()
+        return count
+
     async def _accept(self, _r: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        reader = _Reader(writer, "feed-reader")
+        reader = _Reader(writer)
         # Registered before the snapshot is taken: a change published from now on is queued for it, so
         # snapshot + queued deltas are never missing anything.
         self.readers.add(reader)
@@ -90,8 +131,11 @@ class FeedServer:
         try:
             if self.ready is not None:
                 await self.ready.wait()
-            data, reader.seq = encode_snapshot(self.snapshot(), reader.seq, self.epoch)
-            writer.write(data)
+            writer.write(encode_frame(SnapshotBegin(reader.seq, self.epoch)))
+            reader.seq += 1
+            count = await self._write_frames(reader, self._snapshot_pairs())
+            writer.write(encode_frame(EndOfSnapshot(reader.seq, count)))
+            reader.seq += 1
             await writer.drain()
             while True:
                 try:
@@ -103,15 +147,7 @@ class FeedServer:
                     continue
                 reader.wake.clear()
                 batch, reader.pending = reader.pending, {}
-                parts = []
-                seq = reader.seq
-                for prefix, route in batch.items():
-                    frame = RouteUpdate(seq, route) if route is not None else Withdraw(seq, prefix)
-                    parts.append(encode_frame(frame))
-                    seq += 1
-                reader.seq = seq
-                writer.write(b"".join(parts))
-                await writer.drain()
+                await self._write_frames(reader, batch.items())
         except (ConnectionError, asyncio.CancelledError):
             pass
         finally:

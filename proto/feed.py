@@ -274,6 +274,34 @@ def _route_frame(seq: int, r: FeedRoute) -> bytes:
     return len(body).to_bytes(4, "big") + body
 
 
+def route_tail(next_hop: str, node: str | None = None, stale: bool = False, local_pref: int = 100,
+               as_path_len: int = 0) -> tuple[int, bytes]:
+    """The flags and the octets after the prefix of a route frame. They are the same for every prefix
+    that shares a best path, so a sender computes them once per path, not once per prefix."""
+    node_b = node.encode() if node is not None else b""
+    if (node is not None and not node_b) or len(node_b) > 255:
+        raise FeedError(f"node name must be 1..255 octets: {node!r}")
+    flags = (FLAG_STALE if stale else 0) | (FLAG_NODE if node is not None else 0)
+    return flags, _address_wire(next_hop) + _TAIL.pack(local_pref, as_path_len, len(node_b)) + node_b
+
+
+def prefix_wire_from_bgp(version: int, key: bytes) -> bytes:
+    """The feed's prefix form from a BGP wire-form prefix (length octet, then the fewest address
+    octets, unused bits zero): no text on the way."""
+    size = 4 if version == 4 else 16
+    return bytes((version, key[0])) + key[1:].ljust(size, b"\0")
+
+
+def route_frame_wire(seq: int, flags: int, prefix_wire: bytes, tail: bytes) -> bytes:
+    body = _TYPE_SEQ.pack(FrameType.ROUTE, seq) + bytes((flags,)) + prefix_wire + tail
+    return len(body).to_bytes(4, "big") + body
+
+
+def withdraw_frame_wire(seq: int, prefix_wire: bytes) -> bytes:
+    body = _TYPE_SEQ.pack(FrameType.WITHDRAW, seq) + prefix_wire
+    return len(body).to_bytes(4, "big") + body
+
+
 def encode_frame(frame: Frame) -> bytes:
     """Encode one frame with its length field; the hand-written path, equal to `encode_frame_spec`."""
     try:

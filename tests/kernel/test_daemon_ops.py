@@ -9,6 +9,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -46,35 +47,49 @@ B_EXTRA = (f"{HEAD}kind: IPPool\nmetadata: {{name: other}}\nspec: {{cidr: 172.16
            f"{HEAD}kind: BlockAffinity\nmetadata: {{name: b2}}\nspec: {{node: node-b, cidr: 172.16.0.0/26}}\n")
 
 
-@dataclass
 class Notify:
-    sock: socket.socket
-    path: str
-    seen: list[str] = field(default_factory=list)
+    """The systemd side: a datagram socket drained by a thread (as systemd would), so the daemon's
+    non-blocking sends never find a full queue and drop a message the test waits for."""
 
-    def drain(self) -> list[str]:
-        while True:
+    def __init__(self, sock: socket.socket, path: str) -> None:
+        self.sock = sock
+        self.path = path
+        self.seen: list[str] = []
+        self.cond = threading.Condition()
+        self.sock.settimeout(0.2)
+        self.closed = False
+        self.thread = threading.Thread(target=self._drain, daemon=True)
+        self.thread.start()
+
+    def _drain(self) -> None:
+        while not self.closed:
             try:
-                self.seen.append(self.sock.recv(4096).decode())
-            except BlockingIOError:
-                return self.seen
+                msg = self.sock.recv(4096).decode()
+            except TimeoutError:
+                continue
+            except OSError:
+                return
+            with self.cond:
+                self.seen.append(msg)
+                self.cond.notify_all()
 
     def wait(self, pred: Callable[[str], bool], timeout: float, what: str) -> str:
         deadline = time.monotonic() + timeout
-        self.sock.settimeout(0.5)
-        try:
-            while time.monotonic() < deadline:
+        with self.cond:
+            while True:
                 for msg in self.seen:
                     if pred(msg):
                         self.seen.remove(msg)
                         return msg
-                try:
-                    self.seen.append(self.sock.recv(4096).decode())
-                except TimeoutError:
-                    pass
-        finally:
-            self.sock.setblocking(False)
-        raise AssertionError(f"no sd_notify message {what} within {timeout}s; got {self.seen}")
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise AssertionError(f"no sd_notify message {what} within {timeout}s; got {self.seen[-20:]}")
+                self.cond.wait(left)
+
+    def close(self) -> None:
+        self.closed = True
+        self.thread.join(timeout=5)
+        self.sock.close()
 
 
 @dataclass
@@ -141,7 +156,6 @@ def start(nss: NetnsSet, node: Node, daemon: str, tmp: Path, *extra: str) -> Non
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
     path = str(tmp / f"notify-{node.name}-{daemon}")
     sock.bind(path)
-    sock.setblocking(False)
     node.notify[daemon] = Notify(sock, path)
     env = {**os.environ, "NOTIFY_SOCKET": path, "WATCHDOG_USEC": "400000"}
     log = open(tmp / f"{node.name}-{daemon}.log", "ab")  # noqa: SIM115 - closed with the process
@@ -170,7 +184,7 @@ def two_nodes(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Node, 
         finally:
             for n in (a, b):
                 for d in n.notify.values():
-                    d.sock.close()
+                    d.close()
 
 
 def test_sd_notify_readiness_and_metrics(two_nodes: tuple[Node, Node, Path, NetnsSet]) -> None:

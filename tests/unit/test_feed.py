@@ -209,3 +209,32 @@ def test_encoder_numbers_a_connection_without_gaps() -> None:
         "SnapshotBegin", "RouteUpdate", "EndOfSnapshot", "RouteUpdate", "Withdraw", "Heartbeat"]
     assert [f.seq for f in frames_] == list(range(100, 106))
     assert frames_[0] == SnapshotBegin(100, 7) and frames_[2] == EndOfSnapshot(102, 1)
+
+
+# ---------------------------------------------------------------- the sender's wire-form path
+
+
+@given(prefix=st.one_of(
+           st.builds(lambda a, n: ipaddress.IPv4Network((a, n), strict=False), st.integers(0, 2**32 - 1),
+                     st.integers(0, 32)),
+           st.builds(lambda a, n: ipaddress.IPv6Network((a, n), strict=False), st.integers(0, 2**128 - 1),
+                     st.integers(0, 128))),
+       next_hop=st.sampled_from(["10.30.0.56", "fd00::1", "192.0.2.1"]),
+       node=st.one_of(st.none(), st.text(min_size=1, max_size=20)),
+       stale=st.booleans(), local_pref=st.integers(0, 2**32 - 1), as_path_len=st.integers(0, 0xFFFF),
+       seq=st.integers(0, 2**64 - 1))
+@settings(max_examples=200)
+def test_wire_form_frames_equal_the_value_frames(prefix: ipaddress.IPv4Network | ipaddress.IPv6Network,
+                                                next_hop: str, node: str | None, stale: bool, local_pref: int,
+                                                as_path_len: int, seq: int) -> None:
+    from proto.bgp.prefix import prefix_from_network
+    from proto.feed import prefix_wire_from_bgp, route_frame_wire, route_tail, withdraw_frame_wire
+
+    if node is not None and len(node.encode()) > 255:
+        return
+    key = prefix_from_network(prefix)
+    pw = prefix_wire_from_bgp(prefix.version, key)
+    flags, tail = route_tail(next_hop, node, stale, local_pref, as_path_len)
+    route = FeedRoute(str(prefix), next_hop, node, stale, local_pref, as_path_len)
+    assert route_frame_wire(seq, flags, pw, tail) == encode_frame(RouteUpdate(seq, route))
+    assert withdraw_frame_wire(seq, pw) == encode_frame(Withdraw(seq, str(prefix)))
