@@ -39,6 +39,7 @@ from bgpd.session import (
     StateChanged,
     UpdateReceived,
 )
+from bgpd.timers import LoopTimer
 from bgpd.topology import MESH, PeerConfig, Topology, TopologyError, build, diff
 from bgpd.transport import BgpListener, BgpPeer, PeerTransportConfig
 from datastore import open_datastore
@@ -117,8 +118,7 @@ class BgpDaemon:
         self.restarting = False
         self.started = time.monotonic()
         self.started_wall = time.time()
-        self._timer: asyncio.TimerHandle | None = None
-        self._timer_at: float | None = None
+        self._timer: LoopTimer | None = None
         self._stop = asyncio.Event()
         self._feed_tails: dict[Path, tuple[int, bytes]] = {}
 
@@ -415,19 +415,11 @@ class BgpDaemon:
             deadlines.append(d)
         if self.deferral is not None and (d := self.deferral.next_deadline()) is not None:
             deadlines.append(d)
-        when = min(deadlines) if deadlines else None
-        if when == self._timer_at and self._timer is not None:
-            return
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
-        self._timer_at = when
-        if when is not None:
-            self._timer = self.loop.call_at(when, self._on_timer)
+        if self._timer is None:
+            self._timer = LoopTimer(self.loop, self._on_timer)
+        self._timer.arm(min(deadlines) if deadlines else None)
 
     def _on_timer(self) -> None:
-        self._timer = None
-        self._timer_at = None
         now = self.now()
         if self.gr is not None and (d := self.gr.next_deadline()) is not None and now >= d:
             changes = self.gr.expire(now)

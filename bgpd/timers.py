@@ -7,6 +7,7 @@ jittered. The random source is injected so tests can pin it.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Protocol
 
 JITTER_LOW = 0.75
@@ -52,3 +53,33 @@ class Timer:
 def earliest(*timers: Timer) -> float | None:
     deadlines = [t.deadline for t in timers if t.deadline is not None]
     return min(deadlines) if deadlines else None
+
+
+class LoopTimer:
+    """One `loop.call_at` for the earliest of a caller's deadlines (aioquic's pattern): re-armed only
+    when that deadline changes, so a busy caller does not churn timer handles."""
+
+    def __init__(self, loop: object, callback: Callable[[], None]) -> None:
+        self.loop = loop
+        self.callback = callback
+        self._handle: object | None = None
+        self.at: float | None = None
+
+    def arm(self, when: float | None) -> None:
+        if when == self.at and self._handle is not None:
+            return
+        self.cancel()
+        self.at = when
+        if when is not None:
+            self._handle = self.loop.call_at(when, self._fire)  # type: ignore[attr-defined]
+
+    def cancel(self) -> None:
+        if self._handle is not None:
+            self._handle.cancel()  # type: ignore[attr-defined]
+            self._handle = None
+        self.at = None
+
+    def _fire(self) -> None:
+        self._handle = None
+        self.at = None
+        self.callback()

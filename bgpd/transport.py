@@ -43,7 +43,7 @@ from bgpd.session import (
     StateChanged,
     second_session,
 )
-from bgpd.timers import RandomSource
+from bgpd.timers import LoopTimer, RandomSource
 from proto.bgp import CeaseSubcode, Update
 
 log = logging.getLogger("bgpd.transport")
@@ -329,8 +329,7 @@ class BgpPeer:
         self._loop = asyncio.get_running_loop()
         self._conns: dict[Session, _Connection] = {}
         self._connects: dict[Session, asyncio.Task[None]] = {}
-        self._timer: asyncio.TimerHandle | None = None
-        self._timer_at: float | None = None
+        self._timer = LoopTimer(self._loop, self._on_timer)
         self.write_ready = asyncio.Event()  # set while UPDATEs may be queued without piling up
         self._state_changed = asyncio.Condition()
         self._closed = False
@@ -383,9 +382,7 @@ class BgpPeer:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
         self._connects.clear()
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
+        self._timer.cancel()
 
     def send_update_bytes(self, data: bytes) -> None:
         """Queue whole encoded UPDATEs (see `Session.send_update_bytes`); produce more only while
@@ -501,19 +498,9 @@ class BgpPeer:
 
     def _arm_timer(self) -> None:
         deadlines = [d for s in self._sessions() if (d := s.next_deadline()) is not None]
-        when = min(deadlines) if deadlines and not self._closed else None
-        if when == self._timer_at and self._timer is not None:
-            return
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
-        self._timer_at = when
-        if when is not None:
-            self._timer = self._loop.call_at(when, self._on_timer)
+        self._timer.arm(min(deadlines) if deadlines and not self._closed else None)
 
     def _on_timer(self) -> None:
-        self._timer = None
-        self._timer_at = None
         now = self.now()
         for s in self._sessions():
             conn = self._conns.get(s)
