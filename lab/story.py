@@ -123,12 +123,13 @@ class Story:
             try:
                 states = [p["state"] for h in hosts
                           for p in call(str(self.lab.run_dir(h) / "bgpd.sock"), "status")["peers"]]
-                if states and all(s == "Established" for s in states):
+                felix = [call(str(self.lab.run_dir(h) / "felixd.sock"), "status")["ready"] for h in hosts]
+                if states and all(s == "Established" for s in states) and all(felix):
                     return time.monotonic() - t0
             except ControlError:
                 pass
             if time.monotonic() - t0 > deadline:
-                raise TimeoutError("the BGP mesh did not come up")
+                raise TimeoutError("the BGP mesh (or felixd) did not come up")
             time.sleep(0.2)
 
     def node_status(self) -> str:

@@ -363,6 +363,16 @@ def build_python_disk(trees: list[Path], out: Path) -> Path | None:
     return out
 
 
+def _scratch_mount(name: str, mode: str) -> str:
+    """The guest's own /run and /tmp: empty tmpfs, unless the checkout itself lives there (a CI
+    clone under /tmp): then a tmpfs overlay, so the guest still sees the repository."""
+    if REPO.is_relative_to(f"/{name}"):
+        return (f"mkdir -p /rw/{name}/upper /rw/{name}/work && mount -t overlay -o lowerdir=/newroot/{name},"
+                f"upperdir=/rw/{name}/upper,workdir=/rw/{name}/work overlay /newroot/{name} "
+                f"|| fail 'overlay on /{name}'")
+    return f"mount -t tmpfs -o mode={mode} tmpfs /newroot/{name}"
+
+
 def init_script(version: str, modules: Path, module_files: list[Path], trees: tuple[Path, ...] = ()) -> str:
     """`/init`: load the 9p modules, mount the host's root, hand over to the job script.
 
@@ -377,6 +387,7 @@ def init_script(version: str, modules: Path, module_files: list[Path], trees: tu
         f"upperdir=/rw/{i}/upper,workdir=/rw/{i}/work overlay /newroot/{d} || fail 'overlay on /{d}'"
         for i, d in enumerate(WRITABLE))
     inserts = "\n".join(f"insmod /modules/{p.name} || fail 'insmod {p.name}'" for p in module_files)
+    scratch = "\n".join(_scratch_mount(d, mode) for d, mode in (("run", "0755"), ("tmp", "1777")))
     python = ""
     if trees:
         binds = "\n".join(f"mount --bind /python/{i} /newroot{tree} || fail 'bind {tree}'"
@@ -399,8 +410,7 @@ mount -t 9p -o ro,trans=virtio,version=9p2000.L,cache=loose,msize=512000 {ROOT_T
 mount -t tmpfs -o mode=0755 tmpfs /rw
 {overlays}
 {python}
-mount -t tmpfs -o mode=0755 tmpfs /newroot/run
-mount -t tmpfs -o mode=1777 tmpfs /newroot/tmp
+{scratch}
 mount -t proc proc /newroot/proc
 mount -t sysfs sysfs /newroot/sys
 mount -t devtmpfs devtmpfs /newroot/dev
