@@ -25,6 +25,7 @@ from dataclasses import dataclass, field, replace
 
 from bgpd.reflection import reflected_attributes, reflection_loop, reflects
 from bgpd.rib.path import DEFAULT_LOCAL_PREF, Advert, NextHop, Path, PeerInfo, advert
+from proto.bgp.attributes import readvertised
 from proto.bgp.constants import (
     AFI,
     IPV4_UNICAST,
@@ -250,7 +251,8 @@ class ExportPolicy:
         sp = self.speaker
         if src is target:
             return None
-        attrs = best.attrs
+        # passed on: unknown transitive attributes get the Partial bit, non-transitive ones go
+        attrs = best.attrs if src.local or not best.attrs.unknown else readvertised(best.attrs)
         self_hop = target.next_hop_self.get(family)
         if target.mesh and not src.local:
             return None  # the mesh only carries each node's own blocks

@@ -346,3 +346,16 @@ def test_pool_select_agrees_with_covers(nets: list[tuple[int, int]], pools: str,
     assert pool.select(wire, 4 if add_path else 0) == [
         w for w in wire if pool.covers(w[4:] if add_path else w)
     ]
+
+
+def test_unknown_attributes_passed_on_with_partial_bit() -> None:
+    from proto.bgp.model import UnknownAttribute
+
+    rr = peer("rr", "10.0.0.100")
+    unknown = (UnknownAttribute(0xC0, 99, b"\x01\x02"), UnknownAttribute(0x80, 98, b"\x03"))
+    best = path(TOR, ebgp_attrs(local_pref=100, unknown=unknown), ("10.0.0.254",))
+    for target in (rr, TOR2):
+        out = ExportPolicy(ME, POOLS).advert(best, target, V4)
+        assert out is not None
+        # optional transitive: kept, now Partial; optional non-transitive: not passed on
+        assert out.attrs.unknown == (UnknownAttribute(0xE0, 99, b"\x01\x02"),)
