@@ -120,6 +120,7 @@ class BgpDaemon:
         self.started_wall = time.time()
         self._timer: LoopTimer | None = None
         self._stop = asyncio.Event()
+        self._graceful = False
         self._feed_tails: dict[Path, tuple[int, bytes]] = {}
 
     @property
@@ -654,6 +655,13 @@ class BgpDaemon:
         ps.transport.stop(message)
         return f"peer {peer} shut down"
 
+    def ctl_graceful_stop(self) -> str:
+        """Stop for an upgrade: no NOTIFICATION to the peers (they keep our routes, RFC 4724), the
+        restart marker stays, so the next start is a restarting speaker; felixd keeps the kernel."""
+        self._graceful = True
+        self._stop.set()
+        return "stopping gracefully: peers keep this node's routes until it is back"
+
     def ctl_enable(self, peer: str) -> str:
         ps = self._peer(peer)
         ps.admin_down = False
@@ -728,6 +736,7 @@ class BgpDaemon:
         control.register("refresh", self.ctl_refresh)
         control.register("shutdown", self.ctl_shutdown)
         control.register("enable", self.ctl_enable)
+        control.register("graceful_stop", self.ctl_graceful_stop)
         await control.start()
         watch = store.watch(initial=model)
         queue = watch.asyncio_queue()
@@ -769,12 +778,17 @@ class BgpDaemon:
             await self._stop.wait()
         finally:
             self.notifier.stopping()
-            log.info("stopping: Cease (administrative shutdown) to every peer")
             await Notifier.cancel(wd)
             for t in reload_task:
                 t.cancel()
-            await asyncio.gather(*(ps.transport.close("tortie-bgpd shutting down")
-                                   for ps in self.peers.values()), return_exceptions=True)
+            if self._graceful:
+                log.info("stopping gracefully: sessions dropped without NOTIFICATION (graceful restart)")
+                await asyncio.gather(*(ps.transport.abort() for ps in self.peers.values()),
+                                     return_exceptions=True)
+            else:
+                log.info("stopping: Cease (administrative shutdown) to every peer")
+                await asyncio.gather(*(ps.transport.close("tortie-bgpd shutting down")
+                                       for ps in self.peers.values()), return_exceptions=True)
             watch.close()
             await self._stop_listener()
             await control.close()
@@ -782,7 +796,8 @@ class BgpDaemon:
             await self.feed.close()
             if self._timer is not None:
                 self._timer.cancel()
-            marker.unlink(missing_ok=True)
+            if not self._graceful:
+                marker.unlink(missing_ok=True)
         return 0
 
 

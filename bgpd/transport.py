@@ -370,9 +370,20 @@ class BgpPeer:
     ) -> None:
         """Stop (Cease/2 with the message), let the NOTIFICATION go out, release everything."""
         self.stop(shutdown_message, subcode)
-        conns = list(self._conns.values())
-        for conn in conns:
+        for conn in list(self._conns.values()):
             conn.close()
+        await self._release()
+
+    async def abort(self) -> None:
+        """Drop the connections without a NOTIFICATION and release everything: how a speaker that
+        restarts gracefully leaves (RFC 4724 peers keep its routes as stale until it is back)."""
+        for conn in list(self._conns.values()):
+            if conn.transport is not None and not conn.closed:
+                conn.transport.abort()
+            conn.closed = True
+        await self._release()
+
+    async def _release(self) -> None:
         self._closed = True
         if self.listener is not None:
             self.listener.unregister(self)

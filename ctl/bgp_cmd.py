@@ -39,6 +39,34 @@ def register(subparsers: argparse._SubParsersAction, common: argparse.ArgumentPa
     daemons.add_output_option(rib, ("table", "wide", "json"))
     rib.set_defaults(handler=cmd_rib)
 
+    # operator actions on sessions (BIRD's `reload in`, `disable "message"`, `enable`, `graceful restart`)
+    refresh = verbs.add_parser("refresh", parents=[common, run_dir],
+                               help="ask a peer to send its routes again (ROUTE-REFRESH)")
+    refresh.add_argument("peer", metavar="PEER")
+    refresh.set_defaults(handler=cmd_action, method="refresh")
+    shutdown = verbs.add_parser("shutdown", parents=[common, run_dir],
+                                help="take a session down (Cease/2 with a message) until `enable`")
+    shutdown.add_argument("peer", metavar="PEER")
+    shutdown.add_argument("-m", "--message", default="", help="shutdown communication (RFC 9003)")
+    shutdown.set_defaults(handler=cmd_action, method="shutdown")
+    enable = verbs.add_parser("enable", parents=[common, run_dir], help="bring a shut-down session back")
+    enable.add_argument("peer", metavar="PEER")
+    enable.set_defaults(handler=cmd_action, method="enable")
+    gstop = verbs.add_parser("graceful-stop", parents=[common, run_dir],
+                             help="stop tortie-bgpd for an upgrade: no NOTIFICATION, peers keep its routes "
+                                  "(graceful restart) until it is started again")
+    gstop.set_defaults(handler=cmd_action, method="graceful_stop")
+
+
+def cmd_action(args: argparse.Namespace) -> int:
+    params: dict[str, Any] = {}
+    if getattr(args, "peer", None) is not None:
+        params["peer"] = args.peer
+    if args.method == "shutdown":
+        params["message"] = args.message
+    print(daemons.ask(args, daemons.BGPD, args.method, **params))
+    return EXIT_OK
+
 
 # ---------------------------------------------------------------------------------------- neighbors
 
