@@ -421,6 +421,12 @@ class Bird2(_Bird):
     kind = "bird2"
     binaries = ("bird", "birdc")
 
+    def __init__(self, *args: object, strict_bind: bool = False, **kwargs: object) -> None:
+        super().__init__(*args, **kwargs)  # type: ignore[arg-type]
+        # BIRD listens on the wildcard address unless told otherwise; `strict bind` listens on each
+        # session's local_address only, so another speaker can own port 179 on the namespace's other address
+        self.strict_bind = strict_bind
+
     def bird_binary(self) -> str:
         return shutil.which("bird") or "bird"
 
@@ -444,6 +450,8 @@ class Bird2(_Bird):
         for n in self.neighbors:
             c.append(f"protocol bgp {n.ident} {{")
             c.extend(self._bgp_common(n))
+            if self.strict_bind and n.local_address:
+                c.append("  strict bind on;")
             for fam in n.families:
                 c.append(f"  {fam} {{")
                 c.append("    import all;")
@@ -520,6 +528,12 @@ class GoBgp(Daemon):
     binaries = ("gobgpd", "gobgp")
     api = "127.0.0.1:50051"
 
+    def __init__(self, *args: object, listen_addresses: Sequence[str] = (), **kwargs: object) -> None:
+        super().__init__(*args, **kwargs)  # type: ignore[arg-type]
+        # empty: gobgpd listens on every address; given, only on these, leaving port 179 on the
+        # namespace's other addresses to another speaker
+        self.listen_addresses = list(listen_addresses)
+
     @property
     def conf(self) -> Path:
         return self.workdir / "gobgpd.toml"
@@ -534,6 +548,8 @@ class GoBgp(Daemon):
             f"  as = {self.asn}",
             f"  router-id = {_toml_str(self.router_id)}",
         ]
+        if self.listen_addresses:
+            c.append("  local-address-list = [" + ", ".join(_toml_str(a) for a in self.listen_addresses) + "]")
         nhs = [n for n in self.neighbors if n.next_hop_self]
         if nhs:
             # GoBGP has no per-neighbor next-hop-self: a global export policy keyed on a neighbor set

@@ -422,12 +422,15 @@ class Pair:
 @contextmanager
 def pair(kind: str, fabric: Fabric, work: Path, cluster_text: str, neighbor: Neighbor,
          routes: Sequence[Route] = tuple(Route(p) for p in D_ROUTES), *, asn: int = 64512,
-         start_tortie: bool = True, **daemon_kwargs: Any) -> Iterator[Pair]:
-    """tortie on t1 and the daemon on d, stopped (by PID) whatever happens inside."""
+         start_tortie: bool = True, extra_neighbors: Sequence[Neighbor] = (),
+         **daemon_kwargs: Any) -> Iterator[Pair]:
+    """tortie on t1 and the daemon on d (with `extra_neighbors` beside tortie), stopped (by PID) whatever
+    happens inside."""
     cfg = work / "cluster.yaml"
     write_atomic(cfg, cluster_text)
     tortie = Tortie(fabric, "t1", "t1", cfg, work)
-    daemon = make_daemon(kind, fabric, work, asn=asn, neighbors=[neighbor], routes=routes, **daemon_kwargs)
+    daemon = make_daemon(kind, fabric, work, asn=asn, neighbors=[neighbor, *extra_neighbors], routes=routes,
+                         **daemon_kwargs)
     try:
         daemon.start()
         if start_tortie:

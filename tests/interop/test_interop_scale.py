@@ -1,8 +1,10 @@
 """Scenario: scale sanity, the daemon sends 100,000 routes.
 
 BIRD (2 and 1.6) originates them from a static protocol; FRR redistributes them from its kernel
-table (one `ip -batch` into the daemon's namespace). tortie must hold every one, answer `status`
-within a second all along, and keep the session Established (keepalives on time) on both sides.
+table (one `ip -batch` into the daemon's namespace). GoBGP takes bulk input only through its gRPC API
+(its CLI costs ~10 ms a route), so a BIRD 2 on a second address of the daemon's host originates them
+and GoBGP learns them over eBGP and passes them on to tortie. tortie must hold every one, answer
+`status` within a second all along, and keep the session Established (keepalives on time) on both sides.
 The routes are /32s inside an extra pool, 100.64.0.0/10, since tortie only takes prefixes in a pool.
 """
 
@@ -11,16 +13,18 @@ from __future__ import annotations
 import ipaddress
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from lab.daemons import Frr, Neighbor, Route, poll
-from tests.interop.interop_support import DAEMONS, Fabric, pair, peer_cluster, v4
+from lab.daemons import Bird2, Daemon, Frr, Neighbor, Route, poll
+from tests.interop.interop_support import DAEMONS, Fabric, both_views, pair, peer_cluster, require_runner, v4
 
 pytestmark = [pytest.mark.root, pytest.mark.daemons]
 
 N = 100_000
 BASE = int(ipaddress.IPv4Address("100.64.0.0"))
+FEEDER, FEEDER_AS = 11, 65010  # GoBGP's source of routes: BIRD 2 on 10.77.0.11, the daemon's host
 SCALE_POOL = {"kind": "IPPool", "metadata": {"name": "scale"},
               "spec": {"cidr": "100.64.0.0/10", "blockSize": 26, "vxlanMode": "Always"}}
 
@@ -40,8 +44,8 @@ def scale_cluster() -> str:
 @pytest.mark.parametrize("kind", DAEMONS)
 def test_scale(kind: str, fabric: Fabric, work: Path) -> None:
     if kind == "gobgp":
-        pytest.skip("GoBGP: bulk injection needs its gRPC API (grpcio + stubs from GoBGP's api/*.proto, not "
-                    "installed); the CLI costs ~10 ms a route and `gobgp mrt inject` 3.10 drops the tail")
+        scale_gobgp(fabric, work)
+        return
     frr = kind == "frr"
     routes = [] if frr else [Route(p) for p in prefixes()]
     if frr:
@@ -57,11 +61,34 @@ def test_scale(kind: str, fabric: Fabric, work: Path) -> None:
             fabric.hosts["d"].exec("ip", "route", "flush", "type", "blackhole", check=False, timeout=120)
 
 
-def scale_run(kind: str, fabric: Fabric, work: Path, routes: list[Route]) -> None:
+def scale_gobgp(fabric: Fabric, work: Path) -> None:
+    """The feeding BIRD and gobgpd share the namespace: each listens on its own address only. Their session
+    is multihop: BIRD stays Idle on a direct neighbor that is an address of its own host."""
+    require_runner("bird2")
+    host = fabric.hosts["d"]
+    host.ip("addr", "add", f"{v4(FEEDER)}/24", "dev", "eth0")
+    feeder = Bird2(host, work / "bird2-feeder", router_id=v4(FEEDER), asn=FEEDER_AS,
+                   neighbors=[Neighbor(v4(10), 64512, local_address=v4(FEEDER), multihop=True)],
+                   routes=[Route(p) for p in prefixes()], owner=fabric.nsset, strict_bind=True)
+    try:
+        scale_run("gobgp", fabric, work, [], feeder=feeder)
+    finally:
+        feeder.stop()
+        host.ip("addr", "del", f"{v4(FEEDER)}/24", "dev", "eth0", check=False)
+
+
+def scale_run(kind: str, fabric: Fabric, work: Path, routes: list[Route], feeder: Daemon | None = None) -> None:
     frr = kind == "frr"
     neighbor = Neighbor(v4(1), 64512, passive=True)
-    with pair(kind, fabric, work, scale_cluster(), neighbor, routes, start_tortie=False) as p, p.views():
+    extra: dict[str, Any] = {}
+    if feeder is not None:
+        extra = {"extra_neighbors": [Neighbor(v4(FEEDER), FEEDER_AS, multihop=True)],
+                 "listen_addresses": [v4(10)]}
+    with (pair(kind, fabric, work, scale_cluster(), neighbor, routes, start_tortie=False, **extra) as p,
+          both_views(p.tortie, p.daemon, *([feeder] if feeder is not None else []))):
         t, d = p.tortie, p.daemon
+        if feeder is not None:
+            feeder.start(timeout=60)
         t0 = time.monotonic()
         # only until its control socket exists: the latency of every answer after that is measured
         t.start(wait=False)
@@ -96,5 +123,9 @@ def scale_run(kind: str, fabric: Fabric, work: Path, routes: list[Route]) -> Non
         sample = f"{ipaddress.IPv4Address(BASE + N - 1)}/32"
         best = [row for row in t.rib(prefix=sample) if row["best"]]
         assert best and best[0]["from"] == v4(10), best
+        if feeder is not None:
+            assert d.established(v4(FEEDER)) and feeder.established(v4(10))
+            # through GoBGP (iBGP to tortie, so it adds no AS) from the feeder, next hop unchanged
+            assert best[0]["as_path"] == str(FEEDER_AS) and best[0]["next_hop"] == v4(FEEDER), best
         assert not nb["last_notification_sent"] and not nb["last_notification_received"], nb
         print(f"{kind}: {N} routes in tortie after {took:.1f} s; status worst {worst * 1000:.0f} ms")
