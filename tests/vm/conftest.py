@@ -28,7 +28,7 @@ INSIDE = Path(__file__).parent / "inside"
 INSIDE_PACKAGE = "tests.vm.inside"
 # Hard limit for the whole guest run; under software emulation on a busy machine Python runs 15-30x
 # slower than on the host, so this is generous. The in-VM per-test limit keeps one hang from using it.
-VM_TIMEOUT = float(os.environ.get("TORTIE_VM_TIMEOUT", "600"))
+VM_TIMEOUT = float(os.environ.get("TORTIE_VM_TIMEOUT", "1200"))
 IN_VM_TEST_TIMEOUT = 180
 JUNIT = "junit.xml"
 

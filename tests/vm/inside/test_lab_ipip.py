@@ -20,6 +20,9 @@ from lab.topology import SEED_CLUSTER
 from tests.vm.inside.ipip_support import load_ipip
 
 ALL_OK = dict.fromkeys(PAIRS, True)
+# Eight daemons, four servers and the fabric under software emulation: bringing the lab up alone can
+# take several minutes on a busy 2-core host, far over the tier's per-test default.
+pytestmark = pytest.mark.timeout(900)
 
 
 @pytest.fixture(scope="module")
@@ -29,7 +32,7 @@ def story(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Story]:
     try:
         lab.up(SEED_CLUSTER)
         s = Story(lab)
-        s.wait_mesh(deadline=240)
+        s.wait_mesh(deadline=600)
         yield s
     finally:
         lab.down()
