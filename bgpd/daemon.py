@@ -207,7 +207,7 @@ class BgpDaemon:
         self.by_transport.pop(id(ps.transport), None)
         if ps.out is not None:
             ps.out.stop()
-        await ps.transport.close(message)
+        await ps.transport.close(message, subcode)
         if self.gr is not None:
             self.gr.peers.pop(ps.info, None)
         if self.deferral is not None:
@@ -216,7 +216,6 @@ class BgpDaemon:
         for s in ("idle", "connect", "active", "opensent", "openconfirm", "established"):
             with contextlib.suppress(KeyError):
                 self.metrics.session_state.remove(key, s)
-        del subcode
 
     # ---------------------------------------------------------------- session events
 

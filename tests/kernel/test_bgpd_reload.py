@@ -136,9 +136,11 @@ def test_removing_the_bgppeer_drops_only_that_session(reload: Reload) -> None:
     for name, d in reload.bgpd.items():
         wait_for(lambda d=d: d.peer(BIRD_ADDR) is None and BIRD_PREFIX not in d.learned(), 30,
                  f"{name} to drop the BIRD peer and its route", diag=diag(d))
-    # deconfigured peers get a Cease, which BIRD shows as a closed session
+    # deconfigured peers get Cease/3 (Peer De-configured, RFC 4486), which BIRD shows as the reason
     wait_for(lambda: not any(reload.bird.established(n.address) for n in NODES), 30,
              "BIRD to see its sessions closed")
+    shown = reload.bird.cli("show", "protocols", "all")
+    assert "de-configured" in shown.lower(), shown
     _assert_mesh_untouched(before, reload.bgpd)
     for n in NODES:
         assert set(reload.bgpd[n.name].learned()) == {o.blocks[0] for o in NODES if o is not n}
