@@ -1,5 +1,5 @@
 """Shared set-up for the interop scenarios: one switched segment of namespaces per test module,
-tortie-bgpd processes driven through their control socket, the real daemons through lab/daemons.py,
+tortie-bgpd processes driven through their control socket, the real daemons through lab/daemons/,
 and readers for the attributes each daemon's CLI shows for a route.
 
 Layout of the segment (one bridge in its own namespace, every host joined to it by a veth):

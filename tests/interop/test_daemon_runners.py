@@ -1,4 +1,4 @@
-"""The daemon runners of lab/daemons.py against each other: each brings a real session up.
+"""The daemon runners of lab/daemons/ against each other: each brings a real session up.
 
 Every runner (BIRD 2, BIRD 1.6, GoBGP, FRR) is paired with another one in two namespaces joined by a
 veth: the session reaches Established on both sides, a prefix from each side arrives at the other,
