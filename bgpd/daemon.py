@@ -43,6 +43,7 @@ from bgpd.timers import LoopTimer
 from bgpd.topology import MESH, PeerConfig, Topology, TopologyError, build, diff
 from bgpd.transport import BgpListener, BgpPeer, PeerTransportConfig
 from datastore import open_datastore
+from proto import prefix as pf
 from proto.bgp import (
     IPV4_UNICAST,
     IPV6_UNICAST,
@@ -57,8 +58,8 @@ from proto.bgp import (
     RouteRefreshCap,
 )
 from proto.bgp.constants import Origin
-from proto.bgp.prefix import network_from_prefix, prefix_from_network
-from proto.feed import prefix_wire_from_bgp, route_frame_wire, route_tail, withdraw_frame_wire
+from proto.bgp.prefix import prefix_from_network
+from proto.feed import route_frame_wire, route_tail, withdraw_frame_wire
 from proto.resources import ClusterModel, NotFoundError, ValidationError
 from runtime import logs
 from runtime.control import ControlError, ControlServer
@@ -370,7 +371,7 @@ class BgpDaemon:
 
     def _prefix(self, family: AfiSafi, key: bytes) -> str:
         """Prefix text for the control socket (never on the feed's hot path)."""
-        return str(network_from_prefix(family[0], key))
+        return pf.text(key)
 
     @staticmethod
     def _routable(best: Path | None) -> bool:
@@ -379,8 +380,7 @@ class BgpDaemon:
     def _feed_encode(self, seq: int, fkey: tuple[AfiSafi, bytes], best: Path | None) -> bytes:
         """One feed frame straight from the wire-form prefix and the best path: the part after the
         prefix is computed once per path and shared by every prefix it carries."""
-        family, key = fkey
-        pw = prefix_wire_from_bgp(4 if family == IPV4_UNICAST else 6, key)
+        _family, pw = fkey  # the RIB's prefix value is the feed's prefix field
         if best is None or not self._routable(best):
             return withdraw_frame_wire(seq, pw)
         tail = self._feed_tails.get(best)
@@ -611,7 +611,7 @@ class BgpDaemon:
             for family in families:
                 loc = self.rib.loc[family]
                 keys = [prefix_from_network(want)] if want is not None else sorted(
-                    {k for src in loc.sources for k in _keys(src)} | set(loc.best))
+                    {k for src in loc.sources for k in _keys(src)} | set(loc.best), key=pf.sort_key)
                 for key in keys:
                     best, reason, candidates = loc.explain(key)
                     for path in candidates:
@@ -623,7 +623,7 @@ class BgpDaemon:
             if ps.out is None:
                 return []
             for family in families:
-                for key, adv in sorted(ps.out.advertised.get(family, {}).items()):
+                for key, adv in sorted(ps.out.advertised.get(family, {}).items(), key=lambda kv: pf.sort_key(kv[0])):
                     if want is not None and key != prefix_from_network(want):
                         continue
                     rows.append(_advert_entry(self._prefix(family, key), adv, ps.cfg.key))

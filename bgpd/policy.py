@@ -59,13 +59,14 @@ def family_of(network: Network) -> AfiSafi:
 
 
 class PoolSet:
-    """Fast "is this wire-form prefix inside one of the pools (and no shorter)?" for one family."""
+    """Fast "is this prefix (a `proto.prefix` value) inside one of the pools, and no shorter?" for
+    one family."""
 
     def __init__(self, networks: Iterable[Network | str], family: AfiSafi) -> None:
         self.family = family
         self.max_len = 32 if family[0] == AFI.IPV4 else 128
         self.networks: list[Network] = []
-        # (pool length, whole octets, masked last octet or None)
+        # (pool length, whole octets, mask of the partly used octet, its masked value)
         self._tests: list[tuple[int, bytes, int, int]] = []
         for n in networks:
             net = ipaddress.ip_network(n) if isinstance(n, str) else n
@@ -85,26 +86,23 @@ class PoolSet:
         if offset == 0 and len(self._tests) == 1 and not self._tests[0][2]:
             plen, head, _mask, _last = self._tests[0]
             n = len(head)
-            top = self.max_len
             if n == 0:
-                return [p for p in prefixes if plen <= p[0] <= top]
-            return [p for p in prefixes if plen <= p[0] <= top and p[1 : 1 + n] == head]
+                return [p for p in prefixes if plen <= p[1]]
+            return [p for p in prefixes if plen <= p[1] and p[2 : 2 + n] == head]
         covers = self.covers
         if offset:
             return [p for p in prefixes if covers(p[offset:])]
         return [p for p in prefixes if covers(p)]
 
     def covers(self, prefix: bytes) -> bool:
-        length = prefix[0]
-        if length > self.max_len:
-            return False
+        length = prefix[1]
         for plen, head, mask, last in self._tests:
             if length < plen:
                 continue
             n = len(head)
-            if prefix[1 : 1 + n] != head:
+            if prefix[2 : 2 + n] != head:
                 continue
-            if mask and (prefix[1 + n] & mask) != last:
+            if mask and (prefix[2 + n] & mask) != last:
                 continue
             return True
         return False

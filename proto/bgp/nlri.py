@@ -1,19 +1,26 @@
 """NLRI lists (withdrawn routes, NLRI, the prefixes inside MP_REACH / MP_UNREACH): the construct
 specification and the hand-written split that decodes them at millions of prefixes a second.
 
-Both return wire-form `bytes` (ADD-PATH entries keep their 4-octet path identifier in front) and
-both normalise trailing bits beyond the prefix length to zero (RFC 4271 section 4.3: their value
-is irrelevant; see `proto.bgp.prefix`). A prefix longer than the address, or a list that ends inside
-an entry, raises `NlriError`; the caller turns it into the NOTIFICATION its field calls for.
+Both return `proto.prefix` values (version, length, the whole address; ADD-PATH entries keep their
+4-octet path identifier in front), made here once per prefix and used as they are by the RIBs, the
+route feed and felixd. Both clear the trailing bits beyond the prefix length (RFC 4271 section 4.3:
+their value is irrelevant), so one route always has one key. A prefix longer than the address, or a
+list that ends inside an entry, raises `NlriError`; the caller turns it into the NOTIFICATION its
+field calls for. `join` is the way back to the wire.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 from construct import Bytes, Check, Int8ub, Int32ub, StreamError, Struct, this
 from construct.core import CheckError, ConstructError
 
+from proto import prefix as pf
 from proto.bgp.constants import AFI
 from proto.bgp.prefix import MAX_LENGTH
+
+_VERSION = {AFI.IPV4: pf.V4, AFI.IPV6: pf.V6}
 
 
 class NlriError(ValueError):
@@ -43,20 +50,17 @@ def entry_struct(max_bits: int, add_path: bool) -> Struct:
 ENTRIES = {(bits, add_path): entry_struct(bits, add_path) for bits in (32, 128) for add_path in (False, True)}
 
 
-def _wire(parsed: object, add_path: bool) -> bytes:
-    length: int = parsed.length  # type: ignore[attr-defined]
-    address = bytearray(parsed.address)  # type: ignore[attr-defined]
-    if length & 7:
-        address[-1] &= (0xFF00 >> (length & 7)) & 0xFF
-    wire = bytes((length,)) + bytes(address)
+def _entry(parsed: object, version: int, add_path: bool) -> bytes:
+    value = pf.make(version, parsed.length, parsed.address)  # type: ignore[attr-defined]
     if add_path:
-        return parsed.path_id.to_bytes(4, "big") + wire  # type: ignore[attr-defined]
-    return wire
+        return parsed.path_id.to_bytes(4, "big") + value  # type: ignore[attr-defined]
+    return value
 
 
 def split_spec(data: bytes, afi: int, add_path: bool = False) -> list[bytes]:
     """Decode an NLRI list with the construct specification (slow, the reference)."""
     max_bits = MAX_LENGTH[AFI(afi)]
+    version = _VERSION[AFI(afi)]
     entry = ENTRIES[(max_bits, add_path)]
     out: list[bytes] = []
     offset = 0
@@ -67,9 +71,8 @@ def split_spec(data: bytes, afi: int, add_path: bool = False) -> list[bytes]:
             raise NlriError("length", offset, f"prefix length exceeds {max_bits} bits") from exc
         except (StreamError, ConstructError) as exc:
             raise NlriError("truncated", offset, "NLRI list ends inside a prefix") from exc
-        wire = _wire(parsed, add_path)
-        out.append(wire)
-        offset += len(wire)
+        out.append(_entry(parsed, version, add_path))
+        offset += (5 if add_path else 1) + len(parsed.address)
     return out
 
 
@@ -101,7 +104,8 @@ def _failure(data: bytes, max_bits: int, add_path: bool) -> NlriError:
     return NlriError("truncated", offset, "NLRI list ends inside a prefix")
 
 
-def _uniform(data: bytes, size: int, max_bits: int, head: int) -> list[bytes] | None:
+def _uniform(data: bytes, size: int, max_bits: int, head: int, heads: tuple[bytes, ...],
+             pads: tuple[bytes, ...]) -> list[bytes] | None:
     """The whole list when every entry has the same length and clean trailing bits, else None.
 
     Bulk UPDATEs usually carry prefixes of one length (Calico's /26 blocks): then the length octets
@@ -117,11 +121,27 @@ def _uniform(data: bytes, size: int, max_bits: int, head: int) -> list[bytes] | 
     spare = _SPARE[plen]
     if spare and data[width - 1 :: width].translate(None, _CLEAN[spare]):
         return None
-    return [data[k : k + width] for k in range(0, size, width)]
+    hd, pad = heads[plen], pads[plen]
+    if head == 1:
+        if pad:
+            return [hd + data[k + 1 : k + width] + pad for k in range(0, size, width)]
+        return [hd + data[k + 1 : k + width] for k in range(0, size, width)]
+    return [data[k : k + 4] + hd + data[k + 5 : k + width] + pad for k in range(0, size, width)]
+
+
+def _tables(max_bits: int, version: int) -> tuple[tuple[bytes, ...], tuple[bytes, ...]]:
+    """Per prefix length: the value's first two octets, and the zero octets that complete the address."""
+    size = max_bits // 8
+    heads = tuple(bytes((version, p)) for p in range(256))
+    pads = tuple(b"\0" * (size - ((p + 7) >> 3)) if p <= max_bits else b"" for p in range(256))
+    return heads, pads
+
+
+_TABLES = {1: _tables(32, pf.V4), 2: _tables(128, pf.V6)}
 
 
 def split(data: bytes, afi: int, add_path: bool = False) -> list[bytes]:
-    """Split an NLRI list into wire-form prefixes: the hot loop, equal to `split_spec`."""
+    """Split an NLRI list into `proto.prefix` values: the hot loop, equal to `split_spec`."""
     if afi == 1:  # plain ints: comparing with the IntEnum members costs more than the split
         max_bits = 32
     elif afi == 2:
@@ -131,17 +151,21 @@ def split(data: bytes, afi: int, add_path: bool = False) -> list[bytes]:
     size = len(data)
     if not size:
         return []
+    heads, pads = _TABLES[afi]
     head = 5 if add_path else 1
     octets = _OCTETS[max_bits]
     spare = _SPARE
     if size > head:
         plen = data[head - 1]
         if head + octets[plen] == size:  # a single entry, the common case of small UPDATEs
-            if data[-1] & spare[plen]:
-                return [data[:-1] + _LENGTH_OCTET[data[-1] & ~spare[plen] & 0xFF]]
-            return [data]
+            last = data[-1]
+            if last & spare[plen]:
+                body = data[head:-1] + _LENGTH_OCTET[last & ~spare[plen] & 0xFF]
+            else:
+                body = data[head:]
+            return [data[: head - 1] + heads[plen] + body + pads[plen]]
         if size >= 8 * head:
-            same = _uniform(data, size, max_bits, head)
+            same = _uniform(data, size, max_bits, head, heads, pads)
             if same is not None:
                 return same
     out: list[bytes] = []
@@ -156,9 +180,10 @@ def split(data: bytes, afi: int, add_path: bool = False) -> list[bytes]:
                 end = i + 5 + octets[plen]
                 last = data[end - 1]
                 if last & spare[plen]:
-                    append(data[i : end - 1] + _LENGTH_OCTET[last & ~spare[plen] & 0xFF])
+                    append(data[i : i + 4] + heads[plen] + data[i + 5 : end - 1]
+                           + _LENGTH_OCTET[last & ~spare[plen] & 0xFF] + pads[plen])
                 else:
-                    append(data[i:end])
+                    append(data[i : i + 4] + heads[plen] + data[i + 5 : end] + pads[plen])
                 i = end
         else:
             while i < size:
@@ -166,15 +191,24 @@ def split(data: bytes, afi: int, add_path: bool = False) -> list[bytes]:
                 end = i + 1 + octets[plen]
                 last = data[end - 1]
                 if last & spare[plen]:
-                    append(data[i : end - 1] + _LENGTH_OCTET[last & ~spare[plen] & 0xFF])
+                    append(heads[plen] + data[i + 1 : end - 1] + _LENGTH_OCTET[last & ~spare[plen] & 0xFF]
+                           + pads[plen])
                 else:
-                    append(data[i:end])
+                    append(heads[plen] + data[i + 1 : end] + pads[plen])
                 i = end
     except IndexError:
         raise _failure(data, max_bits, add_path) from None
     return out
 
 
-def join(prefixes: list[bytes]) -> bytes:
-    """Encode a list of wire-form prefixes (entries are already their own encoding)."""
-    return b"".join(prefixes)
+def entry_wire(entry: bytes) -> bytes:
+    """One entry (a `proto.prefix` value, with its ADD-PATH identifier in front or not) as it goes on
+    the wire. The value's size says which: 6 or 18 octets, or 4 more with an identifier."""
+    if len(entry) in (6, 18):
+        return entry[1 : 2 + ((entry[1] + 7) >> 3)]
+    return entry[:4] + entry[5 : 6 + ((entry[5] + 7) >> 3)]
+
+
+def join(prefixes: Iterable[bytes]) -> bytes:
+    """Encode a list of entries for an NLRI field (the inverse of `split`)."""
+    return b"".join([entry_wire(p) for p in prefixes])

@@ -5,8 +5,8 @@ to the maximum length (4096 octets, or 65535 with RFC 8654 extended message).
 IPv4 unicast with an IPv4 next hop travels in the NLRI field with a NEXT_HOP attribute. IPv6
 unicast, and IPv4 unicast with an IPv6 next hop (RFC 8950, only when negotiated), travel in
 MP_REACH_NLRI, placed first in the attribute block (RFC 7606 section 5.1) and without NEXT_HOP.
-Prefixes are wire-form entries as in `proto.bgp.model`; with ADD-PATH send negotiated for the
-family they must already carry their path identifier. Messages are filled greedily in the given
+Prefixes are `proto.prefix` values, as the RIBs hold them; with ADD-PATH send negotiated for the
+family they must already carry their path identifier. They are turned into wire entries here. Messages are filled greedily in the given
 order, so their number is ceil(total octets / space per message) or within one or two of it.
 """
 
@@ -19,6 +19,7 @@ from dataclasses import replace
 from proto.bgp.attributes import EXTENDED, MP_FLAGS, encode_attributes, ordered
 from proto.bgp.constants import HEADER_LEN, IPV4_UNICAST, MARKER, AfiSafi, AttrCode, MsgType
 from proto.bgp.model import Negotiated, PathAttributes
+from proto.bgp.nlri import entry_wire
 from proto.bgp.update import address_bytes
 
 _MP_REACH = AttrCode.MP_REACH_NLRI
@@ -31,11 +32,11 @@ def _message(body: bytes) -> bytes:
 
 
 def _chunks(prefixes: Iterable[bytes], space: int) -> list[bytes]:
-    """Consecutive runs of prefixes, each at most `space` octets (next-fit, order kept)."""
+    """Consecutive runs of prefixes in wire form, each at most `space` octets (next-fit, order kept)."""
     out: list[bytes] = []
     current: list[bytes] = []
     used = 0
-    for prefix in prefixes:
+    for prefix in map(entry_wire, prefixes):
         size = len(prefix)
         if used + size > space:
             if size > space:

@@ -330,11 +330,11 @@ def address_bytes(text: str) -> bytes:
 
 def mp_reach_value(reach: MpReach) -> bytes:
     hop = b"".join(address_bytes(a) for a in reach.next_hop)
-    return struct.pack("!HBB", reach.afi, reach.safi, len(hop)) + hop + b"\0" + b"".join(reach.nlri)
+    return struct.pack("!HBB", reach.afi, reach.safi, len(hop)) + hop + b"\0" + nlri_mod.join(reach.nlri)
 
 
 def mp_unreach_value(unreach: MpUnreach) -> bytes:
-    return struct.pack("!HB", unreach.afi, unreach.safi) + b"".join(unreach.withdrawn)
+    return struct.pack("!HB", unreach.afi, unreach.safi) + nlri_mod.join(unreach.withdrawn)
 
 
 # Encoded attribute sets by the identity of the (usually interned) PathAttributes: a hit costs a
@@ -378,13 +378,13 @@ def encode_update(update: Update, negotiated: Negotiated) -> bytes:
             flags = MP_FLAGS | (EXTENDED if _MP_UNREACH in extended else 0)
             encoded[_MP_UNREACH] = encode_attribute(flags, _MP_UNREACH, mp_unreach_value(update.mp_unreach))
         block = b"".join(encoded[code] for code in ordered(encoded, layout))
-    withdrawn = b"".join(update.withdrawn)
+    withdrawn = nlri_mod.join(update.withdrawn)
     body = (
         len(withdrawn).to_bytes(2, "big")
         + withdrawn
         + len(block).to_bytes(2, "big")
         + block
-        + b"".join(update.nlri)
+        + nlri_mod.join(update.nlri)
     )
     if HEADER_LEN + len(body) > negotiated.max_message_len:
         raise ValueError(f"UPDATE of {HEADER_LEN + len(body)} octets exceeds {negotiated.max_message_len}")

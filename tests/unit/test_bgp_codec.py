@@ -164,6 +164,6 @@ def test_update_dispatch_with_routes() -> None:
     wire = b"\xff" * 16 + (19 + len(body)).to_bytes(2, "big") + b"\x02" + body
     decoded = decode_message(wire, Negotiated())
     assert isinstance(decoded, bgp.Update)
-    assert decoded.nlri == [b"\x1a\x0a\x00\x00\x00", b"\x1a\x0a\x00\x00\x40"]
+    assert decoded.nlri == [b"\x04\x1a\x0a\x00\x00\x00", b"\x04\x1a\x0a\x00\x00\x40"]
     assert decoded.attributes is not None and decoded.attributes.next_hop == "192.0.2.1"
     assert encode_message(decoded, Negotiated()) == wire

@@ -1,5 +1,5 @@
-"""NLRI lists and wire-form prefixes: the hand-written split equals the construct specification on
-valid and invalid input, trailing bits are normalised, truncation is always an error."""
+"""NLRI lists: the hand-written split equals the construct specification on valid and invalid input,
+both give `proto.prefix` values with the trailing bits cleared, truncation is always an error."""
 
 from __future__ import annotations
 
@@ -10,14 +10,32 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from proto import prefix as pf
 from proto.bgp import nlri
 from proto.bgp.prefix import (
     join_path_id,
     network_from_prefix,
-    normalise,
     prefix_from_network,
     split_path_id,
 )
+
+
+def normalise(wire: bytes) -> bytes:
+    """A wire entry with the bits past its length cleared (computed without the code under test)."""
+    length = wire[0]
+    if not length & 7:
+        return wire
+    return wire[:-1] + bytes((wire[-1] & (0xFF00 >> (length & 7)) & 0xFF,))
+
+
+def value(wire: bytes, afi: int, add_path: bool) -> bytes:
+    """The proto.prefix value an NLRI entry decodes to, computed through ipaddress."""
+    head = wire[:4] if add_path else b""
+    body = normalise(wire[len(head):])
+    size = 4 if afi == 1 else 16
+    address = body[1:].ljust(size, b"\0")
+    net = ipaddress.ip_network((address, body[0])) if afi == 1 else ipaddress.IPv6Network((address, body[0]))
+    return head + pf.from_network(net)
 
 SETTINGS = settings(max_examples=100, deadline=None)
 
@@ -36,6 +54,11 @@ def entries(
     if add_path:
         wire = draw(st.binary(min_size=4, max_size=4)) + wire
     return wire
+
+
+def values(afi: int, add_path: bool, same_length: bool = False) -> st.SearchStrategy[bytes]:
+    """One entry as the decoders give it: a proto.prefix value (after its path identifier)."""
+    return entries(afi, add_path, same_length=same_length).map(lambda w: value(w, afi, add_path))
 
 
 @st.composite
@@ -58,9 +81,11 @@ def result(fn: Callable[[bytes, int, bool], list[bytes]], data: bytes, afi: int,
 @given(case=lists())
 def test_split_round_trips_and_equals_spec(case: tuple[int, bool, list[bytes]]) -> None:
     afi, add_path, items = case
-    data = nlri.join(items)
-    assert nlri.split(data, afi, add_path) == items
-    assert nlri.split_spec(data, afi, add_path) == items
+    data = b"".join(items)
+    values = [value(i, afi, add_path) for i in items]
+    assert nlri.split(data, afi, add_path) == values
+    assert nlri.split_spec(data, afi, add_path) == values
+    assert nlri.join(values) == data
 
 
 @SETTINGS
@@ -68,8 +93,7 @@ def test_split_round_trips_and_equals_spec(case: tuple[int, bool, list[bytes]]) 
 def test_trailing_bits_are_normalised_by_both(case: tuple[int, bool, list[bytes]]) -> None:
     afi, add_path, items = case
     data = b"".join(items)
-    head = 4 if add_path else 0
-    expected = [item[:head] + normalise(item[head:]) for item in items]
+    expected = [value(i, afi, add_path) for i in items]
     assert nlri.split(data, afi, add_path) == expected
     assert nlri.split_spec(data, afi, add_path) == expected
 
@@ -84,7 +108,7 @@ def test_any_bytes_give_the_same_result_or_error(afi: int, add_path: bool, data:
 @given(case=lists(), cut=st.integers(1, 20), junk=st.binary(min_size=1, max_size=3))
 def test_mutated_lists_agree(case: tuple[int, bool, list[bytes]], cut: int, junk: bytes) -> None:
     afi, add_path, items = case
-    data = nlri.join(items)
+    data = b"".join(items)
     for mutated in (data[:-cut], data + junk, junk + data):
         assert result(nlri.split, mutated, afi, add_path) == result(nlri.split_spec, mutated, afi, add_path)
 
@@ -110,15 +134,17 @@ def test_malformed_lists_raise(data: bytes, afi: int, add_path: bool, kind: str)
 
 def test_host_bits_normalised_in_every_path() -> None:
     single = bytes((26, 10, 0, 0, 0x7F))
-    assert nlri.split(single, 1) == [bytes((26, 10, 0, 0, 0x40))]
+    block = pf.parse("10.0.0.64/26")
+    assert nlri.split(single, 1) == [block]
     uniform = single * 16
-    assert nlri.split(uniform, 1) == [bytes((26, 10, 0, 0, 0x40))] * 16
-    assert nlri.split(bytes((0, 0, 0, 7)) + single, 1, True) == [bytes((0, 0, 0, 7, 26, 10, 0, 0, 0x40))]
+    assert nlri.split(uniform, 1) == [block] * 16
+    assert nlri.split(bytes((0, 0, 0, 7)) + single, 1, True) == [bytes((0, 0, 0, 7)) + block]
+    assert nlri.split(bytes((20, 10, 1, 0xFF)) * 3, 1) == [pf.parse("10.1.240.0/20")] * 3
 
 
 def test_zero_length_prefix() -> None:
-    assert nlri.split(b"\0", 1) == [b"\0"]
-    assert nlri.split(b"\0\0", 2) == [b"\0", b"\0"]
+    assert nlri.split(b"\0", 1) == [pf.parse("0.0.0.0/0")]
+    assert nlri.split(b"\0\0", 2) == [pf.parse("::/0")] * 2
 
 
 # ---------------------------------------------------------------- prefix conversions
@@ -141,21 +167,24 @@ def test_zero_length_prefix() -> None:
     path_id=st.one_of(st.none(), st.integers(0, 2**32 - 1)),
 )
 def test_prefix_network_round_trip(network: ipaddress.IPv4Network, path_id: int | None) -> None:
-    wire = prefix_from_network(network, path_id)
+    key = prefix_from_network(network, path_id)
     afi = 1 if network.version == 4 else 2
-    assert network_from_prefix(afi, wire, add_path=path_id is not None) == network
+    assert network_from_prefix(afi, key, add_path=path_id is not None) == network
     head = 4 if path_id is not None else 0
-    assert nlri.split(wire, afi, path_id is not None) == [wire]
+    wire = nlri.join([key])
+    assert nlri.split(wire, afi, path_id is not None) == [key]
     if path_id is not None:
-        assert split_path_id(wire) == (path_id, wire[4:])
-        assert join_path_id(path_id, wire[4:]) == wire
+        assert split_path_id(key) == (path_id, key[4:])
+        assert join_path_id(path_id, key[4:]) == key
     assert len(wire) == head + 1 + (network.prefixlen + 7) // 8
 
 
 def test_prefix_from_text_and_bad_keys() -> None:
-    assert prefix_from_network("10.1.2.0/24") == bytes((24, 10, 1, 2))
-    assert prefix_from_network("2001:db8::/32") == bytes((32, 0x20, 0x01, 0x0D, 0xB8))
+    assert prefix_from_network("10.1.2.0/24") == bytes((4, 24, 10, 1, 2, 0))
+    assert prefix_from_network("2001:db8::/32") == bytes((6, 32, 0x20, 0x01, 0x0D, 0xB8)) + bytes(12)
     with pytest.raises(ValueError):
-        network_from_prefix(1, bytes((33, 1, 2, 3, 4, 5)))
+        network_from_prefix(1, bytes((4, 33, 1, 2, 3, 4)))
     with pytest.raises(ValueError):
-        network_from_prefix(1, bytes((24, 10, 1)))
+        network_from_prefix(1, bytes((4, 24, 10, 1)))
+    with pytest.raises(ValueError):
+        network_from_prefix(2, bytes((4, 24, 10, 1, 2, 0)))

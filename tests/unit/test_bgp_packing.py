@@ -10,8 +10,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from proto import prefix as pf
 from proto.bgp.constants import HEADER_LEN, IPV4_UNICAST, IPV6_UNICAST, MARKER
 from proto.bgp.model import AsPathSegment, MpReach, Negotiated, PathAttributes, Update
+from proto.bgp.nlri import entry_wire
 from proto.bgp.packing import end_of_rib, pack_announcements, pack_withdrawals
 from proto.bgp.update import decode_update
 from tests.unit.test_bgp_attributes import path_attributes
@@ -29,11 +31,13 @@ def prefixes_for(afi: int, count: int, seed: int, add_path: bool) -> list[bytes]
         else:
             length = (48, 64, 128)[(i + seed) % 3]
             address = struct.pack("!IIQ", 0x20010DB8, i, seed)
-        wire = bytes((length,)) + address[: (length + 7) // 8]
-        if length & 7:
-            wire = wire[:-1] + bytes((wire[-1] & (0xFF00 >> (length & 7)) & 0xFF,))
-        out.append(struct.pack("!I", i) + wire if add_path else wire)
+        value = pf.make(4 if afi == 1 else 6, length, address[: (length + 7) // 8])
+        out.append(struct.pack("!I", i) + value if add_path else value)
     return out
+
+
+def wire_size(prefixes: list[bytes]) -> int:
+    return sum(len(entry_wire(p)) for p in prefixes)
 
 
 def split(message: bytes, negotiated: Negotiated) -> Update:
@@ -90,8 +94,8 @@ def test_announcements(
             assert block_starts_with_mp_reach(message)
             sent += update.mp_reach.nlri
     assert sent == prefixes  # every prefix exactly once, in order
-    overhead = len(messages[0]) - sum(len(p) for p in _payload(messages[0], negotiated, kind))
-    assert_near_minimal(messages, sum(map(len, prefixes)), negotiated.max_message_len - overhead)
+    overhead = len(messages[0]) - wire_size(_payload(messages[0], negotiated, kind))
+    assert_near_minimal(messages, wire_size(prefixes), negotiated.max_message_len - overhead)
 
 
 def _fields(attrs: PathAttributes) -> dict[str, object]:
@@ -138,8 +142,8 @@ def test_withdrawals(family: tuple[int, int], count: int, seed: int, extended: b
         sent += update.withdrawn if kind == "ipv4" else update.mp_unreach.withdrawn
         assert update.end_of_rib() is None
     assert sent == prefixes
-    overhead = len(messages[0]) - sum(len(p) for p in _payload(messages[0], negotiated, kind))
-    assert_near_minimal(messages, sum(map(len, prefixes)), negotiated.max_message_len - overhead)
+    overhead = len(messages[0]) - wire_size(_payload(messages[0], negotiated, kind))
+    assert_near_minimal(messages, wire_size(prefixes), negotiated.max_message_len - overhead)
 
 
 def test_full_messages_are_really_full() -> None:

@@ -12,7 +12,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from proto import prefix as pf
 from proto.bgp import attributes as A
+from proto.bgp import nlri as nlri_mod
 from proto.bgp.attributes import MpReachSpec, MpUnreachSpec
 from proto.bgp.constants import IPV4_UNICAST, IPV6_UNICAST, UpdateError
 from proto.bgp.model import (
@@ -35,7 +37,7 @@ from proto.bgp.update import (
     mp_unreach_value,
 )
 from tests.unit.test_bgp_attributes import path_attributes
-from tests.unit.test_bgp_nlri import entries
+from tests.unit.test_bgp_nlri import values as entries
 
 SETTINGS = settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
@@ -165,7 +167,8 @@ ORIGIN = bytes((0x40, 1, 1, 0))
 AS_PATH = bytes((0x40, 2, 6, 2, 1, 0, 0, 0xFD, 0xE9))
 NEXT_HOP = bytes((0x40, 3, 4, 10, 0, 0, 1))
 MANDATORY = ORIGIN + AS_PATH + NEXT_HOP
-PREFIX = bytes((24, 10, 1, 2))
+PREFIX = bytes((24, 10, 1, 2))  # on the wire
+PREFIX_V = pf.parse("10.1.2.0/24")  # decoded
 
 
 def body(withdrawn: bytes = b"", attributes: bytes = MANDATORY, nlri: bytes = PREFIX) -> bytes:
@@ -186,7 +189,8 @@ def mp_unreach(afi: int, safi: int, withdrawn: bytes) -> bytes:
 
 HOP6 = socket.inet_pton(socket.AF_INET6, "2001:db8::1")
 LL6 = socket.inet_pton(socket.AF_INET6, "fe80::1")
-PREFIX6 = prefix_from_network("2001:db8:1::/48")
+PREFIX6_V = prefix_from_network("2001:db8:1::/48")
+PREFIX6 = nlri_mod.join([PREFIX6_V])
 
 
 def reset(data: bytes, negotiated: Negotiated = N) -> MessageError:
@@ -236,7 +240,7 @@ def test_bad_network_fields_reset(data: bytes) -> None:
 
 def test_add_path_entries_need_path_ids() -> None:
     with_ids = Negotiated(add_path_receive=frozenset({IPV4_UNICAST}))
-    assert accepted(body(nlri=b"\0\0\0\5" + PREFIX), with_ids).nlri == [b"\0\0\0\5" + PREFIX]
+    assert accepted(body(nlri=b"\0\0\0\5" + PREFIX), with_ids).nlri == [b"\0\0\0\5" + PREFIX_V]
     error = reset(body(nlri=PREFIX), with_ids)  # a bare prefix where a path id is expected
     assert (error.code, error.subcode) == (3, UpdateError.INVALID_NETWORK_FIELD)
 
@@ -355,7 +359,7 @@ def test_mp_only_update_needs_origin_and_as_path_not_next_hop() -> None:
     reach = mp_reach(2, 1, HOP6 + LL6, PREFIX6)
     update = decode_update(body(attributes=reach + ORIGIN + AS_PATH, nlri=b""), N)
     assert update.problems == ()
-    assert update.mp_reach == MpReach(2, 1, ("2001:db8::1", "fe80::1"), [PREFIX6])
+    assert update.mp_reach == MpReach(2, 1, ("2001:db8::1", "fe80::1"), [PREFIX6_V])
     assert problems(decode_update(body(attributes=reach + AS_PATH, nlri=b""), N)) == [(W, 1, 3)]
 
 
@@ -372,7 +376,7 @@ def test_rfc8950_ipv4_nlri_with_ipv6_next_hop() -> None:
     data = body(attributes=mp_reach(1, 1, HOP6, PREFIX) + ORIGIN + AS_PATH, nlri=b"")
     accepted(data, negotiated)
     update = decode_update(data, negotiated)
-    assert update.mp_reach == MpReach(1, 1, ("2001:db8::1",), [PREFIX])
+    assert update.mp_reach == MpReach(1, 1, ("2001:db8::1",), [PREFIX_V])
     assert update.problems == ()
     assert encode_update(update, negotiated) == data
 
@@ -394,7 +398,7 @@ def test_attribute_sets_and_next_hops_are_shared() -> None:
     assert one.attributes is two.attributes
     six = [
         decode_update(body(attributes=mp_reach(2, 1, HOP6, p) + ORIGIN + AS_PATH, nlri=b""), N)
-        for p in (PREFIX6, prefix_from_network("2001:db8:2::/48"))
+        for p in (PREFIX6, nlri_mod.join([prefix_from_network("2001:db8:2::/48")]))
     ]
     assert six[0].attributes is six[1].attributes
     assert six[0].mp_reach.next_hop is six[1].mp_reach.next_hop
@@ -412,7 +416,7 @@ def test_received_order_and_extended_length_give_back_the_exact_bytes() -> None:
 
 def test_canonical_encoding_order() -> None:
     attrs = PathAttributes(origin=0, as_path=(AsPathSegment(2, (65001,)),), med=5)
-    update = Update([], attrs, [], MpReach(2, 1, ("2001:db8::1",), [PREFIX6]))
+    update = Update([], attrs, [], MpReach(2, 1, ("2001:db8::1",), [PREFIX6_V]))
     data = encode_update(update, N)
     block = data[4:]
     assert block[1] == 14  # MP_REACH_NLRI first (RFC 7606 section 5.1), then ascending codes
@@ -435,19 +439,19 @@ def test_mp_values_equal_the_construct_build(case: tuple[Update, Negotiated]) ->
         reach = update.mp_reach
         hop = b"".join(address_bytes(a) for a in reach.next_hop)
         spec = MpReachSpec.build(
-            dict(afi=reach.afi, safi=reach.safi, next_hop=hop, reserved=0, nlri=b"".join(reach.nlri))
+            dict(afi=reach.afi, safi=reach.safi, next_hop=hop, reserved=0, nlri=nlri_mod.join(reach.nlri))
         )
         assert mp_reach_value(reach) == spec
     if update.mp_unreach is not None:
         unreach = update.mp_unreach
         spec = MpUnreachSpec.build(
-            dict(afi=unreach.afi, safi=unreach.safi, withdrawn=b"".join(unreach.withdrawn))
+            dict(afi=unreach.afi, safi=unreach.safi, withdrawn=nlri_mod.join(unreach.withdrawn))
         )
         assert mp_unreach_value(unreach) == spec
     body = encode_update(update, Negotiated(extended_message=True))
     parsed = UpdateBody.parse(body)
-    assert parsed.withdrawn == b"".join(update.withdrawn)
-    assert parsed.nlri == b"".join(update.nlri)
+    assert parsed.withdrawn == nlri_mod.join(update.withdrawn)
+    assert parsed.nlri == nlri_mod.join(update.nlri)
 
 
 @SETTINGS

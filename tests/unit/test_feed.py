@@ -232,8 +232,11 @@ def test_wire_form_frames_equal_the_value_frames(prefix: ipaddress.IPv4Network |
 
     if node is not None and len(node.encode()) > 255:
         return
+    from proto.bgp.nlri import entry_wire
+
     key = prefix_from_network(prefix)
-    pw = prefix_wire_from_bgp(prefix.version, key)
+    pw = prefix_wire_from_bgp(prefix.version, entry_wire(key))
+    assert pw == key  # the RIB's prefix value is the feed's prefix field
     flags, tail = route_tail(next_hop, node, stale, local_pref, as_path_len)
     route = FeedRoute(str(prefix), next_hop, node, stale, local_pref, as_path_len)
     assert route_frame_wire(seq, flags, pw, tail) == encode_frame(RouteUpdate(seq, route))

@@ -43,6 +43,8 @@ from typing import Any
 
 import pytest
 
+from proto import prefix as pf
+from proto.bgp.nlri import entry_wire
 from tests.pcaplib import Direction, Framed, PcapError, bgp_messages
 
 CAPTURES = Path(__file__).resolve().parent.parent / "data" / "captures"
@@ -271,10 +273,10 @@ class Oracle:
     @staticmethod
     def prefix(entry: dict[str, Any], address_key: str) -> bytes:
         length = num(entry["bgp.prefix_length"])
-        address = ipaddress.ip_address(entry[address_key]).packed[: (length + 7) // 8]
+        network = ipaddress.ip_network((entry[address_key], length))
         path_id = entry.get("bgp.nlri_path_id")
         head = num(path_id).to_bytes(4, "big") if path_id is not None else b""
-        return head + bytes((length,)) + address
+        return head + pf.from_network(network)
 
     def prefixes(self, block: Any, address_keys: tuple[str, ...]) -> list[bytes]:
         out = []
@@ -289,7 +291,7 @@ class Oracle:
     def update(self, msg: Any, t: dict[str, Any], w: str) -> None:
         withdrawn = self.prefixes(t.get("bgp.update.withdrawn_routes"), ("bgp.withdrawn_prefix",))
         self.eq("update.withdrawn", list(msg.withdrawn), withdrawn, w)
-        self.eq("update.withdrawn_routes.length", sum(map(len, msg.withdrawn)),
+        self.eq("update.withdrawn_routes.length", sum(len(entry_wire(p)) for p in msg.withdrawn),
                 num(t["bgp.update.withdrawn_routes.length"]), w)
         nlri = self.prefixes(t.get("bgp.update.nlri"), ("bgp.nlri_prefix",))
         self.eq("update.nlri", list(msg.nlri), nlri, w)

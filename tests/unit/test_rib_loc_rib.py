@@ -79,12 +79,12 @@ def test_defer_and_resume() -> None:
 
 
 def test_families_kept_apart() -> None:
-    """A /24 IPv4 and a /24 IPv6 prefix have the same first wire octets: separate tables."""
+    """Each family has its own table (a prefix value also carries its IP version)."""
     rib = Rib(
         Speaker(AS, "10.0.0.1"),
         {V4: PoolSet(["10.0.0.0/8"], V4), IPV6_UNICAST: PoolSet(["::/0"], IPV6_UNICAST)},
     )
-    assert prefix_from_network("10.1.2.0/24")[:2] == b"\x18\x0a"
+    assert prefix_from_network("10.1.2.0/24")[:3] == b"\x04\x18\x0a"
     rib.originate(V4, [prefix_from_network("10.1.2.0/24")])
     assert len(rib.loc[V4]) == 1 and len(rib.loc[IPV6_UNICAST]) == 0
 

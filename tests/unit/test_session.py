@@ -29,6 +29,7 @@ from bgpd.session import (
     UpdateReceived,
     second_session,
 )
+from proto import prefix as pf
 from proto.bgp import (
     IPV4_UNICAST,
     IPV6_UNICAST,
@@ -424,12 +425,12 @@ def test_update_with_attributes_crosses() -> None:
     a, b, wire = establish(config(ID_A), config(ID_B))
     upd = Update(
         attributes=PathAttributes(origin=0, as_path=(), next_hop=ID_A, local_pref=100),
-        nlri=[bytes([24, 192, 168, 1])],
+        nlri=[pf.parse("192.168.1.0/24")],
     )
     a.session.send_update(upd)
     wire.pump(1)
     (got,) = b.of(UpdateReceived)
-    assert got.update.nlri == [bytes([24, 192, 168, 1])] and got.update.attributes is not None
+    assert got.update.nlri == [pf.parse("192.168.1.0/24")] and got.update.attributes is not None
     assert got.update.attributes.next_hop == ID_A
 
 
