@@ -1,13 +1,14 @@
-"""The route feed's server side: best routes from bgpd to felixd (and any other reader).
+"""The route feed's server: the asyncio adapter around a `bgpd.feed_out` source.
 
-Each reader gets a full snapshot when it connects, then deltas. Deltas are coalesced per prefix while
-a reader is busy: a slow reader receives the latest state of each changed prefix rather than every
-intermediate step, so memory per reader is bounded by the number of prefixes, not by the change rate.
-Frames are encoded and written in bounded slices, so a whole-table change never sits in memory as
-one buffer.
+Each reader that connects is registered with the source (so every change from then on is in its
+backlog), waits until the source may be served (`ready`: a restarting bgpd must not hand out a snapshot
+before its RIB is whole, since the snapshot's end tells felixd to drop every route it did not
+contain), gets the snapshot in slices, then its backlog whenever `wake()` says there is one, and a
+heartbeat when idle. Frames are produced by the source and written in bounded slices with `drain()`
+between them, so a whole-table change never sits in memory as one buffer.
 
-Keys and values are the sender's business: by default a prefix text and a `FeedRoute` (None for a
-withdrawal); bgpd passes its own `encode` and feeds wire-form prefixes and best paths straight in.
+`FeedServer(path, snapshot)` with a callable of `FeedRoute`s is a scripted bgpd (a `RouteFeed`
+source) for felixd's tests and benchmarks; `publish()` queues changes to it.
 """
 
 from __future__ import annotations
@@ -17,58 +18,40 @@ import contextlib
 import logging
 import os
 import time
-from collections.abc import Callable, Hashable, Iterable, Mapping
-from itertools import islice
-from typing import Any
+from collections.abc import Callable, Iterable, Mapping
 
-from proto.feed import (
-    EndOfSnapshot,
-    FeedRoute,
-    Heartbeat,
-    RouteUpdate,
-    SnapshotBegin,
-    Withdraw,
-    encode_frame,
-)
+from bgpd.feed_out import FeedReader, FeedSource, RouteFeed
+from proto.feed import FeedRoute
 
 log = logging.getLogger("tortie.bgp.feed")
 
-Encoder = Callable[[int, Any, Any], bytes]  # (seq, key, value) -> one frame
-SLICE = 4096  # frames per write
-
-
-def _encode_feed_route(seq: int, prefix: str, route: FeedRoute | None) -> bytes:
-    return encode_frame(RouteUpdate(seq, route) if route is not None else Withdraw(seq, prefix))
-
-
-class _Reader:
-    def __init__(self, writer: asyncio.StreamWriter) -> None:
-        self.writer = writer
-        self.pending: dict[Hashable, Any] = {}
-        self.wake = asyncio.Event()
-        self.seq = 1
-        self.task: asyncio.Task[None] | None = None
-
 
 class FeedServer:
-    def __init__(self, path: str, snapshot: Callable[[], Iterable[Any]], *, encode: Encoder | None = None,
-                 heartbeat: float = 10.0, epoch: int | None = None, mode: int = 0o660,
-                 on_clients: Callable[[int], None] | None = None, ready: asyncio.Event | None = None) -> None:
-        """`snapshot()` gives what a new reader starts from: FeedRoutes, or with `encode`, (key, value)
-        pairs that `encode` turns into route frames."""
+    def __init__(self, path: str, snapshot: Callable[[], Iterable[FeedRoute]] | None = None, *,
+                 source: FeedSource | None = None, heartbeat: float = 10.0, epoch: int | None = None,
+                 mode: int = 0o660, on_clients: Callable[[int], None] | None = None,
+                 ready: asyncio.Event | None = None) -> None:
+        if source is None:
+            source = RouteFeed(snapshot or (lambda: ()))
         self.path = path
-        self.snapshot = snapshot
-        self.encode: Encoder = encode or _encode_feed_route
-        self.custom = encode is not None
+        self.source = source
         self.heartbeat = heartbeat
         self.epoch = epoch if epoch is not None else time.time_ns()
         self.mode = mode
         self.on_clients = on_clients
-        # A restarting bgpd must not hand out a snapshot before its RIB is whole again: the snapshot's
-        # end tells felixd to drop every route it did not contain. Readers wait here until then.
         self.ready = ready
-        self.readers: set[_Reader] = set()
+        self._wakes: dict[FeedReader, asyncio.Event] = {}
+        self._tasks: set[asyncio.Task[None]] = set()
         self._server: asyncio.AbstractServer | None = None
+
+    @property
+    def readers(self) -> set[FeedReader]:
+        return self.source.readers
+
+    @property
+    def lag(self) -> int:
+        """Changes waiting for the slowest reader."""
+        return max((len(r.pending) for r in self.source.readers), default=0)
 
     async def start(self) -> None:
         with contextlib.suppress(FileNotFoundError):
@@ -80,81 +63,75 @@ class FeedServer:
     async def close(self) -> None:
         if self._server is not None:
             self._server.close()
-        for reader in list(self.readers):
-            if reader.task is not None:
-                reader.task.cancel()
-            reader.writer.close()
+        for task in list(self._tasks):
+            task.cancel()
+        for task in list(self._tasks):
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
         if self._server is not None:
             await self._server.wait_closed()
             self._server = None
         with contextlib.suppress(FileNotFoundError):
             os.unlink(self.path)
 
-    def publish(self, changes: Mapping[Hashable, Any]) -> None:
-        """Queue changes (key -> new value; by default prefix -> FeedRoute, or None to withdraw)."""
-        if not changes:
-            return
-        for reader in self.readers:
-            reader.pending.update(changes)
-            reader.wake.set()
+    def replace_source(self, source: FeedSource) -> None:
+        """Serve another source (a new speaker): current readers are disconnected and start again
+        from the new source's snapshot when they reconnect."""
+        self.source = source
+        for task in list(self._tasks):
+            task.cancel()
 
-    @property
-    def lag(self) -> int:
-        """Changes waiting for the slowest reader."""
-        return max((len(r.pending) for r in self.readers), default=0)
+    def wake(self) -> None:
+        """Tell readers with a backlog to write it (after the source got changes)."""
+        for reader, event in self._wakes.items():
+            if reader.pending:
+                event.set()
 
-    def _snapshot_pairs(self) -> Iterable[tuple[Any, Any]]:
-        if self.custom:
-            return self.snapshot()
-        return ((r.prefix, r) for r in self.snapshot())
-
-    async def _write_frames(self, reader: _Reader, pairs: Iterable[tuple[Any, Any]]) -> int:
-        """Encode and write in slices; returns how many frames went out."""
-        it = iter(pairs)
-        encode, count = self.encode, 0
-        while chunk := list(islice(it, SLICE)):
-            seq = reader.seq
-            data = b"".join([encode(seq + i, k, v) for i, (k, v) in enumerate(chunk)])
-            reader.seq = seq + len(chunk)
-            count += len(chunk)
-            reader.writer.write(data)
-            await reader.writer.drain()
-        return count
+    def publish(self, changes: Mapping[str, FeedRoute | None]) -> None:
+        """Queue changes to a scripted `RouteFeed` source (tests, benchmarks)."""
+        if not isinstance(self.source, RouteFeed):
+            raise TypeError("publish() is for a FeedServer serving FeedRoutes")
+        if changes:
+            self.source.publish(changes)
+            self.wake()
 
     async def _accept(self, _r: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        reader = _Reader(writer)
-        # Registered before the snapshot is taken: a change published from now on is queued for it, so
-        # snapshot + queued deltas are never missing anything.
-        self.readers.add(reader)
+        source = self.source
+        # registered before the snapshot is taken: a change from now on is in its backlog
+        reader = source.add_reader()
+        wake = self._wakes[reader] = asyncio.Event()
+        task = asyncio.current_task()
+        if task is not None:
+            self._tasks.add(task)
         self._clients_changed()
-        reader.task = asyncio.current_task()
         try:
             if self.ready is not None:
                 await self.ready.wait()
-            writer.write(encode_frame(SnapshotBegin(reader.seq, self.epoch)))
-            reader.seq += 1
-            count = await self._write_frames(reader, self._snapshot_pairs())
-            writer.write(encode_frame(EndOfSnapshot(reader.seq, count)))
-            reader.seq += 1
-            await writer.drain()
+            for chunk in source.snapshot(reader, self.epoch):
+                writer.write(chunk)
+                await writer.drain()
             while True:
-                try:
-                    await asyncio.wait_for(reader.wake.wait(), self.heartbeat)
-                except TimeoutError:
-                    writer.write(encode_frame(Heartbeat(reader.seq)))
-                    reader.seq += 1
+                if not reader.pending:
+                    try:
+                        await asyncio.wait_for(wake.wait(), self.heartbeat)
+                    except TimeoutError:
+                        writer.write(source.heartbeat(reader))
+                        await writer.drain()
+                        continue
+                wake.clear()
+                while reader.pending:
+                    writer.write(source.drain(reader))
                     await writer.drain()
-                    continue
-                reader.wake.clear()
-                batch, reader.pending = reader.pending, {}
-                await self._write_frames(reader, batch.items())
         except (ConnectionError, asyncio.CancelledError):
             pass
         finally:
-            self.readers.discard(reader)
+            source.remove_reader(reader)
+            self._wakes.pop(reader, None)
+            if task is not None:
+                self._tasks.discard(task)
             self._clients_changed()
             writer.close()
 
     def _clients_changed(self) -> None:
         if self.on_clients is not None:
-            self.on_clients(len(self.readers))
+            self.on_clients(len(self._wakes))

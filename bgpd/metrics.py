@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+from bgpd.speaker import FAMILY_NAMES, Speaker
+from proto.bgp import MsgType
 
 SESSION_STATES = ("idle", "connect", "active", "opensent", "openconfirm", "established")
 
@@ -98,3 +103,47 @@ class BgpMetrics:
     def set_state(self, peer: str, state: str) -> None:
         for s in SESSION_STATES:
             self.session_state.labels(peer, s).set(1 if s == state.lower() else 0)
+
+
+def _sync_counter(child: object, value: int) -> None:
+    """Bring a counter up to a total kept elsewhere (the speaker counts; Prometheus only increments)."""
+    delta = value - child._value.get()  # type: ignore[attr-defined]
+    if delta > 0:
+        child.inc(delta)  # type: ignore[attr-defined]
+
+
+def refresh(metrics: BgpMetrics, speaker: Speaker) -> None:
+    """Read the speaker's state into the metrics: on every scrape and periodically, never per event."""
+    for family, loc in speaker.rib.loc.items():
+        metrics.loc_rib_routes.labels(FAMILY_NAMES[family]).set(len(loc))
+    for key, peer in speaker.peers.items():
+        metrics.set_state(key, peer.state.name)
+        _sync_counter(metrics.established_transitions.labels(key), peer.established_count)
+        _sync_counter(metrics.treat_as_withdraw.labels(key), peer.treat_as_withdraw)
+        for (code, subcode), n in peer.notifications_sent.items():
+            _sync_counter(metrics.notifications_sent.labels(key, str(code), str(subcode)), n)
+        for (code, subcode), n in peer.notifications_received.items():
+            _sync_counter(metrics.notifications_received.labels(key, str(code), str(subcode)), n)
+        session = peer.session
+        for counts, metric in ((session.sent, metrics.messages_sent),
+                               (session.received, metrics.messages_received)):
+            for t, n in counts.items():
+                _sync_counter(metric.labels(key, MsgType(t).name.lower()), n)
+        pr = speaker.rib.peers.get(peer.info)
+        if pr is None:
+            continue
+        for family, rib_in in pr.ins.items():
+            name = FAMILY_NAMES[family]
+            metrics.prefixes_received.labels(key, name).set(len(rib_in))
+            metrics.prefixes_accepted.labels(key, name).set(len(rib_in))
+            metrics.prefixes_advertised.labels(key, name).set(len(speaker.advertised(peer, family)))
+        metrics.gr_stale_routes.labels(key).set(sum(rib_in.stale_count() for rib_in in pr.ins.values()))
+        for reason, n in pr.policy.rejected.items():
+            _sync_counter(metrics.prefixes_rejected.labels(key, reason), n)
+    metrics.feed_lag.set(speaker.feed.lag)
+
+
+def forget_peer(metrics: BgpMetrics, key: str) -> None:
+    for s in SESSION_STATES:
+        with contextlib.suppress(KeyError):
+            metrics.session_state.remove(key, s)

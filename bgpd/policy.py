@@ -17,6 +17,7 @@ LOCAL_PREF, ORIGINATOR_ID and CLUSTER_LIST are removed, and MED only leaves the 
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import struct
 from collections import Counter
@@ -42,7 +43,7 @@ Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 
 @dataclass(frozen=True)
-class Speaker:
+class Identity:
     """This node as the policy sees it."""
 
     asn: int
@@ -116,6 +117,7 @@ _MARTIANS_V6 = [ipaddress.ip_network(n) for n in ("::/128", "::1/128", "ff00::/8
 _LINK_LOCAL_V6 = ipaddress.ip_network("fe80::/10")
 
 
+@functools.lru_cache(maxsize=4096)
 def martian_next_hop(next_hop: NextHop) -> str | None:
     """Why this next hop cannot be used, or None. IPv4 link-local (169.254/16) is allowed: it is a
     valid on-link address between a host and its router. An IPv6 link-local address is only valid as
@@ -148,7 +150,7 @@ class ImportOptions:
 class ImportPolicy:
     """One peer's import policy, with its reject counters."""
 
-    speaker: Speaker
+    identity: Identity
     peer: PeerInfo
     pools: dict[AfiSafi, PoolSet]
     options: ImportOptions = field(default_factory=ImportOptions)
@@ -168,7 +170,7 @@ class ImportPolicy:
         return out
 
     def _check(self, attrs: PathAttributes, next_hop: NextHop) -> PathAttributes | str:
-        sp = self.speaker
+        sp = self.identity
         peer = self.peer
         if peer.ebgp:
             for seg in attrs.as_path or ():
@@ -185,7 +187,8 @@ class ImportPolicy:
         # RFC 4271 5.1.5: LOCAL_PREF from another AS is ignored; RFC 4456 attributes never
         # legitimately cross an AS border
         if peer.ebgp and (
-            attrs.local_pref != DEFAULT_LOCAL_PREF or attrs.originator_id or attrs.cluster_list
+            (attrs.local_pref is not None and attrs.local_pref != DEFAULT_LOCAL_PREF)
+            or attrs.originator_id or attrs.cluster_list
         ):
             attrs = replace(attrs, local_pref=DEFAULT_LOCAL_PREF, originator_id=None, cluster_list=None)
         return attrs
@@ -238,28 +241,65 @@ Exporter = Callable[[bytes, Path], Advert | None]
 _NOT_CACHED = object()
 
 
+@dataclass(frozen=True, slots=True)
+class ExportTarget:
+    """What export policy needs to know of a receiving peer. Peers with equal targets get the same
+    routes with the same attributes, so they share one update group (`bgpd.update_group`)."""
+
+    ebgp: bool
+    mesh: bool = False
+    rr_client: bool = False
+    keep_next_hop: bool = False
+    next_hop_self: tuple[tuple[AfiSafi, NextHop], ...] = ()  # our address on the session, per family
+
+    @classmethod
+    def of(cls, peer: PeerInfo) -> ExportTarget:
+        return cls(peer.ebgp, peer.mesh, peer.rr_client, peer.keep_next_hop,
+                   tuple(sorted(peer.next_hop_self.items())))
+
+    @property
+    def ibgp(self) -> bool:
+        return not self.ebgp
+
+    def self_hop(self, family: AfiSafi) -> NextHop | None:
+        for f, hop in self.next_hop_self:
+            if f == family:
+                return hop
+        return None
+
+
 class ExportPolicy:
-    def __init__(self, speaker: Speaker, pools: dict[AfiSafi, PoolSet]) -> None:
-        self.speaker = speaker
+    def __init__(self, identity: Identity, pools: dict[AfiSafi, PoolSet]) -> None:
+        self.identity = identity
         self.pools = pools
 
     def advert(self, best: Path, target: PeerInfo, family: AfiSafi) -> Advert | None:
-        """What `target` gets for a prefix whose best path is `best` (prefix filters aside)."""
+        """What the peer `target` gets for a prefix whose best path is `best` (prefix filters aside):
+        never its own routes back, nor a reflected route it originated (RFC 4456)."""
         src = best.source
-        sp = self.speaker
         if src is target:
             return None
+        originator = best.attrs.originator_id
+        if originator is not None and originator == target.router_id and src.ibgp and target.ibgp:
+            return None
+        return self.advert_for(best, ExportTarget.of(target), family)
+
+    def advert_for(self, best: Path, target: ExportTarget, family: AfiSafi) -> Advert | None:
+        """What a peer like `target` gets for `best`, whoever the peer is. Which member of an update
+        group must not get it (the route's source, its originator) is the group's business."""
+        src = best.source
+        ident = self.identity
         # passed on: unknown transitive attributes get the Partial bit, non-transitive ones go
         attrs = best.attrs if src.local or not best.attrs.unknown else readvertised(best.attrs)
-        self_hop = target.next_hop_self.get(family)
+        self_hop = target.self_hop(family)
         if target.mesh and not src.local:
             return None  # the mesh only carries each node's own blocks
         if src.ibgp:
-            if target.ibgp and not reflects(src, target, attrs, sp.cluster_id):
+            if target.ibgp and not reflects(src, target, ident.cluster_id):
                 return None
             if target.ibgp:
-                assert sp.cluster_id is not None
-                return advert(reflected_attributes(attrs, src, sp.cluster_id), best.next_hop)
+                assert ident.cluster_id is not None
+                return advert(reflected_attributes(attrs, src, ident.cluster_id), best.next_hop)
         if target.ebgp:
             if target.keep_next_hop and best.next_hop:
                 next_hop = best.next_hop
@@ -269,7 +309,7 @@ class ExportPolicy:
                 return None
             out = replace(
                 attrs,
-                as_path=prepend_as(attrs.as_path, sp.asn),
+                as_path=prepend_as(attrs.as_path, ident.asn),
                 next_hop=next_hop[0] if family == IPV4_UNICAST and "." in next_hop[0] else None,
                 local_pref=None,
                 med=attrs.med if src.local else None,
@@ -291,12 +331,13 @@ class ExportPolicy:
         )
         return advert(out, next_hop)
 
-    def exporter(self, target: PeerInfo, family: AfiSafi) -> Exporter:
-        """A per-prefix export function for one target, caching the per-path work."""
+    def exporter(self, target: ExportTarget, family: AfiSafi) -> Exporter:
+        """A per-prefix export function for peers like `target`, doing the per-path work once."""
         cache: dict[Path, Advert | None] = {}
         pools = self.pools.get(family)
         covers = pools.covers if pools is not None else (lambda _p: False)
-        advert_for = self.advert
+        advert_for = self.advert_for
+        ebgp = target.ebgp
 
         def export(prefix: bytes, best: Path) -> Advert | None:
             a = cache.get(best, _NOT_CACHED)
@@ -304,7 +345,7 @@ class ExportPolicy:
                 if len(cache) > 4096:
                     cache.clear()
                 a = cache[best] = advert_for(best, target, family)
-            if a is not None and target.ebgp and not best.source.local and not covers(prefix):
+            if a is not None and ebgp and not best.source.local and not covers(prefix):
                 return None
             return a  # type: ignore[return-value]
 

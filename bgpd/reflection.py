@@ -11,16 +11,22 @@ touched; ORIGINATOR_ID is set when missing and the cluster id is prepended to CL
 from __future__ import annotations
 
 from dataclasses import replace
+from typing import Protocol
 
 from bgpd.rib.path import PeerInfo
 from proto.bgp.model import PathAttributes
 
 
-def reflects(source: PeerInfo, target: PeerInfo, attrs: PathAttributes, cluster_id: str | None) -> bool:
-    """May a route learned from iBGP peer `source` be advertised to iBGP peer `target`?"""
-    if cluster_id is None or target is source or target.mesh:
-        return False
-    if attrs.originator_id is not None and attrs.originator_id == target.router_id:
+class ReflectionTarget(Protocol):
+    mesh: bool
+    rr_client: bool
+
+
+def reflects(source: PeerInfo, target: ReflectionTarget, cluster_id: str | None) -> bool:
+    """May a route learned from iBGP peer `source` be advertised to iBGP peers like `target`? Never
+    back to `source` or to its originator: that is decided per peer (`ExportPolicy.advert`) or per
+    update group member (`bgpd.update_group`)."""
+    if cluster_id is None or target.mesh:
         return False
     if source.rr_client:
         return True

@@ -11,14 +11,10 @@ what happened into an RFC 4271 event, look the row up and perform its actions.
     out = session.data_to_send()            # write these
     while (ev := session.next_event()):     # ConnectRequested, CloseConnection, Established, ...
 
-A `Session` is one connection: connection collision (RFC 4271 6.8) is between two sessions for the
-same peer, linked through `sibling` (`second_session`). When an OPEN arrives and the sibling is in
-OpenConfirm, the session resolves the collision there and then, before its KEEPALIVE goes out, so
-the losing connection does not reach Established: the higher BGP identifier keeps the connection it
-opened, and both speakers reach the same verdict. A sibling already Established is judged the same
-way when both connections were made before it got there; a connection made later is a new attempt:
-with a graceful-restart peer it replaces the old session (RFC 4724 4.2: the peer restarted, its routes
-go stale rather than away), otherwise it is refused with Cease/7.
+A `Session` is one connection. Connection collision (RFC 4271 6.8) is between two sessions for the
+same peer and is decided by their owner, `bgpd.neighbor.Neighbor`: when an OPEN arrives the session
+asks its `arbiter` whether it loses, before its KEEPALIVE goes out, and the arbiter closes the other
+connection through its public entry points when that one loses instead.
 
 Passive (`SessionConfig.passive`, BIRD's and Calico's meaning) never connects: the ConnectRetryTimer
 expiry that would take Active to Connect is not acted on. Automatic restart after a drop waits a
@@ -27,29 +23,35 @@ generates AutomaticStart.
 
 Output has two queues: control messages (OPEN, KEEPALIVE, NOTIFICATION, ROUTE-REFRESH) and UPDATEs.
 `data_to_send` drains control first and only whole UPDATE units after it, so a KEEPALIVE due while
-a large table is still queued goes out ahead of it.
+a large table is still queued goes out ahead of it. An UPDATE unit may be a memoryview: update groups
+queue one encoded stream, or slices of it, to many sessions without copying it.
 """
 
 from __future__ import annotations
 
-import ipaddress
 import logging
 import random
 from collections import deque
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterable
 
 from bgpd.fsm import FSM_ERROR_SUBCODE, TABLE, Action, Event, State
+from bgpd.session_config import MIN_HOLD_TIME, SessionConfig
+from bgpd.session_events import (
+    CloseConnection,
+    ConnectRequested,
+    Established,
+    NotificationReceived,
+    NotificationSent,
+    RouteRefreshReceived,
+    SessionDown,
+    SessionEvent,
+    StateChanged,
+    UpdateReceived,
+)
 from bgpd.timers import RandomSource, Timer, earliest, jittered
 from proto.bgp import (
-    AS_TRANS,
-    IPV4_UNICAST,
-    IPV6_UNICAST,
     KEEPALIVE_BYTES,
     AddPathCap,
-    AddPathMode,
-    AfiSafi,
-    AnyCapability,
     CapCode,
     CeaseSubcode,
     EnhancedRouteRefreshCap,
@@ -81,7 +83,6 @@ log = logging.getLogger("bgpd.session")
 
 LARGE_HOLD_TIME = 240.0  # RFC 4271 8.2.2: the hold timer in OpenSent, "4 minutes is suggested"
 HOLD_GRACE = 10.0  # BIRD: when input is still queued at hold expiry, look again this much later
-MIN_HOLD_TIME = 3  # RFC 4271 4.2: the hold time is zero or at least three seconds
 
 # Which capability class stands for a capability code in `SessionConfig.required_capabilities`.
 _CAPABILITY_KIND: dict[int, type] = {
@@ -99,176 +100,6 @@ class LocalProtocolError(RuntimeError):
     """The caller used the session wrongly (e.g. queued an UPDATE before Established)."""
 
 
-# ---------------------------------------------------------------- configuration
-
-
-@dataclass(frozen=True, slots=True)
-class GracefulRestartConfig:
-    restart_time: int = 120  # seconds, 12 bits on the wire
-    restarting: bool = False  # R bit: we are coming back from a restart
-    # families whose forwarding state we kept (F bit); every advertised family is listed in the
-    # capability, those here with F set
-    forwarding_preserved: frozenset[AfiSafi] = frozenset()
-    notification: bool = False  # N bit (RFC 8538)
-
-
-@dataclass(frozen=True, slots=True)
-class SessionConfig:
-    local_as: int
-    peer_as: int
-    router_id: str
-    hold_time: int = 90
-    keepalive_time: float | None = None  # default: a third of the negotiated hold time
-    connect_retry_time: float = 120.0
-    passive: bool = False  # wait for the peer to connect (Calico: the side with the higher address)
-    # back-off before an automatic restart: idle_hold_time, doubling per consecutive failure
-    idle_hold_time: float = 1.0
-    idle_hold_max: float = 30.0  # a mesh peer that comes up late is found within this
-    families: tuple[AfiSafi, ...] = (IPV4_UNICAST, IPV6_UNICAST)
-    four_octet_as: bool = True
-    route_refresh: bool = True
-    enhanced_route_refresh: bool = True
-    extended_message: bool = True
-    graceful_restart: GracefulRestartConfig | None = field(default_factory=GracefulRestartConfig)
-    add_path_receive: frozenset[AfiSafi] = frozenset()
-    required_capabilities: frozenset[int] = frozenset()  # CapCode values the peer must advertise
-    min_hold_time: int = MIN_HOLD_TIME  # a peer's non-zero hold time below this gets 2/6
-    # RFC 4271 6.8 CollisionDetectEstablishedState: dump the Established connection on a collision
-    collision_detect_established: bool = False
-    name: str = ""
-
-    def __post_init__(self) -> None:
-        if self.hold_time != 0 and self.hold_time < MIN_HOLD_TIME:
-            raise ValueError(f"hold time {self.hold_time}: must be 0 or at least {MIN_HOLD_TIME}")
-        if self.local_as > 0xFFFF and not self.four_octet_as:
-            raise ValueError(f"AS {self.local_as} needs the 4-octet AS capability")
-        ipaddress.IPv4Address(self.router_id)
-
-    @property
-    def ibgp(self) -> bool:
-        return self.local_as == self.peer_as
-
-    def local_open(self) -> Open:
-        caps: list[AnyCapability] = [MultiprotocolCap(afi, safi) for afi, safi in self.families]
-        if self.route_refresh:
-            caps.append(RouteRefreshCap())
-        if self.enhanced_route_refresh:
-            caps.append(EnhancedRouteRefreshCap())
-        if self.extended_message:
-            caps.append(ExtendedMessageCap())
-        gr = self.graceful_restart
-        if gr is not None:
-            caps.append(
-                GracefulRestartCap(
-                    restart_time=gr.restart_time,
-                    restarting=gr.restarting,
-                    notification=gr.notification,
-                    families=tuple(
-                        (afi, safi, (afi, safi) in gr.forwarding_preserved) for afi, safi in self.families
-                    ),
-                )
-            )
-        if self.four_octet_as:
-            caps.append(FourOctetAsCap(self.local_as))
-        if self.add_path_receive:
-            caps.append(
-                AddPathCap(
-                    tuple(
-                        (afi, safi, AddPathMode.RECEIVE)
-                        for afi, safi in self.families
-                        if (afi, safi) in self.add_path_receive
-                    )
-                )
-            )
-        return Open(
-            asn=self.local_as if self.local_as <= 0xFFFF else AS_TRANS,
-            hold_time=self.hold_time,
-            router_id=self.router_id,
-            capabilities=tuple(caps),
-        )
-
-
-# ---------------------------------------------------------------- events out
-
-
-@dataclass(frozen=True, slots=True)
-class ConnectRequested:
-    """For the adapter: open a TCP connection to the peer and report it with connection_made or
-    connection_failed."""
-
-
-@dataclass(frozen=True, slots=True)
-class CloseConnection:
-    """For the adapter: write what data_to_send still returns, then close the connection (or abandon
-    the connection attempt)."""
-
-    reason: str
-
-
-@dataclass(frozen=True, slots=True)
-class StateChanged:
-    old: State
-    new: State
-    event: Event
-
-
-@dataclass(frozen=True, slots=True)
-class Established:
-    negotiated: Negotiated
-    local_open: Open
-    remote_open: Open
-    hold_time: int
-    keepalive_time: float
-    outbound: bool
-
-
-@dataclass(frozen=True, slots=True)
-class UpdateReceived:
-    update: Update
-
-
-@dataclass(frozen=True, slots=True)
-class RouteRefreshReceived:
-    refresh: RouteRefresh
-
-
-@dataclass(frozen=True, slots=True)
-class NotificationReceived:
-    notification: Notification
-    description: str
-
-
-@dataclass(frozen=True, slots=True)
-class NotificationSent:
-    notification: Notification
-    description: str
-
-
-@dataclass(frozen=True, slots=True)
-class SessionDown:
-    """The session left OpenSent, OpenConfirm or Established (or a connection attempt ended) for Idle.
-
-    `was_established` tells the RIB whether routes go; for graceful restart (RFC 4724, RFC 8538) it
-    also needs to know whether a NOTIFICATION was exchanged, hence `notification_sent/received`."""
-
-    reason: str
-    was_established: bool
-    notification_sent: Notification | None = None
-    notification_received: Notification | None = None
-
-
-SessionEvent = (
-    ConnectRequested
-    | CloseConnection
-    | StateChanged
-    | Established
-    | UpdateReceived
-    | RouteRefreshReceived
-    | NotificationReceived
-    | NotificationSent
-    | SessionDown
-)
-
 _INPUT_EVENTS = (UpdateReceived, RouteRefreshReceived)
 _UPDATE = int(MsgType.UPDATE)
 _ESTABLISHED = State.ESTABLISHED
@@ -285,13 +116,15 @@ def _has_capability(open_: Open, code: int) -> bool:
     )
 
 
-def _router_id_int(router_id: str) -> int:
-    return int(ipaddress.IPv4Address(router_id))
+# Called when an OPEN arrives on a session that has a sibling connection: True when this session is
+# the one to close (RFC 4271 6.8). The owner of both sessions decides, and closes the other one itself.
+Arbiter = Callable[["Session", float], bool]
 
 
 class Session:
-    def __init__(self, config: SessionConfig, rng: RandomSource | None = None) -> None:
+    def __init__(self, config: SessionConfig, rng: RandomSource | None = None, arbiter: Arbiter | None = None) -> None:
         self.config = config
+        self.arbiter = arbiter
         self.rng: RandomSource = rng if rng is not None else random.Random()
         self.local_open = config.local_open()
         self.state = State.IDLE
@@ -299,7 +132,6 @@ class Session:
         self.failures = 0  # consecutive drops to Idle since the last Established: the back-off exponent
         self.auto_restart = False  # set by start(), cleared by stop()
         self.last_error = ""
-        self.sibling: Session | None = None  # the other connection to the same peer, if any
         self.outbound: bool | None = None  # who opened the current connection
         self.connected_at: float | None = None
         self._passive = config.passive
@@ -322,7 +154,7 @@ class Session:
         # messages by type (MsgType value) over the life of this session object, for `bgp neighbors`
         self.sent: dict[int, int] = dict.fromkeys(range(1, 6), 0)
         self.received: dict[int, int] = dict.fromkeys(range(1, 6), 0)
-        self._updates: deque[bytes] = deque()
+        self._updates: deque[bytes | memoryview] = deque()
         self._update_bytes = 0
         self._events: deque[SessionEvent] = deque()
         self._queued_input = 0  # UpdateReceived / RouteRefreshReceived not yet taken by next_event
@@ -420,6 +252,26 @@ class Session:
         self.last_error = reason
         self._reason = reason
         self._fire(Event.TcpConnectionFails, now)
+
+    def take_connection(self, now: float, outbound: bool) -> None:
+        """Carry a connection this session did not ask for: the second connection to a peer during
+        collision detection. The session starts passive, without automatic restart (whichever
+        connection loses the collision is discarded by the owner), and sends its OPEN."""
+        self._passive = True
+        self._fire(Event.ManualStart_with_PassiveTcpEstablishment, now)
+        self._connecting = outbound  # an attempt of the peer's other session that completed late, or theirs
+        self.connection_made(now, outbound)
+
+    def collision_dump(self, now: float, reason: str = "connection collision: the other connection won") -> None:
+        """This connection lost a collision decided on its sibling (RFC 4271 6.8): Cease/7 and close."""
+        self._cause = Notification(ErrorCode.CEASE, CeaseSubcode.CONNECTION_COLLISION_RESOLUTION)
+        self._reason = reason
+        self._fire(Event.OpenCollisionDump, now)
+
+    def retire(self) -> None:
+        """An Idle session replaced by its sibling: no automatic restart any more."""
+        self.auto_restart = False
+        self.idle_hold.stop()
 
     def receive_data(self, data: bytes, now: float) -> None:
         if not self._connected or not data:
@@ -520,6 +372,18 @@ class Session:
         if data:
             self._updates.append(data)
             self._update_bytes += len(data)
+
+    def send_updates(self, chunks: Iterable[bytes | memoryview], updates: int, refreshes: int = 0) -> None:
+        """Queue chunks of whole encoded messages (UPDATEs, and BoRR/EoRR ROUTE-REFRESHes that must
+        stay in line with them), each chunk one unit, and count them as sent."""
+        if self.state != State.ESTABLISHED:
+            raise LocalProtocolError(f"UPDATE queued in {self.state.name}")
+        for data in chunks:
+            if data:
+                self._updates.append(data)  # type: ignore[arg-type]
+                self._update_bytes += len(data)
+        self.sent[_UPDATE] += updates
+        self.sent[MsgType.ROUTE_REFRESH] += refreshes
 
     def send_update(self, update: Update) -> None:
         self.send_update_bytes(encode_message(update, self.negotiated))
@@ -622,7 +486,7 @@ class Session:
             self._on_error(Event.BGPOpenMsgErr, error, now)
             return
         self.remote_open = remote
-        if self._collision_dumps_self(now):
+        if self.arbiter is not None and self.arbiter(self, now):
             self._cause = Notification(ErrorCode.CEASE, CeaseSubcode.CONNECTION_COLLISION_RESOLUTION)
             self._reason = "connection collision: this connection closed"
             self._fire(Event.OpenCollisionDump, now)
@@ -676,39 +540,6 @@ class Session:
         if ours is not None:
             return encode_capability(ours)  # type: ignore[arg-type]
         return bytes((code, 0))
-
-    def _collision_dumps_self(self, now: float) -> bool:
-        """RFC 4271 6.8 on receipt of an OPEN. Returns True when this connection loses; when the other
-        one loses, it is closed here (Cease/7), before this one answers the OPEN."""
-        other = self.sibling
-        if other is None or other.state not in (State.OPENCONFIRM, State.ESTABLISHED):
-            return False
-        # A connection made before the other one reached Established collided with it while both
-        # were being set up: the identifiers decide, as in OpenConfirm, so both speakers agree.
-        # One made later is a new attempt against a working session.
-        late = other.established_at is not None and (self.connected_at or 0.0) > other.established_at
-        if other.state == State.ESTABLISHED and late and not self.config.collision_detect_established:
-            remote_gr = self.remote_open.capability(GracefulRestartCap) if self.remote_open else None
-            if remote_gr is None:
-                return True  # the Established connection stays, the new one goes
-            # RFC 4724 4.2: a new OPEN from a graceful-restart peer means its old session is gone:
-            # the old connection closes without a NOTIFICATION and its routes go stale, not away.
-            other._reason = "peer restarted: new connection with graceful restart"
-            other.last_error = other._reason
-            other._fire(Event.TcpConnectionFails, now)
-            return False
-        local_id = _router_id_int(self.config.router_id)
-        remote_id = _router_id_int(self.remote_open.router_id) if self.remote_open else 0
-        # the higher identifier keeps the connection it opened
-        keep_outbound = local_id > remote_id
-        if self.outbound == other.outbound:
-            return True  # cannot happen with one connection each way; keep the older one
-        if bool(self.outbound) == keep_outbound:
-            other._cause = Notification(ErrorCode.CEASE, CeaseSubcode.CONNECTION_COLLISION_RESOLUTION)
-            other._reason = "connection collision: the other connection won"
-            other._fire(Event.OpenCollisionDump, now)
-            return False
-        return True
 
     def _on_error(self, event: Event, error: MessageError, now: float) -> None:
         self._cause = error.notification()
@@ -938,16 +769,3 @@ assert set(_ACTION_METHODS) == set(Action), "every action of the table has its m
 _PLAN: dict[tuple[State, Event], tuple[tuple[Callable[[Session, Event, State], None], ...], State]] = {
     key: (tuple(_ACTION_METHODS[a] for a in t.actions), t.next_state) for key, t in TABLE.items()
 }
-
-
-def second_session(primary: Session, now: float, outbound: bool) -> Session:
-    """A session for a second connection to the same peer (one `primary` did not take), linked to it
-    for collision detection and already in OpenSent with its OPEN queued. It does not restart by
-    itself: whichever connection loses the collision is discarded by its owner."""
-    other = Session(primary.config, primary.rng)
-    other.sibling, primary.sibling = primary, other
-    other._passive = True
-    other._fire(Event.ManualStart_with_PassiveTcpEstablishment, now)
-    other._connecting = outbound  # an attempt of the primary's that completed late, or theirs
-    other.connection_made(now, outbound)
-    return other

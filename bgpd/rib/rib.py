@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
-from bgpd.policy import ImportOptions, ImportPolicy, PoolSet, Speaker, originated_attributes
+from bgpd.policy import Identity, ImportOptions, ImportPolicy, PoolSet, originated_attributes
 from bgpd.rib.adj_rib_in import AdjRibIn
 from bgpd.rib.decision import DEFAULT_DECISION, DecisionConfig
 from bgpd.rib.loc_rib import Change, LocRib
@@ -45,17 +45,17 @@ def _add(changes: Changes, family: AfiSafi, new: list[Change]) -> None:
 class Rib:
     def __init__(
         self,
-        speaker: Speaker,
+        identity: Identity,
         pools: dict[AfiSafi, PoolSet] | None = None,
         config: DecisionConfig = DEFAULT_DECISION,
         families: Sequence[AfiSafi] = (IPV4_UNICAST, IPV6_UNICAST),
         node: str | None = None,
     ) -> None:
-        self.speaker = speaker
+        self.identity = identity
         self.pools = pools or {}
         self.families = tuple(families)
         self.loc = {f: LocRib(f, config) for f in self.families}
-        self.local = PeerInfo.local_source(speaker.asn, speaker.router_id, node)
+        self.local = PeerInfo.local_source(identity.asn, identity.router_id, node)
         self.local_in = {f: AdjRibIn(self.local, f) for f in self.families}
         for f, rib_in in self.local_in.items():
             self.loc[f].add_source(rib_in)
@@ -66,7 +66,7 @@ class Rib:
     def add_peer(self, peer: PeerInfo, options: ImportOptions | None = None) -> PeerRibs:
         if peer in self.peers:
             raise ValueError(f"peer {peer.name} already in the RIB")
-        policy = ImportPolicy(self.speaker, peer, self.pools, options or ImportOptions())
+        policy = ImportPolicy(self.identity, peer, self.pools, options or ImportOptions())
         ins = {f: AdjRibIn(peer, f) for f in self.families}
         for f, rib_in in ins.items():
             self.loc[f].add_source(rib_in)

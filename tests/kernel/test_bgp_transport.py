@@ -1,41 +1,33 @@
-"""The asyncio transport over real TCP: two namespaces joined by a veth, one event loop, each peer's
-sockets created inside its own namespace. Root only."""
+"""The asyncio transport over real TCP: two namespaces joined by a veth, one event loop, a speaker on
+each side with its sockets created inside its own namespace. Root only."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import ctypes
+import ipaddress
 import os
 import socket
 from collections.abc import AsyncIterator, Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import pytest
 
 from bgpd.fsm import State
-from bgpd.session import (
-    Established,
-    NotificationReceived,
-    NotificationSent,
-    SessionConfig,
-    SessionDown,
-    SessionEvent,
-    UpdateReceived,
-)
-from bgpd.transport import (
-    IP_MINTTL,
-    BgpListener,
-    BgpPeer,
-    PeerTransportConfig,
-    ttl_options,
-)
+from bgpd.peer import Peer
+from bgpd.sockopts import IP_MINTTL, ttl_options
+from bgpd.speaker import Speaker, pools_from_networks
+from bgpd.topology import GLOBAL, PeerConfig, Topology
+from bgpd.transport import Transport
 from lab.netns import Netns, NetnsSet
-from proto.bgp import IPV4_UNICAST, Negotiated, PathAttributes, Update, encode_message
+from proto import prefix as pf
+from proto.bgp import MsgType, Negotiated, PathAttributes, Update, encode_message
 from tests.conftest import require_root, require_tools
 
 CLONE_NEWNET = 0x40000000
 _libc = ctypes.CDLL(None, use_errno=True)
+EOR = encode_message(Update(), Negotiated())
 
 
 @contextlib.contextmanager
@@ -69,12 +61,31 @@ class Side:
     ns: Netns
     address: str
     router_id: str
-    listener: BgpListener | None = None
-    peer: BgpPeer | None = None
-    events: list[SessionEvent] = field(default_factory=list)
 
-    def of(self, kind: type) -> list:
-        return [e for e in self.events if isinstance(e, kind)]
+
+@dataclass
+class End:
+    """One side's speaker and transport, and its view of the other side."""
+
+    side: Side
+    speaker: Speaker
+    transport: Transport
+    peer_address: str
+
+    @property
+    def peer(self) -> Peer:
+        return self.speaker.peers[self.peer_address]
+
+    @property
+    def state(self) -> State:
+        return self.peer.state
+
+    def connection(self) -> object:
+        return self.transport.connection(self.peer.session)
+
+    def sock(self) -> socket.socket | None:
+        conn = self.transport.connection(self.peer.session)
+        return conn.sock if conn is not None else None
 
 
 @pytest.fixture
@@ -97,56 +108,41 @@ def lab() -> Iterator[tuple[Side, Side, Side, Side]]:
         )
 
 
+def topology(me: Side, other: Side, *, passive: bool, md5: str | None, ttl: int | None, hold: int) -> Topology:
+    peer = PeerConfig(address=ipaddress.ip_address(other.address), asn=64512, local_asn=64512, peer_type=GLOBAL,
+                      passive=passive, password=md5, ttl_security=ttl, hold_time=hold,
+                      source_address=ipaddress.ip_address(me.address))
+    return Topology(node=me.address, asn=64512, router_id=ipaddress.IPv4Address(me.router_id), listen_port=179,
+                    cluster_id=None, addresses=(ipaddress.ip_address(me.address),), peers={peer.key: peer},
+                    originate=())
+
+
+async def start_end(me: Side, other: Side, *, passive: bool = False, md5: str | None = None,
+                    ttl: int | None = None, hold: int = 90, listen: bool = True) -> End:
+    loop = asyncio.get_running_loop()
+    topo = topology(me, other, passive=passive, md5=md5, ttl=ttl, hold=hold)
+    speaker = Speaker(topo, pools_from_networks([ipaddress.ip_network("10.0.0.0/8")]), loop.time(),
+                      connect_retry_time=2)
+    transport = Transport(speaker, socket_factory=socket_factory(me.ns))
+    for peer in speaker.peers.values():
+        transport.peer_added(peer.transport)
+    if listen:
+        await transport.listen([(me.address, 179)])
+    transport.service()
+    return End(me, speaker, transport, str(ipaddress.ip_address(other.address)))
+
+
 @contextlib.asynccontextmanager
-async def running(
-    x: Side,
-    y: Side,
-    *,
-    passive_y: bool = True,
-    md5: tuple[str | None, str | None] = (None, None),
-    ttl: tuple[int | None, int | None] = (None, None),
-    **session: object,
-) -> AsyncIterator[tuple[BgpPeer, BgpPeer]]:
-    """Listener and peer on each side, x towards y and y towards x; everything closed afterwards."""
-    peers = []
-    for me, other, passive, key, hops in ((x, y, False, md5[0], ttl[0]), (y, x, passive_y, md5[1], ttl[1])):
-        me.listener = BgpListener([(me.address, 179)], socket_factory=socket_factory(me.ns))
-        cfg = SessionConfig(
-            local_as=64512,
-            peer_as=64512,
-            router_id=me.router_id,
-            name=f"{me.address}->{other.address}",
-            passive=passive,
-            connect_retry_time=2,
-            idle_hold_time=0.2,
-            **session,
-        )  # type: ignore[arg-type]
-        tcfg = PeerTransportConfig(
-            peer_address=other.address, source_address=me.address, md5_password=key, ttl_security=hops
-        )
-        me.peer = BgpPeer(
-            cfg,
-            tcfg,
-            listener=me.listener,
-            handler=lambda _p, ev, me=me: me.events.append(ev),
-            socket_factory=socket_factory(me.ns),
-        )
-        await me.listener.start()
-        peers.append(me.peer)
+async def running(x: Side, y: Side, *, passive_y: bool = True, md5: tuple[str | None, str | None] = (None, None),
+                  ttl: tuple[int | None, int | None] = (None, None), hold: int = 90) -> AsyncIterator[tuple[End, End]]:
+    """A speaker on each side, x towards y and y towards x; everything closed afterwards."""
+    ex = await start_end(x, y, passive=False, md5=md5[0], ttl=ttl[0], hold=hold)
+    ey = await start_end(y, x, passive=passive_y, md5=md5[1], ttl=ttl[1], hold=hold)
     try:
-        for p in peers:
-            p.start()
-        yield peers[0], peers[1]
+        yield ex, ey
     finally:
-        for p in peers:
-            await p.close("test over")
-        for side in (x, y):
-            if side.listener is not None:
-                await side.listener.close()
-
-
-async def both_established(p: BgpPeer, q: BgpPeer, timeout: float = 15) -> None:
-    await asyncio.gather(p.wait_state(State.ESTABLISHED, timeout), q.wait_state(State.ESTABLISHED, timeout))
+        for e in (ex, ey):
+            await e.transport.close(message="test over")
 
 
 async def poll(predicate: Callable[[], bool], timeout: float, step: float = 0.05) -> None:
@@ -155,37 +151,42 @@ async def poll(predicate: Callable[[], bool], timeout: float, step: float = 0.05
             await asyncio.sleep(step)  # yields to the loop that does the work; bounded by the timeout
 
 
+async def both_established(p: End, q: End, timeout: float = 15) -> None:
+    await poll(lambda: p.state == State.ESTABLISHED and q.state == State.ESTABLISHED, timeout)
+
+
 async def test_establish_update_and_shutdown_over_ipv4(lab: tuple[Side, Side, Side, Side]) -> None:
     a, b, _, _ = lab
     async with running(a, b) as (pa, pb):
         await both_established(pa, pb)
-        (ea,) = a.of(Established)
-        assert ea.outbound and ea.remote_open.router_id == "10.231.0.2"
-        conn = pa.connection
-        assert conn is not None and conn.sock is not None
-        assert conn.sock.getpeername()[0] == "10.231.0.2" and conn.sock.getsockname()[0] == "10.231.0.1"
-        st = pa.status()
-        assert st["state"] == "ESTABLISHED" and st["remote_router_id"] == "10.231.0.2"
-        assert st["local"] is not None and st["local"][0] == "10.231.0.1" and st["hold_time"] == 90
-        pa.send_update_bytes(encode_message(Update(), Negotiated()) * 1000)
-        await poll(lambda: len(b.of(UpdateReceived)) == 1000, 10)
-        assert b.of(UpdateReceived)[0].update.end_of_rib() == IPV4_UNICAST
-        assert pa.write_ready.is_set()
-        pa.stop("maintenance")
-        await poll(lambda: bool(b.of(NotificationReceived)), 10)
-        (n,) = b.of(NotificationReceived)
-        assert (n.notification.code, n.notification.subcode) == (6, 2)
-        assert n.notification.shutdown_message == "maintenance"
-        assert pb.state != State.ESTABLISHED and "maintenance" in pb.last_error
+        assert pa.peer.session.outbound and pa.peer.session.remote_router_id == "10.231.0.2"
+        sock = pa.sock()
+        assert sock is not None
+        assert sock.getpeername()[0] == "10.231.0.2" and sock.getsockname()[0] == "10.231.0.1"
+        assert pa.speaker.local_address(pa.peer.session) == "10.231.0.1"
+        assert pa.peer.session.hold_time == 90
+        # each side sent End-of-RIB for both families when it joined its update group
+        await poll(lambda: pb.peer.session.received[MsgType.UPDATE] >= 2, 10)
+        before = pb.peer.session.received[MsgType.UPDATE]
+        session = pa.peer.session
+        session.send_updates([EOR * 1000], 1000)
+        pa.transport.service()
+        await poll(lambda: pb.peer.session.received[MsgType.UPDATE] == before + 1000, 10)
+        pa.speaker.shutdown_peer(pa.peer_address, pa.transport.now(), "maintenance")
+        pa.transport.service()
+        await poll(lambda: bool(pb.peer.notifications_received), 10)
+        assert dict(pb.peer.notifications_received) == {(6, 2): 1}
+        assert pb.peer.last_received is not None and "maintenance" in pb.peer.last_received
+        assert pb.state != State.ESTABLISHED and "maintenance" in pb.peer.session.last_error
 
 
 async def test_establish_over_ipv6(lab: tuple[Side, Side, Side, Side]) -> None:
     _, _, a6, b6 = lab
     async with running(a6, b6) as (pa, pb):
         await both_established(pa, pb)
-        conn = pb.connection
-        assert conn is not None and conn.sock is not None and conn.sock.family == socket.AF_INET6
-        assert conn.sock.getpeername()[0] == "fd00:231::1"
+        sock = pb.sock()
+        assert sock is not None and sock.family == socket.AF_INET6
+        assert sock.getpeername()[0] == "fd00:231::1"
 
 
 @pytest.mark.parametrize("a_id", ["10.231.0.1", "10.231.0.9"])
@@ -197,14 +198,13 @@ async def test_both_active_collide_and_keep_one_connection(
     async with running(a, b, passive_y=False) as (pa, pb):
         await both_established(pa, pb)
         # whatever raced, the session that stays is the connection opened by the higher identifier
-        await poll(lambda: pa.second is None and pb.second is None, 10)
+        await poll(lambda: pa.peer.neighbor.second is None and pb.peer.neighbor.second is None, 10)
         higher_is_a = a_id > b.router_id
-        assert pa.session.outbound == higher_is_a
-        assert pb.session.outbound == (not higher_is_a)
+        assert pa.peer.session.outbound == higher_is_a
+        assert pb.peer.session.outbound == (not higher_is_a)
         # the same TCP connection at both ends
-        ca, cb = pa.connection, pb.connection
-        assert ca is not None and cb is not None and ca.sock is not None and cb.sock is not None
-        assert ca.sock.getsockname() == cb.sock.getpeername()
+        sa, sb = pa.sock(), pb.sock()
+        assert sa is not None and sb is not None and sa.getsockname() == sb.getpeername()
 
 
 async def test_md5_matched_establishes(lab: tuple[Side, Side, Side, Side]) -> None:
@@ -221,23 +221,21 @@ async def test_md5_mismatched_never_establishes(
     a, b, _, _ = lab
     async with running(a, b, md5=keys) as (pa, pb):
         # the connecting side's SYNs go unanswered: its connect attempts time out, one after another
-        await poll(lambda: "timed out" in pa.last_error, 15)
+        await poll(lambda: "no answer" in pa.peer.session.last_error, 15)
         assert pa.state in (State.CONNECT, State.ACTIVE, State.IDLE)
         assert pb.state == State.ACTIVE  # passive: it waits, and nothing valid ever reaches it
-        assert not a.of(Established) and not b.of(Established)
-        assert pa.session.connect_retry_counter >= 0 and pa.connection is None
+        assert pa.peer.established_count == pb.peer.established_count == 0
+        assert pa.sock() is None
 
 
 async def test_gtsm_sets_socket_options_and_establishes(lab: tuple[Side, Side, Side, Side]) -> None:
     a, b, _, _ = lab
     async with running(a, b, ttl=(1, 1)) as (pa, pb):
         await both_established(pa, pb)
-        for peer in (pa, pb):  # the connecting and the accepted socket
-            conn = peer.connection
-            assert conn is not None and conn.sock is not None
-            assert ttl_options(conn.sock) == (255, 255)
-        assert b.listener is not None
-        lsock = b.listener.sockets[0]
+        for end in (pa, pb):  # the connecting and the accepted socket
+            sock = end.sock()
+            assert sock is not None and ttl_options(sock) == (255, 255)
+        lsock = pb.transport.sockets[0]
         assert lsock.getsockopt(socket.IPPROTO_IP, socket.IP_TTL) == 255
         assert lsock.getsockopt(socket.IPPROTO_IP, IP_MINTTL) == 0
 
@@ -247,12 +245,12 @@ async def test_gtsm_refuses_a_peer_too_far_away(lab: tuple[Side, Side, Side, Sid
     the accepted connection then never hears the OPEN, so the session cannot come up."""
     a, b, _, _ = lab
     async with running(a, b, ttl=(None, 1)) as (pa, pb):
-        await poll(lambda: pb.connection is not None, 10)
-        sock = pb.connection.sock if pb.connection is not None else None
+        await poll(lambda: pb.sock() is not None, 10)
+        sock = pb.sock()
         assert sock is not None and ttl_options(sock) == (255, 255)
         with pytest.raises(TimeoutError):
-            await pb.wait_state(State.ESTABLISHED, 4)
-        assert not a.of(Established) and not b.of(Established)
+            await poll(lambda: pb.state == State.ESTABLISHED, 4)
+        assert pa.peer.established_count == pb.peer.established_count == 0
         assert pa.state in (State.OPENSENT, State.OPENCONFIRM) and pb.state == State.OPENSENT
 
 
@@ -261,50 +259,53 @@ async def test_hold_timer_rearmed_while_bytes_wait_in_the_socket(lab: tuple[Side
     b's receive buffer; b's hold timer runs out but finds input waiting, so it re-arms instead of
     sending Hold Timer Expired. Once b reads again the session simply carries on."""
     a, b, _, _ = lab
-    async with running(a, b, hold_time=3) as (pa, pb):
+    async with running(a, b, hold=3) as (pa, pb):
         await both_established(pa, pb)
-        conn = pb.connection
+        conn = pb.transport.connection(pb.peer.session)
         assert conn is not None and conn.transport is not None
         conn.transport.pause_reading()
-        deadline = pb.session.hold.deadline
+        deadline = pb.peer.session.hold.deadline
         assert deadline is not None
         # past the hold time, with a KEEPALIVE from a sitting in b's socket
-        await poll(lambda: pb.now() > deadline + 0.5, 10)
+        await poll(lambda: pb.transport.now() > deadline + 0.5, 10)
         assert pb.state == State.ESTABLISHED
-        assert pb.session.hold.deadline is not None and pb.session.hold.deadline > deadline
-        assert not [e for e in b.events if isinstance(e, NotificationSent)]
+        assert pb.peer.session.hold.deadline is not None and pb.peer.session.hold.deadline > deadline
+        assert not pb.peer.notifications_sent
         conn.transport.resume_reading()
         with pytest.raises(TimeoutError):
-            await pb.wait_for(lambda p: p.state != State.ESTABLISHED, 4)
+            await poll(lambda: pb.state != State.ESTABLISHED, 4)
         assert pa.state == State.ESTABLISHED
 
 
 async def test_writes_back_off_while_the_peer_does_not_read(lab: tuple[Side, Side, Side, Side]) -> None:
     a, b, _, _ = lab
-    async with running(a, b, hold_time=30) as (pa, pb):
+    async with running(a, b, hold=30) as (pa, pb):
         await both_established(pa, pb)
-        conn = pb.connection
+        await poll(lambda: pb.peer.session.received[MsgType.UPDATE] >= 2, 10)  # the End-of-RIBs
+        before = pb.peer.session.received[MsgType.UPDATE]
+        conn = pb.transport.connection(pb.peer.session)
         assert conn is not None and conn.transport is not None
         conn.transport.pause_reading()
         # one extended-length UPDATE of 12,000 host routes, about 60 kB
-        nlri = [bytes([32, 10, i >> 16, (i >> 8) & 255, i & 255]) for i in range(12_000)]
+        nlri = [pf.make(4, 32, bytes([10, i >> 16, (i >> 8) & 255, i & 255])) for i in range(12_000)]
         attrs = PathAttributes(origin=0, as_path=(), next_hop=a.address, local_pref=100)
-        unit = encode_message(Update(attributes=attrs, nlri=nlri), pa.session.negotiated)
+        session = pa.peer.session
+        unit = encode_message(Update(attributes=attrs, nlri=nlri), session.negotiated)
         assert 50_000 < len(unit) <= 65_535
-        for _ in range(300):  # 18 MB: far more than the socket buffers hold
-            pa.send_update_bytes(unit)
-        await poll(lambda: not pa.write_ready.is_set(), 10)
+        session.send_updates([unit] * 300, 300)  # 18 MB: far more than the socket buffers hold
+        pa.transport.service()
+        aconn = pa.transport.connection(session)
+        assert aconn is not None and aconn.transport is not None
+        await poll(lambda: aconn.paused, 10)
         # the session still holds most of it: nothing was pushed blindly into asyncio's buffer
-        aconn = pa.connection
-        assert aconn is not None and aconn.transport is not None and aconn.paused
-        assert pa.session.pending_update_bytes > 10_000_000
+        assert session.pending_update_bytes > 10_000_000
         assert aconn.transport.get_write_buffer_size() < 4 * 1024 * 1024
         conn.transport.resume_reading()
-        await asyncio.wait_for(pa.write_ready.wait(), 30)
-        await poll(lambda: len(b.of(UpdateReceived)) == 300, 60)
-        assert len(b.of(UpdateReceived)[-1].update.nlri) == 12_000
-        assert pa.session.pending_update_bytes == 0
+        await poll(lambda: pb.peer.session.received[MsgType.UPDATE] == before + 300, 60)
+        assert session.pending_update_bytes == 0
         assert pa.state == pb.state == State.ESTABLISHED
+        # and b's speaker took every route into its Adj-RIB-In (host routes inside the pool)
+        assert len(pb.speaker.rib.peers[pb.peer.info].ins[(1, 1)]) == 12_000
 
 
 async def test_restarted_peer_with_graceful_restart_replaces_the_old_session(
@@ -316,25 +317,20 @@ async def test_restarted_peer_with_graceful_restart_replaces_the_old_session(
     a, b, _, _ = lab
     async with running(a, b) as (pa, pb):
         await both_established(pa, pb)
-        old_conn = pb.connection
-        # freeze the old a: no more reading, no more timers
-        frozen = pa.connection
+        old = pb.peer.session
+        # freeze the old a: no more reading, no more timers (a test's poke at the adapter's insides)
+        frozen = pa.transport.connection(pa.peer.session)
         assert frozen is not None and frozen.transport is not None
         frozen.transport.pause_reading()
-        pa._closed = True
-        pa._arm_timer()
-        cfg = SessionConfig(
-            local_as=64512, peer_as=64512, router_id=a.router_id, name="a-restarted", connect_retry_time=2
-        )
-        tcfg = PeerTransportConfig(peer_address=b.address, source_address=a.address)
-        fresh = BgpPeer(cfg, tcfg, socket_factory=socket_factory(a.ns))
-        fresh.start()
+        pa.transport._closed = True
+        pa.transport._timer.cancel()
+        fresh = await start_end(a, b, listen=False)
         try:
-            await fresh.wait_state(State.ESTABLISHED, 15)
-            await poll(lambda: pb.connection is not old_conn and pb.state == State.ESTABLISHED, 10)
-            downs = [e for e in b.events if isinstance(e, SessionDown)]
-            assert downs and downs[0].was_established and downs[0].notification_sent is None
-            assert "restarted" in downs[0].reason
-            assert pb.second is None
+            await poll(lambda: fresh.state == State.ESTABLISHED, 15)
+            await poll(lambda: pb.peer.session is not old and pb.state == State.ESTABLISHED, 10)
+            assert old.state == State.IDLE
+            assert pb.peer.established_count == 2 and not pb.peer.notifications_sent
+            assert "restarted" in old.last_error
+            assert pb.peer.neighbor.second is None
         finally:
-            await fresh.close()
+            await fresh.transport.close()

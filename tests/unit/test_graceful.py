@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from bgpd.graceful import GracefulHelper, RestartDeferral
-from bgpd.policy import PoolSet, Speaker
+from bgpd.policy import Identity, PoolSet
 from bgpd.rib.path import PeerInfo
 from bgpd.rib.rib import Rib
 from proto.bgp.constants import IPV4_UNICAST, IPV6_UNICAST
@@ -14,7 +14,7 @@ from proto.bgp.prefix import prefix_from_network
 
 AS = 64512
 V4, V6 = IPV4_UNICAST, IPV6_UNICAST
-ME = Speaker(AS, "10.0.0.1", addresses=frozenset({"10.0.0.1"}))
+ME = Identity(AS, "10.0.0.1", addresses=frozenset({"10.0.0.1"}))
 POOLS = {V4: PoolSet(["192.168.0.0/16"], V4), V6: PoolSet(["fd00:10::/48"], V6)}
 ATTRS = PathAttributes(origin=0, as_path=(), next_hop="10.0.0.2", local_pref=100)
 BLOCKS = [prefix_from_network(f"192.168.{i}.0/26") for i in range(4)]
@@ -226,17 +226,3 @@ def test_restarter_peer_removed_from_config(removed_first: bool) -> None:
         assert not deferral.ready(2.0)
 
 
-def test_adj_rib_out_waits_for_the_deferral() -> None:
-    """An Adj-RIB-Out must not send an empty table and End-of-RIB while the decision is deferred."""
-    from bgpd.policy import ExportPolicy
-    from bgpd.rib.adj_rib_out import AdjRibOut
-
-    rib, peers, deferral = restart_setup(deferral_time=30.0)
-    rib.originate(V4, BLOCKS[:1])
-    out = AdjRibOut(peers[0], ExportPolicy(ME, POOLS), packer=None)
-    with pytest.raises(RuntimeError):
-        out.start(1.0, rib.loc, [V4])
-    deferral.poll(30.0)
-    peers[0].next_hop_self[V4] = ("10.0.0.1",)
-    out.start(30.0, rib.loc, [V4])
-    assert out.pending[V4].keys() == {BLOCKS[0]}

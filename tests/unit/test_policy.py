@@ -8,7 +8,15 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from bgpd.policy import ExportPolicy, ImportOptions, PoolSet, Speaker, martian_next_hop, prepend_as
+from bgpd.policy import (
+    ExportPolicy,
+    ExportTarget,
+    Identity,
+    ImportOptions,
+    PoolSet,
+    martian_next_hop,
+    prepend_as,
+)
 from bgpd.rib.path import PeerInfo, path
 from bgpd.rib.rib import Rib
 from proto.bgp.constants import IPV4_UNICAST, IPV6_UNICAST, CeaseSubcode, ErrorCode, Origin, SegmentType
@@ -17,7 +25,7 @@ from proto.bgp.prefix import network_from_prefix, prefix_from_network
 
 AS = 64512
 V4, V6 = IPV4_UNICAST, IPV6_UNICAST
-ME = Speaker(AS, "10.0.0.1", addresses=frozenset({"10.0.0.1", "fd00::1"}))
+ME = Identity(AS, "10.0.0.1", addresses=frozenset({"10.0.0.1", "fd00::1"}))
 POOLS = {
     V4: PoolSet(["192.168.0.0/16", "10.244.128.0/18"], V4),
     V6: PoolSet(["fd00:10::/48"], V6),
@@ -91,7 +99,7 @@ def test_export_set_is_the_originated_blocks() -> None:
     blocks = [pfx("192.168.10.0/26"), pfx("192.168.10.64/26")]
     changes = rib.originate(V4, blocks)
     assert sorted(p for p, _ in changes) == sorted(blocks)
-    export = ExportPolicy(ME, POOLS).exporter(MESH_A, V4)
+    export = ExportPolicy(ME, POOLS).exporter(ExportTarget.of(MESH_A), V4)
     for block in blocks:
         best = rib.loc[V4].get(block)
         assert best is not None and best.source.local
@@ -117,14 +125,15 @@ def test_nothing_learned_goes_to_mesh_peers() -> None:
     )
     rib.receive_update(TOR, Update(attributes=ebgp_attrs(), nlri=[from_tor]))
     export = ExportPolicy(ME, POOLS)
-    to_b = export.exporter(MESH_B, V4)
+    to_b = export.exporter(ExportTarget.of(MESH_B), V4)
     assert to_b(from_mesh, rib.loc[V4].best[from_mesh]) is None
     assert to_b(from_tor, rib.loc[V4].best[from_tor]) is None
     # the eBGP peer gets the mesh-learned block, with us as next hop; never its own route back
-    to_tor = export.exporter(TOR, V4)
+    to_tor = export.exporter(ExportTarget.of(TOR), V4)
     out = to_tor(from_mesh, rib.loc[V4].best[from_mesh])
     assert out is not None and out.next_hop == ("10.0.0.1",)
-    assert to_tor(from_tor, rib.loc[V4].best[from_tor]) is None
+    # the peer it came from is excluded per peer (update groups do it per member)
+    assert export.advert(rib.loc[V4].best[from_tor], TOR, V4) is None
 
 
 def test_ebgp_learned_goes_to_non_mesh_ibgp_unchanged_next_hop() -> None:
@@ -186,7 +195,7 @@ def test_ebgp_prepend_joins_the_first_sequence() -> None:
 def test_ebgp_export_only_inside_pools() -> None:
     outside = pfx("172.16.0.0/24")
     best = path(TOR, ebgp_attrs(local_pref=100), ("10.0.0.254",))
-    export = ExportPolicy(ME, POOLS).exporter(TOR2, V4)
+    export = ExportPolicy(ME, POOLS).exporter(ExportTarget.of(TOR2), V4)
     assert export(outside, best) is None
     assert export(pfx("192.168.3.0/26"), best) is not None
 

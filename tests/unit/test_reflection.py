@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from bgpd.policy import ExportPolicy, PoolSet, Speaker
+from bgpd.policy import ExportPolicy, ExportTarget, Identity, PoolSet
 from bgpd.reflection import reflected_attributes, reflection_loop, reflects
 from bgpd.rib.path import PeerInfo, path
 from bgpd.rib.rib import Rib
@@ -14,7 +14,7 @@ from proto.bgp.prefix import prefix_from_network
 
 AS = 64512
 CLUSTER = "244.0.0.1"
-RR = Speaker(AS, "10.0.0.1", cluster_id=CLUSTER, addresses=frozenset({"10.0.0.1"}))
+RR = Identity(AS, "10.0.0.1", cluster_id=CLUSTER, addresses=frozenset({"10.0.0.1"}))
 POOLS = {IPV4_UNICAST: PoolSet(["192.168.0.0/16"], IPV4_UNICAST)}
 V4 = IPV4_UNICAST
 
@@ -49,14 +49,15 @@ MATRIX = [
 
 @pytest.mark.parametrize(("source", "target", "expected"), MATRIX, ids=lambda v: getattr(v, "name", str(v)))
 def test_reflection_matrix(source: PeerInfo, target: PeerInfo, expected: bool) -> None:
-    assert reflects(source, target, LEARNED, CLUSTER) is expected
+    if source is not target:  # never back to the source: decided per peer or per group member
+        assert reflects(source, target, CLUSTER) is expected
     exported = ExportPolicy(RR, POOLS).advert(path(source, LEARNED, ("10.0.1.1",)), target, V4)
     assert (exported is not None) is expected
 
 
 def test_not_a_reflector_never_reflects() -> None:
-    plain = Speaker(AS, "10.0.0.1")
-    assert not reflects(CLIENT1, CLIENT2, LEARNED, None)
+    plain = Identity(AS, "10.0.0.1")
+    assert not reflects(CLIENT1, CLIENT2, None)
     assert ExportPolicy(plain, POOLS).advert(path(CLIENT1, LEARNED, ("10.0.1.1",)), CLIENT2, V4) is None
 
 
@@ -70,8 +71,9 @@ def test_never_reflected_to_the_originator() -> None:
     originated_by_client2 = PathAttributes(
         origin=Origin.IGP, as_path=(), next_hop="10.0.1.2", originator_id=CLIENT2.router_id
     )
-    assert not reflects(NONCLIENT1, CLIENT2, originated_by_client2, CLUSTER)
-    assert reflects(NONCLIENT1, CLIENT1, originated_by_client2, CLUSTER)
+    policy = ExportPolicy(RR, POOLS)
+    assert policy.advert(path(NONCLIENT1, originated_by_client2, ("10.0.1.2",)), CLIENT2, V4) is None
+    assert policy.advert(path(NONCLIENT1, originated_by_client2, ("10.0.1.2",)), CLIENT1, V4) is not None
 
 
 def test_originator_id_added_and_cluster_prepended_next_hop_kept() -> None:
@@ -144,8 +146,8 @@ def test_reflection_through_the_rib() -> None:
     best = rib.loc[V4].get(prefix)
     assert best is not None and best.source is CLIENT1
     export = ExportPolicy(RR, POOLS)
-    to_c2 = export.exporter(CLIENT2, V4)(prefix, best)
-    to_rr2 = export.exporter(NONCLIENT1, V4)(prefix, best)
+    to_c2 = export.exporter(ExportTarget.of(CLIENT2), V4)(prefix, best)
+    to_rr2 = export.exporter(ExportTarget.of(NONCLIENT1), V4)(prefix, best)
     assert to_c2 is not None and to_rr2 is not None
     assert to_c2.attrs.cluster_list == (CLUSTER,)
-    assert export.exporter(CLIENT1, V4)(prefix, best) is None
+    assert export.advert(best, CLIENT1, V4) is None

@@ -5,7 +5,7 @@ from __future__ import annotations
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from bgpd.policy import PoolSet, Speaker
+from bgpd.policy import Identity, PoolSet
 from bgpd.rib.adj_rib_in import AdjRibIn
 from bgpd.rib.decision import decide
 from bgpd.rib.loc_rib import LocRib
@@ -81,7 +81,7 @@ def test_defer_and_resume() -> None:
 def test_families_kept_apart() -> None:
     """Each family has its own table (a prefix value also carries its IP version)."""
     rib = Rib(
-        Speaker(AS, "10.0.0.1"),
+        Identity(AS, "10.0.0.1"),
         {V4: PoolSet(["10.0.0.0/8"], V4), IPV6_UNICAST: PoolSet(["::/0"], IPV6_UNICAST)},
     )
     assert prefix_from_network("10.1.2.0/24")[:3] == b"\x04\x18\x0a"
@@ -90,7 +90,7 @@ def test_families_kept_apart() -> None:
 
 
 def test_rib_update_through_many_sources_shares_paths() -> None:
-    rib = Rib(Speaker(AS, "10.0.0.1"), {V4: PoolSet(["192.168.0.0/16"], V4)})
+    rib = Rib(Identity(AS, "10.0.0.1"), {V4: PoolSet(["192.168.0.0/16"], V4)})
     for p in PEERS:
         rib.add_peer(p)
     prefixes = [prefix_from_network(f"192.168.{i >> 2}.{(i & 3) * 64}/26") for i in range(400)]
@@ -139,7 +139,7 @@ def test_incremental_equals_full_decision(operations: list, hint: bool) -> None:
 
 def test_enhanced_route_refresh_received() -> None:
     """BoRR marks the peer's routes stale; EoRR withdraws those not re-sent in between (RFC 7313)."""
-    rib = Rib(Speaker(AS, "10.0.0.1"), {V4: PoolSet(["192.168.0.0/16"], V4)})
+    rib = Rib(Identity(AS, "10.0.0.1"), {V4: PoolSet(["192.168.0.0/16"], V4)})
     rib.add_peer(PEERS[0])
     sent = PathAttributes(origin=0, as_path=(), next_hop="10.0.0.2")
     rib.receive_update(PEERS[0], Update(attributes=sent, nlri=P))
@@ -153,7 +153,7 @@ def test_enhanced_route_refresh_received() -> None:
 
 def test_add_path_through_the_rib() -> None:
     """Several paths for one prefix from one peer (Calico's BIRD sends ADD-PATH): best of them wins."""
-    rib = Rib(Speaker(AS, "10.0.0.1"), {V4: PoolSet(["192.168.0.0/16"], V4)})
+    rib = Rib(Identity(AS, "10.0.0.1"), {V4: PoolSet(["192.168.0.0/16"], V4)})
     peer = PEERS[0]
     rib.add_peer(peer)
     rib.set_add_path(peer, [V4])

@@ -11,23 +11,19 @@ from hypothesis import event, given, settings
 from hypothesis import strategies as st
 
 from bgpd.fsm import State
-from bgpd.session import (
-    HOLD_GRACE,
-    LARGE_HOLD_TIME,
+from bgpd.neighbor import Neighbor
+from bgpd.session import HOLD_GRACE, LARGE_HOLD_TIME, LocalProtocolError, Session
+from bgpd.session_config import GracefulRestartConfig, SessionConfig
+from bgpd.session_events import (
     CloseConnection,
     ConnectRequested,
     Established,
-    GracefulRestartConfig,
-    LocalProtocolError,
     NotificationReceived,
     NotificationSent,
     RouteRefreshReceived,
-    Session,
-    SessionConfig,
     SessionDown,
     SessionEvent,
     UpdateReceived,
-    second_session,
 )
 from proto import prefix as pf
 from proto.bgp import (
@@ -78,6 +74,7 @@ class End:
     session: Session
     events: list[SessionEvent] = field(default_factory=list)
     wire: Wire | None = None
+    neighbor: Neighbor | None = None  # the owner of the session, when collisions are in play
 
     def drain(self) -> list[SessionEvent]:
         new = self.session.events()
@@ -151,8 +148,8 @@ def connect(a: End, b: End, now: float) -> Wire:
 def establish(
     cfg_a: SessionConfig, cfg_b: SessionConfig, now: float = 0.0, rng: object = None
 ) -> tuple[End, End, Wire]:
-    a = End(Session(cfg_a, rng or Pinned(1.0)))  # type: ignore[arg-type]
-    b = End(Session(cfg_b, rng or Pinned(1.0)))  # type: ignore[arg-type]
+    na, nb = Neighbor(cfg_a, rng or Pinned(1.0)), Neighbor(cfg_b, rng or Pinned(1.0))  # type: ignore[arg-type]
+    a, b = End(na.session, neighbor=na), End(nb.session, neighbor=nb)
     b.session.start(now, passive=True)
     a.session.start(now)
     assert any(isinstance(e, ConnectRequested) for e in a.drain())
@@ -630,32 +627,30 @@ def test_route_refresh_is_delivered_and_unknown_family_ignored() -> None:
 def test_collision_higher_identifier_keeps_its_outgoing_connection(
     id_a: str, id_b: str, a_first: bool, crossing: bool
 ) -> None:
-    a = End(Session(config(id_a)))
-    b = End(Session(config(id_b)))
-    a.session.start(0)
-    b.session.start(0)
-    a.drain(), b.drain()
-    # both connect at once: a's connection is taken by its own session, b's arrives as a second one
-    a_out = a
-    b_out = b
-    wire_ab = Wire(a_out, End(second_session(b.session, 0, outbound=False)))
-    assert a_out.session.connection_made(0, outbound=True)
-    a_out.wire = wire_ab
-    b_in = wire_ab.b
-    b_in.wire = wire_ab
-    wire_ba = Wire(b_out, End(second_session(a.session, 0, outbound=False)))
-    assert b_out.session.connection_made(0, outbound=True)
-    b_out.wire = wire_ba
-    a_in = wire_ba.b
-    a_in.wire = wire_ba
-    assert b_in.session.state == a_in.session.state == State.OPENSENT
+    na, nb = Neighbor(config(id_a)), Neighbor(config(id_b))
+    na.session.start(0)
+    nb.session.start(0)
+    for n in (na, nb):
+        n.session.events()
+    # both connect at once. a's connection: its own session carries it, b accepts it (b's session
+    # takes it, its own attempt still pending); then b's attempt completes and a accepts that one:
+    # both carry one connection each way, through a second session
+    a_out = End(na.connection_made(0, outbound=True))  # type: ignore[arg-type]
+    b_in = End(nb.connection_made(0, outbound=False))  # type: ignore[arg-type]
+    b_out = End(nb.connection_made(0, outbound=True))  # type: ignore[arg-type]
+    a_in = End(na.connection_made(0, outbound=False))  # type: ignore[arg-type]
+    assert nb.second is b_out.session and na.second is a_in.session
+    wire_ab, wire_ba = Wire(a_out, b_in), Wire(b_out, a_in)
+    a_out.wire = b_in.wire = wire_ab
+    b_out.wire = a_in.wire = wire_ba
+    assert b_out.session.state == a_in.session.state == State.OPENSENT
     order = [wire_ab, wire_ba] if a_first else [wire_ba, wire_ab]
     if crossing:
         # the OPENs cross on both connections before any KEEPALIVE is read
         for w in order:
             w.exchange(0)
     # otherwise one connection goes all the way to Established before the other's OPENs are read
-    for _ in range(2):  # a session closed from its sibling's wire is seen on the next round
+    for _ in range(2):  # a session closed by its neighbour's verdict is seen on the next round
         for w in order:
             w.pump(0)
     higher_is_a = id_a > id_b
@@ -675,6 +670,12 @@ def test_collision_higher_identifier_keeps_its_outgoing_connection(
     if crossing:
         # decided while both were in OpenConfirm: the losing connection never got to Established
         assert not loser.a.of(Established) and not loser.b.of(Established)
+    # each neighbour keeps the winning session as its own once the loser is gone
+    for n, end in ((na, winner.a if higher_is_a else winner.b), (nb, winner.b if higher_is_a else winner.a)):
+        for s in list(n.sessions()):
+            if s.state == State.IDLE:
+                n.session_down(s)
+        assert n.session is end.session and n.second is None
 
 
 def test_graceful_restart_peer_reopening_replaces_the_established_session() -> None:
@@ -683,13 +684,17 @@ def test_graceful_restart_peer_reopening_replaces_the_established_session() -> N
     a2 = End(Session(config(ID_A)))
     a2.session.start(10)
     a2.drain()
-    b2 = End(second_session(b.session, 10, outbound=False))
+    assert b.neighbor is not None
+    b2 = End(b.neighbor.connection_made(10, outbound=False))  # type: ignore[arg-type]
+    assert b2.session is b.neighbor.second
     wire2 = Wire(a2, b2)
     assert a2.session.connection_made(10, outbound=True)
     a2.wire = b2.wire = wire2
     wire2.pump(10)
     assert b2.session.state == State.ESTABLISHED and a2.session.state == State.ESTABLISHED
     assert b.session.state == State.IDLE
+    b.neighbor.session_down(b.session)
+    assert b.neighbor.session is b2.session  # the new connection is the peer's session now
     (down,) = [e for e in b.drain() if isinstance(e, SessionDown)]
     assert down.was_established and down.notification_sent is None and "restarted" in down.reason
     del wire
@@ -700,7 +705,8 @@ def test_new_connection_without_graceful_restart_loses_to_established() -> None:
     a2 = End(Session(config(ID_A, graceful_restart=None)))
     a2.session.start(10)
     a2.drain()
-    b2 = End(second_session(b.session, 10, outbound=False))
+    assert b.neighbor is not None
+    b2 = End(b.neighbor.connection_made(10, outbound=False))  # type: ignore[arg-type]
     wire2 = Wire(a2, b2)
     assert a2.session.connection_made(10, outbound=True)
     a2.wire = b2.wire = wire2

@@ -1,0 +1,436 @@
+"""Update groups: peers that get the same routes share one Adj-RIB-Out and one encoded stream.
+
+FRR's idea, BIRD's packing. Peers whose export target (`bgpd.policy.ExportTarget`: eBGP or iBGP,
+mesh, reflector client, next hop self...) and encoding (4-octet AS, extended messages, families) are
+equal belong to one `UpdateGroup`. Loc-RIB changes go into the group once, not once per peer; at the
+end of the coalescing window the group exports each changed prefix once (the per-path work cached),
+packs the announcements by attribute set and encodes every UPDATE once. Every member gets the same
+bytes object, so a reflector with a thousand clients encodes a route once, not a thousand times.
+
+One thing differs between members: a route never goes back to the peer it came from, nor to the peer
+that originated it (RFC 4456 ORIGINATOR_ID). Announcements are therefore bucketed by (attribute set,
+owner), where the owner is the member that must not get them, and each member gets the encoded
+stream minus the units it owns: slices of one buffer, so this costs O(units + members), not their
+product. A group of one member does not even keep the routes that member owns (a peer sending us a
+full table is usually alone in its group); they are added back when a second member joins.
+
+A member that joins (a session just Established) or asks for a route refresh needs the whole table.
+The group keeps its table as encoded units, a base (the table at some moment) followed by every delta
+since: replaying them in order leaves the peer in the group's state, so a joiner costs a copy of
+bytes, not a new encoding. When the deltas outgrow the base, the history is dropped and rebuilt from
+the table the next time someone needs it.
+
+Time is given, never read: `flush(now)` returns what each member must send; `next_deadline()` says
+when to call it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from typing import NamedTuple, Protocol
+
+from bgpd.policy import Exporter, ExportPolicy, ExportTarget
+from bgpd.rib.loc_rib import Change, LocRib
+from bgpd.rib.path import Advert, NextHop, Path, PeerInfo
+from proto.bgp.constants import AfiSafi, RefreshSubtype
+from proto.bgp.model import Negotiated, PathAttributes, RouteRefresh
+
+DEFAULT_WINDOW = 0.02  # seconds: long enough to batch a burst, short enough not to be noticed
+_UNKNOWN = object()
+
+Chunk = bytes | memoryview  # what a member is given to send: whole UPDATE messages
+
+
+class Packer(Protocol):
+    """`proto.bgp.packing`, as a parameter so tests can watch the grouping."""
+
+    def pack_announcements(self, family: AfiSafi, attrs: PathAttributes, next_hop: NextHop,
+                           prefixes: Sequence[bytes], negotiated: Negotiated) -> list[bytes]: ...
+
+    def pack_withdrawals(self, family: AfiSafi, prefixes: Sequence[bytes],
+                         negotiated: Negotiated) -> list[bytes]: ...
+
+    def end_of_rib(self, family: AfiSafi) -> bytes: ...
+
+
+def default_packer() -> Packer:
+    from proto.bgp import packing
+
+    return packing  # type: ignore[return-value]
+
+
+def encode_refresh_message(family: AfiSafi, subtype: int, negotiated: Negotiated) -> bytes:
+    from proto.bgp.codec import encode_message
+
+    return encode_message(RouteRefresh(family[0], family[1], subtype), negotiated)
+
+
+class EncodingKey(NamedTuple):
+    """What changes the bytes of an UPDATE between two peers that get the same routes."""
+
+    four_octet_as: bool
+    extended_message: bool
+    add_path_send: frozenset[AfiSafi]
+    extended_next_hop: frozenset[AfiSafi]
+
+    @classmethod
+    def of(cls, negotiated: Negotiated) -> EncodingKey:
+        return cls(negotiated.four_octet_as, negotiated.extended_message,
+                   frozenset(negotiated.add_path_send), frozenset(negotiated.extended_next_hop))
+
+    def negotiated(self) -> Negotiated:
+        return Negotiated(four_octet_as=self.four_octet_as, extended_message=self.extended_message,
+                          add_path_send=self.add_path_send, extended_next_hop=self.extended_next_hop)
+
+
+class GroupKey(NamedTuple):
+    target: ExportTarget
+    encoding: EncodingKey
+    families: tuple[AfiSafi, ...]
+
+
+class Unit(NamedTuple):
+    """Encoded UPDATEs of one family; `owner`, when set, is the member that must not get them."""
+
+    family: AfiSafi
+    data: bytes
+    owner: PeerInfo | None
+    count: int  # messages in `data`
+
+
+class Output:
+    """What one member must send after a flush: chunks of whole messages, in order, and how many."""
+
+    __slots__ = ("chunks", "refreshes", "updates")
+
+    def __init__(self) -> None:
+        self.chunks: list[Chunk] = []
+        self.updates = 0
+        self.refreshes = 0  # BoRR / EoRR (ROUTE-REFRESH messages), sent in line with the UPDATEs
+
+    def __repr__(self) -> str:
+        return f"Output({self.updates} UPDATEs, {self.refreshes} refreshes, {sum(map(len, self.chunks))} octets)"
+
+
+class Member:
+    __slots__ = ("enhanced_refresh", "info", "joining", "refresh")
+
+    def __init__(self, info: PeerInfo, enhanced_refresh: bool) -> None:
+        self.info = info
+        self.enhanced_refresh = enhanced_refresh
+        self.joining = True  # needs the whole table, then End-of-RIB
+        self.refresh: set[AfiSafi] = set()  # families to send again (route refresh)
+
+    def __repr__(self) -> str:
+        return f"Member({self.info.name}{', joining' if self.joining else ''})"
+
+
+class UpdateGroup:
+    def __init__(self, key: GroupKey, policy: ExportPolicy, loc_ribs: Mapping[AfiSafi, LocRib],
+                 packer: Packer | None = None, window: float = DEFAULT_WINDOW) -> None:
+        self.key = key
+        self.families = key.families
+        self.negotiated = key.encoding.negotiated()
+        self.policy = policy
+        self.loc_ribs = loc_ribs
+        self.packer = packer if packer is not None else default_packer()
+        self.window = window
+        self.members: dict[PeerInfo, Member] = {}
+        self._by_router_id: dict[str, Member] = {}
+        self._exporters: dict[AfiSafi, Exporter] = {}
+        self.advertised: dict[AfiSafi, dict[bytes, Advert]] = {}
+        self.owned: dict[AfiSafi, dict[bytes, PeerInfo]] = {}  # prefixes whose units a member must not get
+        self.pending: dict[AfiSafi, dict[bytes, Path | None]] = {}
+        self._history: list[Unit] | None = None
+        self._history_size = 0
+        self._base_size = 0
+        self._loaded = False
+        self._deadline: float | None = None
+
+    def __repr__(self) -> str:
+        return f"UpdateGroup({len(self.members)} members, {self.key.target})"
+
+    def __len__(self) -> int:
+        return sum(len(a) for a in self.advertised.values())
+
+    # ------------------------------------------------------------ membership
+
+    def join(self, info: PeerInfo, now: float, enhanced_refresh: bool = False) -> None:
+        """A member's session is Established (and the speaker is not deferring its decision): it gets
+        the whole table, then End-of-RIB for every family, at the next flush."""
+        if info in self.members:
+            return
+        before = len(self.members)
+        member = self.members[info] = Member(info, enhanced_refresh)
+        self._by_router_id[info.router_id] = member
+        if not self._loaded:
+            self._load()
+        elif before == 1:
+            self._add_owned_routes(next(m for m in self.members.values() if m is not member).info)
+        self._due(now)
+
+    def leave(self, info: PeerInfo) -> None:
+        member = self.members.pop(info, None)
+        if member is None:
+            return
+        if self._by_router_id.get(info.router_id) is member:
+            del self._by_router_id[info.router_id]
+        if not self.members:
+            self._unload()
+            return
+        for owned in self.owned.values():
+            for prefix in [p for p, o in owned.items() if o is info]:
+                del owned[prefix]
+        if len(self.members) == 1:
+            (last,) = self.members
+            self._drop_owned_routes(last)
+        self._history = None  # units owned by the leaver are for others now: rebuild when needed
+
+    def refresh(self, info: PeerInfo, family: AfiSafi, now: float) -> None:
+        """The member asked for our table again (RFC 2918; RFC 7313 when enhanced refresh is on)."""
+        member = self.members.get(info)
+        if member is not None and family in self.families and not member.joining:
+            member.refresh.add(family)
+            self._due(now)
+
+    # ------------------------------------------------------------ changes
+
+    def changes(self, family: AfiSafi, changes: Sequence[Change], now: float) -> None:
+        """Loc-RIB changes of `family`; exported at the end of the window."""
+        pend = self.pending.get(family)
+        if pend is None or not changes:
+            return
+        pend.update(changes)
+        if self._deadline is None:
+            self._deadline = now + self.window
+
+    def next_deadline(self) -> float | None:
+        return self._deadline
+
+    def _due(self, now: float) -> None:
+        # joins and refreshes also wait for the window: a storm of sessions coming up shares a flush
+        if self._deadline is None:
+            self._deadline = now + self.window
+
+    # ------------------------------------------------------------ flushing
+
+    def flush(self, now: float, force: bool = False) -> dict[PeerInfo, Output]:
+        """The UPDATEs each member must send now (End-of-RIB and BoRR/EoRR included), in order."""
+        if self._deadline is None or (now < self._deadline and not force):
+            return {}
+        self._deadline = None
+        out: dict[PeerInfo, Output] = {}
+        if not self.members:
+            return out
+        steady = [m for m in self.members.values() if not m.joining]
+        # with nobody in step and no history to extend, the delta only updates the table: joiners get
+        # the table encoded once, not the delta and then the table
+        delta = self._delta(encode=bool(steady) or self._history is not None)
+        if delta:
+            if self._history is not None:
+                self._history.extend(delta)
+                self._history_size += sum(len(u.data) for u in delta)
+                if self._history_size > 2 * self._base_size + 65536:
+                    self._history = None  # replaying the deltas would cost more than a new base
+            _distribute(delta, steady, out)
+        joiners = [m for m in self.members.values() if m.joining]
+        refreshers = [m for m in self.members.values() if m.refresh]
+        if joiners or refreshers:
+            history = self._full_units()
+            if joiners:
+                _distribute(history, joiners, out)
+                eor = [self.packer.end_of_rib(f) for f in self.families]
+                for m in joiners:
+                    o = out.setdefault(m.info, Output())
+                    o.chunks.extend(eor)
+                    o.updates += len(eor)
+                    m.joining = False
+            for m in refreshers:
+                o = out.setdefault(m.info, Output())
+                for family in sorted(m.refresh):
+                    if m.enhanced_refresh:
+                        o.chunks.append(encode_refresh_message(family, RefreshSubtype.BORR, self.negotiated))
+                        o.refreshes += 1
+                    _distribute([u for u in history if u.family == family], [m], out)
+                    if m.enhanced_refresh:
+                        o.chunks.append(encode_refresh_message(family, RefreshSubtype.EORR, self.negotiated))
+                        o.refreshes += 1
+                m.refresh.clear()
+        return out
+
+    def _delta(self, encode: bool = True) -> list[Unit]:
+        """Export what changed since the last flush and (with `encode`) encode it; the table follows."""
+        units: list[Unit] = []
+        # a group of one: what that member sent us is neither exported nor kept (nobody to send it to)
+        alone = next(iter(self.members)) if len(self.members) == 1 else None
+        owner_of = self._owner
+        for family in self.families:
+            pend = self.pending[family]
+            if not pend:
+                continue
+            self.pending[family] = {}
+            export = self._exporters[family]
+            adv = self.advertised[family]
+            owned = self.owned[family]
+            owners: dict[Path, PeerInfo | None] = {}
+            groups: dict[tuple[Advert, PeerInfo | None], list[bytes]] = {}
+            withdrawals: list[bytes] = []
+            for prefix, best in pend.items():
+                new = None if best is None or best.source is alone else export(prefix, best)
+                if new is None:
+                    if prefix in adv:
+                        del adv[prefix]
+                        owned.pop(prefix, None)
+                        withdrawals.append(prefix)
+                    continue
+                owner = owners.get(best, _UNKNOWN)  # type: ignore[arg-type]
+                if owner is _UNKNOWN:
+                    owner = owners[best] = owner_of(best, new)  # type: ignore[arg-type]
+                if owner is not None and owner is alone:
+                    if prefix in adv:
+                        del adv[prefix]
+                        owned.pop(prefix, None)
+                        withdrawals.append(prefix)
+                    continue
+                if owner is None:
+                    owned.pop(prefix, None)
+                else:
+                    owned[prefix] = owner  # type: ignore[assignment]
+                if adv.get(prefix) is new:
+                    continue
+                adv[prefix] = new
+                groups.setdefault((new, owner), []).append(prefix)  # type: ignore[arg-type]
+            if encode:
+                units.extend(self._encode(family, withdrawals, groups))
+        return units
+
+    def _owner(self, best: Path, advert: Advert) -> PeerInfo | None:
+        member = self.members.get(best.source)
+        if member is None:
+            originator = advert.attrs.originator_id
+            if originator is not None:
+                member = self._by_router_id.get(originator)
+        return member.info if member is not None else None
+
+    def _encode(self, family: AfiSafi, withdrawals: list[bytes],
+                groups: Mapping[tuple[Advert, PeerInfo | None], list[bytes]]) -> list[Unit]:
+        packer, negotiated = self.packer, self.negotiated
+        units: list[Unit] = []
+        if withdrawals:
+            messages = packer.pack_withdrawals(family, withdrawals, negotiated)
+            units.append(Unit(family, b"".join(messages), None, len(messages)))
+        for (a, owner), prefixes in groups.items():
+            messages = packer.pack_announcements(family, a.attrs, a.next_hop, prefixes, negotiated)
+            units.append(Unit(family, b"".join(messages), owner, len(messages)))
+        return units
+
+    def _full_units(self) -> list[Unit]:
+        """The table as encoded units: the history, rebuilt from the table when there is none."""
+        if self._history is None:
+            units: list[Unit] = []
+            for family in self.families:
+                owned = self.owned[family]
+                groups: dict[tuple[Advert, PeerInfo | None], list[bytes]] = {}
+                for prefix, a in self.advertised[family].items():
+                    groups.setdefault((a, owned.get(prefix)), []).append(prefix)
+                units.extend(self._encode(family, [], groups))
+            self._history = units
+            self._base_size = self._history_size = sum(len(u.data) for u in units)
+        return self._history
+
+    # ------------------------------------------------------------ the table
+
+    def reload(self, now: float) -> None:
+        """Export policy changed (pools): export the whole Loc-RIB again; what differs is sent."""
+        if not self._loaded:
+            return
+        for family in self.families:
+            self._exporters[family] = self.policy.exporter(self.key.target, family)
+            if family in self.loc_ribs:
+                # every prefix advertised or now best is looked at again
+                pend = self.pending[family]
+                for prefix in self.advertised[family]:
+                    pend.setdefault(prefix, self.loc_ribs[family].best.get(prefix))
+                for prefix, best in self.loc_ribs[family].best.items():
+                    pend.setdefault(prefix, best)
+        self._due(now)
+
+    def _load(self) -> None:
+        """The first member: export the Loc-RIB (the group keeps no table while it has no members)."""
+        self._loaded = True
+        self._history = None
+        for family in self.families:
+            self._exporters[family] = self.policy.exporter(self.key.target, family)
+            self.advertised[family] = {}
+            self.owned[family] = {}
+            # what is in the Loc-RIB now is exported at the next flush, like any change
+            self.pending[family] = dict(self.loc_ribs[family].best) if family in self.loc_ribs else {}
+
+    def _unload(self) -> None:
+        self._loaded = False
+        self.advertised, self.owned, self.pending, self._exporters = {}, {}, {}, {}
+        self._history = None
+        self._deadline = None
+
+    def _add_owned_routes(self, first: PeerInfo) -> None:
+        """A second member joins: the routes the first one owns (left out while it was alone) are
+        needed now. They are exported again at the next flush; the first member does not get them."""
+        for family in self.families:
+            loc = self.loc_ribs.get(family)
+            if loc is None:
+                continue
+            pend = self.pending[family]
+            for prefix, best in loc.best.items():
+                if best.source is first or best.attrs.originator_id == first.router_id:
+                    pend.setdefault(prefix, best)
+        self._history = None
+
+    def _drop_owned_routes(self, last: PeerInfo) -> None:
+        """Back to one member: the routes it owns were never sent to it; forget them."""
+        for family in self.families:
+            owned = self.owned[family]
+            adv = self.advertised[family]
+            for prefix in [p for p, o in owned.items() if o is last]:
+                del owned[prefix]
+                adv.pop(prefix, None)
+        self._history = None
+
+
+def _distribute(units: Sequence[Unit], members: Iterable[Member], out: dict[PeerInfo, Output]) -> None:
+    """Give each member the units' bytes except the ones it owns: one buffer for everyone, sliced
+    around a member's own units, so the work is O(units + members)."""
+    members = list(members)
+    if not units or not members:
+        return
+    whole: bytes = units[0].data if len(units) == 1 else b"".join([u.data for u in units])
+    total = sum(u.count for u in units)
+    holes: dict[PeerInfo, list[tuple[int, int, int]]] = {}
+    pos = 0
+    for u in units:
+        end = pos + len(u.data)
+        if u.owner is not None:
+            holes.setdefault(u.owner, []).append((pos, end, u.count))
+        pos = end
+    view: memoryview | None = None
+    for m in members:
+        o = out.get(m.info)
+        if o is None:
+            o = out[m.info] = Output()
+        spans = holes.get(m.info)
+        if not spans:
+            if whole:
+                o.chunks.append(whole)
+                o.updates += total
+            continue
+        if view is None:
+            view = memoryview(whole)
+        start = 0
+        count = total
+        for a, b, n in spans:
+            if a > start:
+                o.chunks.append(view[start:a])
+            start = b
+            count -= n
+        if start < len(whole):
+            o.chunks.append(view[start:])
+        o.updates += count
