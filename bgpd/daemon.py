@@ -43,6 +43,8 @@ from bgpd.timers import LoopTimer
 from bgpd.topology import MESH, PeerConfig, Topology, TopologyError, build, diff
 from bgpd.transport import BgpListener, BgpPeer, PeerTransportConfig
 from datastore import open_datastore
+from datastore.metrics import register as register_datastore_metrics
+from datastore.metrics import with_datastore
 from proto import prefix as pf
 from proto.bgp import (
     IPV4_UNICAST,
@@ -65,6 +67,7 @@ from runtime import logs
 from runtime.control import ControlError, ControlServer
 from runtime.http import ManagementServer
 from runtime.sdnotify import Notifier
+from startup.join import join_cluster
 
 log = logging.getLogger("tortie.bgp")
 
@@ -690,9 +693,11 @@ class BgpDaemon:
 
     async def run(self) -> int:
         args = self.args
-        store = open_datastore(args.config)
         try:
+            store = open_datastore(args.config)
             model = store.load()
+            joined = await join_cluster(store, model, self.node, args)  # a host that joins by itself
+            model = joined.model
             topo = build(model, self.node)
         except (ValidationError, NotFoundError, TopologyError, OSError) as exc:
             logs.setup(args.log_level or "info", args.log_format)
@@ -725,8 +730,9 @@ class BgpDaemon:
         mgmt = ManagementServer(self.metrics.registry, args.metrics_address or
                                 model.bgp_config.prometheus_metrics_host or "127.0.0.1",
                                 args.metrics_port if args.metrics_port is not None else
-                                (model.bgp_config.prometheus_metrics_port or 9092), self.ready,
-                                on_scrape=self._update_gauges)
+                                (model.bgp_config.prometheus_metrics_port or 9092),
+                                with_datastore(self.ready, store.status), on_scrape=self._update_gauges)
+        register_datastore_metrics(self.metrics.registry, store.status)
         await mgmt.start()
         control = ControlServer(str(self.run_dir / "bgpd.sock"))
         control.register("status", self.ctl_status)
@@ -789,6 +795,7 @@ class BgpDaemon:
                 await asyncio.gather(*(ps.transport.close("tortie-bgpd shutting down")
                                        for ps in self.peers.values()), return_exceptions=True)
             watch.close()
+            joined.close()
             await self._stop_listener()
             await control.close()
             await mgmt.close()

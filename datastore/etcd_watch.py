@@ -23,23 +23,34 @@ import queue
 import random
 import threading
 from collections.abc import Callable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 from datastore.calico_keys import RESOURCES, WATCH_END, WATCH_START
-from datastore.etcd_client import EtcdClient, EtcdCompacted, EtcdError
+from datastore.etcd_client import ClientConfig, EtcdClient, EtcdCompacted, EtcdError
+from datastore.etcd_index import KeyIndex
 from datastore.events import WatchEvent
 from proto.resources import ClusterModel
 
 if TYPE_CHECKING:
     import asyncio
 
-    from datastore.etcdstore import EtcdDatastore
+    from datastore.status import DatastoreStatus
+
+
+class WatchedEtcd(Protocol):
+    """What the watch needs of the etcd datastore (a protocol, so this module does not import it)."""
+
+    config: ClientConfig
+    status: DatastoreStatus
+    name: str
+
+    def read(self, index: KeyIndex | None = None) -> KeyIndex: ...
 
 log = logging.getLogger("tortie.datastore")
 
 
 class EtcdWatch:
-    def __init__(self, store: EtcdDatastore, *, initial: ClusterModel | None = None,
+    def __init__(self, store: WatchedEtcd, *, initial: ClusterModel | None = None,
                  probe_interval: float = 5.0, backoff_min: float = 0.2, backoff_max: float = 10.0,
                  **_ignored: object) -> None:
         self.store = store
