@@ -208,8 +208,13 @@ def _describe(exc: BaseException) -> str:
     seen: BaseException | None = exc
     text = str(exc)
     while seen is not None:
+        if isinstance(seen, ssl.SSLCertVerificationError):
+            return f"TLS: certificate verify failed: the server's certificate is not trusted ({seen.verify_message})"
         if isinstance(seen, ssl.SSLError):
-            return f"TLS: {seen.reason or seen}"
+            reason = (seen.reason or str(seen)).lower().replace("_", " ")
+            if "alert" in reason:
+                return f"TLS: the server refused the client certificate ({reason})"
+            return f"TLS: {reason}"
         if isinstance(seen, OSError) and seen.strerror:
             text = seen.strerror.lower()
         seen = seen.__cause__ or seen.__context__

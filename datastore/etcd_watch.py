@@ -62,6 +62,7 @@ class EtcdWatch:
         self._callbacks: list[Callable[[WatchEvent], None]] = []
         self._lock = threading.Lock()
         self._closed = threading.Event()
+        self.following = threading.Event()  # set while a watch stream is established
         # its own client: the stream's connection must not be shared with tortiectl-style calls
         self._client = EtcdClient(store.config)
         self._probe_client = EtcdClient(store.config)
@@ -136,7 +137,10 @@ class EtcdWatch:
                         self.store.read(self._index)
                         self._deliver_if_changed()
                     relist = False
-                self._follow()
+                try:
+                    self._follow()
+                finally:
+                    self.following.clear()
                 if self._closed.is_set():
                     return
                 raise EtcdError(f"{self._client.endpoint}: watch stream ended")
@@ -161,6 +165,7 @@ class EtcdWatch:
     def _follow(self) -> None:
         for msg in self._client.watch(WATCH_START, WATCH_END.encode(), self._index.revision + 1, self._closed):
             if msg.created:
+                self.following.set()
                 self._delay = self.backoff_min
                 away = self.status.mark_up()
                 if away is not None:
