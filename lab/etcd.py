@@ -177,3 +177,52 @@ class EtcdCluster:
         cmd = ["ip", "netns", "exec", ns.name, "etcdctl", f"--endpoints={','.join(self.endpoints)}", *tls, *args]
         return subprocess.run(cmd, capture_output=True, text=True, timeout=30,
                               env={**os.environ, "ETCDCTL_API": "3", **(env or {})})
+
+
+# --- the lab's etcd: three members on their own subnet behind the lab's fabric -------------------
+
+LAB_ETCD_SUBNET = "10.99.0.0/24"
+LAB_ETCD_GATEWAY = "10.99.0.1"
+LAB_ETCD_ADDRESSES = ("10.99.0.11", "10.99.0.12", "10.99.0.13")
+
+
+def lab_etcd_up(topo: object, folder: Path) -> EtcdCluster:
+    """Three members in namespaces `etcd-1..3` of the lab (`lab.topology.Topology`), attached to a bridge
+    in its fabric on their own subnet; the hosts reach them through the fabric's routing. Members are
+    recorded in the lab's state, so `lab down` stops them and removes their namespaces."""
+    fabric = topo.ns("fabric")  # type: ignore[attr-defined]
+    fabric.ip("link", "add", "br-etcd", "type", "bridge")
+    fabric.ip("addr", "add", f"{LAB_ETCD_GATEWAY}/24", "dev", "br-etcd")
+    fabric.ip("link", "set", "br-etcd", "up")
+    placement = []
+    for i, address in enumerate(LAB_ETCD_ADDRESSES, start=1):
+        ns = topo._add_ns(f"etcd-{i}")  # type: ignore[attr-defined]
+        port = f"vetcd{i}"
+        # created inside the fabric and moved: no end ever sits in the root namespace
+        fabric.ip("link", "add", port, "type", "veth", "peer", "name", "eth0", "netns", ns.name)
+        fabric.ip("link", "set", port, "master", "br-etcd")
+        fabric.ip("link", "set", port, "up")
+        ns.ip("addr", "add", f"{address}/24", "dev", "eth0")
+        ns.ip("link", "set", "eth0", "up")
+        ns.ip("route", "add", "default", "via", LAB_ETCD_GATEWAY, "dev", "eth0")
+        placement.append((ns, address))
+    cluster = EtcdCluster.create(folder, placement)
+    cluster.start()
+    record_pids(topo, cluster)
+    return cluster
+
+
+def record_pids(topo: object, cluster: EtcdCluster) -> None:
+    state = topo.state  # type: ignore[attr-defined]
+    for m in cluster.members:
+        if m.pid is not None:
+            state.pids[f"etcd-{m.name}"] = m.pid
+        else:
+            state.pids.pop(f"etcd-{m.name}", None)
+    state.save(topo.state_dir)  # type: ignore[attr-defined]
+
+
+def client_config_yaml(endpoints: list[str]) -> str:
+    """A CalicoAPIConfig (calicoctl's client configuration) for these endpoints."""
+    return ("apiVersion: projectcalico.org/v3\nkind: CalicoAPIConfig\nmetadata: {}\nspec:\n"
+            f"  datastoreType: etcdv3\n  etcdEndpoints: {','.join(endpoints)}\n")
