@@ -43,6 +43,7 @@ class WatchedEtcd(Protocol):
     config: ClientConfig
     status: DatastoreStatus
     name: str
+    last_read: tuple[KeyIndex, ClusterModel] | None
 
     def read(self, index: KeyIndex | None = None) -> KeyIndex: ...
 
@@ -66,13 +67,16 @@ class EtcdWatch:
         # its own client: the stream's connection must not be shared with tortiectl-style calls
         self._client = EtcdClient(store.config)
         self._probe_client = EtcdClient(store.config)
-        self._index = store.read()
-        self.current: ClusterModel = self._index.model()
-        if initial is not None and initial == self.current:
-            self.current = initial
-        elif initial is not None:
-            self.current = initial
-            self._deliver_if_changed()
+        last = getattr(store, "last_read", None)
+        if initial is not None and last is not None and last[1] is initial:
+            # started on the model load() just built: follow from its revision, no second list
+            self._index, self.current = last[0], initial
+        else:
+            self._index = store.read()
+            self.current = self._index.model()
+            if initial is not None:
+                self.current = initial
+                self._deliver_if_changed()
         self.status.synced(self._index.revision, invalid=len(self._index.invalid))
         self._thread = threading.Thread(target=self._run, name="watch etcd", daemon=True)
         self._thread.start()

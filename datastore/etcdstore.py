@@ -52,6 +52,7 @@ class EtcdDatastore(Datastore):
         self.source = source
         self.client = EtcdClient(config)
         self.status = DatastoreStatus("etcdv3", ",".join(config.endpoints))
+        self.last_read: tuple[KeyIndex, ClusterModel] | None = None  # load()'s, for a watch started on it
 
     @property
     def name(self) -> str:
@@ -74,6 +75,7 @@ class EtcdDatastore(Datastore):
         index = self.read()
         model = index.model()
         self.status.synced(index.revision, invalid=len(index.invalid))
+        self.last_read = (index, model)
         return model
 
     # ------------------------------------------------------------------ writing
