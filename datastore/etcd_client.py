@@ -21,6 +21,7 @@ import json
 import logging
 import ssl
 import threading
+import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -45,6 +46,10 @@ class EtcdAuthError(EtcdError):
 
 class EtcdTLSError(EtcdError):
     """A certificate or key file is missing or bad, or the server's certificate failed verification."""
+
+
+class _AllFailed(Exception):
+    """Every endpoint refused the connection or could not serve; safe to try again."""
 
 
 class EtcdCompacted(EtcdError):
@@ -149,6 +154,9 @@ class ClientConfig:
     username: str | None = None
     password: str | None = None
     timeout: float = 3.0
+    # how long to keep trying all endpoints while none can serve (a leader election after a member
+    # dies answers "leader changed" for a moment); requests that may have been applied are never retried
+    retry_for: float = 5.0
     extra_headers: dict[str, str] = field(default_factory=dict)
 
 
@@ -276,7 +284,20 @@ class EtcdClient:
         self._token = resp.json().get("token")
 
     def _call(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
-        """POST to the current endpoint, moving on to the next one when it cannot be reached."""
+        """POST to the current endpoint, moving on to the next one when it cannot be reached, and round
+        the endpoints again (with a short backoff) for `retry_for` seconds while none can serve."""
+        deadline = time.monotonic() + self.config.retry_for
+        delay = 0.05
+        while True:
+            try:
+                return self._call_once(path, body)
+            except _AllFailed as exc:
+                if time.monotonic() + delay > deadline:
+                    raise EtcdUnavailable(str(exc)) from None
+                time.sleep(delay)
+                delay = min(delay * 2, 1.0)
+
+    def _call_once(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
         n = len(self.config.endpoints)
         errors: list[str] = []
         start = self._current
@@ -311,7 +332,7 @@ class EtcdClient:
             if code == 11 and "compacted" in _error_text(resp):
                 raise EtcdCompacted(f"etcd {endpoint}: {_error_text(resp)}", 0)
             raise EtcdError(f"etcd {endpoint}: {_error_text(resp)}")
-        raise EtcdUnavailable("etcd unreachable: " + "; ".join(errors))
+        raise _AllFailed("etcd unreachable: " + "; ".join(errors))
 
     # ------------------------------------------------------------------ KV
 
