@@ -8,12 +8,14 @@ from collections.abc import Sequence
 
 from bgpd.daemon import BgpDaemon
 from runtime.cli import daemon_parser
+from startup.join import add_arguments as add_join_arguments
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     p = daemon_parser("tortie-bgpd", __doc__ or "", metrics_port=9092)
     p.add_argument("--listen-address", action="append", default=[],
                    help="address to listen on for BGP (repeatable; default: this Node's addresses)")
+    add_join_arguments(p)
     args = p.parse_args(argv)
     return asyncio.run(BgpDaemon(args).run())
 

@@ -25,12 +25,15 @@ from bgpd.speaker import Speaker, pools_from_networks
 from bgpd.topology import Topology, TopologyError, build, diff
 from bgpd.transport import Transport
 from datastore import open_datastore
+from datastore.metrics import register as register_datastore_metrics
+from datastore.metrics import with_datastore
 from proto.bgp import CeaseSubcode
 from proto.resources import ClusterModel, NotFoundError, ValidationError
 from runtime import logs
 from runtime.control import ControlServer
 from runtime.http import ManagementServer
 from runtime.sdnotify import Notifier
+from startup.join import join_cluster
 
 log = logging.getLogger("tortie.bgp")
 
@@ -172,9 +175,11 @@ class BgpDaemon:
 
     async def run(self) -> int:
         args = self.args
-        store = open_datastore(args.config)
         try:
+            store = open_datastore(args.config)
             model = store.load()
+            joined = await join_cluster(store, model, self.node, args)  # a host that joins by itself
+            model = joined.model
             topo = build(model, self.node)
         except (ValidationError, NotFoundError, TopologyError, OSError) as exc:
             logs.setup(args.log_level or "info", args.log_format)
@@ -197,8 +202,9 @@ class BgpDaemon:
         mgmt = ManagementServer(self.metrics.registry, args.metrics_address or
                                 model.bgp_config.prometheus_metrics_host or "127.0.0.1",
                                 args.metrics_port if args.metrics_port is not None else
-                                (model.bgp_config.prometheus_metrics_port or 9092), self.ready,
-                                on_scrape=self._update_gauges)
+                                (model.bgp_config.prometheus_metrics_port or 9092),
+                                with_datastore(self.ready, store.status), on_scrape=self._update_gauges)
+        register_datastore_metrics(self.metrics.registry, store.status)
         await mgmt.start()
         control = Control(self.node, lambda: self.speaker, lambda: self.transport, self.started)  # type: ignore[arg-type,return-value]
         server = ControlServer(str(self.run_dir / "bgpd.sock"))
@@ -258,6 +264,7 @@ class BgpDaemon:
             if self.transport is not None:
                 await self.transport.close(graceful=self._graceful)
             watch.close()
+            joined.close()
             await server.close()
             await mgmt.close()
             await self.feed.close()

@@ -23,6 +23,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "ctl.bgp_cmd",  # bgp neighbors, bgp rib
     "ctl.routes_cmd",  # routes
     "ctl.lab_cmd",  # lab up, status, exec, srcdst, down
+    "ctl.datastore_cmd",  # datastore migrate export, datastore migrate import
 )
 
 
@@ -30,7 +31,8 @@ def build_parser() -> argparse.ArgumentParser:
     common = common_options()
     parser = argparse.ArgumentParser(prog="tortiectl", description="Operate a tortie cluster.")
     parser.add_argument("-c", "--config", default=default_config(), metavar="FILE",
-                        help="cluster datastore file (default: $TORTIE_CONFIG or /etc/tortie/cluster.yaml)")
+                        help="cluster file, or a CalicoAPIConfig file for etcd (default: $TORTIE_CONFIG or "
+                             "/etc/tortie/cluster.yaml; DATASTORE_TYPE / ETCD_* select etcd too)")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for name in COMMAND_MODULES:
         importlib.import_module(name).register(subparsers, common)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 
 from ctl.common import EXIT_OK, CtlError, open_store, print_table
-from datastore.ipam import IpamError, assign_block, pool_usage
+from datastore.ipam import IpamError, assign_block, pool_usage, release_blocks
 
 
 def register(subparsers: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
@@ -18,6 +18,12 @@ def register(subparsers: argparse._SubParsersAction, common: argparse.ArgumentPa
     assign.add_argument("--pool", help="IPPool name (default: the first enabled pool selecting the node)")
     assign.set_defaults(handler=cmd_assign_block)
 
+    release = verbs.add_parser("release", parents=[common],
+                               help="free blocks: the ones given, or every block of a node")
+    release.add_argument("--block", action="append", default=[], metavar="CIDR", help="a block (repeatable)")
+    release.add_argument("--node", help="free every block of this node")
+    release.set_defaults(handler=cmd_release)
+
     show = verbs.add_parser("show", parents=[common], help="pools, blocks per node and free blocks")
     show.set_defaults(handler=cmd_show)
 
@@ -28,6 +34,18 @@ def cmd_assign_block(args: argparse.Namespace) -> int:
     except IpamError as exc:
         raise CtlError(str(exc)) from None
     print(block.cidr)
+    return EXIT_OK
+
+
+def cmd_release(args: argparse.Namespace) -> int:
+    if not args.block and not args.node:
+        raise CtlError("ipam release needs --block CIDR or --node NAME")
+    try:
+        freed = release_blocks(open_store(args), blocks=args.block, node=args.node)
+    except IpamError as exc:
+        raise CtlError(str(exc)) from None
+    for block in freed:
+        print(f"released {block.cidr} (node {block.node})")
     return EXIT_OK
 
 

@@ -20,6 +20,8 @@ def register(subparsers: argparse._SubParsersAction, common: argparse.ArgumentPa
     up = verbs.add_parser("up", help="build the lab and start tortie on every host")
     up.add_argument("--scenario", default="seed", choices=["seed"])
     up.add_argument("--no-daemons", action="store_true", help="only the namespaces, pods and fabric")
+    up.add_argument("--datastore", choices=["file", "etcd"], default="file",
+                    help="file: the cluster file (default); etcd: a three-member etcd inside the lab")
     up.add_argument("--cluster", type=Path, default=SEED_CLUSTER, metavar="FILE",
                     help="cluster file to run (default configs/seed-cluster.yaml)")
     up.set_defaults(handler=cmd_up)
@@ -46,8 +48,10 @@ def _lab(args: argparse.Namespace) -> Lab:
 def cmd_up(args: argparse.Namespace) -> int:
     _root()
     lab = _lab(args)
-    topo = lab.up(args.cluster, daemons=not args.no_daemons)
+    topo = lab.up(args.cluster, daemons=not args.no_daemons, datastore=args.datastore)
     print(f"lab up: {len(topo.scenario.hosts)} hosts, {len(topo.scenario.pods)} pods; state in {lab.dir}")
+    if args.datastore == "etcd":
+        print(f"datastore: etcd v3, three members on their own subnet ({lab.datastore_config})")
     return EXIT_OK
 
 

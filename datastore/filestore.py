@@ -19,6 +19,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from datastore.base import Datastore
+from datastore.status import DatastoreStatus
 from datastore.watch import Watch
 from proto.resources import ClusterModel, dump_yaml, load_model
 
@@ -38,6 +39,7 @@ class FileDatastore(Datastore):
     def __init__(self, path: str | os.PathLike[str] = DEFAULT_PATH) -> None:
         self.path = Path(path)
         self.lock_path = self.path.with_name(self.path.name + ".lock")
+        self.status = DatastoreStatus("file", str(self.path))
 
     @property
     def name(self) -> str:

@@ -1,12 +1,15 @@
 """Block allocation: give a node the lowest free block of a pool, as a confirmed BlockAffinity.
 
 The choice and the write happen inside one datastore transaction, so concurrent callers (several
-`tortiectl ipam assign-block` at once, on one host or many sharing the file) never get the same block.
+`tortiectl ipam assign-block` at once, on one host or many sharing the file or etcd) never get the same
+block. With etcd the transaction creates the block and affinity keys only while neither exists
+(datastore.etcdstore); a claimer that loses the race reads again and takes the next free block.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import ipaddress
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
 from datastore.base import Datastore
@@ -82,3 +85,25 @@ def assign_block(store: Datastore, node_name: str, pool_name: str | None = None)
 
     store.transact(change)
     return chosen[0]
+
+
+def release_blocks(store: Datastore, *, blocks: Iterable[str] = (), node: str | None = None) -> list[BlockAffinity]:
+    """Free the given blocks (CIDRs), or every block of `node`; returns what was freed."""
+    wanted = set()
+    for text in blocks:
+        try:
+            wanted.add(ipaddress.ip_network(text))
+        except ValueError:
+            raise IpamError(f"{text!r} is not a block CIDR") from None
+    freed: list[BlockAffinity] = []
+
+    def change(model: ClusterModel) -> ClusterModel:
+        freed.clear()
+        freed.extend(b for b in model.blocks if b.cidr in wanted or (node is not None and b.node == node))
+        missing = wanted - {b.cidr for b in freed}
+        if missing:
+            raise IpamError(f"no block {', '.join(map(str, sorted(missing, key=str)))} is assigned")
+        return model.delete([b.key for b in freed])
+
+    store.transact(change)
+    return freed

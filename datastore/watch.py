@@ -16,16 +16,17 @@ import queue
 import select
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Literal
+from pathlib import Path
+from typing import TYPE_CHECKING, Literal, Protocol
 
-from datastore import inotify
+import datastore.inotify as inotify
+from datastore.events import WatchEvent
 from proto.resources import ClusterModel, ValidationError
 
 if TYPE_CHECKING:
     import asyncio
 
-    from datastore.filestore import FileDatastore
+    from datastore.status import DatastoreStatus
 
 log = logging.getLogger("tortie.datastore")
 
@@ -33,18 +34,17 @@ _DIR_MASK = (inotify.IN_CLOSE_WRITE | inotify.IN_MOVED_TO | inotify.IN_MOVED_FRO
              | inotify.IN_DELETE_SELF | inotify.IN_MOVE_SELF)
 
 
-@dataclass(frozen=True, slots=True)
-class WatchEvent:
-    model: ClusterModel  # the model in force: the new one, or the last good one when `error` is set
-    error: Exception | None = None  # ValidationError, or OSError (file missing or unreadable)
+class WatchedFile(Protocol):
+    """What the watch needs of the file datastore (a protocol, so this module does not import it)."""
 
-    @property
-    def ok(self) -> bool:
-        return self.error is None
+    path: Path
+    status: DatastoreStatus
+
+    def parse(self, text: str) -> ClusterModel: ...
 
 
 class Watch:
-    def __init__(self, store: FileDatastore, *, backend: Literal["auto", "inotify", "poll"] = "auto",
+    def __init__(self, store: WatchedFile, *, backend: Literal["auto", "inotify", "poll"] = "auto",
                  poll_interval: float = 1.0, initial: ClusterModel | None = None) -> None:
         self.store = store
         self.poll_interval = poll_interval
@@ -178,6 +178,7 @@ class Watch:
                 return self._deliver(WatchEvent(self.current, exc))
             self._report_warnings(model)
             self.current = model
+            self.store.status.synced(model.revision, 1)
             return self._deliver(WatchEvent(model))
 
     def _deliver(self, event: WatchEvent) -> WatchEvent:

@@ -20,6 +20,8 @@ import time
 from pathlib import Path
 
 from datastore import open_datastore
+from datastore.metrics import register as register_datastore_metrics
+from datastore.metrics import with_datastore
 from felixd.feed_client import FeedClient
 from felixd.host import read_host, read_links
 from felixd.inputs import learned_routes, plan_input
@@ -308,8 +310,8 @@ class FelixDaemon:
 
     async def run(self) -> int:
         args = self.args
-        store = open_datastore(args.config)
         try:
+            store = open_datastore(args.config)
             self.model = store.load()
             self.model.node(self.node)
         except (ValidationError, NotFoundError, OSError) as exc:
@@ -328,7 +330,9 @@ class FelixDaemon:
             r = to_route(kr)
             self._carry[(r.dst, r.table, r.metric)] = r
         mgmt = ManagementServer(self.metrics.registry, args.metrics_address or "127.0.0.1",
-                                9091 if args.metrics_port is None else args.metrics_port, self._ready_check)
+                                9091 if args.metrics_port is None else args.metrics_port,
+                                with_datastore(self._ready_check, store.status))
+        register_datastore_metrics(self.metrics.registry, store.status)
         await mgmt.start()
         control = ControlServer(str(self.run_dir / "felixd.sock"))
         control.register("status", self.ctl_status)

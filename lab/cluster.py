@@ -40,12 +40,23 @@ class Lab:
         self.dir = directory
         self.prefix = prefix
         self.topology: Topology | None = None
+        self.etcd: object | None = None  # lab.etcd.EtcdCluster when this process started the lab on etcd
 
     # ---------------------------------------------------------------- life cycle
 
     @property
     def config(self) -> Path:
         return self.dir / "cluster.yaml"
+
+    @property
+    def datastore_config(self) -> Path:
+        """The CalicoAPIConfig of a lab on etcd (`lab up --datastore etcd`)."""
+        return self.dir / "datastore.cfg"
+
+    @property
+    def daemon_config(self) -> Path:
+        """What the daemons and tortiectl in the lab read: etcd's client config, or the cluster file."""
+        return self.datastore_config if self.datastore_config.exists() else self.config
 
     def run_dir(self, host: str) -> Path:
         return self.dir / "run" / host
@@ -60,17 +71,20 @@ class Lab:
         self.topology = topo
         return topo
 
-    def up(self, config: Path, daemons: bool = True) -> Topology:
+    def up(self, config: Path, daemons: bool = True, datastore: str = "file") -> Topology:
         leftover = LabState.load(self.dir)
         if leftover is not None:
             teardown(leftover, self.dir)
         self.dir.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(config, self.config)
+        self.datastore_config.unlink(missing_ok=True)
         scenario = scenario_from_model(load_model(self.config.read_text(), str(self.config)), "seed")
         topo = Topology(scenario, self.prefix, self.dir)
         self.topology = topo
         try:
             topo.up()
+            if datastore == "etcd":
+                self._etcd_up(topo)
             for pod in scenario.pods:
                 self._start_http(topo, pod.name)
             for ext in scenario.externals:
@@ -83,6 +97,20 @@ class Lab:
             topo.down()
             raise
         return topo
+
+    def _etcd_up(self, topo: Topology) -> None:
+        """Three etcd members inside the lab, seeded with the cluster file (imported from the fabric,
+        which reaches their subnet); the daemons then read etcd."""
+        from lab.etcd import client_config_yaml, lab_etcd_up
+
+        self.etcd = lab_etcd_up(topo, self.dir / "etcd")
+        cfg = self.dir / "datastore.cfg.new"
+        cfg.write_text(client_config_yaml(self.etcd.endpoints))
+        env = {**os.environ, "PATH": f"{BIN}:{os.environ.get('PATH', '')}"}
+        subprocess.run(["ip", "netns", "exec", topo.ns("fabric").name, tool("tortiectl"), "--config", str(cfg),
+                        "datastore", "migrate", "import", "-f", str(self.config)],
+                       check=True, capture_output=True, text=True, timeout=60, env=env)
+        cfg.replace(self.datastore_config)
 
     def down(self) -> list[str]:
         state = LabState.load(self.dir)
@@ -112,7 +140,7 @@ class Lab:
         topo = self.topology or self.load()
         rd = self.run_dir(host)
         rd.mkdir(parents=True, exist_ok=True)
-        common = ["--config", str(self.config), "--node", host, "--run-dir", str(rd), "--log-level", "info"]
+        common = ["--config", str(self.daemon_config), "--node", host, "--run-dir", str(rd), "--log-level", "info"]
         for daemon in which:
             self._spawn(topo, f"{daemon}-{host}", host, [tool(f"tortie-{daemon}"), *common], f"{daemon}-{host}.log")
 
@@ -133,7 +161,7 @@ class Lab:
         topo = self.topology or self.load()
         if target not in topo.state.namespaces:
             raise KeyError(f"no host or pod called {target!r}; have: {', '.join(topo.state.namespaces)}")
-        env = {**os.environ, "TORTIE_CONFIG": str(self.config), "PATH": f"{BIN}:{os.environ.get('PATH', '')}"}
+        env = {**os.environ, "TORTIE_CONFIG": str(self.daemon_config), "PATH": f"{BIN}:{os.environ.get('PATH', '')}"}
         host = target if any(h.name == target for h in topo.scenario.hosts) else None
         if host is not None:
             env["TORTIE_RUN_DIR"] = str(self.run_dir(host))

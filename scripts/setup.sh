@@ -10,6 +10,7 @@ APT_PACKAGES=(
   bird2 gobgpd frr
   systemd
   qemu-system-x86 busybox-static kmod cpio
+  etcd-server etcd-client openssl
 )
 
 if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
