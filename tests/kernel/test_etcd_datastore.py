@@ -200,12 +200,12 @@ def test_twenty_concurrent_claimers(store: EtcdDatastore) -> None:
 
 def test_compaction_while_away_lists_again_without_spurious_events(store: EtcdDatastore) -> None:
     store.apply(_resources(POOL + "---" + _node("n1", "10.30.0.1/24")))
-    watch = store.watch(backoff_min=1.0)
+    watch = store.watch(backoff_min=5.0)  # away long enough for the writes and the compaction, even under load
     events: list[ClusterModel] = []
     watch.add_callback(lambda ev: events.append(ev.model))
     try:
         assert watch.following.wait(10)
-        watch._client.abort_watches()  # the stream breaks; the watch comes back after ~0.5-1 s
+        watch._client.abort_watches()  # the stream breaks; the watch comes back after its back-off
         store.apply(_resources(_node("n2", "10.30.0.2/24")))
         store.apply(_resources(_node("n3", "10.30.0.3/24")))
         rev = store.client.count("/calico/")[0]
