@@ -30,7 +30,7 @@ from typing import Any
 
 import yaml
 
-from datastore.etcd_client import ClientConfig
+from datastore.etcd_config import ClientConfig
 
 DEFAULT_CLIENT_CONFIG = Path("/etc/tortie/datastore.cfg")
 KIND = "CalicoAPIConfig"

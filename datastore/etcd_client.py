@@ -23,10 +23,12 @@ import ssl
 import threading
 import time
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import httpx
+
+from datastore.etcd_config import ClientConfig
 
 # httpx logs every request at INFO; a watch reconnecting with backoff would flood the daemons' logs
 logging.getLogger("httpx").setLevel(logging.WARNING)
@@ -143,21 +145,6 @@ class TxnResult:
     succeeded: bool
     revision: int
     ranges: tuple[tuple[KeyValue, ...], ...] = ()  # the KVs of each Range op, in order
-
-
-@dataclass(frozen=True, slots=True)
-class ClientConfig:
-    endpoints: tuple[str, ...]
-    ca_file: str | None = None
-    cert_file: str | None = None
-    key_file: str | None = None
-    username: str | None = None
-    password: str | None = None
-    timeout: float = 3.0
-    # how long to keep trying all endpoints while none can serve (a leader election after a member
-    # dies answers "leader changed" for a moment); requests that may have been applied are never retried
-    retry_for: float = 5.0
-    extra_headers: dict[str, str] = field(default_factory=dict)
 
 
 def _b64(data: str | bytes) -> str:
