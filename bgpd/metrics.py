@@ -66,6 +66,12 @@ class BgpMetrics:
             ["peer", "afi_safi"],
             registry=r,
         )
+        self.collisions = Counter(
+            "tortie_bgp_connection_collisions",
+            "Connection collisions resolved (RFC 4271 6.8): both sides connected at once",
+            ["peer"],
+            registry=r,
+        )
         self.treat_as_withdraw = Counter(
             "tortie_bgp_treat_as_withdraw",
             "UPDATEs handled as withdrawals under RFC 7606",
@@ -120,6 +126,7 @@ def refresh(metrics: BgpMetrics, speaker: Speaker) -> None:
         metrics.set_state(key, peer.state.name)
         _sync_counter(metrics.established_transitions.labels(key), peer.established_count)
         _sync_counter(metrics.treat_as_withdraw.labels(key), peer.treat_as_withdraw)
+        _sync_counter(metrics.collisions.labels(key), peer.neighbor.collisions)
         for (code, subcode), n in peer.notifications_sent.items():
             _sync_counter(metrics.notifications_sent.labels(key, str(code), str(subcode)), n)
         for (code, subcode), n in peer.notifications_received.items():

@@ -38,6 +38,7 @@ class Neighbor:
         self.config = config
         self.session = Session(config, rng, arbiter=self._arbitrate)  # the primary session
         self.second: Session | None = None  # a second connection during collision detection
+        self.collisions = 0  # connection collisions resolved (RFC 4271 6.8), for the metrics
 
     def __repr__(self) -> str:
         return f"Neighbor({self.config.name}, {self.session.state.name})"
@@ -99,8 +100,11 @@ class Neighbor:
         local_id = _router_id_int(session.config.router_id)
         remote_id = _router_id_int(session.remote_open.router_id) if session.remote_open else 0
         keep_outbound = local_id > remote_id  # the higher identifier keeps the connection it opened
+        self.collisions += 1
         if session.outbound == other.outbound:
             return True  # cannot happen with one connection each way; keep the older one
+        log.info("%s: connection collision, keeping the connection %s opened", self.config.name,
+                 "we" if keep_outbound else "the peer")
         if bool(session.outbound) == keep_outbound:
             other.collision_dump(now)
             return False

@@ -73,6 +73,7 @@ def test_a_mesh_of_five_learns_every_block_over_one_connection_each() -> None:
     for s in sp.values():
         for peer in s.peers.values():
             assert peer.neighbor.second is None and not peer.notifications_sent
+            assert peer.neighbor.collisions == 0
     # every node's mesh peers share one update group (same export target and encoding)
     for s in sp.values():
         assert len(s.groups) == 1
@@ -213,6 +214,7 @@ def test_collision_when_both_sides_connect_keeps_one_session() -> None:
     for s in sp.values():
         (peer,) = s.peers.values()
         assert peer.neighbor.second is None and peer.state == State.ESTABLISHED
+    assert sum(p.neighbor.collisions for s in sp.values() for p in s.peers.values()) >= 1
     assert len(net.links) == 1
     # the surviving connection is the one the higher identifier (n2, 10.77.0.2) opened
     link = net.links[0]
