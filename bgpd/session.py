@@ -582,8 +582,10 @@ class Session:
             if self._hold_down is not None:
                 delay = self._hold_down
             else:
-                delay = min(self.config.idle_hold_max, self.config.idle_hold_time * 2 ** (self.failures - 1))
-                delay = jittered(delay, self.rng)
+                cap = self.config.idle_hold_max
+                if old in (State.CONNECT, State.ACTIVE):  # never got a connection as far as an OPEN
+                    cap = min(cap, self.config.connect_hold_max)
+                delay = jittered(min(cap, self.config.idle_hold_time * 2 ** (self.failures - 1)), self.rng)
             self.idle_hold.start(self._now, delay)
 
     # One method per action of the table; `_PLAN` binds every row to its methods once, at import.

@@ -46,7 +46,10 @@ class SessionConfig:
     passive: bool = False  # wait for the peer to connect (Calico: the side with the higher address)
     # back-off before an automatic restart: idle_hold_time, doubling per consecutive failure
     idle_hold_time: float = 1.0
-    idle_hold_max: float = 30.0  # a mesh peer that comes up late is found within this
+    idle_hold_max: float = 30.0  # a flapping session waits at most this long between attempts
+    # A connection refused or unanswered costs the peer nothing: a mesh of hosts starting together
+    # (some not listening yet) must find each other within seconds, not after a long back-off.
+    connect_hold_max: float = 5.0
     families: tuple[AfiSafi, ...] = (IPV4_UNICAST, IPV6_UNICAST)
     four_octet_as: bool = True
     route_refresh: bool = True

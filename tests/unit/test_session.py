@@ -492,9 +492,39 @@ def test_connect_failures_back_off_exponentially() -> None:
         waits.append(deadline - now)
         now = deadline
         s.handle_timer(now)
-    assert waits == [1, 2, 4, 8, 8, 8]
+    # connect failures back off only up to connect_hold_max (5 s): a peer not listening yet is found soon
+    assert waits == [1, 2, 4, 5, 5, 5]
     kinds = [type(e) for e in s.events()]
     assert kinds.count(ConnectRequested) == 7
+
+
+def test_sessions_that_got_as_far_as_an_open_back_off_up_to_idle_hold_max() -> None:
+    a = End(Session(config(ID_A, idle_hold_time=1, idle_hold_max=30), Pinned(1.0)))
+    b = End(Session(config(ID_B, passive=True), Pinned(1.0)))
+    b.session.start(0, passive=True)
+    a.session.start(0)
+    now = 0.0
+    waits = []
+    for _ in range(6):
+        a.drain()
+        assert a.session.state == State.CONNECT
+        wire = connect(a, b, now)
+        wire.exchange(now)  # the OPENs cross; then the connection breaks
+        for e in (a, b):
+            if e.wire is wire:
+                e.session.connection_lost(now, "reset")
+                e.wire = None
+        assert a.session.state == State.IDLE
+        deadline = a.session.idle_hold.deadline
+        assert deadline is not None
+        waits.append(deadline - now)
+        now = deadline
+        a.session.handle_timer(now)
+        b.session.handle_timer(now)
+        b.drain()
+        if b.session.state == State.IDLE:
+            b.session.start(now, passive=True)
+    assert waits == [1, 2, 4, 8, 16, 30]
 
 
 def test_unanswered_connect_retries_and_records_why() -> None:
