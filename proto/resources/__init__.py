@@ -1,0 +1,60 @@
+"""The Calico v3 resources tortie reads: schema, defaults, validation, YAML load and dump, the cluster model.
+
+One concept per module; this package re-exports the public names, so callers write
+`from proto.resources import ClusterModel, load_model`:
+
+- `errors`: `Problem`, `ValidationError`, `NotFoundError`, `FieldError`, `SourceLocation`
+- `values`: labels, passwords, durations, AS numbers, names Calico derives
+- `fields`: the field reader and the converters from YAML values to typed ones
+- `kinds/`: one module per resource kind, `KINDS` and `kind_for`
+- `load` / `dump`: YAML with line numbers in, calicoctl's YAML out
+- `model`: `ClusterModel`, the cross-resource rules and the daemons' lookups
+"""
+
+from proto.resources.constants import (
+    API_VERSION,
+    BLOCK_SIZE_RANGE,
+    DEFAULT_AS_NUMBER,
+    DEFAULT_BLOCK_SIZE,
+    ENCAP_MODES,
+    IGNORED_METADATA,
+    LINK_LOCAL,
+)
+from proto.resources.dump import dump_list_yaml, dump_yaml, list_dict
+from proto.resources.errors import FieldError, NotFoundError, Problem, SourceLocation, ValidationError
+from proto.resources.kinds import (
+    KINDS,
+    BGPConfiguration,
+    BGPPeer,
+    BlockAffinity,
+    IPPool,
+    Node,
+    Resource,
+    WorkloadEndpoint,
+    block_affinity_name,
+    kind_for,
+)
+from proto.resources.load import Loaded, load_resources
+from proto.resources.model import IMMUTABLE_FIELDS, ClusterModel, load_model
+from proto.resources.values import (
+    IPAddress,
+    IPInterface,
+    IPNetwork,
+    Labels,
+    Password,
+    format_duration,
+    parse_as_number,
+    parse_duration,
+    vtep_mac_for,
+    workload_interface_name,
+)
+
+__all__ = [
+    "API_VERSION", "BLOCK_SIZE_RANGE", "DEFAULT_AS_NUMBER", "DEFAULT_BLOCK_SIZE", "ENCAP_MODES",
+    "IGNORED_METADATA", "IMMUTABLE_FIELDS", "KINDS", "LINK_LOCAL", "BGPConfiguration", "BGPPeer",
+    "BlockAffinity", "ClusterModel", "FieldError", "IPAddress", "IPInterface", "IPNetwork", "IPPool", "Labels",
+    "Loaded", "Node", "NotFoundError", "Password", "Problem", "Resource", "SourceLocation", "ValidationError",
+    "WorkloadEndpoint", "block_affinity_name", "dump_list_yaml", "dump_yaml", "format_duration", "kind_for",
+    "list_dict", "load_model", "load_resources", "parse_as_number", "parse_duration", "vtep_mac_for",
+    "workload_interface_name",
+]

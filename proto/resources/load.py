@@ -1,0 +1,195 @@
+"""Loading resources from YAML: documents are composed to PyYAML nodes first so that every field keeps the
+line it was written on; an error then names the file, the document, the line and the field path, e.g.
+
+    cluster.yaml: document 3 (IPPool default-ipv4-ippool), line 12: spec.ipipMode: 'Sometimes' is not
+    one of Never, Always, CrossSubnet
+
+Every field is read explicitly; a field left over after reading is one tortie does not implement, and is
+rejected by name rather than silently ignored. Only bookkeeping metadata a Calico datastore adds
+(`creationTimestamp`, `resourceVersion`, `uid`, ...) and `status` are accepted and dropped, so that the
+output of `calicoctl get -o yaml` applies unchanged.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import yaml
+
+from proto.resources import fields as f
+from proto.resources.constants import API_VERSION, IGNORED_METADATA
+from proto.resources.errors import FieldError, Problem, SourceLocation, ValidationError
+from proto.resources.kinds import (
+    KINDS,
+    BGPConfiguration,
+    BlockAffinity,
+    Resource,
+    WorkloadEndpoint,
+    block_affinity_name,
+)
+from proto.resources.values import Labels
+
+_constructor = yaml.constructor.SafeConstructor()
+# libyaml's parser when PyYAML was built with it: several times faster, and its nodes carry marks too.
+_LOADER: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
+def _plain(node: yaml.Node, path: str, lines: dict[str, int]) -> Any:
+    """Node -> plain Python value, recording the line of every field path."""
+    lines.setdefault(path, node.start_mark.line + 1)
+    if isinstance(node, yaml.MappingNode):
+        out: dict[str, Any] = {}
+        for key_node, value_node in node.value:
+            if not isinstance(key_node, yaml.ScalarNode):
+                raise FieldError(path, "mapping keys must be plain strings")
+            key = str(_constructor.construct_object(key_node, deep=True))
+            sub = f"{path}.{key}" if path else key
+            if key in out:
+                lines[sub] = key_node.start_mark.line + 1
+                raise FieldError(sub, "duplicate key")
+            lines[sub] = key_node.start_mark.line + 1
+            out[key] = _plain(value_node, sub, lines)
+            lines[sub] = key_node.start_mark.line + 1
+        return out
+    if isinstance(node, yaml.SequenceNode):
+        return [_plain(item, f"{path}[{i}]", lines) for i, item in enumerate(node.value)]
+    return _constructor.construct_object(node, deep=True)
+
+
+@dataclass(frozen=True, slots=True)
+class Loaded:
+    resources: tuple[Resource, ...]
+    warnings: tuple[Problem, ...]
+
+
+def load_resources(text: str, source: str = "<string>") -> Loaded:
+    """Parse and validate every resource of a multi-document YAML text (each on its own, not together)."""
+    problems: list[Problem] = []
+    warnings: list[Problem] = []
+    resources: list[Resource] = []
+    try:
+        documents = list(yaml.compose_all(text, Loader=_LOADER))
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        line = mark.line + 1 if mark else None
+        raise ValidationError([Problem(f"not valid YAML: {exc.problem or exc}", source, line=line)]) from None
+    except yaml.YAMLError as exc:
+        raise ValidationError([Problem(f"not valid YAML: {exc}", source)]) from None
+    for doc_no, node in enumerate(documents, start=1):
+        if node is None or (isinstance(node, yaml.ScalarNode) and node.tag.endswith(":null")):
+            continue
+        lines: dict[str, int] = {}
+        try:
+            data = _plain(node, "", lines)
+        except FieldError as exc:
+            problems.append(Problem(exc.message, source, doc_no, line=lines.get(exc.path), path=exc.path))
+            continue
+        kind = data.get("kind") if isinstance(data, dict) else None
+        if isinstance(kind, str) and kind.endswith("List"):
+            _load_list(data, SourceLocation(source, doc_no, None, lines), resources, problems, warnings)
+            continue
+        resource = _load_one(data, SourceLocation(source, doc_no, None, lines), problems, warnings)
+        if resource is not None:
+            resources.append(resource)
+    if problems:
+        raise ValidationError(sorted(problems, key=_problem_order))
+    return Loaded(tuple(resources), tuple(warnings))
+
+
+def _problem_order(p: Problem) -> tuple[int, int, int]:
+    return (p.document or 0, p.item or 0, p.line or 0)
+
+
+def _load_list(data: dict[str, Any], location: SourceLocation, resources: list[Resource], problems: list[Problem],
+               warnings: list[Problem]) -> None:
+    """A `<Kind>List` as `calicoctl get -o yaml` prints several results: its `items` are resources."""
+    kind = data["kind"]
+    item_kind = kind[: -len("List")] or None
+    if item_kind is not None and item_kind not in KINDS:
+        problems.append(location.problem(kind, None, "kind", f"{kind!r} is not a kind tortie knows "
+                                       f"({', '.join(KINDS)}, or their List)"))
+        return
+    unknown = sorted(set(data) - {"apiVersion", "kind", "items", "metadata"})
+    for key in unknown:
+        problems.append(location.problem(kind, None, key, "tortie does not implement this field"))
+    items = data.get("items") or []
+    if not isinstance(items, list):
+        problems.append(location.problem(kind, None, "items", f"expected a list, got {f.describe(items)}"))
+        return
+    for i, item in enumerate(items):
+        prefix = f"items[{i}]"
+        sub_lines = {k[len(prefix) + 1:] if k.startswith(prefix + ".") else "": v
+                     for k, v in location.lines.items() if k == prefix or k.startswith(prefix + ".")}
+        if isinstance(item, dict):
+            item = {"apiVersion": data.get("apiVersion", API_VERSION), **item}
+            if item_kind is not None:
+                item.setdefault("kind", item_kind)
+        sub = SourceLocation(location.source, location.document, i + 1, sub_lines)
+        if item_kind is not None and isinstance(item, dict) and item.get("kind") != item_kind:
+            problems.append(sub.problem(str(item.get("kind")), None, "kind", f"a {kind} holds only {item_kind}"))
+            continue
+        resource = _load_one(item, sub, problems, warnings)
+        if resource is not None:
+            resources.append(resource)
+
+
+def _load_one(data: Any, location: SourceLocation, problems: list[Problem], warnings: list[Problem]) -> Resource | None:
+    if not isinstance(data, dict):
+        problems.append(location.problem("", None, "", f"expected a resource mapping, got {f.describe(data)}"))
+        return None
+    kind = data.get("kind")
+    name = data.get("metadata", {}).get("name") if isinstance(data.get("metadata"), dict) else None
+    name = name if isinstance(name, str) else None
+    display_kind = kind if isinstance(kind, str) else None
+    errors: list[FieldError] = []
+    field_warnings: list[FieldError] = []
+    top = f.FieldReader(data, "", errors, field_warnings)
+    api = top.get("apiVersion", f.string, required=True)
+    if isinstance(api, str) and api != API_VERSION:
+        top.error("apiVersion", f"{api!r} is not supported; tortie reads {API_VERSION} resources")
+    kind = top.get("kind", f.string, required=True)
+    cls = KINDS.get(kind) if isinstance(kind, str) else None
+    if isinstance(kind, str) and cls is None:
+        top.error("kind", f"{kind!r} is not a kind tortie knows ({', '.join(KINDS)})")
+    if cls is None:
+        top.drop(["metadata", "spec", "status"])
+        _report(errors, field_warnings, location, display_kind, name, problems, warnings)
+        return None
+    meta = top.sub("metadata")
+    fields: dict[str, Any] = {}
+    if cls is BGPConfiguration:
+        fields["name"] = meta.get("name", f.name, "default")
+        if fields["name"] not in ("default", f.MISSING):
+            meta.error("name", "only the cluster-wide BGPConfiguration named 'default' is supported")
+    elif cls is BlockAffinity:
+        fields["name"] = meta.get("name", f.name)
+    else:
+        fields["name"] = meta.get("name", f.name, required=True)
+    fields["labels"] = meta.get("labels", f.labels, Labels())
+    if cls is WorkloadEndpoint:
+        fields["namespace"] = meta.get("namespace", f.name)
+    meta.drop(IGNORED_METADATA)
+    meta.finish()
+    top.drop(["status"])  # observed state a Calico datastore keeps; not configuration
+    spec = top.sub("spec")
+    fields.update(cls._read(spec))  # type: ignore[attr-defined]
+    spec.finish()
+    top.finish()
+    if cls is BlockAffinity and fields["name"] is None and not errors:
+        fields["name"] = block_affinity_name(fields["node"], fields["cidr"])
+    if errors:
+        _report(errors, field_warnings, location, cls.kind, name, problems, warnings)
+        return None
+    _report([], field_warnings, location, cls.kind, fields["name"], problems, warnings)
+    return cls(location=location, **fields)
+
+
+def _report(errors: list[FieldError], field_warnings: list[FieldError], location: SourceLocation, kind: str | None,
+            name: str | None, problems: list[Problem], warnings: list[Problem]) -> None:
+    for err in errors:
+        problems.append(location.problem(kind or "", name, err.path, err.message))
+    for warn in field_warnings:
+        warnings.append(location.problem(kind or "", name, warn.path, warn.message))
+
+
