@@ -1,27 +1,39 @@
 """Calico's label selector language: a tokenizer, a recursive-descent parser and an evaluator.
 
-Grammar (Calico's, as documented for `nodeSelector` / `peerSelector` / policy selectors):
+The grammar and its corner cases follow Calico's own tokenizer and parser (libcalico-go
+`lib/selector/tokenizer/tokenizer.go` and `lib/selector/parser/parser.go`, release v3.32):
 
-    expr     := and_expr ( '||' and_expr )*
-    and_expr := unary ( '&&' unary )*
-    unary    := '!' unary | primary
-    primary  := '(' expr ')' | 'all()' | 'global()' | 'has(' key ')'
-              | key '==' str | key '!=' str | key 'in' set | key 'not' 'in' set
-              | key 'contains' str | key 'starts' 'with' str | key 'ends' 'with' str
-    set      := '{' [ str ( ',' str )* ] '}'
+    expr      := and_expr ( '||' and_expr )*              '||' binds loosest
+    and_expr  := operation ( '&&' operation )*
+    operation := '!'* ( '(' expr ')' | 'all()' | 'global()' | 'has(' label ')'
+                      | label op string | label ( 'in' | 'not in' ) set )
+    op        := '==' | '!=' | 'contains' | 'starts with' | 'ends with'
+    set       := '{' [ string ( ',' string )* [ ',' ] ] '}'
 
-Strings are single- or double-quoted. `!=` and `not in` match resources without the label too, as in
-Calico. `global()` selects non-namespaced resources in Calico; every resource tortie selects (Nodes) is
-non-namespaced, so it matches everything here. The empty selector means `all()`.
+- The multi-word operators may be written as one word: `startswith`, `endswith`, `notin`; they need
+  a word boundary after them (`inx` is not `in`). Operators are recognised only right after a label.
+- `has(`, `all(` and `global(` are written without a space before `(`; `has ( x )` is a label `has`
+  followed by `(`, an error. Spaces are allowed inside the parentheses.
+- Whitespace is spaces and tabs only. Labels are letters, digits, `_`, `.`, `/`, `-`, at most 512
+  characters. Strings take single or double quotes and have no escapes.
+- Leading `!`s collapse (`!!has(a)` is `has(a)`); a `!` binds to one operation.
+- `!=` and `not in` match resources without the label too; `==`, `in`, `contains`, `starts with`
+  and `ends with` need the label. `global()` matches everything (every resource tortie selects is
+  non-namespaced); where Calico refuses `global()` (an IPPool's nodeSelector) the resource says so.
+- The empty selector (or only whitespace) means `all()`. A set may be empty and may end with a comma.
+
+Errors use Calico's words and add the column: `no closing ')' after has( at column 9 in selector
+'has(role'`.
 """
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-__all__ = ["ALL", "Selector", "SelectorError", "parse_selector"]
+__all__ = ["ALL", "MAX_LABEL_LENGTH", "Selector", "SelectorError", "parse_selector"]
+
+MAX_LABEL_LENGTH = 512  # Calico's tokenizer.MaxLabelLength
 
 
 class SelectorError(ValueError):
@@ -36,58 +48,147 @@ class SelectorError(ValueError):
 
 # --- tokens -------------------------------------------------------------------------------------
 
-_TOKEN_RE = re.compile(
-    r"""
-    (?P<ws>\s+)
-  | (?P<op>&&|\|\||==|!=|!|\(|\)|\{|\}|,)
-  | (?P<str>'[^']*'|"[^"]*")
-  | (?P<ident>[A-Za-z0-9_./-]+)
-    """,
-    re.VERBOSE,
-)
+(LABEL, STRING, LBRACE, RBRACE, COMMA, EQ, NE, IN, NOT, NOTIN, CONTAINS, STARTSWITH, ENDSWITH, ALLF, HAS,
+ LPAREN, RPAREN, AND, OR, GLOBALF, EOF) = (
+    "label", "string", "'{'", "'}'", "','", "'=='", "'!='", "'in'", "'!'", "'not in'", "'contains'",
+    "'starts with'", "'ends with'", "'all()'", "'has()'", "'('", "')'", "'&&'", "'||'", "'global()'",
+    "end of selector")
+
+_SIMPLE = {"(": LPAREN, ")": RPAREN, "{": LBRACE, "}": RBRACE, ",": COMMA}
+_OPERATOR_WORDS = ((CONTAINS, ("contains",)), (STARTSWITH, ("starts", "with")), (ENDSWITH, ("ends", "with")),
+                   (NOTIN, ("not", "in")), (IN, ("in",)))
 
 
 @dataclass(frozen=True, slots=True)
 class _Token:
-    kind: str  # "op", "str", "ident", "end"
-    text: str
+    kind: str
+    value: str
     pos: int
 
-    @property
-    def value(self) -> str:
-        return self.text[1:-1] if self.kind == "str" else self.text
+
+def _ident_char(c: str) -> bool:
+    return c.isascii() and (c.isalnum() or c in "_./-")
 
 
-def _tokenize(source: str) -> list[_Token]:
+def _skip_ws(src: str, pos: int) -> int:
+    while pos < len(src) and src[pos] in " \t":
+        pos += 1
+    return pos
+
+
+def _identifier(src: str, pos: int) -> tuple[str, int]:
+    end = pos
+    while end < len(src) and _ident_char(src[end]):
+        end += 1
+    ident = src[pos:end]
+    if not ident:
+        raise SelectorError("expected identifier", src, pos)
+    if len(ident) > MAX_LABEL_LENGTH:
+        raise SelectorError(f"label too long: {ident[:20]}... ({len(ident)} characters, at most "
+                            f"{MAX_LABEL_LENGTH})", src, pos)
+    return ident, end
+
+
+def _operator_word(src: str, pos: int, words: tuple[str, ...]) -> int | None:
+    """End of `words` at pos (spaces allowed between them, none needed), if a word boundary follows."""
+    at = pos
+    for word in words:
+        if not src.startswith(word, at):
+            return None
+        at = _skip_ws(src, at + len(word))
+    end = at
+    # only the last word needs a boundary after it ("notin" is "not in")
+    last_end = end
+    while last_end > pos and src[last_end - 1] in " \t":
+        last_end -= 1
+    if last_end < len(src) and _ident_char(src[last_end]):
+        return None
+    return last_end
+
+
+def _tokenize(src: str) -> list[_Token]:
     tokens: list[_Token] = []
     pos = 0
-    while pos < len(source):
-        m = _TOKEN_RE.match(source, pos)
-        if m is None:
-            ch = source[pos]
-            if ch in "'\"":
-                raise SelectorError("unterminated string", source, pos)
-            raise SelectorError(f"unexpected character {ch!r}", source, pos)
-        kind = m.lastgroup or ""
-        if kind != "ws":
-            tokens.append(_Token(kind, m.group(), pos))
-        pos = m.end()
-    tokens.append(_Token("end", "", len(source)))
-    return tokens
+    while True:
+        pos = _skip_ws(src, pos)
+        if pos >= len(src):
+            tokens.append(_Token(EOF, "", len(src)))
+            return tokens
+        c = src[pos]
+        last = tokens[-1].kind if tokens else None
+        if c in _SIMPLE:
+            tokens.append(_Token(_SIMPLE[c], c, pos))
+            pos += 1
+        elif c in "'\"":
+            end = src.find(c, pos + 1)
+            if end < 0:
+                raise SelectorError("unterminated string", src, pos)
+            tokens.append(_Token(STRING, src[pos + 1:end], pos))
+            pos = end + 1
+        elif c == "=":
+            if not src.startswith("==", pos):
+                raise SelectorError("expected ==", src, pos)
+            tokens.append(_Token(EQ, "==", pos))
+            pos += 2
+        elif c == "!":
+            if src.startswith("!=", pos):
+                tokens.append(_Token(NE, "!=", pos))
+                pos += 2
+            else:
+                tokens.append(_Token(NOT, "!", pos))
+                pos += 1
+        elif c in "&|":
+            if not src.startswith(c * 2, pos):
+                raise SelectorError(f"expected {c * 2}", src, pos)
+            tokens.append(_Token(AND if c == "&" else OR, c * 2, pos))
+            pos += 2
+        elif last == LABEL:
+            for kind, words in _OPERATOR_WORDS:
+                end = _operator_word(src, pos, words)
+                if end is not None:
+                    tokens.append(_Token(kind, src[pos:end], pos))
+                    pos = end
+                    break
+            else:
+                raise SelectorError(f"expected operator after label {tokens[-1].value!r} (==, !=, in, not in, "
+                                    "contains, starts with, ends with)", src, pos)
+        elif src.startswith("has(", pos):
+            start = pos
+            ident, pos = _identifier(src, _skip_ws(src, pos + 4))
+            pos = _skip_ws(src, pos)
+            if not src.startswith(")", pos):
+                raise SelectorError("no closing ')' after has(", src, pos)
+            tokens.append(_Token(HAS, ident, start))
+            pos += 1
+        elif src.startswith("all(", pos) or src.startswith("global(", pos):
+            word = "all" if src.startswith("all(", pos) else "global"
+            start = pos
+            pos = _skip_ws(src, pos + len(word) + 1)
+            if not src.startswith(")", pos):
+                raise SelectorError(f"no closing ')' after {word}(", src, pos)
+            tokens.append(_Token(ALLF if word == "all" else GLOBALF, word + "()", start))
+            pos += 1
+        else:
+            ident, end = _identifier(src, pos)
+            tokens.append(_Token(LABEL, ident, pos))
+            pos = end
 
 
 # --- syntax tree --------------------------------------------------------------------------------
 
+def _quote(value: str) -> str:
+    # Calico's canonical form: double quotes unless the value holds one
+    return f"'{value}'" if '"' in value else f'"{value}"'
+
+
 class _Expr:
+    __slots__ = ()
+
     def matches(self, labels: Mapping[str, str]) -> bool:
         raise NotImplementedError
 
     def render(self) -> str:
         raise NotImplementedError
-
-
-def _quote(value: str) -> str:
-    return f'"{value}"' if "'" in value else f"'{value}'"
 
 
 @dataclass(frozen=True, slots=True)
@@ -161,10 +262,7 @@ class _Not(_Expr):
         return not self.operand.matches(labels)
 
     def render(self) -> str:
-        inner = self.operand.render()
-        if isinstance(self.operand, _Has):
-            return f"!{inner}"
-        return f"!({inner})"
+        return f"!{self.operand.render()}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -178,8 +276,8 @@ class _BoolOp(_Expr):
         return any(o.matches(labels) for o in self.operands)
 
     def render(self) -> str:
-        return f" {self.op} ".join(
-            f"({o.render()})" if isinstance(o, _BoolOp) else o.render() for o in self.operands)
+        # as Calico: every && and || group is parenthesised, so `!` always applies to one operand
+        return "(" + f" {self.op} ".join(o.render() for o in self.operands) + ")"
 
 
 # --- parser -------------------------------------------------------------------------------------
@@ -194,118 +292,97 @@ class _Parser:
     def tok(self) -> _Token:
         return self.tokens[self.i]
 
-    def _fail(self, what: str, tok: _Token | None = None) -> SelectorError:
+    def _fail(self, message: str, tok: _Token | None = None) -> SelectorError:
         tok = tok or self.tok
-        found = "end of selector" if tok.kind == "end" else repr(tok.text)
-        return SelectorError(f"expected {what}, found {found}", self.source, tok.pos)
-
-    def _accept_op(self, text: str) -> bool:
-        if self.tok.kind == "op" and self.tok.text == text:
-            self.i += 1
-            return True
-        return False
-
-    def _expect_op(self, text: str) -> None:
-        if not self._accept_op(text):
-            raise self._fail(f"'{text}'")
-
-    def _accept_word(self, word: str) -> bool:
-        if self.tok.kind == "ident" and self.tok.text == word:
-            self.i += 1
-            return True
-        return False
-
-    def _string(self) -> str:
-        if self.tok.kind != "str":
-            raise self._fail("a quoted string")
-        value = self.tok.value
-        self.i += 1
-        return value
+        return SelectorError(message, self.source, tok.pos)
 
     def parse(self) -> _Expr:
-        if self.tok.kind == "end":
+        if self.tok.kind == EOF:
             return _All()
         expr = self._or()
-        if self.tok.kind != "end":
-            raise self._fail("'&&', '||' or end of selector")
+        if self.tok.kind != EOF:
+            raise self._fail(f"unexpected content at end of selector: {self.tok.kind}")
         return expr
 
     def _or(self) -> _Expr:
         operands = [self._and()]
-        while self._accept_op("||"):
+        while self.tok.kind == OR:
+            self.i += 1
             operands.append(self._and())
         return operands[0] if len(operands) == 1 else _BoolOp("||", tuple(operands))
 
     def _and(self) -> _Expr:
-        operands = [self._unary()]
-        while self._accept_op("&&"):
-            operands.append(self._unary())
+        operands = [self._operation()]
+        while self.tok.kind == AND:
+            self.i += 1
+            operands.append(self._operation())
         return operands[0] if len(operands) == 1 else _BoolOp("&&", tuple(operands))
 
-    def _unary(self) -> _Expr:
-        if self._accept_op("!"):
-            return _Not(self._unary())
-        return self._primary()
-
-    def _primary(self) -> _Expr:
-        if self._accept_op("("):
-            expr = self._or()
-            self._expect_op(")")
-            return expr
+    def _operation(self) -> _Expr:
+        negated = False
+        while self.tok.kind == NOT:
+            negated = not negated
+            self.i += 1
         tok = self.tok
-        if tok.kind != "ident":
-            raise self._fail("a label name, 'has(', 'all()', '!' or '('")
-        nxt = self.tokens[self.i + 1]
-        if tok.text in ("all", "global", "has") and nxt.kind == "op" and nxt.text == "(":
-            self.i += 2
-            if tok.text == "has":
-                if self.tok.kind != "ident":
-                    raise self._fail("a label name")
-                key = self.tok.text
-                self.i += 1
-                self._expect_op(")")
-                return _Has(key)
-            self._expect_op(")")
-            return _All(tok.text)
-        key = tok.text
-        self.i += 1
-        return self._comparison(key)
+        expr: _Expr
+        if tok.kind == HAS:
+            expr = _Has(tok.value)
+            self.i += 1
+        elif tok.kind in (ALLF, GLOBALF):
+            expr = _All("all" if tok.kind == ALLF else "global")
+            self.i += 1
+        elif tok.kind == LABEL:
+            self.i += 1
+            expr = self._comparison(tok.value)
+        elif tok.kind == LPAREN:
+            self.i += 1
+            expr = self._or()
+            if self.tok.kind != RPAREN:
+                raise self._fail(f"expected ), found {self.tok.kind}")
+            self.i += 1
+        elif tok.kind == EOF:
+            raise self._fail("unexpected end of string looking for op")
+        else:
+            raise self._fail(f"unexpected token: {tok.kind} (expected a label, has(), all(), '!' or '(')")
+        if not negated:
+            return expr
+        # `!(!x)` is x: collapsing here keeps the canonical form a fixed point of parsing
+        return expr.operand if isinstance(expr, _Not) else _Not(expr)
 
     def _comparison(self, key: str) -> _Expr:
-        if self._accept_op("=="):
-            return _Compare(key, "==", self._string())
-        if self._accept_op("!="):
-            return _Compare(key, "!=", self._string())
-        if self._accept_word("in"):
-            return _In(key, self._set(), negated=False)
-        if self._accept_word("not"):
-            if not self._accept_word("in"):
-                raise self._fail("'in' after 'not'")
-            return _In(key, self._set(), negated=True)
-        if self._accept_word("contains"):
-            return _Compare(key, "contains", self._string())
-        for word in ("starts", "ends"):
-            if self._accept_word(word):
-                if not self._accept_word("with"):
-                    raise self._fail(f"'with' after '{word}'")
-                return _Compare(key, f"{word} with", self._string())
-        raise self._fail(f"an operator after label {key!r} (==, !=, in, not in, contains, starts with, "
-                         "ends with)")
-
-    def _set(self) -> frozenset[str]:
-        self._expect_op("{")
-        values: list[str] = []
-        if not self._accept_op("}"):
-            values.append(self._string())
-            while self._accept_op(","):
-                values.append(self._string())
-            self._expect_op("}")
-        return frozenset(values)
+        op = self.tok
+        if op.kind == EOF:
+            raise self._fail("unexpected end of string looking for op")
+        self.i += 1
+        if op.kind in (IN, NOTIN):
+            if self.tok.kind != LBRACE:
+                raise self._fail(f"expected set literal, found {self.tok.kind}")
+            self.i += 1
+            values: list[str] = []
+            while self.tok.kind == STRING:
+                values.append(self.tok.value)
+                self.i += 1
+                if self.tok.kind != COMMA:
+                    break
+                self.i += 1
+            if self.tok.kind != RBRACE:
+                raise self._fail(f"expected }}, found {self.tok.kind}")
+            self.i += 1
+            return _In(key, frozenset(values), negated=op.kind == NOTIN)
+        names = {EQ: "==", NE: "!=", CONTAINS: "contains", STARTSWITH: "starts with", ENDSWITH: "ends with"}
+        if op.kind not in names:
+            raise self._fail(f"expected == or != not: {op.kind}", op)
+        if self.tok.kind != STRING:
+            raise self._fail(f"expected string, found {self.tok.kind}")
+        value = self.tok.value
+        self.i += 1
+        return _Compare(key, names[op.kind], value)
 
 
 @dataclass(frozen=True, slots=True)
 class Selector:
-    """A parsed selector. Equal selectors have the same canonical form; `source` is what the user wrote."""
+    """A parsed selector. Equal selectors have the same canonical form (Calico's `String()` form);
+    `source` is what the user wrote."""
 
     source: str = field(compare=False)
     _expr: _Expr = field(repr=False, compare=False)
