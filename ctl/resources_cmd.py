@@ -15,6 +15,7 @@ from ctl.common import EXIT_OK, CtlError, UsageError, open_store, print_table, p
 from proto.resources import (
     KINDS,
     BGPConfiguration,
+    BGPFilter,
     BGPPeer,
     BlockAffinity,
     ClusterModel,
@@ -49,8 +50,12 @@ TABLES: dict[type[Resource], tuple[list[Column], list[Column]]] = {
     BGPPeer: ([("NAME", lambda r, m: r.name), ("PEERIP", lambda r, m: r.peer_ip), ("NODE", lambda r, m: _peer_node(r)),
                ("ASN", lambda r, m: r.as_number)],
               [("NAME", lambda r, m: r.name), ("PEERIP", lambda r, m: r.peer_ip), ("NODE", lambda r, m: _peer_node(r)),
-               ("ASN", lambda r, m: r.as_number), ("PEERSELECTOR", lambda r, m: r.peer_selector),
-               ("MAXPREFIXES", lambda r, m: r.max_prefixes)]),
+               ("ASN", lambda r, m: r.as_number), ("LOCALASN", lambda r, m: r.local_as_number),
+               ("PEERSELECTOR", lambda r, m: r.peer_selector), ("MAXPREFIXES", lambda r, m: r.max_prefixes)]),
+    BGPFilter: ([("NAME", lambda r, m: r.name)],
+                [("NAME", lambda r, m: r.name), ("EXPORTV4", lambda r, m: len(r.export_v4)),
+                 ("IMPORTV4", lambda r, m: len(r.import_v4)), ("EXPORTV6", lambda r, m: len(r.export_v6)),
+                 ("IMPORTV6", lambda r, m: len(r.import_v6))]),
     BGPConfiguration: ([("NAME", lambda r, m: r.name), ("LOGSEVERITY", lambda r, m: r.log_severity_screen),
                         ("MESHENABLED", lambda r, m: str(r.node_to_node_mesh_enabled).lower()),
                         ("ASNUMBER", lambda r, m: r.as_number)],
@@ -88,7 +93,7 @@ def resolve_kind(name: str) -> type[Resource]:
 def register(subparsers: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
     get = subparsers.add_parser("get", parents=[common], help="show resources",
                                 description="Show resources of one kind, or one resource by name.")
-    get.add_argument("kind", help="resource type: ippool, node, bgppeer, bgpconfig, blockaffinity, wep")
+    get.add_argument("kind", help="resource type: ippool, node, bgppeer, bgpfilter, bgpconfig, blockaffinity, wep")
     get.add_argument("name", nargs="?", help="resource name (default: all of the kind)")
     get.add_argument("-o", "--output", choices=("ps", "wide", "yaml", "json"), default="ps",
                      help="output format (yaml and json are valid input to apply)")

@@ -16,7 +16,8 @@ def plan_nodes(model: ClusterModel) -> dict[str, PlanNode]:
             name=n.name, ipv4=n.ipv4_address, ipv6=n.ipv6_address,
             blocks=tuple(b.cidr for b in model.blocks_for(n)),
             ipip_tunnel_addr=n.ipv4_ipip_tunnel_addr, vxlan_tunnel_addr=n.ipv4_vxlan_tunnel_addr,
-            vxlan_mac=n.vxlan_tunnel_mac_addr,
+            vxlan_mac=n.vxlan_tunnel_mac_addr, vxlan_tunnel_addr_v6=n.ipv6_vxlan_tunnel_addr,
+            vxlan_mac_v6=n.vxlan_tunnel_mac_addr_v6,
         )
     return nodes
 

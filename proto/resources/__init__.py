@@ -4,9 +4,11 @@ One concept per module; this package re-exports the public names, so callers wri
 `from proto.resources import ClusterModel, load_model`:
 
 - `errors`: `Problem`, `ValidationError`, `NotFoundError`, `FieldError`, `SourceLocation`
-- `values`: labels, passwords, durations, AS numbers, names Calico derives
+- `values`: labels, passwords, durations, AS numbers, communities, names Calico derives
+- `meta`: Kubernetes' rules for names, labels and annotations
 - `fields`: the field reader and the converters from YAML values to typed ones
 - `kinds/`: one module per resource kind, `KINDS` and `kind_for`
+- `pending`: the fields tortie parses but refuses until it implements them
 - `load` / `dump`: YAML with line numbers in, calicoctl's YAML out
 - `model`: `ClusterModel`, the cross-resource rules and the daemons' lookups
 """
@@ -23,12 +25,18 @@ from proto.resources.constants import (
 from proto.resources.dump import dump_list_yaml, dump_yaml, list_dict
 from proto.resources.errors import FieldError, NotFoundError, Problem, SourceLocation, ValidationError
 from proto.resources.kinds import (
+    IPNAT,
     KINDS,
     BGPConfiguration,
+    BGPFilter,
     BGPPeer,
     BlockAffinity,
+    FilterOperation,
+    FilterRule,
     IPPool,
+    NamedCommunity,
     Node,
+    PrefixAdvertisement,
     Resource,
     WorkloadEndpoint,
     block_affinity_name,
@@ -36,7 +44,11 @@ from proto.resources.kinds import (
 )
 from proto.resources.load import Loaded, load_resources
 from proto.resources.model import IMMUTABLE_FIELDS, ClusterModel, load_model
+from proto.resources.pending import NOT_YET, not_yet_problems
 from proto.resources.values import (
+    DEFAULT_SECRETS_DIR,
+    Community,
+    Frozen,
     IPAddress,
     IPInterface,
     IPNetwork,
@@ -44,12 +56,15 @@ from proto.resources.values import (
     Password,
     format_duration,
     parse_as_number,
+    parse_community,
     parse_duration,
     vtep_mac_for,
     workload_interface_name,
 )
 
 __all__ = [
+    "DEFAULT_SECRETS_DIR", "IPNAT", "NOT_YET", "BGPFilter", "Community", "FilterOperation", "FilterRule",
+    "Frozen", "NamedCommunity", "PrefixAdvertisement", "not_yet_problems", "parse_community",
     "API_VERSION", "BLOCK_SIZE_RANGE", "DEFAULT_AS_NUMBER", "DEFAULT_BLOCK_SIZE", "ENCAP_MODES",
     "IGNORED_METADATA", "IMMUTABLE_FIELDS", "KINDS", "LINK_LOCAL", "BGPConfiguration", "BGPPeer",
     "BlockAffinity", "ClusterModel", "FieldError", "IPAddress", "IPInterface", "IPNetwork", "IPPool", "Labels",

@@ -13,6 +13,6 @@ LINK_LOCAL = (ipaddress.ip_network("169.254.0.0/16"), ipaddress.ip_network("fe80
 
 # Written by a Calico datastore (Kubernetes API or etcd), not by the operator: accepted and dropped.
 IGNORED_METADATA = frozenset({
-    "creationTimestamp", "resourceVersion", "uid", "generation", "annotations", "selfLink",
-    "managedFields", "finalizers", "ownerReferences",
+    "creationTimestamp", "resourceVersion", "uid", "generation", "selfLink", "managedFields", "finalizers",
+    "ownerReferences", "deletionTimestamp", "deletionGracePeriodSeconds", "generateName",
 })

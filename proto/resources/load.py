@@ -5,9 +5,11 @@ line it was written on; an error then names the file, the document, the line and
     one of Never, Always, CrossSubnet
 
 Every field is read explicitly; a field left over after reading is one tortie does not implement, and is
-rejected by name rather than silently ignored. Only bookkeeping metadata a Calico datastore adds
-(`creationTimestamp`, `resourceVersion`, `uid`, ...) and `status` are accepted and dropped, so that the
-output of `calicoctl get -o yaml` applies unchanged.
+rejected by name rather than silently ignored; a field that tortie parses but does not act on yet, and
+that would change routing, is refused by `pending`. Bookkeeping metadata a Calico datastore adds
+(`creationTimestamp`, `resourceVersion`, `uid`, ...) and `status` are accepted and dropped, and the
+fields each kind keeps (`Resource.KEPT`) are written back, so that the output of `calicoctl get -o yaml`
+applies unchanged.
 """
 
 from __future__ import annotations
@@ -28,7 +30,9 @@ from proto.resources.kinds import (
     WorkloadEndpoint,
     block_affinity_name,
 )
-from proto.resources.values import Labels
+from proto.resources.meta import annotations, namespace
+from proto.resources.pending import not_yet_problems
+from proto.resources.values import Frozen, Labels
 
 _constructor = yaml.constructor.SafeConstructor()
 # libyaml's parser when PyYAML was built with it: several times faster, and its nodes carry marks too.
@@ -160,20 +164,24 @@ def _load_one(data: Any, location: SourceLocation, problems: list[Problem], warn
     fields: dict[str, Any] = {}
     if cls is BGPConfiguration:
         fields["name"] = meta.get("name", f.name, "default")
-        if fields["name"] not in ("default", f.MISSING):
-            meta.error("name", "only the cluster-wide BGPConfiguration named 'default' is supported")
     elif cls is BlockAffinity:
         fields["name"] = meta.get("name", f.name)
     else:
         fields["name"] = meta.get("name", f.name, required=True)
     fields["labels"] = meta.get("labels", f.labels, Labels())
+    fields["annotations"] = meta.get("annotations", annotations, Labels())
     if cls is WorkloadEndpoint:
-        fields["namespace"] = meta.get("namespace", f.name)
+        fields["namespace"] = meta.get("namespace", namespace)
+    elif meta.has("namespace"):
+        meta.error("namespace", f"a {cls.kind} is not namespaced (Calico's {cls.kind} is cluster-wide)")
+        meta.drop(["namespace"])
     meta.drop(IGNORED_METADATA)
     meta.finish()
     top.drop(["status"])  # observed state a Calico datastore keeps; not configuration
     spec = top.sub("spec")
-    fields.update(cls._read(spec))  # type: ignore[attr-defined]
+    spec_name = fields["name"] if isinstance(fields["name"], str) else ""
+    fields.update(cls.read_spec(spec, name=spec_name))
+    fields["kept"] = Frozen(spec.kept)
     spec.finish()
     top.finish()
     if cls is BlockAffinity and fields["name"] is None and not errors:
@@ -182,7 +190,12 @@ def _load_one(data: Any, location: SourceLocation, problems: list[Problem], warn
         _report(errors, field_warnings, location, cls.kind, name, problems, warnings)
         return None
     _report([], field_warnings, location, cls.kind, fields["name"], problems, warnings)
-    return cls(location=location, **fields)
+    resource = cls(location=location, **fields)
+    pending = not_yet_problems(resource)
+    if pending:
+        problems.extend(pending)
+        return None
+    return resource
 
 
 def _report(errors: list[FieldError], field_warnings: list[FieldError], location: SourceLocation, kind: str | None,

@@ -5,6 +5,7 @@ The resource objects are frozen: the daemons share one `ClusterModel` and swap i
 
 from __future__ import annotations
 
+import dataclasses
 import ipaddress
 from collections.abc import Iterable
 
@@ -12,6 +13,7 @@ from proto.resources.dump import dump_yaml
 from proto.resources.errors import NotFoundError, Problem, ValidationError
 from proto.resources.kinds import (
     BGPConfiguration,
+    BGPFilter,
     BGPPeer,
     BlockAffinity,
     IPPool,
@@ -19,6 +21,7 @@ from proto.resources.kinds import (
     Resource,
     WorkloadEndpoint,
 )
+from proto.resources.kinds.bgpconfig import NODE_CONFIG_PREFIX
 from proto.resources.load import load_resources
 from proto.resources.values import IPAddress, IPNetwork
 
@@ -61,14 +64,15 @@ class ClusterModel:
                 if pool.cidr.version == other.cidr.version and pool.cidr.overlaps(other.cidr):
                     problems.append(pool.problem("spec.cidr", f"{pool.cidr} overlaps IPPool {other.name} "
                                                  f"({other.cidr})"))
-        seen_addr: dict[ipaddress.IPv4Address, str] = {}
+        seen_addr: dict[IPAddress, str] = {}
         for node in self._nodes.values():
-            if node.ipv4_address is None:
-                continue
-            if node.ipv4_address.ip in seen_addr:
-                problems.append(node.problem("spec.bgp.ipv4Address", f"{node.ipv4_address.ip} is already the "
-                                             f"address of Node {seen_addr[node.ipv4_address.ip]}"))
-            seen_addr.setdefault(node.ipv4_address.ip, node.name)
+            for iface, path in ((node.ipv4_address, "spec.bgp.ipv4Address"), (node.ipv6_address, "spec.bgp.ipv6Address")):
+                if iface is None:
+                    continue
+                if iface.ip in seen_addr:
+                    problems.append(node.problem(path, f"{iface.ip} is already the address of Node "
+                                                 f"{seen_addr[iface.ip]}"))
+                seen_addr.setdefault(iface.ip, node.name)
         for i, block in enumerate(self._blocks):
             pool = self.pool_for(block.cidr.network_address)
             if pool is None:
@@ -80,6 +84,12 @@ class ClusterModel:
                 if block.cidr.version == other.cidr.version and block.cidr.overlaps(other.cidr):
                     problems.append(block.problem("spec.cidr", f"{block.cidr} is already affine to node "
                                                   f"{other.node} (BlockAffinity {other.name})"))
+        filters = {r.name for r in self.resources if isinstance(r, BGPFilter)}
+        for peer in self.resources:
+            if isinstance(peer, BGPPeer):
+                missing = [n for n in peer.filters if n not in filters]
+                if missing:
+                    problems.append(peer.problem("spec.filters", f"BGPFilter(s) not found: {', '.join(missing)}"))
         seen_if: dict[tuple[str, str], str] = {}
         for wep in self._workloads:
             key = (wep.node, wep.interface_name)
@@ -156,6 +166,29 @@ class ClusterModel:
         """The cluster's BGPConfiguration, or Calico's defaults when there is none."""
         found = self._by_key.get(("BGPConfiguration", "default"))
         return found if isinstance(found, BGPConfiguration) else BGPConfiguration()
+
+    def bgp_config_for(self, node: str | Node) -> BGPConfiguration:
+        """The settings that apply on one node: the cluster's, with `listenPort` and `logSeverityScreen`
+        from a `node.<name>` BGPConfiguration when it sets them (what Calico's confd reads per node)."""
+        name = node.name if isinstance(node, Node) else node
+        cfg = self.bgp_config
+        per_node = self._by_key.get(("BGPConfiguration", NODE_CONFIG_PREFIX + name))
+        if not isinstance(per_node, BGPConfiguration):
+            return cfg
+        changes: dict[str, object] = {}
+        if "listenPort" in per_node.explicit:
+            changes["listen_port"] = per_node.listen_port
+        if "logSeverityScreen" in per_node.explicit:
+            changes["log_severity_screen"] = per_node.log_severity_screen
+        return dataclasses.replace(cfg, **changes) if changes else cfg
+
+    def listen_port_of(self, node: str | Node) -> int:
+        """The port a node listens on, and the one its peers connect to."""
+        return self.bgp_config_for(node).listen_port
+
+    @property
+    def filters(self) -> tuple[BGPFilter, ...]:
+        return tuple(r for r in self.resources if isinstance(r, BGPFilter))
 
     def as_number_of(self, node: Node) -> int:
         return node.as_number if node.as_number is not None else self.bgp_config.as_number

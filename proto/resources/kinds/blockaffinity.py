@@ -1,4 +1,9 @@
-"""BlockAffinity: one block of a pool, affine to one node."""
+"""BlockAffinity: one block of a pool, affine to one node.
+
+Rules from Calico v3.32 api `pkg/apis/projectcalico/v3/blockaffinity.go` (state enum, `type`, `deleted`),
+libcalico-go `lib/validator/v3/validator.go` (validateBlockAffinitySpec: `deleted` cannot be true) and
+`lib/ipam/ipam.go` (an empty state is read as confirmed).
+"""
 
 from __future__ import annotations
 
@@ -10,20 +15,36 @@ from proto.resources import fields as f
 from proto.resources.kinds.base import Resource
 from proto.resources.values import IPNetwork
 
+STATES = ("confirmed", "pending", "pendingDeletion")
+
 
 def block_affinity_name(node: str, cidr: IPNetwork) -> str:
     """Calico's BlockAffinity name: node, then the block with '.', ':' and '/' turned into '-'."""
     return f"{node}-{re.sub(r'[.:/]', '-', str(cidr))}"
 
 
+def _state(value: Any) -> str:
+    if value == "":
+        return "confirmed"
+    return f.one_of(*STATES)(value)
+
+
+def _deleted(value: Any) -> bool:
+    if f.bool_or_text(value):
+        raise ValueError('spec.Deleted cannot be set to "true"')
+    return False
+
+
 @dataclass(frozen=True, kw_only=True)
 class BlockAffinity(Resource):
     kind: ClassVar[str] = "BlockAffinity"
-    aliases: ClassVar[tuple[str, ...]] = ("blockaffinity", "blockaffinities", "blockaff", "blockaffs")
+    aliases: ClassVar[tuple[str, ...]] = ("blockaffinity", "blockaffinities", "blockaff", "blockaffs",
+                                          "affinity", "affinities")
 
     node: str
     cidr: IPNetwork
     state: str = "confirmed"
+    type: str | None = None  # "host" for a node's blocks (Calico 3.32 writes it); descriptive
     deleted: bool = False
 
     @property
@@ -31,17 +52,18 @@ class BlockAffinity(Resource):
         return self.state == "confirmed" and not self.deleted
 
     @classmethod
-    def _read(cls, spec: f.FieldReader) -> dict[str, Any]:
+    def read_spec(cls, spec: f.FieldReader, name: str = "") -> dict[str, Any]:
         return {
             "node": spec.get("node", f.name, required=True),
             "cidr": spec.get("cidr", f.network, required=True),
-            "state": spec.get("state", f.one_of("confirmed", "pending", "pendingDeletion"), "confirmed"),
-            "deleted": spec.get("deleted", f.bool_or_text, False),
+            "state": spec.get("state", _state, "confirmed"),
+            "type": spec.get("type", f.string),
+            "deleted": spec.get("deleted", _deleted, False),
         }
 
     def spec_dict(self) -> dict[str, Any]:
-        # Calico writes `deleted` as a string; so do we, so that its tools read our output too.
-        return {"cidr": str(self.cidr), "deleted": "true" if self.deleted else "false", "node": self.node,
-                "state": self.state}
-
-
+        spec: dict[str, Any] = {"cidr": str(self.cidr), "deleted": self.deleted, "node": self.node,
+                                "state": self.state}
+        if self.type is not None:
+            spec["type"] = self.type
+        return spec

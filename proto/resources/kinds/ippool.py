@@ -1,4 +1,9 @@
-"""IPPool: a range of pod addresses, its block size, encapsulation and NAT."""
+"""IPPool: a range of pod addresses, its block size, encapsulation and NAT.
+
+Rules from Calico v3.32: api `pkg/apis/projectcalico/v3/ippool.go` (fields, enums, CRD rules),
+libcalico-go `lib/validator/v3/validator.go` (validateIPPoolSpec) and `lib/clientv3/ippool.go`
+(validateAndSetDefaults: block size ranges, strict masking, defaults, immutable CIDR and block size).
+"""
 
 from __future__ import annotations
 
@@ -20,6 +25,7 @@ from proto.selector import ALL, Selector
 class IPPool(Resource):
     kind: ClassVar[str] = "IPPool"
     aliases: ClassVar[tuple[str, ...]] = ("ippool", "ippools", "ipp", "ipps", "pool", "pools")
+    KEPT: ClassVar[tuple[str, ...]] = ("namespaceSelector",)
 
     cidr: IPNetwork
     block_size: int
@@ -60,37 +66,63 @@ class IPPool(Resource):
         return remote.ipv4_address.ip not in local.ipv4_address.network
 
     def blocks(self) -> Iterator[IPNetwork]:
+        if self.block_size < self.cidr.prefixlen:
+            return iter(())  # a disabled pool smaller than its block size has no blocks
         return self.cidr.subnets(new_prefix=self.block_size)
 
+    @property
+    def load_balancer(self) -> bool:
+        return "LoadBalancer" in self.allowed_uses
+
     @classmethod
-    def _read(cls, spec: f.FieldReader) -> dict[str, Any]:
-        cidr = spec.get("cidr", f.network, required=True)
+    def read_spec(cls, spec: f.FieldReader, name: str = "") -> dict[str, Any]:
+        cidr = spec.get("cidr", _pool_cidr, required=True)
         version = cidr.version if isinstance(cidr, ipaddress.IPv4Network | ipaddress.IPv6Network) else 4
-        lo, hi = BLOCK_SIZE_RANGE[version]
         out = {
             "cidr": cidr,
-            "block_size": spec.get("blockSize", f.integer(lo, hi), DEFAULT_BLOCK_SIZE[version]),
-            "ipip_mode": spec.get("ipipMode", f.one_of(*ENCAP_MODES), "Never"),
-            "vxlan_mode": spec.get("vxlanMode", f.one_of(*ENCAP_MODES), "Never"),
+            "block_size": spec.get("blockSize", _block_size(version), DEFAULT_BLOCK_SIZE[version]),
+            "ipip_mode": spec.get("ipipMode", _encap_mode, "Never"),
+            "vxlan_mode": spec.get("vxlanMode", _encap_mode, "Never"),
             "nat_outgoing": spec.get("natOutgoing", f.boolean, False),
             "disabled": spec.get("disabled", f.boolean, False),
             "disable_bgp_export": spec.get("disableBGPExport", f.boolean, False),
-            "node_selector": spec.get("nodeSelector", f.selector, ALL),
-            "allowed_uses": spec.get("allowedUses", _allowed_uses, ("Workload", "Tunnel")),
+            "node_selector": spec.get("nodeSelector", _pool_selector("nodeSelector"), ALL),
+            "allowed_uses": spec.get("allowedUses", _allowed_uses, DEFAULT_USES),
             "assignment_mode": spec.get("assignmentMode", f.one_of("Automatic", "Manual"), "Automatic"),
         }
+        has_namespace_selector = spec.has("namespaceSelector")
+        spec.keep("namespaceSelector", _pool_selector("namespaceSelector"))
         if spec.errors:
             return out
-        if cidr.prefixlen > out["block_size"]:
-            spec.error("blockSize", f"a /{out['block_size']} block does not fit in the pool {cidr}")
+        # libcalico-go clientv3 ippool.go validateAndSetDefaults, validator.go validateIPPoolSpec and the
+        # CRD's x-kubernetes-validations, in their words
+        if not out["disabled"] and cidr.prefixlen > out["block_size"]:
+            spec.error("cidr", "IP pool size is too small for use with Calico IPAM. It must be equal to or "
+                       f"greater than the block size (/{out['block_size']}).")
         for ll in LINK_LOCAL:
             if cidr.version == ll.version and cidr.overlaps(ll):
-                spec.error("cidr", f"{cidr} overlaps the link-local range {ll}")
+                spec.error("cidr", f"IP pool range overlaps with IPv{ll.version} Link Local range {ll}")
         if out["ipip_mode"] != "Never" and out["vxlan_mode"] != "Never":
-            spec.error("vxlanMode", "IPIP and VXLAN cannot both be enabled on a pool "
+            spec.error("vxlanMode", "ipipMode and vxlanMode cannot both be enabled "
                        f"(ipipMode is {out['ipip_mode']})")
         if version == 6 and out["ipip_mode"] != "Never":
             spec.error("ipipMode", "IPIP is not supported on IPv6 pools")
+        uses = out["allowed_uses"]
+        if "LoadBalancer" in uses:
+            if "Workload" in uses or "Tunnel" in uses:
+                spec.error("allowedUses", "LoadBalancer cannot be combined with Workload or Tunnel allowed uses")
+            if out["ipip_mode"] != "Never" or out["vxlan_mode"] != "Never":
+                spec.error("allowedUses", "LoadBalancer IP pool cannot have IPIP or VXLAN enabled")
+            if out["disable_bgp_export"]:
+                # validateIPPoolSpec refuses disableBGPExport: true here (its message says the opposite)
+                spec.error("disableBGPExport", "an IP Pool with AllowedUse LoadBalancer cannot set "
+                           "disableBGPExport: true")
+            if out["node_selector"].source != "all()":
+                spec.error("nodeSelector", "IP Pool with AllowedUse LoadBalancer must have node selector set "
+                           "to all()")
+        if "Tunnel" in uses and has_namespace_selector:
+            spec.error("namespaceSelector", "IP Pool with AllowedUse Tunnel cannot have namespaceSelector "
+                       "specified - tunnel IPs are not namespaced resources")
         return out
 
     def spec_dict(self) -> dict[str, Any]:
@@ -108,12 +140,67 @@ class IPPool(Resource):
         return spec
 
 
+DEFAULT_USES = ("Workload", "Tunnel")
+ALLOWED_USES = ("Workload", "Tunnel", "LoadBalancer")
+
+
+def _pool_cidr(value: Any) -> IPNetwork:
+    text = f.string(value)
+    if len(text) > 48:
+        raise ValueError("may not be longer than 48 characters")
+    if "/" not in text:
+        raise ValueError(f"IPPool CIDR must be a valid subnet: {text!r} has no prefix length")
+    try:
+        return ipaddress.ip_network(text)
+    except ValueError:
+        pass
+    try:
+        loose = ipaddress.ip_network(text, strict=False)
+    except ValueError:
+        raise ValueError(f"IPPool CIDR must be a valid subnet: {text!r} is not a CIDR like 192.168.0.0/16") from None
+    raise ValueError(f"IPPool CIDR is not strictly masked: {text!r} has host bits set; did you mean {loose}?")
+
+
+def _block_size(version: int) -> Any:
+    lo, hi = BLOCK_SIZE_RANGE[version]
+
+    def conv(value: Any) -> int:
+        size = f.integer(-2**31, 2**31 - 1)(value)
+        if size == 0:
+            return DEFAULT_BLOCK_SIZE[version]  # Calico: 0 means the default
+        if not lo <= size <= hi:
+            raise ValueError(f"IPv{version} block size must be between {lo} and {hi}")
+        return size
+    return conv
+
+
+def _encap_mode(value: Any) -> str:
+    if value == "":
+        return "Never"  # the empty string is Calico's "not set"
+    return f.one_of(*ENCAP_MODES)(value)
+
+
+def _pool_selector(key: str) -> Any:
+    def conv(value: Any) -> Selector:
+        sel = f.selector(value)
+        if "global(" in sel.source:
+            raise ValueError(f"global() selector is not valid for IPPool {key} - use all() instead")
+        return sel
+    return conv
+
+
 def _allowed_uses(value: Any) -> tuple[str, ...]:
-    if not isinstance(value, list) or not value:
-        raise ValueError(f"expected a non-empty list of Workload, Tunnel; got {f.describe(value)}")
-    uses = []
+    if not isinstance(value, list):
+        raise ValueError(f"expected a list of Workload, Tunnel, LoadBalancer; got {f.describe(value)}")
+    if not value:
+        return DEFAULT_USES  # Calico: empty means the default
+    if len(value) > 10:
+        raise ValueError("must have at most 10 items")
+    uses: list[str] = []
     for i, item in enumerate(value):
-        if item not in ("Workload", "Tunnel"):
-            raise FieldError(f"[{i}]", f"{item!r} is not one of Workload, Tunnel")
+        if item not in ALLOWED_USES:
+            raise FieldError(f"[{i}]", f"unknown use: {item!r} is not one of {', '.join(ALLOWED_USES)}")
+        if item in uses:
+            raise FieldError(f"[{i}]", f"Duplicate value: {item!r}")
         uses.append(item)
     return tuple(uses)
