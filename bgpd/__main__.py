@@ -16,6 +16,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--listen-address", action="append", default=[],
                    help="address to listen on for BGP (repeatable; default: this Node's addresses)")
     add_join_arguments(p)
+    p.add_argument("--secrets-dir", default=None,
+                   help="where BGPPeer password.secretKeyRef secrets are read: DIR/<secret name>/<key> "
+                        "(default: /etc/tortie/secrets)")
     args = p.parse_args(argv)
     return asyncio.run(BgpDaemon(args).run())
 

@@ -49,7 +49,7 @@ class Control:
         cfg = peer.cfg
         return {"address": cfg.key, "family": f"ipv{cfg.address.version}", "peer_type": cfg.peer_type,
                 "state": STATE_NAMES[peer.state], "since": peer.since, "last_error": peer.session.last_error,
-                "asn": cfg.asn, "node": cfg.node, "admin_down": peer.admin_down}
+                "asn": cfg.asn, "local_asn": cfg.local_asn, "node": cfg.node, "admin_down": peer.admin_down}
 
     def sorted_peers(self) -> list[Peer]:
         return sorted(self.speaker.peers.values(), key=lambda p: p.info.address_key)

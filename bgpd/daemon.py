@@ -28,7 +28,7 @@ from datastore import open_datastore
 from datastore.metrics import register as register_datastore_metrics
 from datastore.metrics import with_datastore
 from proto.bgp import CeaseSubcode
-from proto.resources import ClusterModel, NotFoundError, ValidationError
+from proto.resources import DEFAULT_SECRETS_DIR, ClusterModel, NotFoundError, ValidationError
 from runtime import logs
 from runtime.control import ControlServer
 from runtime.http import ManagementServer
@@ -45,6 +45,7 @@ class BgpDaemon:
         self.args = args
         self.node: str = args.node
         self.run_dir = Path(args.run_dir)
+        self.secrets_dir = Path(getattr(args, "secrets_dir", None) or DEFAULT_SECRETS_DIR)
         self.metrics = BgpMetrics()
         self.notifier = Notifier()
         self.model: ClusterModel | None = None
@@ -71,7 +72,7 @@ class BgpDaemon:
         for peer in speaker.peers.values():
             transport.peer_added(peer.transport)
         self.speaker, self.transport = speaker, transport
-        addresses = [(str(a), topo.listen_port) for a in topo.addresses]
+        addresses = [(a, topo.listen_port) for a in topo.listen_addresses]
         if self.args.listen_address:
             addresses = [(a, topo.listen_port) for a in self.args.listen_address]
         await transport.listen(addresses)
@@ -95,7 +96,7 @@ class BgpDaemon:
         speaker, transport = self.speaker, self.transport
         assert speaker is not None and transport is not None
         try:
-            topo = build(model, self.node)
+            topo = build(model, self.node, self.secrets_dir)
         except (TopologyError, NotFoundError) as exc:
             self.metrics.config_reloads.labels("invalid").inc()
             log.error("configuration not reloaded, keeping the running one: %s", exc)
@@ -180,13 +181,13 @@ class BgpDaemon:
             model = store.load()
             joined = await join_cluster(store, model, self.node, args)  # a host that joins by itself
             model = joined.model
-            topo = build(model, self.node)
+            topo = build(model, self.node, self.secrets_dir)
         except (ValidationError, NotFoundError, TopologyError, OSError) as exc:
             logs.setup(args.log_level or "info", args.log_format)
             for line in str(exc).splitlines():
                 log.error("%s", line)
             return 1
-        logs.setup(args.log_level or model.bgp_config.log_severity_screen, args.log_format)
+        logs.setup(args.log_level or model.bgp_config_for(self.node).log_severity_screen, args.log_format)
         self.model = model
         self.run_dir.mkdir(parents=True, exist_ok=True)
         marker = self.run_dir / "bgpd.running"

@@ -144,6 +144,7 @@ def max_prefix_data(family: AfiSafi, limit: int) -> bytes:
 class ImportOptions:
     accept_outside_pools: bool = False
     max_prefixes: int | None = None  # paths per family, ADD-PATH paths counted one by one
+    allow_local_as: int = 0  # BGPPeer numAllowedLocalASNumbers (BIRD `allow local as`)
 
 
 @dataclass
@@ -173,9 +174,10 @@ class ImportPolicy:
         sp = self.identity
         peer = self.peer
         if peer.ebgp:
-            for seg in attrs.as_path or ():
-                if sp.asn in seg.asns:
-                    return "as-path-loop"
+            # our AS on this session (BGPPeer localASNumber, else the node's) more often than allowed
+            seen = sum(seg.asns.count(peer.local_asn) for seg in attrs.as_path or ())
+            if seen > self.options.allow_local_as:
+                return "as-path-loop"
         loop = reflection_loop(attrs, sp.router_id, sp.cluster_id)
         if loop:
             return loop
@@ -251,11 +253,12 @@ class ExportTarget:
     rr_client: bool = False
     keep_next_hop: bool = False
     next_hop_self: tuple[tuple[AfiSafi, NextHop], ...] = ()  # our address on the session, per family
+    local_asn: int | None = None  # the AS this session uses (BGPPeer localASNumber); None: the node's
 
     @classmethod
     def of(cls, peer: PeerInfo) -> ExportTarget:
         return cls(peer.ebgp, peer.mesh, peer.rr_client, peer.keep_next_hop,
-                   tuple(sorted(peer.next_hop_self.items())))
+                   tuple(sorted(peer.next_hop_self.items())), peer.local_asn)
 
     @property
     def ibgp(self) -> bool:
@@ -309,7 +312,7 @@ class ExportPolicy:
                 return None
             out = replace(
                 attrs,
-                as_path=prepend_as(attrs.as_path, ident.asn),
+                as_path=prepend_as(attrs.as_path, target.local_asn or ident.asn),
                 next_hop=next_hop[0] if family == IPV4_UNICAST and "." in next_hop[0] else None,
                 local_pref=None,
                 med=attrs.med if src.local else None,

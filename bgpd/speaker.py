@@ -210,14 +210,15 @@ class Speaker:
         next_hop_self: dict[AfiSafi, tuple[str, ...]] = {}
         for addr in topo.addresses:
             next_hop_self.setdefault(_family_of(str(addr)), (str(addr),))
-        info = PeerInfo(str(cfg.address), str(cfg.address), cfg.asn, topo.asn, mesh=cfg.peer_type == MESH,
+        info = PeerInfo(str(cfg.address), str(cfg.address), cfg.asn, cfg.local_asn, mesh=cfg.peer_type == MESH,
                         rr_client=cfg.rr_client, node=cfg.node, keep_next_hop=cfg.keep_original_next_hop,
                         next_hop_self=next_hop_self)
-        self.rib.add_peer(info, ImportOptions(max_prefixes=cfg.max_prefixes))
+        self.rib.add_peer(info, ImportOptions(max_prefixes=cfg.max_prefixes, allow_local_as=cfg.allow_local_as))
         gr = GracefulRestartConfig(restart_time=int(cfg.restart_time), restarting=self.restarting,
                                    forwarding_preserved=frozenset(FAMILIES))
         session_cfg = SessionConfig(
-            local_as=topo.asn, peer_as=cfg.asn, router_id=str(topo.router_id), hold_time=cfg.hold_time,
+            local_as=cfg.local_asn, peer_as=cfg.asn, router_id=str(topo.router_id), hold_time=cfg.hold_time,
+            keepalive_time=cfg.keepalive_time,
             passive=cfg.passive, families=FAMILIES, graceful_restart=gr, add_path_receive=frozenset(FAMILIES),
             name=str(cfg.address), connect_retry_time=self.connect_retry_time,
         )

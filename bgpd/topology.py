@@ -3,19 +3,34 @@
 Pure: a ClusterModel and a node name in, `Topology` out. A config reload computes a new Topology
 and the speaker applies the difference (peers whose `PeerConfig` did not change keep their session).
 
-Calico semantics kept: the node-to-node mesh joins every Node except this one and except route
-reflectors (Nodes with `routeReflectorClusterID`), when `nodeToNodeMeshEnabled`; in the mesh (and on
-any Node-to-Node peering) the side with the higher address is passive, so only one connection is
-made; BGPPeer resources apply to this node by `node`, `nodeSelector` or globally, and reach other
-Nodes by `peerSelector`; a reflector's peerings to Nodes that are not reflectors are its clients.
+Calico semantics kept (confd v3.32, `pkg/backends/calico/client.go` updatePeersV1 and
+`bgp_processor.go`; the BIRD template `bird.cfg.template`):
+
+- The node-to-node mesh joins every Node except this one and except route reflectors (Nodes with
+  `routeReflectorClusterID`), when `nodeToNodeMeshEnabled` and this node is not a reflector. Mesh
+  peerings are one-way: the side whose address is lower *as text* (Go's string comparison, so
+  "10.0.0.10" < "10.0.0.9") is passive and the other connects (BIRD `passive on` when the other
+  node's address is greater).
+- BGPPeers: the global ones (no `node`/`nodeSelector`) are considered before the node-specific ones;
+  the first peering to an address wins, and explicit peerings win over the mesh. A `peerIP` peering
+  to another Node's address made by a global BGPPeer is passive by the same text rule; node-specific
+  and `peerSelector` peerings connect from both sides (collision detection keeps one).
+- Reverse peerings: a Node selected by a BGPPeer's `peerSelector`, or owning its `peerIP` (same AS,
+  same port), peers back with the Nodes that BGPPeer applies to, unless `reversePeering: Manual`.
+- `localASNumber` and `numAllowedLocalASNumbers` apply to `peerIP` peerings only (Calico does not pass
+  them to `peerSelector` peerings); everything else applies to both.
+- A route reflector's iBGP peers are its clients unless they are reflectors of the same cluster ID.
+- Ports: a `peerIP` without a port that is a Node's address (and AS) uses that Node's listen port, as
+  do mesh and `peerSelector` peerings; a `node.<name>` BGPConfiguration's `listenPort` wins.
 """
 
 from __future__ import annotations
 
 import ipaddress
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from pathlib import Path
 
-from proto.resources import BGPPeer, ClusterModel, Node
+from proto.resources import DEFAULT_SECRETS_DIR, BGPFilter, BGPPeer, ClusterModel, Node, Password
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
@@ -27,14 +42,14 @@ MESH, GLOBAL, NODE_SPECIFIC, RR_CLIENT = (
     "route reflector client",
 )
 DEFAULT_RESTART_TIME = 120.0  # seconds, Calico's BIRD `graceful restart time`
-DEFAULT_HOLD_TIME = 90  # seconds; BIRD's default: keepalive 30
+DEFAULT_HOLD_TIME = 90  # seconds; keepalive a third of it unless keepaliveTime says otherwise
 
 
 @dataclass(frozen=True)
 class PeerConfig:
     address: IPAddress
     asn: int
-    local_asn: int
+    local_asn: int  # the AS this session uses: BGPPeer localASNumber, else the node's
     peer_type: str  # MESH, GLOBAL, NODE_SPECIFIC, RR_CLIENT (the PEER TYPE column of node status)
     port: int = 179
     node: str | None = None  # the remote Node's name when the peer is a cluster Node
@@ -44,9 +59,15 @@ class PeerConfig:
     keep_original_next_hop: bool = False
     restart_time: float = DEFAULT_RESTART_TIME
     hold_time: int = DEFAULT_HOLD_TIME
-    ttl_security: int | None = None
+    keepalive_time: float | None = None  # seconds; None: a third of the negotiated hold time
+    ttl_security: int | None = None  # GTSM hops; None: off
+    allow_local_as: int = 0  # numAllowedLocalASNumbers: how often our AS may appear in a received path
     source_address: IPAddress | None = None
     max_prefixes: int | None = None
+    # parsed and carried, not acted on yet (proto/resources/pending.py refuses them)
+    next_hop_mode: str | None = None
+    reachable_by: IPAddress | None = None
+    filters: tuple[BGPFilter, ...] = field(default=())
     source: str = ""  # which resource made this peering (for logs and `bgp neighbors`)
 
     @property
@@ -68,152 +89,174 @@ class Topology:
     addresses: tuple[IPAddress, ...]
     peers: dict[str, PeerConfig]
     originate: tuple[IPNetwork, ...]  # this node's blocks to advertise
+    bind_mode: str | None = None  # BGPConfiguration bindMode; None and NodeIP bind the node's addresses
 
     @property
     def is_route_reflector(self) -> bool:
         return self.cluster_id is not None
+
+    @property
+    def listen_addresses(self) -> tuple[str, ...]:
+        """Where to listen: the node's addresses (bindMode NodeIP, and tortie's default), or every
+        address (bindMode None)."""
+        if self.bind_mode == "None":
+            return ("0.0.0.0", "::") if any(a.version == 6 for a in self.addresses) else ("0.0.0.0",)
+        return tuple(str(a) for a in self.addresses)
 
 
 class TopologyError(ValueError):
     pass
 
 
-def _read_password(peer_password: object) -> str | None:
-    if peer_password is None:
+def _read_password(password: Password | None, secrets_dir: Path) -> str | None:
+    if password is None:
         return None
     try:
-        return peer_password.read()  # type: ignore[attr-defined,no-any-return]
+        return password.read(secrets_dir)
     except OSError as exc:
-        raise TopologyError(f"cannot read BGP password: {exc}") from exc
+        where = password.path(secrets_dir)
+        raise TopologyError(f"cannot read BGP password from {where}: {exc.strerror or exc}") from exc
 
 
 def _node_addresses(node: Node) -> list[IPAddress]:
     return [i.ip for i in (node.ipv4_address, node.ipv6_address) if i is not None]
 
 
-def build(model: ClusterModel, node_name: str) -> Topology:
+def _seconds(value: float | None) -> float | None:
+    # confd passes whole seconds to BIRD (math.Round)
+    return None if value is None else float(round(value))
+
+
+def build(model: ClusterModel, node_name: str, secrets_dir: Path = DEFAULT_SECRETS_DIR) -> Topology:
     me = model.node(node_name)
     if me.ipv4_address is None:
         raise TopologyError(f"Node {node_name} has no spec.bgp.ipv4Address: it is the BGP router id")
-    cfg = model.bgp_config
+    cfg = model.bgp_config_for(me)
     my_asn = model.as_number_of(me)
     mine = _node_addresses(me)
-    mesh_password = _read_password(cfg.node_mesh_password)
-    mesh_restart = cfg.node_mesh_max_restart_time or DEFAULT_RESTART_TIME
     peers: dict[str, PeerConfig] = {}
 
     def my_address(version: int) -> IPAddress | None:
         return next((a for a in mine if a.version == version), None)
 
-    def node_peers(
-        other: Node,
-        peer_type: str,
-        *,
-        password: str | None,
-        restart: float,
-        from_peer: BGPPeer | None,
-        source: str,
-    ) -> None:
+    def rr_client_of(asn: int, local_asn: int, other: Node | None) -> bool:
+        # bgp_processor.go: an iBGP peer of a reflector is its client unless it is a reflector of the same
+        # cluster; a peerIP peering carries no cluster ID, so every iBGP peerIP peer of a reflector is one
+        if not me.is_route_reflector or asn != local_asn:
+            return False
+        return other is None or other.route_reflector_cluster_id != me.route_reflector_cluster_id
+
+    def options(bp: BGPPeer) -> dict[str, object]:
+        """What setPeerConfigFieldsFromV3Resource and the TTL/filter/next-hop fields give every peering."""
+        return {
+            "password": _read_password(bp.password, secrets_dir),
+            "restart_time": _seconds(bp.max_restart_time) or DEFAULT_RESTART_TIME,
+            "keepalive_time": _seconds(bp.keepalive_time),
+            "ttl_security": bp.ttl_security or None,
+            "keep_original_next_hop": bp.keep_original_next_hop,
+            "next_hop_mode": bp.next_hop_mode,
+            "reachable_by": bp.reachable_by,
+            "filters": tuple(f for name in bp.filters for f in model.filters if f.name == name),
+            "max_prefixes": bp.max_prefixes,
+        }
+
+    def add(cfg_peer: PeerConfig) -> None:
+        if cfg_peer.address in mine:
+            return  # never peer with ourselves
+        peers.setdefault(cfg_peer.key, cfg_peer)
+
+    def node_peerings(other: Node, bp: BGPPeer, peer_type: str, families: tuple[int, ...]) -> None:
+        """Peerings to another Node's addresses (peerSelector and reverse peerings)."""
         for addr in _node_addresses(other):
             local = my_address(addr.version)
-            if local is None:
+            if addr.version not in families or local is None:
                 continue
-            rr_client = me.is_route_reflector and not other.is_route_reflector
-            cfg_peer = PeerConfig(
-                address=addr,
-                asn=model.as_number_of(other),
-                local_asn=my_asn,
-                peer_type=RR_CLIENT if rr_client else peer_type,
-                node=other.name,
-                password=password,
-                passive=int(local) > int(addr),
-                rr_client=rr_client,
-                restart_time=restart,
-                port=cfg.listen_port,
-                source_address=local,
-                source=source,
-                **_peer_options(from_peer),
-            )
-            peers.setdefault(cfg_peer.key, cfg_peer)
+            asn = model.as_number_of(other)
+            rr = rr_client_of(asn, my_asn, other)
+            add(PeerConfig(
+                address=addr, asn=asn, local_asn=my_asn, peer_type=RR_CLIENT if rr else peer_type,
+                port=model.listen_port_of(other), node=other.name, rr_client=rr,
+                source_address=local if bp.source_address == "UseNodeIP" else None,
+                source=f"BGPPeer {bp.name}", **options(bp),  # type: ignore[arg-type]
+            ))
 
-    # Explicit BGPPeers first: a peering someone configured wins over the mesh's default one.
-    for bp in model.peers_for(me):
-        peer_type = NODE_SPECIFIC if (bp.node is not None or bp.node_selector is not None) else GLOBAL
-        password = _read_password(bp.password)
-        restart = bp.max_restart_time or DEFAULT_RESTART_TIME
+    def node_owning(address: IPAddress, asn: int | None, port: int | None) -> Node | None:
+        """The Node a peerIP is (nodesWithIPPortAndAS: same address, same AS, same port if given)."""
+        for n in model.nodes:
+            if address in _node_addresses(n) and (asn is None or model.as_number_of(n) == asn) and (
+                    port is None or model.listen_port_of(n) == port):
+                return n
+        return None
+
+    # Explicit BGPPeers first (global ones, then node-specific), then reverse peerings, then the mesh.
+    mine_bgp_peers = model.peers_for(me)
+    for bp in sorted(mine_bgp_peers, key=lambda b: not b.global_peer):
+        peer_type = GLOBAL if bp.global_peer else NODE_SPECIFIC
         if bp.peer_selector is not None:
             for other in model.nodes:
                 if other.name != me.name and bp.selects_peer(other):
-                    node_peers(
-                        other,
-                        peer_type,
-                        password=password,
-                        restart=restart,
-                        from_peer=bp,
-                        source=f"BGPPeer {bp.name}",
-                    )
+                    node_peerings(other, bp, peer_type, (4, 6))
             continue
-        assert bp.peer_ip is not None and bp.as_number is not None  # validated by the resource
-        if bp.peer_ip in mine:
-            continue  # a global peer list naming this node itself
-        remote = next((n for n in model.nodes if bp.peer_ip in _node_addresses(n)), None)
+        if bp.peer_ip is None or bp.as_number is None:
+            continue  # localWorkloadSelector peerings: refused until implemented
+        remote = node_owning(bp.peer_ip, bp.as_number, bp.peer_port)
         local = my_address(bp.peer_ip.version)
-        source_address = local if bp.source_address == "UseNodeIP" else None
-        rr_client = (
-            me.is_route_reflector
-            and remote is not None
-            and not remote.is_route_reflector
-            and bp.as_number == my_asn
-        )
-        peers.setdefault(
-            str(bp.peer_ip),
-            PeerConfig(
-                address=bp.peer_ip,
-                asn=bp.as_number,
-                local_asn=my_asn,
-                peer_type=RR_CLIENT if rr_client else peer_type,
-                port=bp.peer_port or 179,
-                node=remote.name if remote else None,
-                password=password,
-                passive=remote is not None and local is not None and int(local) > int(bp.peer_ip),
-                rr_client=rr_client,
-                restart_time=restart,
-                source_address=source_address,
-                source=f"BGPPeer {bp.name}",
-                **_peer_options(bp),
-            ),
-        )
+        local_asn = bp.local_as_number or my_asn
+        rr = rr_client_of(bp.as_number, local_asn, None)
+        calico_node = any(bp.peer_ip in _node_addresses(n) for n in model.nodes)
+        add(PeerConfig(
+            address=bp.peer_ip, asn=bp.as_number, local_asn=local_asn,
+            peer_type=RR_CLIENT if rr else peer_type,
+            port=bp.peer_port or (model.listen_port_of(remote) if remote is not None else 179),
+            node=remote.name if remote is not None else None, rr_client=rr,
+            passive=bp.global_peer and calico_node and local is not None and str(bp.peer_ip) > str(local),
+            allow_local_as=max(bp.num_allowed_local_as_numbers or 0, 0),
+            source_address=local if bp.source_address == "UseNodeIP" else None,
+            source=f"BGPPeer {bp.name}", **options(bp),  # type: ignore[arg-type]
+        ))
 
-    # peerSelector peerings are symmetric, as in Calico: a Node selected by a BGPPeer's peerSelector
-    # also peers with every Node that BGPPeer applies to (this is how reflectors learn their clients).
+    # Reverse peerings: this node is the remote end of a BGPPeer applied elsewhere.
     for bp in model.peers:
-        if bp.peer_selector is None or not bp.selects_peer(me):
+        if bp.reverse_peering == "Manual" or bp.local_workload_selector is not None:
             continue
-        peer_type = NODE_SPECIFIC if (bp.node is not None or bp.node_selector is not None) else GLOBAL
+        if bp.peer_selector is not None:
+            if not bp.selects_peer(me):
+                continue
+            families: tuple[int, ...] = (4, 6)
+        elif bp.peer_ip is not None and bp.as_number is not None:
+            if node_owning(bp.peer_ip, bp.as_number, bp.peer_port) is not me:
+                continue
+            families = (bp.peer_ip.version,)
+        else:
+            continue
         for other in model.nodes:
             if other.name != me.name and bp.applies_to(other):
-                node_peers(other, peer_type, password=_read_password(bp.password),
-                           restart=bp.max_restart_time or DEFAULT_RESTART_TIME, from_peer=bp,
-                           source=f"BGPPeer {bp.name}")
+                node_peerings(other, bp, NODE_SPECIFIC, families)
 
-    if cfg.node_to_node_mesh_enabled and not me.is_route_reflector:
+    if model.bgp_config.node_to_node_mesh_enabled and not me.is_route_reflector:
+        mesh = model.bgp_config
+        password = _read_password(mesh.node_mesh_password, secrets_dir)
+        restart = _seconds(mesh.node_mesh_max_restart_time) or DEFAULT_RESTART_TIME
         for other in model.nodes:
             if other.name == me.name or other.is_route_reflector:
                 continue
-            node_peers(
-                other,
-                MESH,
-                password=mesh_password,
-                restart=mesh_restart,
-                from_peer=None,
-                source="node-to-node mesh",
-            )
+            for addr in _node_addresses(other):
+                local = my_address(addr.version)
+                if local is None:
+                    continue
+                add(PeerConfig(
+                    address=addr, asn=model.as_number_of(other), local_asn=my_asn, peer_type=MESH,
+                    port=model.listen_port_of(other), node=other.name, password=password,
+                    passive=str(addr) > str(local), restart_time=restart, source_address=local,
+                    source="node-to-node mesh",
+                ))
 
     originate = []
     for block in model.blocks_for(me):
         pool = model.pool_for(block.cidr)
         # Blocks of disabled pools stay exported, as in Calico: `disabled` stops new allocations only,
-        # and the workloads already in those blocks still need their routes.
+        # and the workloads already in those blocks still need their routes. allowedUses Workload and
+        # Tunnel both need the block's route; LoadBalancer pools are refused until implemented.
         if pool is not None and not pool.disable_bgp_export:
             originate.append(block.cidr)
     return Topology(
@@ -225,21 +268,8 @@ def build(model: ClusterModel, node_name: str) -> Topology:
         addresses=tuple(mine),
         peers=peers,
         originate=tuple(sorted(originate, key=lambda n: (n.version, int(n.network_address)))),
+        bind_mode=model.bgp_config.bind_mode,
     )
-
-
-def _peer_options(bp: BGPPeer | None) -> dict[str, object]:
-    if bp is None:
-        return {}
-    out: dict[str, object] = {
-        "keep_original_next_hop": bp.keep_original_next_hop,
-        "ttl_security": bp.ttl_security,
-        "max_prefixes": bp.max_prefixes,
-    }
-    if bp.keepalive_time:
-        # BIRD and Calico: hold time is three keepalive intervals
-        out["hold_time"] = max(3, int(bp.keepalive_time * 3))
-    return out
 
 
 @dataclass(frozen=True)
@@ -248,15 +278,16 @@ class TopologyDiff:
     removed: tuple[PeerConfig, ...]
     changed: tuple[tuple[PeerConfig, PeerConfig], ...]  # (old, new): the session restarts
     originate_changed: bool
-    identity_changed: bool  # AS, router id, cluster id or port: every session restarts
+    identity_changed: bool  # AS, router id, cluster id, port or listen addresses: every session restarts
 
 
 def diff(old: Topology, new: Topology) -> TopologyDiff:
-    identity = (old.asn, old.router_id, old.cluster_id, old.listen_port) != (
+    identity = (old.asn, old.router_id, old.cluster_id, old.listen_port, old.listen_addresses) != (
         new.asn,
         new.router_id,
         new.cluster_id,
         new.listen_port,
+        new.listen_addresses,
     )
     return TopologyDiff(
         added=tuple(p for k, p in new.peers.items() if k not in old.peers),

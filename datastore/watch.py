@@ -51,6 +51,7 @@ class Watch:
         self._events: queue.Queue[WatchEvent] = queue.Queue()
         self._callbacks: list[Callable[[WatchEvent], None]] = []
         self._lock = threading.Lock()
+        self._reported: set[tuple[str | None, str | None, str, str]] = set()  # warnings already logged
         self._closed = threading.Event()
         self._wake_r, self._wake_w = os.pipe()
         self._inotify: inotify.Inotify | None = None
@@ -190,10 +191,13 @@ class Watch:
                 log.exception("watch callback failed")
         return event
 
-    @staticmethod
-    def _report_warnings(model: ClusterModel) -> None:
+    def _report_warnings(self, model: ClusterModel) -> None:
+        # once per resource and field: a reload of an unchanged resource does not repeat its warning
         for warning in model.warnings:
-            log.warning("%s", warning)
+            key = (warning.kind, warning.name, warning.path, warning.message)
+            if key not in self._reported:
+                log.warning("%s", warning)
+                self._reported.add(key)
 
 
 def _digest(text: str | None) -> bytes | None:

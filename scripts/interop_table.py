@@ -21,7 +21,8 @@ DAEMON_NAMES = {"bird16": "BIRD 1.6.8", "bird2": "BIRD 2.0.12", "gobgp": "GoBGP 
 # the order of issue 8's list, then anything else alphabetically
 ORDER = ("ibgp-mesh", "ebgp-tor", "ebgp-tor-4octet", "md5-match", "md5-mismatch", "refresh-tortie-asks",
          "refresh-daemon-asks", "shutdown-tortie-to-daemon", "shutdown-daemon-to-tortie", "max-prefixes",
-         "rr-tortie-reflects", "rr-daemon-reflects", "gr-tortie-restarts", "gr-daemon-restarts", "scale-100k")
+         "rr-tortie-reflects", "rr-daemon-reflects", "gr-tortie-restarts", "gr-daemon-restarts", "scale-100k",
+         "bgppeer-local-as", "bgppeer-allow-local-as", "bgppeer-ttl-security", "bgppeer-keepalive-time")
 WHAT = {
     "ibgp-mesh": "daemon as a node-to-node mesh Node (IPv4 + IPv6 sessions): Established, capabilities on both "
                  "sides (4-octet AS, route refresh, GR, ADD-PATH, family), blocks and withdrawals both ways",
@@ -39,6 +40,14 @@ WHAT = {
     "gr-tortie-restarts": "kill -9 tortie-bgpd: the daemon keeps its routes throughout; stale cleanup after EoR",
     "gr-daemon-restarts": "kill -9 the daemon: tortie keeps its routes stale; fresh again after EoR",
     "scale-100k": "the daemon sends 100,000 routes: tortie holds all, status answers < 1 s, stays Established",
+    "bgppeer-local-as": "BGPPeer localASNumber 65100 (node AS 64512): the daemon peers with AS 65100 and sees "
+                        "AS_PATH [65100]",
+    "bgppeer-allow-local-as": "a route with 65100 in its path: refused as a loop, accepted with "
+                              "numAllowedLocalASNumbers: 1",
+    "bgppeer-ttl-security": "ttlSecurity (GTSM) both ways: up with GTSM on both; the kernel's TCPMinTTLDrop counts "
+                            "drops on the GTSM side when only one side uses it",
+    "bgppeer-keepalive-time": "keepaliveTime 2s: the daemon counts tortie's KEEPALIVEs every ~2 s; hold time "
+                              "stays 90",
 }
 DATA_RE = re.compile(r"<!-- interop-data\n(.*?)\n-->", re.S)
 SYMBOL = {"pass": "pass", "FAIL": "**FAIL**", "ERROR": "**ERROR**", "skip": "skip"}

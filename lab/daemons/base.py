@@ -43,6 +43,7 @@ class Neighbor:
     multihop: bool = False
     extended_next_hop: bool = False  # RFC 8950 IPv4 NLRI with IPv6 next hop (BIRD 2, FRR)
     four_octet_as: bool = True  # False: offer no 4-octet AS capability (BIRD only: `enable as4 off`)
+    ttl_security: int | None = None  # GTSM with this many hops (BIRD 2, FRR)
 
     @property
     def ident(self) -> str:
@@ -59,6 +60,7 @@ class Route:
     ext_communities: tuple[tuple[str, int, int], ...] = ()  # ("rt" | "ro", global admin AS, local)
     med: int | None = None
     local_pref: int | None = None
+    as_path_prepend: tuple[int, ...] = ()  # prepended on export, before the sender's own AS (BIRD, FRR)
 
     @property
     def family(self) -> str:

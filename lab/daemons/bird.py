@@ -31,6 +31,8 @@ def _bird_attr_statements(route: Route) -> list[str]:
         out.append(f"bgp_med = {route.med};")
     if route.local_pref is not None:
         out.append(f"bgp_local_pref = {route.local_pref};")
+    for asn in reversed(route.as_path_prepend):
+        out.append(f"bgp_path.prepend({asn});")
     return out
 
 
@@ -167,6 +169,10 @@ class _Bird(Daemon):
             lines.append("  multihop;")
         if not n.four_octet_as:
             lines.append("  enable as4 off;")
+        if n.ttl_security is not None:
+            lines.append("  ttl security on;")
+            if n.ttl_security > 1:
+                lines.append(f"  multihop {n.ttl_security};")
         return lines
 
 

@@ -57,6 +57,8 @@ class Frr(Daemon):
             lines.append(f" set metric {r.med}")
         if r.local_pref is not None:
             lines.append(f" set local-preference {r.local_pref}")
+        if r.as_path_prepend:
+            lines.append(" set as-path prepend " + " ".join(str(a) for a in r.as_path_prepend))
         lines.append("exit")
         return lines
 
@@ -98,6 +100,8 @@ class Frr(Daemon):
                 c.append(f" neighbor {n.address} ebgp-multihop")
             if n.extended_next_hop:
                 c.append(f" neighbor {n.address} capability extended-nexthop")
+            if n.ttl_security is not None:
+                c.append(f" neighbor {n.address} ttl-security hops {n.ttl_security}")
         for fam in ("ipv4", "ipv6"):
             c.append(f" address-family {fam} unicast")
             for r in self.routes:

@@ -57,7 +57,7 @@ PAIRS = {
     "bird2-gobgp-ibgp": ("bird2", "gobgp", 65000, 65000, ("ipv4", "ipv6"),
                          {"add_path": "both", "graceful_restart": True}),
     "frr-bird2-ebgp-4octet": ("frr", "bird2", 4200000001, 65000, ("ipv4", "ipv6"), {"graceful_restart": True}),
-    # Calico's profile: ADD-PATH, graceful restart, TCP MD5, passive on the higher address
+    # Calico's profile: ADD-PATH, graceful restart, TCP MD5, one side passive
     "bird16-bird2-calico": ("bird16", "bird2", 64512, 64512, ("ipv4",),
                             {"add_path": "both", "graceful_restart": True, "password": "calico-md5"}),
     "gobgp-frr-ebgp": ("gobgp", "frr", 65001, 65002, ("ipv4", "ipv6"), {}),

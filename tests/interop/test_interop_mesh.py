@@ -1,7 +1,8 @@
 """Scenario: the daemon as a member of tortie's node-to-node mesh (iBGP, AS 64512).
 
-The daemon is a Node of the cluster file (10.77.0.10, fd77::a), so tortie (node t1, the lower
-address) connects and the daemon listens, as Calico's BIRD does (`passive on` for the higher address).
+The daemon is a Node of the cluster file (10.77.0.10, fd77::a). Calico's BIRD template sets `passive on`
+towards a node whose address is greater *as text*; "10.77.0.1" < "10.77.0.10" and "fd77::1" < "fd77::a",
+so tortie (node t1) waits and the daemon connects, as a Calico node with those addresses would.
 One session per address family, as Calico runs them (BIRD 1.6 in two processes, bird and bird6).
 Checked: Established, the negotiated capabilities on both sides, blocks both ways, withdrawals both
 ways.
@@ -49,7 +50,7 @@ def mesh_cluster(extra_block: bool) -> str:
 
 def start_daemons(kind: str, fabric: Fabric, work: Path) -> list[Daemon]:
     """The daemon's side of both sessions; BIRD 1.6 needs bird for IPv4 and bird6 for IPv6."""
-    calico = {"passive": True, "add_path": "both", "graceful_restart": True}
+    calico = {"passive": False, "add_path": "both", "graceful_restart": True}
     n4 = Neighbor(v4(1), 64512, families=("ipv4",), **calico)  # type: ignore[arg-type]
     n6 = Neighbor(v6(1), 64512, families=("ipv6",), **calico)  # type: ignore[arg-type]
     routes = [Route(D_BLOCK4), Route(D_BLOCK6)]
@@ -111,8 +112,10 @@ def test_mesh_member(kind: str, fabric: Fabric, work: Path) -> None:
     tortie = Tortie(fabric, "t1", "t1", cfg, work)
     daemons: list[Daemon] = []
     try:
-        daemons = start_daemons(kind, fabric, work)
+        # tortie first: it is the passive side here, so the daemon's first connection finds it listening
+        # (a refused first attempt would leave the daemon waiting out its 120 s connect-retry timer)
         tortie.start()
+        daemons = start_daemons(kind, fabric, work)
         with both_views(tortie, *daemons):
             for addr, family in ((v4(10), "ipv4"), (v6(10), "ipv6")):
                 tortie.wait_state(addr, timeout=60)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import ipaddress
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,8 +27,10 @@ from tests.kernel.bgpd_support import (
 POOL = "10.200.0.0/16"
 NODES = [
     NodeSpec("a", "10.77.0.1", ["10.200.0.0/26"]),
-    NodeSpec("b", "10.77.0.2", ["10.200.0.64/26"]),
-    NodeSpec("c", "10.77.0.3", ["10.200.0.128/26"]),
+    # .9 and .10: the text order ("10.77.0.10" < "10.77.0.9") differs from the numeric one, and Calico
+    # decides the mesh's direction by the text order
+    NodeSpec("b", "10.77.0.9", ["10.200.0.64/26"]),
+    NodeSpec("c", "10.77.0.10", ["10.200.0.128/26"]),
 ]
 
 
@@ -105,7 +106,8 @@ def test_status_shows_every_mesh_peer_established(mesh: Mesh) -> None:
             assert p["peer_type"] == "node-to-node mesh"
 
 
-def test_one_tcp_connection_per_pair_with_the_higher_address_passive(mesh: Mesh) -> None:
+def test_one_tcp_connection_per_pair_the_lower_address_as_text_passive(mesh: Mesh) -> None:
+    """Calico's BIRD template: `passive on` when the other node's address is greater as a string."""
     for node in mesh.nodes:
         conns = ss_established(mesh.hosts[node.name].ns)
         by_peer: dict[str, list[tuple[str, str]]] = {}
@@ -115,9 +117,9 @@ def test_one_tcp_connection_per_pair_with_the_higher_address_passive(mesh: Mesh)
         for peer_addr, pairs in by_peer.items():
             assert len(pairs) == 1, f"{node.name} has {len(pairs)} connections with {peer_addr}: {pairs}"
             local, peer = pairs[0]
-            i_am_higher = ipaddress.ip_address(node.address) > ipaddress.ip_address(peer_addr)
-            # the passive (higher) side accepted: its local port is 179, the active side's is ephemeral
-            if i_am_higher:
+            i_am_passive = peer_addr > node.address  # text order, as Go compares the strings
+            # the passive side accepted: its local port is 179, the active side's is ephemeral
+            if i_am_passive:
                 assert local.endswith(":179") and not peer.endswith(":179"), pairs
             else:
                 assert peer.endswith(":179") and not local.endswith(":179"), pairs

@@ -426,6 +426,11 @@ def test_peer_rules(spec: str, message: str | None) -> None:
         assert message in errors(peer(spec))
 
 
+def test_peer_selector_ignores_local_as_with_a_warning() -> None:
+    model = ok(peer("peerSelector: has(rr)\nlocalASNumber: 65100"))
+    assert "spec.localASNumber: has no effect on peerSelector peerings" in str(model.warnings[0])
+
+
 # --- BGPFilter ------------------------------------------------------------------------------------
 
 FULL_FILTER = """\

@@ -214,3 +214,17 @@ def test_inotify_binding(tmp_path: Path) -> None:
 def test_open_datastore_is_a_file_store(tmp_path: Path) -> None:
     store = open_datastore(tmp_path / "c.yaml")
     assert isinstance(store, FileDatastore) and store.name == str(tmp_path / "c.yaml")
+
+
+def test_watch_warns_once_per_resource_and_field(seeded: FileDatastore, caplog: pytest.LogCaptureFixture) -> None:
+    """A Node address without its prefix length warns when it appears, not again on every reload."""
+    import logging
+
+    caplog.set_level(logging.WARNING, logger="tortie.datastore")
+    with seeded.watch(poll_interval=0.02) as watch:
+        seeded.apply([node("worker-4", "10.30.1.67/32")])
+        assert watch.get(timeout=WAIT).ok
+        seeded.apply([node("worker-5", "10.30.1.68/24")])
+        assert watch.get(timeout=WAIT).ok
+    warned = [r.getMessage() for r in caplog.records if "worker-4" in r.getMessage()]
+    assert len(warned) == 1 and "spec.bgp.ipv4Address: 10.30.1.67/32 is a /32" in warned[0]

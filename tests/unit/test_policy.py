@@ -368,3 +368,42 @@ def test_unknown_attributes_passed_on_with_partial_bit() -> None:
         assert out is not None
         # optional transitive: kept, now Partial; optional non-transitive: not passed on
         assert out.attrs.unknown == (UnknownAttribute(0xE0, 99, b"\x01\x02"),)
+
+
+# ---------------------------------------------------------------- per-peer local AS (BGPPeer localASNumber)
+
+
+def test_export_prepends_the_sessions_local_as() -> None:
+    """BIRD `local as`: towards a peer with its own local AS, that AS is the one prepended."""
+    hops = {V4: ("10.0.0.1",), V6: ("fd00::1",)}
+    tor = PeerInfo("tor-local", "10.0.0.240", 65001, 65100, "10.0.0.240", next_hop_self=hops)
+    assert tor.ebgp
+    local = PeerInfo.local_source(AS, "10.0.0.1")
+    own = path(local, PathAttributes(origin=0, as_path=(), local_pref=100), ())
+    out = ExportPolicy(ME, POOLS).advert(own, tor, V4)
+    assert out is not None and out.attrs.as_path == (AsPathSegment(SEQ, (65100,)),)
+
+
+def test_peer_in_our_own_as_through_a_local_as_is_ebgp() -> None:
+    """A peer in the node's AS reached with a different localASNumber is an eBGP session."""
+    info = PeerInfo("x", "10.0.0.241", AS, 65100, "10.0.0.241")
+    assert info.ebgp
+
+
+@pytest.mark.parametrize(("allowed", "path_asns", "loop"), [
+    (0, (65001, 65100), True),
+    (1, (65001, 65100), False),
+    (1, (65001, 65100, 65100), True),
+    (2, (65100, 65001, 65100), False),
+    (0, (65001, AS), False),  # the node's AS is not this session's AS
+])
+def test_num_allowed_local_as_numbers(allowed: int, path_asns: tuple[int, ...], loop: bool) -> None:
+    """BIRD `allow local as N`: this session's local AS may appear N times; N+1 is a loop."""
+    tor = PeerInfo("tor-local", "10.0.0.240", 65001, 65100, "10.0.0.240",
+                   next_hop_self={V4: ("10.0.0.1",)})
+    rib = Rib(ME, POOLS)
+    rib.add_peer(tor, ImportOptions(allow_local_as=allowed))
+    attrs = ebgp_attrs(as_path=(AsPathSegment(SEQ, path_asns),))
+    rib.receive_update(tor, Update(attributes=attrs, nlri=[pfx("192.168.1.0/26")]))
+    assert (len(rib.loc[V4]) == 0) is loop
+    assert rib.peers[tor].policy.rejected == ({"as-path-loop": 1} if loop else {})

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import textwrap
 from ipaddress import ip_address, ip_network
 from pathlib import Path
 
@@ -41,11 +42,14 @@ def test_full_mesh_of_the_article() -> None:
     assert sorted(topo.peers) == ["10.30.0.206", "10.30.0.56", "10.30.1.66"]
     assert {p.peer_type for p in topo.peers.values()} == {MESH}
     assert all(not p.ebgp for p in topo.peers.values())
-    # the higher address waits for the lower one to connect
-    assert topo.peers["10.30.0.206"].passive is False  # 10.30.0.10 < 10.30.0.206
+    # Calico's BIRD template: `passive on` when the other node's address is greater as text
+    assert topo.peers["10.30.0.206"].passive is True  # "10.30.0.206" > "10.30.0.10"
+    assert topo.peers["10.30.0.56"].passive is True
     w1 = build(load_model(seed()), "worker-1")
-    assert w1.peers["10.30.0.10"].passive is True
-    assert w1.peers["10.30.1.66"].passive is False
+    assert w1.peers["10.30.0.10"].passive is False
+    assert w1.peers["10.30.1.66"].passive is True
+    w2 = build(load_model(seed()), "worker-2")  # 10.30.0.56: greater than "10.30.0.206" as text, not as a number
+    assert w2.peers["10.30.0.206"].passive is False and w1.peers["10.30.0.56"].passive is True
     assert w1.originate == (ip_network("192.168.226.64/26"),)
     assert topo.originate == ()
 
@@ -68,8 +72,9 @@ def test_node_specific_peer_with_options(tmp_path: Path) -> None:
             f"  keepaliveTime: 10s\n  ttlSecurity: 1\n  maxPrefixes: 1000\n  maxRestartTime: 30s\n")
     w1 = build(load_model(seed(peer)), "worker-1")
     p = w1.peers["10.30.0.1"]
-    assert (p.peer_type, p.port, p.password, p.keep_original_next_hop, p.hold_time, p.ttl_security,
-            p.max_prefixes, p.restart_time) == (NODE_SPECIFIC, 1179, "s3cret", True, 30, 1, 1000, 30.0)
+    assert (p.peer_type, p.port, p.password, p.keep_original_next_hop, p.hold_time, p.keepalive_time,
+            p.ttl_security, p.max_prefixes, p.restart_time) == (NODE_SPECIFIC, 1179, "s3cret", True, 90, 10.0, 1, 1000,
+                                                                30.0)
     assert "10.30.0.1" not in build(load_model(seed(peer)), "worker-2").peers
 
 
@@ -96,7 +101,7 @@ def test_route_reflectors_and_clients() -> None:
     w1 = build(model, "worker-1")
     assert sorted(w1.peers) == ["10.30.0.2", "10.30.0.3"]  # only the reflectors, no mesh
     assert not any(p.rr_client for p in w1.peers.values())
-    assert w1.peers["10.30.0.2"].passive  # 10.30.0.206 > 10.30.0.2
+    assert not any(p.passive for p in w1.peers.values())  # peerSelector peerings connect from both sides
 
 
 def test_reflectors_stay_out_of_the_mesh() -> None:
@@ -134,3 +139,157 @@ def test_node_without_address_is_an_error() -> None:
     text = seed(f"{HEAD}kind: Node\nmetadata: {{name: bare}}\nspec: {{}}\n")
     with pytest.raises(TopologyError, match="ipv4Address"):
         build(load_model(text), "bare")
+
+
+# --- per-peer options and Calico's peering rules (confd client.go / bgp_processor.go) ---------------
+
+def peer_doc(name: str, spec: str) -> str:
+    body = "".join(f"  {line}\n" for line in textwrap.dedent(spec).strip().splitlines())
+    return f"{HEAD}kind: BGPPeer\nmetadata: {{name: {name}}}\nspec:\n{body}"
+
+
+def cfg_doc(spec: str, name: str = "default") -> str:
+    body = "".join(f"  {line}\n" for line in spec.strip().splitlines())
+    return f"{HEAD}kind: BGPConfiguration\nmetadata: {{name: {name}}}\nspec:\n{body}"
+
+
+def test_per_peer_local_as_and_session_options() -> None:
+    tor = peer_doc("tor", """
+        peerIP: 10.30.0.1
+        asNumber: 65001
+        localASNumber: 65100
+        keepaliveTime: 10400ms
+        maxRestartTime: 59.6s
+        ttlSecurity: 2
+        numAllowedLocalASNumbers: 3
+        sourceAddress: None
+    """)
+    p = build(load_model(seed(tor)), "worker-1").peers["10.30.0.1"]
+    assert (p.asn, p.local_asn, p.ebgp) == (65001, 65100, True)
+    assert (p.keepalive_time, p.restart_time, p.hold_time) == (10.0, 60.0, 90)  # whole seconds, as confd
+    assert (p.ttl_security, p.allow_local_as, p.source_address) == (2, 3, None)
+
+
+def test_ttl_security_zero_is_off_and_negative_allowance_is_none() -> None:
+    tor = peer_doc("tor", "peerIP: 10.30.0.1\nasNumber: 65001\nttlSecurity: 0\nnumAllowedLocalASNumbers: -2")
+    p = build(load_model(seed(tor)), "worker-1").peers["10.30.0.1"]
+    assert p.ttl_security is None and p.allow_local_as == 0
+
+
+def test_local_as_to_a_peer_in_our_own_as_makes_it_ebgp() -> None:
+    tor = peer_doc("tor", "peerIP: 10.30.0.1\nasNumber: 64512\nlocalASNumber: 65100")
+    assert build(load_model(seed(tor)), "worker-1").peers["10.30.0.1"].ebgp
+
+
+def test_node_as_numbers_in_the_mesh() -> None:
+    text = seed().replace("ipv4Address: 10.30.0.206/24\n", "ipv4Address: 10.30.0.206/24\n    asNumber: 65206\n")
+    master = build(load_model(text), "master")
+    assert master.peers["10.30.0.206"].asn == 65206 and master.peers["10.30.0.206"].ebgp
+    w1 = build(load_model(text), "worker-1")
+    assert w1.asn == 65206 and all(p.local_asn == 65206 and p.ebgp for p in w1.peers.values())
+
+
+def test_local_as_does_not_apply_to_peer_selector_peerings() -> None:
+    """Calico's nodeAsBGPPeers passes neither localASNumber nor numAllowedLocalASNumbers."""
+    rr = "    routeReflectorClusterID: 224.0.0.1\n"
+    docs = seed(node("rr-1", "10.30.0.2/24", rr, "rr: 'true'"),
+                peer_doc("to-rr", "nodeSelector: all()\npeerSelector: rr == 'true'\nlocalASNumber: 65100\n"
+                                  "numAllowedLocalASNumbers: 2\nkeepaliveTime: 5s\nttlSecurity: 1"))
+    p = build(load_model(docs), "worker-1").peers["10.30.0.2"]
+    assert (p.local_asn, p.allow_local_as, p.keepalive_time, p.ttl_security) == (64512, 0, 5.0, 1)
+
+
+def test_listen_ports() -> None:
+    docs = seed(cfg_doc("listenPort: 1179"), cfg_doc("listenPort: 2179", "node.worker-3"),
+                peer_doc("to-w3", "node: worker-1\npeerIP: 10.30.1.66\nasNumber: 64512"),
+                peer_doc("tor", "node: worker-1\npeerIP: 10.30.0.1\nasNumber: 65001"))
+    model = load_model(docs)
+    w1 = build(model, "worker-1")
+    assert w1.listen_port == 1179
+    assert w1.peers["10.30.0.10"].port == 1179  # mesh: the other node's port
+    assert w1.peers["10.30.1.66"].port == 2179  # a peerIP that is a Node's address: that Node's port
+    assert w1.peers["10.30.0.1"].port == 179  # not a Node: BGP's port
+    assert build(model, "worker-3").listen_port == 2179
+
+
+def test_secret_key_ref_passwords_come_from_the_secrets_directory(tmp_path: Path) -> None:
+    (tmp_path / "bgp-secrets").mkdir()
+    (tmp_path / "bgp-secrets" / "tor").write_text("hunter2\n")
+    tor = peer_doc("tor", "peerIP: 10.30.0.1\nasNumber: 65001\n"
+                          "password: {secretKeyRef: {name: bgp-secrets, key: tor}}")
+    model = load_model(seed(tor))
+    assert build(model, "worker-1", tmp_path).peers["10.30.0.1"].password == "hunter2"
+    from bgpd.topology import TopologyError
+    with pytest.raises(TopologyError, match=f"cannot read BGP password from {tmp_path}/elsewhere/bgp-secrets/tor: No such file"):
+        build(model, "worker-1", tmp_path / "elsewhere")
+    optional = load_model(seed(tor.replace("key: tor}", "key: tor, optional: true}")))
+    assert build(optional, "worker-1", tmp_path / "elsewhere").peers["10.30.0.1"].password is None
+    mesh = load_model(seed(cfg_doc("nodeMeshPassword: {secretKeyRef: {name: bgp-secrets, key: tor}}")))
+    assert all(p.password == "hunter2" for p in build(mesh, "worker-1", tmp_path).peers.values())
+
+
+def test_bind_mode() -> None:
+    plain = build(load_model(seed()), "worker-1")
+    assert plain.listen_addresses == ("10.30.0.206",)
+    node_ip = build(load_model(seed(cfg_doc("bindMode: NodeIP"))), "worker-1")
+    assert node_ip.listen_addresses == ("10.30.0.206",) and not diff(plain, node_ip).identity_changed
+    anywhere = build(load_model(seed(cfg_doc("bindMode: None"))), "worker-1")
+    assert anywhere.listen_addresses == ("0.0.0.0",) and diff(plain, anywhere).identity_changed
+
+
+def test_pending_fields_are_carried_in_peer_config() -> None:
+    """Refused at load until implemented; a model built in code shows they reach PeerConfig."""
+    import dataclasses
+
+    from proto.resources import BGPFilter, BGPPeer, ClusterModel
+
+    base = load_model(seed())
+    flt = BGPFilter(name="no-default")
+    bp = BGPPeer(name="tor", peer_ip=ip_address("10.30.0.1"), as_number=65001, filters=("no-default",),
+                 reachable_by=ip_address("10.30.0.254"), next_hop_mode="Self")
+    model = ClusterModel([*base.resources, flt, bp])
+    p = build(model, "worker-1").peers["10.30.0.1"]
+    assert p.filters == (flt,) and p.reachable_by == ip_address("10.30.0.254") and p.next_hop_mode == "Self"
+    assert dataclasses.replace(p, filters=()) != p  # a filter change restarts the session
+
+
+def test_global_peer_to_a_node_is_one_way_node_specific_is_not() -> None:
+    glob = peer_doc("g", "peerIP: 10.30.0.56\nasNumber: 64512")
+    cfg = cfg_doc("nodeToNodeMeshEnabled: false")
+    w1 = build(load_model(seed(cfg, glob)), "worker-1")
+    assert w1.peers["10.30.0.56"].peer_type == GLOBAL and w1.peers["10.30.0.56"].passive  # "10.30.0.56" > ".206"
+    specific = peer_doc("s", "node: worker-1\npeerIP: 10.30.0.56\nasNumber: 64512")
+    w1 = build(load_model(seed(cfg, specific)), "worker-1")
+    assert w1.peers["10.30.0.56"].peer_type == NODE_SPECIFIC and not w1.peers["10.30.0.56"].passive
+
+
+def test_reverse_peering_of_a_peer_ip_and_manual() -> None:
+    cfg = cfg_doc("nodeToNodeMeshEnabled: false")
+    fwd = peer_doc("w1-to-w2", "node: worker-1\npeerIP: 10.30.0.56\nasNumber: 64512")
+    w2 = build(load_model(seed(cfg, fwd)), "worker-2")
+    assert list(w2.peers) == ["10.30.0.206"] and w2.peers["10.30.0.206"].peer_type == NODE_SPECIFIC
+    manual = fwd.replace("asNumber: 64512", "asNumber: 64512\n  reversePeering: Manual")
+    assert build(load_model(seed(cfg, manual)), "worker-2").peers == {}
+    other_as = fwd.replace("asNumber: 64512", "asNumber: 65000")  # not worker-2's AS: not its peering
+    assert build(load_model(seed(cfg, other_as)), "worker-2").peers == {}
+
+
+def test_global_peers_win_over_node_specific_ones() -> None:
+    specific = peer_doc("a-specific", "node: worker-1\npeerIP: 10.30.0.1\nasNumber: 65001\nkeepaliveTime: 5s")
+    glob = peer_doc("z-global", "peerIP: 10.30.0.1\nasNumber: 65001\nkeepaliveTime: 7s")
+    p = build(load_model(seed(specific, glob)), "worker-1").peers["10.30.0.1"]
+    assert p.peer_type == GLOBAL and p.keepalive_time == 7.0 and p.source == "BGPPeer z-global"
+
+
+def test_reflector_clients_as_calico() -> None:
+    rr = "    routeReflectorClusterID: 224.0.0.1\n"
+    other_cluster = "    routeReflectorClusterID: 224.0.0.2\n"
+    docs = seed(cfg_doc("nodeToNodeMeshEnabled: false"),
+                node("rr-1", "10.30.0.2/24", rr, "rr: 'a'"), node("rr-2", "10.30.0.3/24", rr, "rr: 'a'"),
+                node("rr-3", "10.30.0.4/24", other_cluster, "rr: 'b'"),
+                peer_doc("rrs", "nodeSelector: has(rr)\npeerSelector: has(rr)"),
+                peer_doc("tor", "node: rr-1\npeerIP: 10.30.0.1\nasNumber: 64512"))
+    rr1 = build(load_model(docs), "rr-1")
+    assert not rr1.peers["10.30.0.3"].rr_client  # same cluster ID
+    assert rr1.peers["10.30.0.4"].rr_client  # a reflector of another cluster is a client
+    assert rr1.peers["10.30.0.1"].rr_client  # an iBGP peerIP peer of a reflector is a client

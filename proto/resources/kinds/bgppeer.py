@@ -116,6 +116,12 @@ class BGPPeer(Resource):
                 spec.error("reachableBy", "reachableBy must be empty when peerIP is empty")
             elif out["reachable_by"].version != out["peer_ip"].version:
                 spec.error("reachableBy", "ReachableBy and PeerIP address family mismatched")
+        if out["peer_selector"] is not None:
+            for key, attr in (("localASNumber", "local_as_number"),
+                              ("numAllowedLocalASNumbers", "num_allowed_local_as_numbers")):
+                if out[attr] is not None:
+                    spec.warn(key, "has no effect on peerSelector peerings (Calico applies it to peerIP "
+                              "peerings only)")
         if out["keep_original_next_hop"] and out["next_hop_mode"] is not None:
             spec.error("keepOriginalNextHop", "keepOriginalNextHop and nextHopMode cannot both be set; "
                        "keepOriginalNextHop is deprecated, use nextHopMode instead")
