@@ -144,3 +144,30 @@ def test_removing_the_bgppeer_drops_only_that_session(reload: Reload) -> None:
     _assert_mesh_untouched(before, reload.bgpd)
     for n in NODES:
         assert set(reload.bgpd[n.name].learned()) == {o.blocks[0] for o in NODES if o is not n}
+
+
+@pytest.mark.parametrize(("spec", "refusal"), [
+    ({"peerIP": BIRD_ADDR, "asNumber": BIRD_AS, "reachableBy": "10.81.0.254"},
+     "spec.reachableBy: not implemented yet"),
+    ({"peerIP": BIRD_ADDR, "asNumber": BIRD_AS, "localASNumber": 0}, "spec.localASNumber: AS 0 is reserved"),
+])
+def test_a_refused_bgppeer_leaves_the_running_configuration_alone(reload: Reload, spec: dict[str, Any],
+                                                                   refusal: str) -> None:
+    """A Calico field tortie refuses (or breaks a rule) in the cluster file: every daemon reports the file,
+    document and field, counts an invalid reload, and keeps its sessions exactly as they were."""
+    _write(reload, with_bird=False)
+    for name, d in reload.bgpd.items():
+        wait_for(lambda d=d: d.peer(BIRD_ADDR) is None, 30, f"{name} without the BIRD peer", diag=diag(d))
+    before = {name: _mesh_view(d) for name, d in reload.bgpd.items()}
+    invalid = {name: metric_value(d.metrics(), "tortie_bgp_config_reloads_total", result="invalid") or 0
+               for name, d in reload.bgpd.items()}
+    write_cluster(reload.config, cluster_docs(NODES, POOLS, peers=[peer_doc("bird", **spec)]))
+    for name, d in reload.bgpd.items():
+        wait_for(lambda d=d, n=name: (metric_value(d.metrics(), "tortie_bgp_config_reloads_total", result="invalid")
+                                      or 0) > invalid[n], 30, f"{name} to count the invalid reload", diag=diag(d))
+        logged = d.log_path.read_text(errors="replace")
+        assert "configuration not reloaded, keeping the running one" in logged
+        assert f"{reload.config}: document " in logged and "(BGPPeer bird)" in logged and refusal in logged
+        assert d.peer(BIRD_ADDR) is None
+    _assert_mesh_untouched(before, reload.bgpd)
+    _write(reload, with_bird=False)

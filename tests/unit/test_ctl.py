@@ -249,3 +249,48 @@ def test_invalid_cluster_file_is_reported_and_left_alone(seeded) -> None:  # typ
         assert ran.code == 1 and ran.err.startswith(f"{seeded.config}: document ")
         assert "spec.ipipMode: 'Sometimes' is not one of Never, Always, CrossSubnet" in ran.err
     assert seeded.config.read_text() == broken
+
+
+CALICO_REFUSALS = """\
+apiVersion: projectcalico.org/v3
+kind: BGPFilter
+metadata: {name: no-default}
+spec:
+  importV4: [{action: Reject, cidr: 0.0.0.0/0, matchOperator: Equal}]
+---
+apiVersion: projectcalico.org/v3
+kind: BGPPeer
+metadata: {name: tor}
+spec:
+  peerIP: 10.30.0.1
+  asNumber: 65001
+  filters: [no-default]
+---
+apiVersion: projectcalico.org/v3
+kind: IPPool
+metadata: {name: Upper}
+spec: {cidr: 10.5.0.0/16}
+---
+apiVersion: projectcalico.org/v3
+kind: BGPConfiguration
+metadata: {name: default}
+spec:
+  nodeToNodeMeshEnabled: false
+  nodeMeshPassword: {secretKeyRef: {name: bgp, key: mesh}}
+"""
+
+
+def test_apply_refusals_name_file_document_field_and_rule_and_change_nothing(seeded, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    before_text = seeded.config.read_text()
+    (tmp_path / "calico.yaml").write_text(CALICO_REFUSALS)
+    ran = seeded("apply", "-f", "calico.yaml")
+    assert ran.code == 1 and ran.out == ""
+    lines = ran.err.splitlines()
+    assert lines[0] == ("calico.yaml: document 2 (BGPPeer tor), line 13: spec.filters: not implemented yet: applying "
+                        "BGPFilter rules to this peer's imports and exports. tortie refuses the field rather than "
+                        "ignore it, since it would change routing")
+    assert lines[1].startswith("calico.yaml: document 3 (IPPool Upper), line 17: metadata.name: 'Upper': name must "
+                               "consist of lower case alphanumeric characters")
+    assert lines[2] == ("calico.yaml: document 4 (BGPConfiguration default), line 25: spec.nodeMeshPassword: "
+                        "nodeMeshPassword cannot be set when nodeToNodeMeshEnabled is false")
+    assert seeded.config.read_text() == before_text  # nothing of the file was applied
