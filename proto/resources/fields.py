@@ -119,15 +119,6 @@ def string(value: Any) -> str:
     return value
 
 
-def max_length(limit: int) -> Callable[[Any], str]:
-    def conv(value: Any) -> str:
-        text = string(value)
-        if len(text) > limit:
-            raise ValueError(f"may not be longer than {limit} characters")
-        return text
-    return conv
-
-
 def boolean(value: Any) -> bool:
     if not isinstance(value, bool):
         raise ValueError(f"expected true or false, got {describe(value)}")

@@ -170,10 +170,6 @@ def parse_as_number(value: Any) -> int:
     return asn
 
 
-def format_as_number(asn: int) -> int:
-    return asn
-
-
 # --- BGP communities ---------------------------------------------------------------------------
 
 @dataclass(frozen=True, slots=True, order=True)

@@ -33,7 +33,8 @@ class Resource:
         return (self.kind, self.name)
 
     @classmethod
-    def read_spec(cls, spec: FieldReader) -> dict[str, Any]:
+    def read_spec(cls, spec: FieldReader, name: str = "") -> dict[str, Any]:
+        """The dataclass fields from `spec` (`name` is metadata.name, for rules that depend on it)."""
         raise NotImplementedError
 
     def spec_dict(self) -> dict[str, Any]:
