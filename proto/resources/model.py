@@ -7,7 +7,8 @@ from __future__ import annotations
 
 import dataclasses
 import ipaddress
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Sequence
+from typing import TypeVar
 
 from proto.resources.dump import dump_yaml
 from proto.resources.errors import NotFoundError, Problem, ValidationError
@@ -24,6 +25,8 @@ from proto.resources.kinds import (
 from proto.resources.kinds.bgpconfig import NODE_CONFIG_PREFIX
 from proto.resources.load import load_resources
 from proto.resources.values import IPAddress, IPNetwork
+
+R = TypeVar("R", bound=Resource)
 
 IMMUTABLE_FIELDS: dict[str, tuple[tuple[str, str], ...]] = {
     "IPPool": (("cidr", "spec.cidr"), ("block_size", "spec.blockSize")),
@@ -59,11 +62,8 @@ class ClusterModel:
 
     def _cross_check(self) -> list[Problem]:
         problems: list[Problem] = []
-        for i, pool in enumerate(self._pools):
-            for other in self._pools[:i]:
-                if pool.cidr.version == other.cidr.version and pool.cidr.overlaps(other.cidr):
-                    problems.append(pool.problem("spec.cidr", f"{pool.cidr} overlaps IPPool {other.name} "
-                                                 f"({other.cidr})"))
+        for pool, other in _overlapping(self._pools, lambda p: p.cidr):
+            problems.append(pool.problem("spec.cidr", f"{pool.cidr} overlaps IPPool {other.name} ({other.cidr})"))
         seen_addr: dict[IPAddress, str] = {}
         for node in self._nodes.values():
             for iface, path in ((node.ipv4_address, "spec.bgp.ipv4Address"), (node.ipv6_address, "spec.bgp.ipv6Address")):
@@ -73,17 +73,16 @@ class ClusterModel:
                     problems.append(node.problem(path, f"{iface.ip} is already the address of Node "
                                                  f"{seen_addr[iface.ip]}"))
                 seen_addr.setdefault(iface.ip, node.name)
-        for i, block in enumerate(self._blocks):
+        for block in self._blocks:
             pool = self.pool_for(block.cidr.network_address)
             if pool is None:
                 problems.append(block.problem("spec.cidr", f"{block.cidr} is not inside any IPPool"))
             elif block.cidr.prefixlen != pool.block_size or not block.cidr.subnet_of(pool.cidr):  # type: ignore[arg-type]
                 problems.append(block.problem("spec.cidr", f"{block.cidr} is not a /{pool.block_size} block "
                                               f"of IPPool {pool.name} ({pool.cidr})"))
-            for other in self._blocks[:i]:
-                if block.cidr.version == other.cidr.version and block.cidr.overlaps(other.cidr):
-                    problems.append(block.problem("spec.cidr", f"{block.cidr} is already affine to node "
-                                                  f"{other.node} (BlockAffinity {other.name})"))
+        for block, other in _overlapping(self._blocks, lambda b: b.cidr):
+            problems.append(block.problem("spec.cidr", f"{block.cidr} is already affine to node {other.node} "
+                                          f"(BlockAffinity {other.name})"))
         filters = {r.name for r in self.resources if isinstance(r, BGPFilter)}
         for peer in self.resources:
             if isinstance(peer, BGPPeer):
@@ -250,6 +249,30 @@ class ClusterModel:
 
     def __repr__(self) -> str:
         return f"ClusterModel(revision={self.revision}, resources={len(self.resources)})"
+
+
+def _overlapping(items: Sequence[R], cidr_of: Callable[[R], IPNetwork]) -> list[tuple[R, R]]:
+    """(later, earlier) pairs of items whose networks overlap, the later one in the items' order.
+
+    A sweep over the networks sorted by first address: CIDRs overlap only by one containing the other,
+    so a network overlaps an earlier-starting one exactly when it starts before the furthest end seen so
+    far. O(n log n), where comparing every pair took seconds for a thousand blocks."""
+    order = {id(item): i for i, item in enumerate(items)}
+    keyed = sorted(items, key=lambda it: (cidr_of(it).version, int(cidr_of(it).network_address),
+                                          cidr_of(it).prefixlen))
+    out: list[tuple[R, R]] = []
+    holder: R | None = None  # the item reaching furthest so far, in this IP version
+    for item in keyed:
+        net = cidr_of(item)
+        if holder is not None:
+            held = cidr_of(holder)
+            if held.version == net.version and int(net.network_address) <= int(held.broadcast_address):
+                later, earlier = (item, holder) if order[id(item)] > order[id(holder)] else (holder, item)
+                out.append((later, earlier))
+                continue  # CIDRs nest: the holder still reaches furthest
+        holder = item
+    out.sort(key=lambda pair: order[id(pair[0])])
+    return out
 
 
 def load_model(text: str, source: str = "<string>", revision: int = 0) -> ClusterModel:

@@ -7,6 +7,8 @@ import ipaddress
 import textwrap
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from proto.resources import (
     BGPConfiguration,
@@ -555,3 +557,20 @@ def test_more_fields_good() -> None:
     assert load_pool(pool_doc(assignmentMode="Manual")).assignment_mode == "Manual"
     cfg = load_model(f"{HEAD}kind: BGPConfiguration\nspec:\n  prometheusMetricsHost: 127.0.0.1\n").bgp_config
     assert cfg.name == "default" and cfg.prometheus_metrics_host == "127.0.0.1"
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.tuples(st.integers(0, 255), st.integers(24, 30)), min_size=1, max_size=12))
+def test_overlap_sweep_agrees_with_every_pair(nets: list[tuple[int, int]]) -> None:
+    """The model's O(n log n) overlap check finds an overlap exactly when some pair overlaps, and every
+    pair it reports overlaps, later resource first."""
+    from proto.resources.model import _overlapping
+
+    blocks = [BlockAffinity(name=f"b{i}", node="n", cidr=ipaddress.ip_network((0x0A000000 + (o << 8), length),
+                                                                                 strict=False))
+              for i, (o, length) in enumerate(nets)]
+    pairs = _overlapping(blocks, lambda b: b.cidr)
+    truth = any(a.cidr.overlaps(b.cidr) for i, a in enumerate(blocks) for b in blocks[:i])
+    assert bool(pairs) == truth
+    for later, earlier in pairs:
+        assert later.cidr.overlaps(earlier.cidr) and blocks.index(later) > blocks.index(earlier)
