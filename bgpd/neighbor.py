@@ -56,7 +56,7 @@ class Neighbor:
         """A TCP connection to the peer is up: ours (`outbound`) or theirs. Returns the session that
         carries it, or None: close it."""
         primary = self.session
-        if not outbound and primary.state == State.IDLE and primary.auto_restart:
+        if not outbound and primary.state == State.IDLE and primary.auto_restart and not primary.held_down:
             # the peer is back before our back-off ran out: take its connection now
             primary.automatic_start(now, passive=True)
         if not primary.connected and primary.connection_made(now, outbound):

@@ -168,6 +168,9 @@ class Session:
         self._pending_update: Update | None = None
         self._pending_refresh: RouteRefresh | None = None
         self._hold_down: float | None = None
+        # Idle for a hold-down after AutomaticStop (max-prefix Cease/1): the peer's connections are
+        # refused until it runs out, as RFC 4271 Idle refuses them; the usual back-off does not refuse
+        self.held_down = False
 
     def __repr__(self) -> str:
         return f"Session({self.config.name or self.config.router_id}, {self.state.name})"
@@ -178,6 +181,7 @@ class Session:
         """ManualStart: begin connecting (or, passive, wait for the peer to connect)."""
         self.auto_restart = True
         self.idle_hold.stop()
+        self.held_down = False
         passive = self.config.passive if passive is None else passive
         self._passive = passive
         self._fire(Event.ManualStart_with_PassiveTcpEstablishment if passive else Event.ManualStart, now)
@@ -186,6 +190,7 @@ class Session:
         """AutomaticStart now, without waiting out the back-off (e.g. the peer is connecting to us)."""
         self.auto_restart = True
         self.idle_hold.stop()
+        self.held_down = False
         passive = self.config.passive if passive is None else passive
         self._passive = passive
         self._fire(
@@ -217,6 +222,7 @@ class Session:
         if self.state == State.IDLE:
             if hold_down is not None and self.auto_restart:
                 self.idle_hold.start(now, hold_down)
+                self.held_down = True
             return
         self._cause = Notification(ErrorCode.CEASE, subcode, data)
         self._reason = reason or describe(self._cause)
@@ -314,6 +320,7 @@ class Session:
                 self._fire(Event.ConnectRetryTimer_Expires, now)
             elif self.idle_hold.expired(now):
                 self.idle_hold.stop()
+                self.held_down = False
                 if self.state == State.IDLE and self.auto_restart:
                     self.automatic_start(now)
             else:
@@ -581,6 +588,7 @@ class Session:
         if self.auto_restart:
             if self._hold_down is not None:
                 delay = self._hold_down
+                self.held_down = True
             else:
                 cap = self.config.idle_hold_max
                 if old in (State.CONNECT, State.ACTIVE):  # never got a connection as far as an OPEN

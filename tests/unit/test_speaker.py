@@ -184,9 +184,10 @@ def test_max_prefixes_sends_cease_1_and_holds_the_peer_down() -> None:
     net = Net()
     sp = start(net, text, ["n1", "n2"])
     n1 = sp["n1"]
-    assert net.run(30, lambda: bool(n1.peers["10.77.0.2"].notifications_sent))
+    assert net.run(30, lambda: bool(n1.peers["10.77.0.2"].notifications_sent.get((6, 1))))
     peer = n1.peers["10.77.0.2"]
-    assert dict(peer.notifications_sent) == {(6, 1): 1}
+    # node-specific peerings connect from both sides, as in Calico: a collision Cease (6/7) may come first
+    assert peer.notifications_sent[(6, 1)] == 1 and set(peer.notifications_sent) <= {(6, 1), (6, 7)}
     assert "prefix" in (peer.last_sent or "").lower() or peer.last_sent
     down_at = net.now
     # held down for 30 s, then it tries again (and is stopped again)
