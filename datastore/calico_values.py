@@ -38,13 +38,10 @@ from proto.resources import (
     load_resources,
 )
 
-# Spec fields Calico's components write for themselves (see the module docstring): kept, not modelled.
-CALICO_OWNED_SPEC: dict[str, frozenset[str]] = {
-    "Node": frozenset({"addresses", "interfaces", "orchRefs", "wireguard", "ipv6VXLANTunnelAddr",
-                       "vxlanTunnelMACAddrV6"}),
-    "WorkloadEndpoint": frozenset({"profiles", "ports", "serviceAccountName", "containerID",
-                                   "allowSpoofedSourcePrefixes", "qosControls"}),
-}
+# Spec fields Calico's components write for themselves that proto.resources does not model: carried
+# over on writes, not read. (Node addresses, interfaces, orchRefs, WireGuard, the IPv6 VTEP and the
+# WorkloadEndpoint's Kubernetes fields are resource fields now: they are read and written as they are.)
+CALICO_OWNED_SPEC: dict[str, frozenset[str]] = {}
 CALICO_OWNED_BGP = frozenset({"interfaceIPv4Address", "interfaceIPv6Address"})
 
 
