@@ -1,13 +1,10 @@
 """Whole messages in and out: header check, then dispatch on the message type.
 
 KEEPALIVE and UPDATE are the hot cases and are tested first; OPEN, NOTIFICATION and ROUTE-REFRESH
-go through their construct specifications. The UPDATE codec lives in `proto.bgp.update` and is
-imported on first use, which keeps this module free of an import cycle with it.
+go through their construct specifications. The UPDATE codec lives in `proto.bgp.update`.
 """
 
 from __future__ import annotations
-
-from collections.abc import Callable
 
 from proto.bgp.constants import (
     HEADER_LEN,
@@ -32,6 +29,7 @@ from proto.bgp.model import (
 from proto.bgp.notification import decode_notification, encode_notification
 from proto.bgp.open import decode_open, encode_open
 from proto.bgp.refresh import decode_refresh, encode_refresh
+from proto.bgp.update import decode_update, encode_update
 
 KEEPALIVE = Keepalive()
 KEEPALIVE_BYTES = MARKER + HEADER_LEN.to_bytes(2, "big") + bytes((MsgType.KEEPALIVE,))
@@ -40,20 +38,6 @@ _TYPE_OCTET = [bytes((t,)) for t in range(256)]
 # plain ints: comparing against an IntEnum member costs an attribute lookup on every message
 _UPDATE = int(MsgType.UPDATE)
 _KEEPALIVE = int(MsgType.KEEPALIVE)
-
-_decode_update: Callable[[bytes, Negotiated], Update] | None = None
-_encode_update: Callable[[Update, Negotiated], bytes] | None = None
-
-
-def _load_update_codec() -> tuple[
-    Callable[[bytes, Negotiated], Update], Callable[[Update, Negotiated], bytes]
-]:
-    global _decode_update, _encode_update
-    from proto.bgp.update import decode_update, encode_update
-
-    _decode_update, _encode_update = decode_update, encode_update
-    return decode_update, encode_update
-
 
 def _bad_length(length: int) -> MessageError:
     return MessageError(
@@ -67,10 +51,9 @@ def _bad_length(length: int) -> MessageError:
 def decode_body(msg_type: int, body: bytes, negotiated: Negotiated) -> Message:
     """One message from its type and body, as the framer delivers them."""
     if msg_type == _UPDATE:
-        decode = _decode_update or _load_update_codec()[0]
         if len(body) < 4:
             raise _bad_length(HEADER_LEN + len(body))
-        return decode(body, negotiated)
+        return decode_update(body, negotiated)
     if msg_type == _KEEPALIVE:
         if body:
             raise _bad_length(HEADER_LEN + len(body))
@@ -131,8 +114,7 @@ def _decode_message_slow(data: bytes, negotiated: Negotiated) -> Message:
 def encode_body(message: Message, negotiated: Negotiated) -> tuple[int, bytes]:
     cls = type(message)
     if cls is Update:
-        encode = _encode_update or _load_update_codec()[1]
-        return MsgType.UPDATE, encode(message, negotiated)  # type: ignore[arg-type]
+        return MsgType.UPDATE, encode_update(message, negotiated)  # type: ignore[arg-type]
     if cls is Keepalive:
         return MsgType.KEEPALIVE, b""
     if cls is Open:

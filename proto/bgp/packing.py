@@ -16,7 +16,8 @@ import struct
 from collections.abc import Iterable, Sequence
 from dataclasses import replace
 
-from proto.bgp.attributes import EXTENDED, MP_FLAGS, encode_attributes, ordered
+from proto.bgp.attr_table import EXTENDED, MP_FLAGS
+from proto.bgp.attributes import encode_block
 from proto.bgp.constants import HEADER_LEN, IPV4_UNICAST, MARKER, AfiSafi, AttrCode, MsgType
 from proto.bgp.model import Negotiated, PathAttributes
 from proto.bgp.nlri import entry_wire
@@ -52,8 +53,7 @@ def _chunks(prefixes: Iterable[bytes], space: int) -> list[bytes]:
 
 
 def _attribute_block(attrs: PathAttributes, negotiated: Negotiated) -> bytes:
-    encoded = encode_attributes(attrs, negotiated.four_octet_as)
-    return b"".join(encoded[code] for code in ordered(encoded))
+    return encode_block(attrs, negotiated.four_octet_as)
 
 
 def pack_announcements(
