@@ -30,7 +30,8 @@ from proto.bgp.attr_cache import cached_block, caches
 from proto.bgp.attr_spec import MpReachSpec, MpUnreachSpec
 from proto.bgp.attr_table import DISCARD, EXTENDED, MP_FLAGS, WITHDRAW
 from proto.bgp.attributes import encode_attribute, encoded_block, encoded_parts, ordered
-from proto.bgp.constants import AFI, HEADER_LEN, IPV4_UNICAST, IPV6_UNICAST, AttrCode, ErrorCode, UpdateError
+from proto.bgp.constants import HEADER_LEN, IPV4_UNICAST, AttrCode, ErrorCode, UpdateError
+from proto.bgp.family import FAMILIES, IPV4
 from proto.bgp.model import (
     AttributeProblem,
     MessageError,
@@ -67,6 +68,9 @@ def _mp_error(raw: bytes, reason: str) -> MessageError:
 
 # ---------------------------------------------------------------- MP_REACH / MP_UNREACH
 
+_split = IPV4.split  # the hand-written splitter (one function for every family, given the AFI)
+_USUAL = frozenset(f.afi << 16 | f.safi << 8 | n for f in FAMILIES.values() for n in f.next_hop_lengths)
+
 _next_hops: dict[bytes, tuple[str, ...]] = {}
 _NEXT_HOP_CACHE_SIZE = 4096
 
@@ -86,15 +90,6 @@ def _next_hop(raw: bytes) -> tuple[str, ...]:
         _next_hops.clear()
     _next_hops[raw] = value
     return value
-
-
-def _next_hop_lengths(family: tuple[int, int], negotiated: Negotiated) -> tuple[int, ...]:
-    if family == IPV6_UNICAST:
-        return (16, 32)
-    # RFC 8950: an IPv6 next hop for IPv4 NLRI only when the capability was exchanged
-    if IPV4_UNICAST in negotiated.extended_next_hop:
-        return (4, 16, 32)
-    return (4,)
 
 
 def _unsupported(code: int, family: tuple[int, int]) -> AttributeProblem:
@@ -122,26 +117,27 @@ def _mp_reach(
         afi = (value[0] << 8) | value[1]
         safi = value[2]
         end = 4 + value[3]
-        if safi == 1 and ((afi == 2 and (end == 20 or end == 36)) or (afi == 1 and end == 8)):
-            # the usual shapes, checked with plain ints; everything else takes the general path
+        if (afi << 16 | safi << 8 | value[3]) in _USUAL:
+            # a family of the table with a next-hop length every session accepts for it: the
+            # usual shapes, checked with one int; everything else takes the general path
             add_path = negotiated.add_path_receive
             try:
-                prefixes = nlri_mod.split(value[end + 1 :], afi, bool(add_path) and (afi, 1) in add_path)
+                prefixes = _split(value[end + 1 :], afi, bool(add_path) and (afi, safi) in add_path)
             except NlriError as exc:
                 raise _mp_error(raw, f"MP_REACH_NLRI: {exc}") from exc
             hop = value[4:end]
             return MpReach(afi, safi, _next_hops.get(hop) or _next_hop(hop), prefixes)
         hop = value[4:end]
         rest = value[end + 1 :]
-    family = (afi, safi)
-    if family != IPV4_UNICAST and family != IPV6_UNICAST:
-        return _unsupported(_MP_REACH, family)
-    split = nlri_mod.split_spec if spec else nlri_mod.split
+    family = FAMILIES.get((afi, safi))
+    if family is None:
+        return _unsupported(_MP_REACH, (afi, safi))
+    split = family.split_spec if spec else family.split
     try:
-        prefixes = split(rest, afi, family in negotiated.add_path_receive)
+        prefixes = split(rest, afi, (afi, safi) in negotiated.add_path_receive)
     except NlriError as exc:
         raise _mp_error(raw, f"MP_REACH_NLRI: {exc}") from exc
-    if len(hop) not in _next_hop_lengths(family, negotiated):
+    if len(hop) not in family.next_hop_lengths_for(negotiated):
         # RFC 7606 section 7.11: the NLRI can still be located behind a next hop of the wrong
         # length, so its routes are withdrawn rather than the session reset; no next hop is kept
         problem = AttributeProblem(
@@ -167,12 +163,12 @@ def _mp_unreach(value: bytes, raw: bytes, negotiated: Negotiated, spec: bool) ->
         afi = (value[0] << 8) | value[1]
         safi = value[2]
         rest = value[3:]
-    family = (afi, safi)
-    if family != IPV4_UNICAST and family != IPV6_UNICAST:
-        return _unsupported(_MP_UNREACH, family)
-    split = nlri_mod.split_spec if spec else nlri_mod.split
+    family = FAMILIES.get((afi, safi))
+    if family is None:
+        return _unsupported(_MP_UNREACH, (afi, safi))
+    split = family.split_spec if spec else family.split
     try:
-        prefixes = split(rest, afi, family in negotiated.add_path_receive)
+        prefixes = split(rest, afi, (afi, safi) in negotiated.add_path_receive)
     except NlriError as exc:
         raise _mp_error(raw, f"MP_UNREACH_NLRI: {exc}") from exc
     return MpUnreach(afi, safi, prefixes)
@@ -244,14 +240,15 @@ def _decode(body: bytes, negotiated: Negotiated, spec: bool, known: Any = None) 
                 mp_reach = item
             else:
                 mp_unreach = item
+    # the UPDATE's own fields carry IPv4 unicast (the family table's one in_update_fields row)
     add_path = IPV4_UNICAST in negotiated.add_path_receive
-    split = nlri_mod.split_spec if spec else nlri_mod.split
+    split = IPV4.split_spec if spec else IPV4.split
     try:
-        withdrawn = split(withdrawn_field, AFI.IPV4, add_path) if withdrawn_field else []
+        withdrawn = split(withdrawn_field, IPV4.afi, add_path) if withdrawn_field else []
     except NlriError as exc:
         raise _network_error("Withdrawn Routes", exc) from exc
     try:
-        nlri = split(nlri_field, AFI.IPV4, add_path) if nlri_field else []
+        nlri = split(nlri_field, IPV4.afi, add_path) if nlri_field else []
     except NlriError as exc:
         raise _network_error("NLRI", exc) from exc
     if nlri or (mp_reach is not None and mp_reach.nlri):
@@ -266,7 +263,6 @@ def _decode(body: bytes, negotiated: Negotiated, spec: bool, known: Any = None) 
     return Update(withdrawn, attributes, nlri, mp_reach, mp_unreach, problems, layout)
 
 
-_split = nlri_mod.split
 _COMPLETE = (1 << AttrCode.ORIGIN) | (1 << AttrCode.AS_PATH) | (1 << AttrCode.NEXT_HOP)
 _NO_MP: list[RawAttribute] = []
 
