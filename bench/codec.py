@@ -87,7 +87,7 @@ def stream_distinct() -> bytes:
 
 
 def tortie_side() -> tuple[Callable[[bytes], tuple[int, list[Any]]], Callable[[list[Any]], int]]:
-    from proto.bgp import Framer, MsgType, Negotiated, decode_body, encode_message
+    from proto.bgp import Framer, MsgType, Negotiated, decode_message_body, encode_message
 
     neg = Negotiated(four_octet_as=True)
     update_type = int(MsgType.UPDATE)
@@ -98,7 +98,7 @@ def tortie_side() -> tuple[Callable[[bytes], tuple[int, list[Any]]], Callable[[l
         prefixes, updates = 0, []
         for msg_type, body in framer.feed(stream):
             if msg_type == update_type:
-                msg = decode_body(msg_type, body, neg)
+                msg = decode_message_body(msg_type, body, neg)
                 prefixes += len(msg.nlri)
                 updates.append(msg)
         return prefixes, updates

@@ -48,7 +48,7 @@ def _bad_length(length: int) -> MessageError:
     )
 
 
-def decode_body(msg_type: int, body: bytes, negotiated: Negotiated) -> Message:
+def decode_message_body(msg_type: int, body: bytes, negotiated: Negotiated) -> Message:
     """One message from its type and body, as the framer delivers them."""
     if msg_type == _UPDATE:
         if len(body) < 4:
@@ -90,7 +90,7 @@ def decode_message(data: bytes | bytearray | memoryview, negotiated: Negotiated)
             and data.startswith(MARKER)
             and table.low[msg_type] <= length <= table.high[msg_type]
         ):
-            return decode_body(msg_type, data[HEADER_LEN:], negotiated)
+            return decode_message_body(msg_type, data[HEADER_LEN:], negotiated)
     return _decode_message_slow(data, negotiated)
 
 
@@ -108,10 +108,10 @@ def _decode_message_slow(data: bytes, negotiated: Negotiated) -> Message:
     if length != size:
         # the header claims a different size than we were given: truncated or trailing octets
         raise _bad_length(length)
-    return decode_body(msg_type, data[HEADER_LEN:], negotiated)
+    return decode_message_body(msg_type, data[HEADER_LEN:], negotiated)
 
 
-def encode_body(message: Message, negotiated: Negotiated) -> tuple[int, bytes]:
+def encode_message_body(message: Message, negotiated: Negotiated) -> tuple[int, bytes]:
     cls = type(message)
     if cls is Update:
         return MsgType.UPDATE, encode_update(message, negotiated)  # type: ignore[arg-type]
@@ -131,7 +131,7 @@ def encode_message(message: Message, negotiated: Negotiated) -> bytes:
     (RFC 8654 section 5 allows it); anything else too long raises ValueError."""
     if type(message) is Keepalive:
         return KEEPALIVE_BYTES
-    msg_type, body = encode_body(message, negotiated)
+    msg_type, body = encode_message_body(message, negotiated)
     limit = MAX_MESSAGE_LEN if msg_type == MsgType.OPEN else negotiated.max_message_len
     length = HEADER_LEN + len(body)
     if length > limit:
