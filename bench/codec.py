@@ -151,6 +151,110 @@ def exabgp_side() -> tuple[Callable[[bytes], tuple[int, list[Any]]], Callable[[l
     return decode, encode
 
 
+# ---------------------------------------------------------------- construct against the hand-written paths
+
+
+def _per_item_us(fn: Callable[[], Any], items: int, repeat: int, before: Callable[[], None] | None = None) -> float:
+    return round(best_of(fn, repeat, before)[0] / items * 1e6, 3)
+
+
+def paths(repeat: int) -> dict[str, Any]:
+    """Microseconds per item through the construct specification and through the hand-written path
+    that runs in production beside it, for each part of the codec (docs/architecture.md cites these)."""
+    from proto.bgp import Framer, Negotiated
+    from proto.bgp.attr_block import spec_block
+    from proto.bgp.attr_cache import cached_block, clear_cache
+    from proto.bgp.attr_spec import Attribute
+    from proto.bgp.attr_table import VALUE_ROWS, encode_value_spec
+    from proto.bgp.attributes import encode_block
+    from proto.bgp.header import parse_header
+    from proto.bgp.model import (
+        AddPathCap,
+        FourOctetAsCap,
+        GracefulRestartCap,
+        MultiprotocolCap,
+        Notification,
+        Open,
+        RouteRefresh,
+        RouteRefreshCap,
+    )
+    from proto.bgp.nlri import split, split_spec
+    from proto.bgp.notification import decode_notification, encode_notification
+    from proto.bgp.open import decode_open, encode_open
+    from proto.bgp.refresh import decode_refresh, encode_refresh
+    from proto.bgp.update import decode_update, decode_update_spec
+
+    neg = Negotiated(four_octet_as=True)
+    out: dict[str, Any] = {}
+
+    def row(name: str, spec_us: float, fast_us: float | None, unit: str) -> None:
+        entry: dict[str, Any] = {"unit": unit, "construct_us": spec_us}
+        if fast_us is not None:
+            entry["hand_written_us"] = fast_us
+            entry["speedup"] = round(spec_us / fast_us, 1)
+        out[name] = entry
+        print(f"  {name}: construct {spec_us} us/{unit}" +
+              (f", hand-written {fast_us} us/{unit} ({entry['speedup']}x)" if fast_us is not None else ""),
+              flush=True)
+
+    whole = stream_single()
+    size = (whole[16] << 8) | whole[17]  # every UPDATE of this stream has the same size
+    stream = whole[: 20_000 * size]
+    count = 20_000
+    headers = [stream[k : k + 19] for k in range(0, len(stream), size)]
+    row("header", _per_item_us(lambda: [parse_header(h, 4096) for h in headers], count, repeat),
+        _per_item_us(lambda: Framer(4096).feed(stream), count, repeat), "message")
+
+    distinct = [b for _, b in Framer(4096).feed(stream_distinct())][:2_000]
+    blocks = [b[4 : 4 + ((b[2] << 8) | b[3])] for b in distinct]
+    row("attribute block, new set", _per_item_us(lambda: [spec_block(b, True) for b in blocks], len(blocks), repeat),
+        _per_item_us(lambda: [cached_block(b, True) for b in blocks], len(blocks), repeat, clear_cache), "set")
+    row("UPDATE, new attribute set",
+        _per_item_us(lambda: [decode_update_spec(b, neg) for b in distinct], len(distinct), repeat),
+        _per_item_us(lambda: [decode_update(b, neg) for b in distinct], len(distinct), repeat, clear_cache), "UPDATE")
+    cached = [b for _, b in Framer(4096).feed(stream)][:2_000]
+    for b in cached:
+        decode_update(b, neg)
+    row("UPDATE, attribute set seen before",
+        _per_item_us(lambda: [decode_update_spec(b, neg) for b in cached], len(cached), repeat),
+        _per_item_us(lambda: [decode_update(b, neg) for b in cached], len(cached), repeat), "UPDATE")
+    nlri = b"".join(_prefix(i) for i in range(500))
+    row("NLRI, 500 /26 in one UPDATE", _per_item_us(lambda: split_spec(nlri, 1), 500, repeat),
+        _per_item_us(lambda: split(nlri, 1), 500, repeat), "prefix")
+    from proto.bgp.update import decode_update as _decode
+    sets = [_decode(b, neg).attributes for b in distinct]
+
+    def spec_encode(attrs: Any) -> bytes:
+        parts = []
+        for r in VALUE_ROWS:
+            value = getattr(attrs, r.field)
+            if value is None or value is False:
+                continue
+            octets = encode_value_spec(r.code, value, True)
+            parts.append(Attribute.build({"flags": {"transitive": bool(r.flags & 0x40), "optional": bool(r.flags & 0x80),
+                                                    "partial": False, "extended_length": len(octets) > 255},
+                                          "type": r.code, "length": len(octets), "value": octets}))
+        return b"".join(parts)
+
+    if [spec_encode(a) for a in sets[:50]] != [encode_block(a, True) for a in sets[:50]]:
+        raise SystemExit("construct and hand-written attribute encodings differ")
+    row("attribute block encode, new set", _per_item_us(lambda: [spec_encode(a) for a in sets], len(sets), repeat),
+        _per_item_us(lambda: [encode_block(a, True) for a in sets], len(sets), repeat), "set")
+    open_msg = Open(64512, 90, "10.30.0.1", (MultiprotocolCap(1, 1), MultiprotocolCap(2, 1), RouteRefreshCap(),
+                                             FourOctetAsCap(4200000001), GracefulRestartCap(120, False, False, ((1, 1, True),)),
+                                             AddPathCap(((1, 1, 3),))))
+    body = encode_open(open_msg)
+    row("OPEN", _per_item_us(lambda: [decode_open(body) for _ in range(1000)], 1000, repeat), None, "message")
+    note = encode_notification(Notification(6, 2, b"maint"))
+    row("NOTIFICATION", _per_item_us(lambda: [decode_notification(note) for _ in range(1000)], 1000, repeat), None,
+        "message")
+    refresh = encode_refresh(RouteRefresh(1, 1))
+    row("ROUTE-REFRESH", _per_item_us(lambda: [decode_refresh(refresh) for _ in range(1000)], 1000, repeat), None,
+        "message")
+    clear_cache()
+    return out
+
+
 def best_of(fn: Callable[[], Any], repeat: int, before: Callable[[], None] | None = None) -> tuple[float, Any]:
     times, result = [], None
     for _ in range(repeat):
@@ -207,6 +311,7 @@ def main() -> None:
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--mix", choices=sorted(MIXES), action="append", help="run only this mix (repeatable)")
     ap.add_argument("--no-write", action="store_true", help="print only, leave bench/results/codec.json")
+    ap.add_argument("--no-paths", action="store_true", help="skip construct against the hand-written paths")
     args = ap.parse_args()
     command = " ".join([sys.executable, *sys.argv])
     sides = {"tortie": tortie_side(), "exabgp": exabgp_side()}
@@ -243,6 +348,9 @@ def main() -> None:
               f"ExaBGP {row['exabgp']['decode_updates_per_s']:,}/s -> {row['decode_ratio']}x; "
               f"encode tortie {row['tortie']['encode_updates_per_s']:,} UPDATEs/s, "
               f"ExaBGP {row['exabgp']['encode_updates_per_s']:,}/s -> {row['encode_ratio']}x", flush=True)
+    if not args.no_paths:
+        print("construct specification against the hand-written paths:")
+        results["construct_vs_hand_written"] = paths(args.repeat)
     results["target"] = ("decode ratio >= 3 with a distinct attribute set per UPDATE, "
                          ">= 10 on the two cached mixes")
     results["met"] = all(r["decode_ratio"] >= r["decode_ratio_target"] for r in results["mixes"].values())
