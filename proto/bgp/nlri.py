@@ -237,6 +237,37 @@ def entry_wire(entry: bytes) -> bytes:
     return entry[:4] + entry[5 : 6 + ((entry[5] + 7) >> 3)]
 
 
+def uniform_wire(prefixes: list[bytes]) -> tuple[bytes, int] | None:
+    """The wire form of a list whose entries all have one size and one prefix length, and that
+    entry size on the wire; None for any other list.
+
+    What an Adj-RIB-Out sends is mostly such a list (Calico's /26 blocks): then every value is
+    joined in C and the wire octets are picked out column by column with strided slices, instead
+    of slicing each value in Python.
+    """
+    count = len(prefixes)
+    if count < 8:
+        return None
+    width = len(prefixes[0])
+    if width not in (6, 18, 10, 22) or min(map(len, prefixes)) != width or max(map(len, prefixes)) != width:
+        return None
+    joined = b"".join(prefixes)
+    at = 5 if width in (10, 22) else 1  # the length octet, behind an ADD-PATH identifier or not
+    plen = joined[at]
+    if joined[at::width] != _LENGTH_OCTET[plen] * count:
+        return None
+    columns = [*range(at - 1), *range(at, at + 1 + ((plen + 7) >> 3))]  # identifier, length, octets
+    size = len(columns)
+    out = bytearray(count * size)
+    for k, column in enumerate(columns):
+        out[k::size] = joined[column::width]
+    return bytes(out), size
+
+
 def join(prefixes: Iterable[bytes]) -> bytes:
     """Encode a list of entries for an NLRI field (the inverse of `split`)."""
-    return b"".join([entry_wire(p) for p in prefixes])
+    items = prefixes if isinstance(prefixes, list) else list(prefixes)
+    same = uniform_wire(items)
+    if same is not None:
+        return same[0]
+    return b"".join([entry_wire(p) for p in items])

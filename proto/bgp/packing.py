@@ -14,7 +14,7 @@ order, so their number is ceil(total octets / space per message) or within one o
 from __future__ import annotations
 
 import struct
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import replace
 
 from proto.bgp.attr_table import EXTENDED, MP_FLAGS
@@ -22,7 +22,7 @@ from proto.bgp.attributes import encode_block
 from proto.bgp.constants import HEADER_LEN, MARKER, AfiSafi, AttrCode, MsgType
 from proto.bgp.family import FAMILIES, Family
 from proto.bgp.model import Negotiated, PathAttributes
-from proto.bgp.nlri import entry_wire
+from proto.bgp.nlri import entry_wire, uniform_wire
 from proto.bgp.update import address_bytes
 
 _MP_REACH = AttrCode.MP_REACH_NLRI
@@ -34,8 +34,15 @@ def _message(body: bytes) -> bytes:
     return MARKER + struct.pack("!H", HEADER_LEN + len(body)) + _UPDATE + body
 
 
-def _chunks(prefixes: Iterable[bytes], space: int) -> list[bytes]:
+def _chunks(prefixes: Sequence[bytes], space: int) -> list[bytes]:
     """Consecutive runs of prefixes in wire form, each at most `space` octets (next-fit, order kept)."""
+    same = uniform_wire(prefixes if isinstance(prefixes, list) else list(prefixes))
+    if same is not None:
+        wire, size = same
+        if size > space:
+            raise ValueError(f"no room for a {size}-octet prefix: {space} octets left per message")
+        step = space // size * size
+        return [wire[k : k + step] for k in range(0, len(wire), step)]
     out: list[bytes] = []
     current: list[bytes] = []
     used = 0
