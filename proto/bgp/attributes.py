@@ -104,8 +104,11 @@ def encode_block(attrs: PathAttributes, four: bool, layout: Layout = ()) -> byte
     parts = []
     append = parts.append
     mask = 0
-    for (code, bit, head, encode, is_list), value in zip(_ENCODERS[four], _values_of(attrs)):
-        if value is None or value is False or (is_list and not value):
+    for row, value in zip(_ENCODERS[four], _values_of(attrs)):
+        if value is None or value is False:
+            continue  # most rows: unpack only the present ones
+        code, bit, head, encode, is_list = row
+        if is_list and not value:
             continue
         octets = encode(value)
         if len(octets) > 255 or code in extended:

@@ -35,6 +35,7 @@ KEEPALIVE = Keepalive()
 KEEPALIVE_BYTES = MARKER + HEADER_LEN.to_bytes(2, "big") + bytes((MsgType.KEEPALIVE,))
 
 _TYPE_OCTET = [bytes((t,)) for t in range(256)]
+_UPDATE_OCTET = _TYPE_OCTET[MsgType.UPDATE]
 # plain ints: comparing against an IntEnum member costs an attribute lookup on every message
 _UPDATE = int(MsgType.UPDATE)
 _KEEPALIVE = int(MsgType.KEEPALIVE)
@@ -129,7 +130,12 @@ def encode_message_body(message: Message, negotiated: Negotiated) -> tuple[int, 
 def encode_message(message: Message, negotiated: Negotiated) -> bytes:
     """The whole message, header included. A NOTIFICATION whose data does not fit is cut to fit
     (RFC 8654 section 5 allows it); anything else too long raises ValueError."""
-    if type(message) is Keepalive:
+    cls = type(message)
+    if cls is Update:
+        # the hot case: encode_update has already held the body to the negotiated size
+        body = encode_update(message, negotiated)  # type: ignore[arg-type]
+        return MARKER + (HEADER_LEN + len(body)).to_bytes(2, "big") + _UPDATE_OCTET + body
+    if cls is Keepalive:
         return KEEPALIVE_BYTES
     msg_type, body = encode_message_body(message, negotiated)
     limit = MAX_MESSAGE_LEN if msg_type == MsgType.OPEN else negotiated.max_message_len

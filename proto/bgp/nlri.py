@@ -266,8 +266,14 @@ def uniform_wire(prefixes: list[bytes]) -> tuple[bytes, int] | None:
 
 def join(prefixes: Iterable[bytes]) -> bytes:
     """Encode a list of entries for an NLRI field (the inverse of `split`)."""
-    items = prefixes if isinstance(prefixes, list) else list(prefixes)
-    same = uniform_wire(items)
-    if same is not None:
-        return same[0]
+    items = prefixes if type(prefixes) is list else list(prefixes)
+    count = len(items)
+    if count >= 8:
+        same = uniform_wire(items)
+        if same is not None:
+            return same[0]
+    elif count == 1:  # a single route's UPDATE
+        return entry_wire(items[0])
+    elif not count:
+        return b""
     return b"".join([entry_wire(p) for p in items])
