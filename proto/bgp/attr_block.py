@@ -110,6 +110,10 @@ def intern_layout(layout: Layout) -> Layout:
     return _layout(tuple(code << 8 | flags for code, flags in layout))
 
 
+def clear_layouts() -> None:
+    _layouts.clear()
+
+
 # ---------------------------------------------------------------- walking
 
 

@@ -22,7 +22,7 @@ import proto.bgp.attributes as attributes
 from proto.bgp.attr_block import (
     Decoded,
     RawAttribute,
-    _layouts,
+    clear_layouts,
     decode_block,
     fast_block,
     intern_layout,
@@ -121,6 +121,6 @@ def clear_cache() -> None:
     """Forget every interned attribute set, encoded set, layout and address text (tests, benchmarks)."""
     for cache in caches:
         cache.clear()
-    _layouts.clear()
-    attr_values._TEXT.clear()
+    clear_layouts()
+    attr_values.clear_texts()
     attributes.clear_encoded()

@@ -48,6 +48,10 @@ _TEXT: dict[bytes, str] = {}
 _TEXT_SIZE = 8192
 
 
+def clear_texts() -> None:
+    _TEXT.clear()
+
+
 def ipv4_text(raw: bytes) -> str:
     text = _TEXT.get(raw)
     if text is None:
