@@ -2,7 +2,7 @@
 
     framer = Framer()                      # per connection
     for msg_type, body in framer.feed(data):
-        message = decode_body(msg_type, body, negotiated)
+        message = decode_message_body(msg_type, body, negotiated)
     decode_message(whole_message, negotiated); encode_message(message, negotiated)
 
 Errors from the peer raise `MessageError` (code, subcode, data: the NOTIFICATION to send back).
@@ -10,7 +10,13 @@ Once both OPENs are known, `negotiate(local, remote)` gives the `Negotiated` to 
 `framer.negotiated(negotiated)` applies its message size limit.
 """
 
-from proto.bgp.codec import KEEPALIVE_BYTES, decode_body, decode_message, encode_body, encode_message
+from proto.bgp.codec import (
+    KEEPALIVE_BYTES,
+    decode_message,
+    decode_message_body,
+    encode_message,
+    encode_message_body,
+)
 from proto.bgp.constants import (
     AFI,
     AS_TRANS,
@@ -71,6 +77,10 @@ from proto.bgp.model import (
 from proto.bgp.negotiate import negotiate
 from proto.bgp.notification import describe, notification_with_shutdown, shutdown_message
 
+# The old names, which clashed with proto.feed's decode_body: kept until bgpd uses the new ones.
+decode_body = decode_message_body
+encode_body = encode_message_body
+
 __all__ = [
     "AFI",
     "AS_TRANS",
@@ -128,9 +138,11 @@ __all__ = [
     "UpdateError",
     "decode_body",
     "decode_message",
+    "decode_message_body",
     "describe",
     "encode_body",
     "encode_message",
+    "encode_message_body",
     "negotiate",
     "notification_with_shutdown",
     "shutdown_message",

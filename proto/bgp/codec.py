@@ -1,13 +1,10 @@
 """Whole messages in and out: header check, then dispatch on the message type.
 
 KEEPALIVE and UPDATE are the hot cases and are tested first; OPEN, NOTIFICATION and ROUTE-REFRESH
-go through their construct specifications. The UPDATE codec lives in `proto.bgp.update` and is
-imported on first use, which keeps this module free of an import cycle with it.
+go through their construct specifications. The UPDATE codec lives in `proto.bgp.update`.
 """
 
 from __future__ import annotations
-
-from collections.abc import Callable
 
 from proto.bgp.constants import (
     HEADER_LEN,
@@ -32,28 +29,16 @@ from proto.bgp.model import (
 from proto.bgp.notification import decode_notification, encode_notification
 from proto.bgp.open import decode_open, encode_open
 from proto.bgp.refresh import decode_refresh, encode_refresh
+from proto.bgp.update import decode_update, encode_update
 
 KEEPALIVE = Keepalive()
 KEEPALIVE_BYTES = MARKER + HEADER_LEN.to_bytes(2, "big") + bytes((MsgType.KEEPALIVE,))
 
 _TYPE_OCTET = [bytes((t,)) for t in range(256)]
+_UPDATE_OCTET = _TYPE_OCTET[MsgType.UPDATE]
 # plain ints: comparing against an IntEnum member costs an attribute lookup on every message
 _UPDATE = int(MsgType.UPDATE)
 _KEEPALIVE = int(MsgType.KEEPALIVE)
-
-_decode_update: Callable[[bytes, Negotiated], Update] | None = None
-_encode_update: Callable[[Update, Negotiated], bytes] | None = None
-
-
-def _load_update_codec() -> tuple[
-    Callable[[bytes, Negotiated], Update], Callable[[Update, Negotiated], bytes]
-]:
-    global _decode_update, _encode_update
-    from proto.bgp.update import decode_update, encode_update
-
-    _decode_update, _encode_update = decode_update, encode_update
-    return decode_update, encode_update
-
 
 def _bad_length(length: int) -> MessageError:
     return MessageError(
@@ -64,13 +49,12 @@ def _bad_length(length: int) -> MessageError:
     )
 
 
-def decode_body(msg_type: int, body: bytes, negotiated: Negotiated) -> Message:
+def decode_message_body(msg_type: int, body: bytes, negotiated: Negotiated) -> Message:
     """One message from its type and body, as the framer delivers them."""
     if msg_type == _UPDATE:
-        decode = _decode_update or _load_update_codec()[0]
         if len(body) < 4:
             raise _bad_length(HEADER_LEN + len(body))
-        return decode(body, negotiated)
+        return decode_update(body, negotiated)
     if msg_type == _KEEPALIVE:
         if body:
             raise _bad_length(HEADER_LEN + len(body))
@@ -107,7 +91,7 @@ def decode_message(data: bytes | bytearray | memoryview, negotiated: Negotiated)
             and data.startswith(MARKER)
             and table.low[msg_type] <= length <= table.high[msg_type]
         ):
-            return decode_body(msg_type, data[HEADER_LEN:], negotiated)
+            return decode_message_body(msg_type, data[HEADER_LEN:], negotiated)
     return _decode_message_slow(data, negotiated)
 
 
@@ -125,14 +109,13 @@ def _decode_message_slow(data: bytes, negotiated: Negotiated) -> Message:
     if length != size:
         # the header claims a different size than we were given: truncated or trailing octets
         raise _bad_length(length)
-    return decode_body(msg_type, data[HEADER_LEN:], negotiated)
+    return decode_message_body(msg_type, data[HEADER_LEN:], negotiated)
 
 
-def encode_body(message: Message, negotiated: Negotiated) -> tuple[int, bytes]:
+def encode_message_body(message: Message, negotiated: Negotiated) -> tuple[int, bytes]:
     cls = type(message)
     if cls is Update:
-        encode = _encode_update or _load_update_codec()[1]
-        return MsgType.UPDATE, encode(message, negotiated)  # type: ignore[arg-type]
+        return MsgType.UPDATE, encode_update(message, negotiated)  # type: ignore[arg-type]
     if cls is Keepalive:
         return MsgType.KEEPALIVE, b""
     if cls is Open:
@@ -147,9 +130,14 @@ def encode_body(message: Message, negotiated: Negotiated) -> tuple[int, bytes]:
 def encode_message(message: Message, negotiated: Negotiated) -> bytes:
     """The whole message, header included. A NOTIFICATION whose data does not fit is cut to fit
     (RFC 8654 section 5 allows it); anything else too long raises ValueError."""
-    if type(message) is Keepalive:
+    cls = type(message)
+    if cls is Update:
+        # the hot case: encode_update has already held the body to the negotiated size
+        body = encode_update(message, negotiated)  # type: ignore[arg-type]
+        return MARKER + (HEADER_LEN + len(body)).to_bytes(2, "big") + _UPDATE_OCTET + body
+    if cls is Keepalive:
         return KEEPALIVE_BYTES
-    msg_type, body = encode_body(message, negotiated)
+    msg_type, body = encode_message_body(message, negotiated)
     limit = MAX_MESSAGE_LEN if msg_type == MsgType.OPEN else negotiated.max_message_len
     length = HEADER_LEN + len(body)
     if length > limit:

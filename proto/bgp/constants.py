@@ -1,9 +1,10 @@
 """Numbers of BGP-4 and its extensions: message types, AFI/SAFI, attribute and capability codes,
-NOTIFICATION codes and subcodes (RFC 4271 section 4.5, RFC 4486, RFC 7313, RFC 8654)."""
+NOTIFICATION codes and subcodes (RFC 4271 section 4.5, RFC 4486, RFC 7313, RFC 8654), and the
+RFC 7606 error actions."""
 
 from __future__ import annotations
 
-from enum import IntEnum
+from enum import IntEnum, StrEnum
 
 MARKER = b"\xff" * 16
 HEADER_LEN = 19
@@ -58,6 +59,15 @@ class AttrFlag(IntEnum):
     TRANSITIVE = 0x40
     PARTIAL = 0x20
     EXTENDED_LENGTH = 0x10
+
+
+class ErrorAction(StrEnum):
+    """What a malformed attribute costs (RFC 7606 section 2); the values are the words the
+    decoded `AttributeProblem.action` carries."""
+
+    TREAT_AS_WITHDRAW = "treat-as-withdraw"
+    ATTRIBUTE_DISCARD = "attribute-discard"
+    SESSION_RESET = "session-reset"
 
 
 class Origin(IntEnum):

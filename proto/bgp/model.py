@@ -14,8 +14,10 @@ it. The next hop of MP_REACH_NLRI lives in `MpReach` with its NLRI.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 from proto.bgp.constants import IPV4_UNICAST, IPV6_UNICAST, AfiSafi, ErrorCode
+from proto.bgp.error_names import describe_error, shutdown_text
 
 Prefix = bytes  # wire form, optionally preceded by a 4-octet ADD-PATH path identifier
 
@@ -177,14 +179,11 @@ class Notification:
     @property
     def shutdown_message(self) -> str | None:
         """RFC 9003 shutdown communication of Cease/2 and Cease/4, if present and valid UTF-8."""
-        from proto.bgp.notification import shutdown_message
-
-        return shutdown_message(self)
+        return shutdown_text(self.code, self.subcode, self.data)
 
     def describe(self) -> str:
-        from proto.bgp.notification import describe
-
-        return describe(self)
+        """One line for logs and tortiectl (see `proto.bgp.error_names.describe_error`)."""
+        return describe_error(self.code, self.subcode, self.data)
 
 
 @dataclass(frozen=True, slots=True)
@@ -198,6 +197,23 @@ class RouteRefresh:
 class AsPathSegment:
     type: int  # SegmentType
     asns: tuple[int, ...]
+
+
+# The decoder builds the two classes below for every new attribute set. A frozen dataclass's
+# __init__ sets each field through object.__setattr__, which costs more than decoding the attribute;
+# these constructors set the slots directly instead (same object, same equality and hash). They
+# assume what the classes promise: slots, no defaults computed in __post_init__ (the unit tests check).
+_new = object.__new__
+_set_segment_type = AsPathSegment.type.__set__  # type: ignore[attr-defined]
+_set_segment_asns = AsPathSegment.asns.__set__  # type: ignore[attr-defined]
+
+
+def as_path_segment(kind: int, asns: tuple[int, ...]) -> AsPathSegment:
+    """`AsPathSegment(kind, asns)`, for the decoder's hot path."""
+    segment = _new(AsPathSegment)
+    _set_segment_type(segment, kind)
+    _set_segment_asns(segment, asns)
+    return segment
 
 
 @dataclass(frozen=True, slots=True)
@@ -226,6 +242,48 @@ class PathAttributes:
     as4_aggregator: tuple[int, str] | None = None
     large_communities: tuple[tuple[int, int, int], ...] | None = None
     unknown: tuple[UnknownAttribute, ...] = ()
+
+
+PATH_ATTRIBUTE_FIELDS = tuple(PathAttributes.__dataclass_fields__)  # type: ignore[attr-defined]
+(
+    _set_origin,
+    _set_as_path,
+    _set_next_hop,
+    _set_med,
+    _set_local_pref,
+    _set_atomic_aggregate,
+    _set_aggregator,
+    _set_communities,
+    _set_originator_id,
+    _set_cluster_list,
+    _set_extended_communities,
+    _set_as4_path,
+    _set_as4_aggregator,
+    _set_large_communities,
+    _set_unknown,
+) = (getattr(PathAttributes, name).__set__ for name in PATH_ATTRIBUTE_FIELDS)
+
+
+def path_attributes_from(values: list[Any]) -> PathAttributes:
+    """`PathAttributes(*values)` (one value per field, in field order), for the decoder's hot path.
+    Written out rather than looped: this runs once per new attribute set."""
+    attrs = _new(PathAttributes)
+    _set_origin(attrs, values[0])
+    _set_as_path(attrs, values[1])
+    _set_next_hop(attrs, values[2])
+    _set_med(attrs, values[3])
+    _set_local_pref(attrs, values[4])
+    _set_atomic_aggregate(attrs, values[5])
+    _set_aggregator(attrs, values[6])
+    _set_communities(attrs, values[7])
+    _set_originator_id(attrs, values[8])
+    _set_cluster_list(attrs, values[9])
+    _set_extended_communities(attrs, values[10])
+    _set_as4_path(attrs, values[11])
+    _set_as4_aggregator(attrs, values[12])
+    _set_large_communities(attrs, values[13])
+    _set_unknown(attrs, values[14])
+    return attrs
 
 
 @dataclass(frozen=True, slots=True)

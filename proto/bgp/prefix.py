@@ -13,14 +13,16 @@ import ipaddress
 
 from proto import prefix as pf
 from proto.bgp.constants import AFI
+from proto.bgp.nlri import SHAPES
 
 IPv4Network = ipaddress.IPv4Network
 IPv6Network = ipaddress.IPv6Network
 Network = IPv4Network | IPv6Network
 
-MAX_LENGTH = {AFI.IPV4: 32, AFI.IPV6: 128}
-ADDRESS_OCTETS = {AFI.IPV4: 4, AFI.IPV6: 16}
-VERSION = {AFI.IPV4: pf.V4, AFI.IPV6: pf.V6}
+# by AFI, from the NLRI codec's shapes (the family table's source for the same facts)
+MAX_LENGTH = {AFI(afi): shape.max_length for afi, shape in SHAPES.items()}
+ADDRESS_OCTETS = {AFI(afi): shape.address_octets for afi, shape in SHAPES.items()}
+VERSION = {AFI(afi): shape.version for afi, shape in SHAPES.items()}
 
 
 def octets_for(length: int) -> int:

@@ -24,22 +24,14 @@ from typing import Any
 
 from construct import ConstructError, GreedyBytes, Int16ub, Prefixed, Struct
 
-from proto.bgp import attributes as attributes_module
-from proto.bgp import nlri as nlri_mod
-from proto.bgp.attributes import (
-    DISCARD,
-    EXTENDED,
-    MP_FLAGS,
-    WITHDRAW,
-    MpReachSpec,
-    MpUnreachSpec,
-    cached_block,
-    encode_attribute,
-    encode_attributes,
-    ordered,
-    spec_block,
-)
-from proto.bgp.constants import AFI, HEADER_LEN, IPV4_UNICAST, IPV6_UNICAST, AttrCode, ErrorCode, UpdateError
+import proto.bgp.nlri as nlri_mod
+from proto.bgp.attr_block import RawAttribute, spec_block
+from proto.bgp.attr_cache import cached_block, caches
+from proto.bgp.attr_spec import MpReachSpec, MpUnreachSpec
+from proto.bgp.attr_table import DISCARD, EXTENDED, MP_FLAGS, WITHDRAW
+from proto.bgp.attributes import encode_attribute, encoded_block, encoded_parts, ordered
+from proto.bgp.constants import HEADER_LEN, IPV4_UNICAST, AttrCode, ErrorCode, UpdateError
+from proto.bgp.family import FAMILIES, IPV4
 from proto.bgp.model import (
     AttributeProblem,
     MessageError,
@@ -76,6 +68,9 @@ def _mp_error(raw: bytes, reason: str) -> MessageError:
 
 # ---------------------------------------------------------------- MP_REACH / MP_UNREACH
 
+_split = IPV4.split  # the hand-written splitter (one function for every family, given the AFI)
+_USUAL = frozenset(f.afi << 16 | f.safi << 8 | n for f in FAMILIES.values() for n in f.next_hop_lengths)
+
 _next_hops: dict[bytes, tuple[str, ...]] = {}
 _NEXT_HOP_CACHE_SIZE = 4096
 
@@ -95,15 +90,6 @@ def _next_hop(raw: bytes) -> tuple[str, ...]:
         _next_hops.clear()
     _next_hops[raw] = value
     return value
-
-
-def _next_hop_lengths(family: tuple[int, int], negotiated: Negotiated) -> tuple[int, ...]:
-    if family == IPV6_UNICAST:
-        return (16, 32)
-    # RFC 8950: an IPv6 next hop for IPv4 NLRI only when the capability was exchanged
-    if IPV4_UNICAST in negotiated.extended_next_hop:
-        return (4, 16, 32)
-    return (4,)
 
 
 def _unsupported(code: int, family: tuple[int, int]) -> AttributeProblem:
@@ -131,26 +117,27 @@ def _mp_reach(
         afi = (value[0] << 8) | value[1]
         safi = value[2]
         end = 4 + value[3]
-        if safi == 1 and ((afi == 2 and (end == 20 or end == 36)) or (afi == 1 and end == 8)):
-            # the usual shapes, checked with plain ints; everything else takes the general path
+        if (afi << 16 | safi << 8 | value[3]) in _USUAL:
+            # a family of the table with a next-hop length every session accepts for it: the
+            # usual shapes, checked with one int; everything else takes the general path
             add_path = negotiated.add_path_receive
             try:
-                prefixes = nlri_mod.split(value[end + 1 :], afi, bool(add_path) and (afi, 1) in add_path)
+                prefixes = _split(value[end + 1 :], afi, bool(add_path) and (afi, safi) in add_path)
             except NlriError as exc:
                 raise _mp_error(raw, f"MP_REACH_NLRI: {exc}") from exc
             hop = value[4:end]
             return MpReach(afi, safi, _next_hops.get(hop) or _next_hop(hop), prefixes)
         hop = value[4:end]
         rest = value[end + 1 :]
-    family = (afi, safi)
-    if family != IPV4_UNICAST and family != IPV6_UNICAST:
-        return _unsupported(_MP_REACH, family)
-    split = nlri_mod.split_spec if spec else nlri_mod.split
+    family = FAMILIES.get((afi, safi))
+    if family is None:
+        return _unsupported(_MP_REACH, (afi, safi))
+    split = family.split_spec if spec else family.split
     try:
-        prefixes = split(rest, afi, family in negotiated.add_path_receive)
+        prefixes = split(rest, afi, (afi, safi) in negotiated.add_path_receive)
     except NlriError as exc:
         raise _mp_error(raw, f"MP_REACH_NLRI: {exc}") from exc
-    if len(hop) not in _next_hop_lengths(family, negotiated):
+    if len(hop) not in family.next_hop_lengths_for(negotiated):
         # RFC 7606 section 7.11: the NLRI can still be located behind a next hop of the wrong
         # length, so its routes are withdrawn rather than the session reset; no next hop is kept
         problem = AttributeProblem(
@@ -176,12 +163,12 @@ def _mp_unreach(value: bytes, raw: bytes, negotiated: Negotiated, spec: bool) ->
         afi = (value[0] << 8) | value[1]
         safi = value[2]
         rest = value[3:]
-    family = (afi, safi)
-    if family != IPV4_UNICAST and family != IPV6_UNICAST:
-        return _unsupported(_MP_UNREACH, family)
-    split = nlri_mod.split_spec if spec else nlri_mod.split
+    family = FAMILIES.get((afi, safi))
+    if family is None:
+        return _unsupported(_MP_UNREACH, (afi, safi))
+    split = family.split_spec if spec else family.split
     try:
-        prefixes = split(rest, afi, family in negotiated.add_path_receive)
+        prefixes = split(rest, afi, (afi, safi) in negotiated.add_path_receive)
     except NlriError as exc:
         raise _mp_error(raw, f"MP_UNREACH_NLRI: {exc}") from exc
     return MpUnreach(afi, safi, prefixes)
@@ -229,7 +216,7 @@ def _decode(body: bytes, negotiated: Negotiated, spec: bool, known: Any = None) 
     attributes: PathAttributes | None = None
     problems: tuple[AttributeProblem, ...] = ()
     layout: tuple[tuple[int, int], ...] = ()
-    present: frozenset[int] = frozenset()
+    present = 0
     mp_reach: MpReach | None = None
     mp_unreach: MpUnreach | None = None
     if block:
@@ -238,11 +225,12 @@ def _decode(body: bytes, negotiated: Negotiated, spec: bool, known: Any = None) 
         else:
             decoded, mp = spec_block(block, four) if spec else cached_block(block, four)
         attributes, problems, present, layout = decoded
-        for code, _flags, value, raw in mp:
+        for entry in mp:
+            code = entry.code
             if code == _MP_REACH:
-                item: Any = _mp_reach(value, raw, negotiated, spec)
+                item: Any = _mp_reach(entry.value, entry.raw, negotiated, spec)
             else:
-                item = _mp_unreach(value, raw, negotiated, spec)
+                item = _mp_unreach(entry.value, entry.raw, negotiated, spec)
             if isinstance(item, tuple):
                 item, problem = item
                 problems += (problem,)
@@ -252,14 +240,15 @@ def _decode(body: bytes, negotiated: Negotiated, spec: bool, known: Any = None) 
                 mp_reach = item
             else:
                 mp_unreach = item
+    # the UPDATE's own fields carry IPv4 unicast (the family table's one in_update_fields row)
     add_path = IPV4_UNICAST in negotiated.add_path_receive
-    split = nlri_mod.split_spec if spec else nlri_mod.split
+    split = IPV4.split_spec if spec else IPV4.split
     try:
-        withdrawn = split(withdrawn_field, AFI.IPV4, add_path) if withdrawn_field else []
+        withdrawn = split(withdrawn_field, IPV4.afi, add_path) if withdrawn_field else []
     except NlriError as exc:
         raise _network_error("Withdrawn Routes", exc) from exc
     try:
-        nlri = split(nlri_field, AFI.IPV4, add_path) if nlri_field else []
+        nlri = split(nlri_field, IPV4.afi, add_path) if nlri_field else []
     except NlriError as exc:
         raise _network_error("NLRI", exc) from exc
     if nlri or (mp_reach is not None and mp_reach.nlri):
@@ -269,14 +258,13 @@ def _decode(body: bytes, negotiated: Negotiated, spec: bool, known: Any = None) 
             problems = _NO_ATTRIBUTES if nlri else _NO_ATTRIBUTES[:2]
         else:
             for code in _MANDATORY if nlri else _MANDATORY[:2]:
-                if code not in present:
+                if not present >> code & 1:
                     problems += (_MISSING[code],)
     return Update(withdrawn, attributes, nlri, mp_reach, mp_unreach, problems, layout)
 
 
-_caches = attributes_module._caches
-_split = nlri_mod.split
-_COMPLETE = frozenset(_MANDATORY)
+_COMPLETE = (1 << AttrCode.ORIGIN) | (1 << AttrCode.AS_PATH) | (1 << AttrCode.NEXT_HOP)
+_NO_MP: list[RawAttribute] = []
 
 
 def decode_update(body: bytes, negotiated: Negotiated) -> Update:
@@ -296,11 +284,13 @@ def decode_update(body: bytes, negotiated: Negotiated) -> Update:
     if aend > size or aend == wend + 2:
         return _decode(body, negotiated, False)
     block = body[wend + 2 : aend]
-    decoded = _caches[negotiated.four_octet_as].get(block)
+    decoded = caches[negotiated.four_octet_as].get(block)
     if decoded is None:
-        return _decode(body, negotiated, False, cached_block(block, negotiated.four_octet_as))
-    if decoded.problems or not decoded.present >= _COMPLETE:
-        return _decode(body, negotiated, False, (decoded, []))
+        decoded, mp = cached_block(block, negotiated.four_octet_as)
+        if mp:
+            return _decode(body, negotiated, False, (decoded, mp))
+    if decoded.problems or decoded.present & _COMPLETE != _COMPLETE:
+        return _decode(body, negotiated, False, (decoded, _NO_MP))
     add_path = bool(negotiated.add_path_receive) and IPV4_UNICAST in negotiated.add_path_receive
     try:
         withdrawn = _split(body[2:wend], 1, add_path) if wend > 2 else []
@@ -337,29 +327,6 @@ def mp_unreach_value(unreach: MpUnreach) -> bytes:
     return struct.pack("!HB", unreach.afi, unreach.safi) + nlri_mod.join(unreach.withdrawn)
 
 
-# Encoded attribute sets by the identity of the (usually interned) PathAttributes: a hit costs a
-# dict lookup and two checks instead of encoding every attribute again. Each entry holds the
-# attributes one by one (for merging with MP attributes) and the whole block (when there are none).
-_Encoded = tuple[PathAttributes, bool, tuple[tuple[int, int], ...], dict[int, bytes], bytes]
-_encoded: dict[int, _Encoded] = {}
-_ENCODED_CACHE_SIZE = 4096
-
-
-def _encoded_attributes(
-    attributes: PathAttributes, four: bool, layout: tuple[tuple[int, int], ...]
-) -> _Encoded:
-    hit = _encoded.get(id(attributes))
-    if hit is not None and hit[0] is attributes and hit[1] == four and hit[2] == layout:
-        return hit
-    encoded = encode_attributes(attributes, four, layout)
-    block = b"".join(encoded[code] for code in ordered(encoded, layout))
-    if len(_encoded) >= _ENCODED_CACHE_SIZE:
-        _encoded.clear()
-    entry = (attributes, four, layout, encoded, block)  # holding the object keeps its id unique
-    _encoded[id(attributes)] = entry
-    return entry
-
-
 def encode_update(update: Update, negotiated: Negotiated) -> bytes:
     """Encode an UPDATE body (without header). Prefix entries are sent as given: with ADD-PATH
     (`negotiated.add_path_send`) they must already carry their path identifier."""
@@ -367,9 +334,9 @@ def encode_update(update: Update, negotiated: Negotiated) -> bytes:
     layout = update.layout
     attributes = update.attributes
     if update.mp_reach is None and update.mp_unreach is None:
-        block = _encoded_attributes(attributes, four, layout)[4] if attributes is not None else b""
+        block = encoded_block(attributes, four, layout) if attributes is not None else b""
     else:
-        encoded = dict(_encoded_attributes(attributes, four, layout)[3]) if attributes is not None else {}
+        encoded = dict(encoded_parts(attributes, four, layout)) if attributes is not None else {}
         extended = {code for code, flags in layout if flags & EXTENDED}
         if update.mp_reach is not None:
             flags = MP_FLAGS | (EXTENDED if _MP_REACH in extended else 0)

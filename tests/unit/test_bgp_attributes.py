@@ -10,10 +10,18 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from proto.bgp import attributes as A
+import proto.bgp.as4 as AS4
+import proto.bgp.attr_block as B
+import proto.bgp.attr_cache as C
+import proto.bgp.attr_spec as S
+import proto.bgp.attr_table as T
+import proto.bgp.attr_values as V
+import proto.bgp.attributes as E
+import proto.bgp.constants as K
 from proto.bgp.constants import AttrCode, UpdateError
 from proto.bgp.model import AsPathSegment, MessageError, PathAttributes, UnknownAttribute
 
+RULES = {row.code: row for row in T.VALUE_ROWS}  # the attributes with a PathAttributes field
 SETTINGS = settings(max_examples=70, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 u32 = st.integers(0, 2**32 - 1)
@@ -51,7 +59,7 @@ def _values(code: int, four: bool) -> st.SearchStrategy[Any]:
     }[code]
 
 
-_VALUES = {(code, four): _values(code, four) for code in A.RULES for four in (False, True)}
+_VALUES = {(code, four): _values(code, four) for code in RULES for four in (False, True)}
 
 
 def values(code: int, four: bool) -> st.SearchStrategy[Any]:
@@ -59,7 +67,7 @@ def values(code: int, four: bool) -> st.SearchStrategy[Any]:
     return _VALUES[(code, four)]
 
 
-unknown_codes = st.integers(19, 255).filter(lambda c: c not in A.RULES and c not in A.MP_CODES)
+unknown_codes = st.integers(19, 255).filter(lambda c: c not in RULES and c not in T.MP_CODES)
 unknown_attributes = st.lists(
     st.builds(
         UnknownAttribute,
@@ -76,7 +84,7 @@ unknown_attributes = st.lists(
 def path_attributes(draw: st.DrawFn, four: bool = True, next_hop: bool = True) -> PathAttributes:
     """A valid attribute set (what a well-behaved peer sends)."""
     fields: dict[str, Any] = {}
-    for code, rule in A.RULES.items():
+    for code, rule in RULES.items():
         if code == AttrCode.NEXT_HOP and not next_hop:
             continue
         mandatory = code in (AttrCode.ORIGIN, AttrCode.AS_PATH, AttrCode.NEXT_HOP)
@@ -87,13 +95,13 @@ def path_attributes(draw: st.DrawFn, four: bool = True, next_hop: bool = True) -
 
 
 def block_of(attrs: PathAttributes, four: bool) -> bytes:
-    encoded = A.encode_attributes(attrs, four)
-    return b"".join(encoded[c] for c in A.ordered(encoded))
+    encoded = E.encode_attributes(attrs, four)
+    return b"".join(encoded[c] for c in E.ordered(encoded))
 
 
 def comparable(result: Any) -> Any:
     """Results with problem reasons left out: the two paths word them differently."""
-    if isinstance(result, tuple) and result and isinstance(result[0], A.Decoded):
+    if isinstance(result, tuple) and result and isinstance(result[0], B.Decoded):
         decoded = result[0]
         problems = tuple((p.action, p.code, p.subcode) for p in decoded.problems)
         return (decoded._replace(problems=problems), *result[1:])
@@ -104,7 +112,7 @@ def outcome(fn: Any, *args: Any) -> Any:
     """A comparable result: the value, or the error's identity (kind, code, subcode, data)."""
     try:
         return ("ok", comparable(fn(*args)))
-    except A.Malformed as exc:
+    except V.Malformed as exc:
         return ("malformed", exc.subcode)
     except MessageError as exc:
         return ("error", exc.code, exc.subcode, exc.data)
@@ -112,7 +120,7 @@ def outcome(fn: Any, *args: Any) -> Any:
 
 # ---------------------------------------------------------------- per attribute
 
-CODES = sorted(A.RULES)
+CODES = sorted(RULES)
 ALL = settings(max_examples=200, deadline=None)  # one test over every code, not one per code
 
 
@@ -120,43 +128,45 @@ ALL = settings(max_examples=200, deadline=None)  # one test over every code, not
 @given(code=st.sampled_from(CODES), four=st.booleans(), data=st.data())
 def test_attribute_round_trip_and_spec_agree(code: int, four: bool, data: st.DataObject) -> None:
     value = data.draw(values(code, four))
-    wire = A.encode_value(code, value, four)
-    assert wire == A.encode_value_spec(code, value, four)
-    assert A.decode_value(code, wire, four) == value
-    assert A.decode_value_spec(code, wire, four) == value
+    wire = T.encode_value(code, value, four)
+    assert wire == T.encode_value_spec(code, value, four)
+    assert T.decode_value(code, wire, four) == value
+    assert T.decode_value_spec(code, wire, four) == value
 
 
 @ALL
 @given(code=st.sampled_from(CODES), four=st.booleans(), raw=st.binary(max_size=40))
 def test_fast_value_decoder_equals_spec_on_any_bytes(code: int, four: bool, raw: bytes) -> None:
-    assert outcome(A.decode_value, code, raw, four) == outcome(A.decode_value_spec, code, raw, four)
+    assert outcome(T.decode_value, code, raw, four) == outcome(T.decode_value_spec, code, raw, four)
 
 
 @pytest.mark.parametrize("code", CODES, ids=[AttrCode(c).name for c in CODES])
-def test_every_attribute_has_a_rule_and_spec(code: int) -> None:
-    assert code in A.SPECS
-    assert (A.RULES[code].flags & ~A.OT_MASK) == 0
+def test_every_attribute_has_a_row_with_spec_and_codecs(code: int) -> None:
+    row = RULES[code]
+    assert row.code == code and row.name == AttrCode(code).name
+    assert (row.flags & ~T.OT_MASK) == 0
+    assert row.spec and row.decode and row.encode and row.from_spec and row.to_spec and row.text
 
 
 @SETTINGS
 @given(data=st.data())
 def test_as_path_mutations_agree(data: st.DataObject) -> None:
     four = data.draw(st.booleans())
-    wire = bytearray(A.encode_value(AttrCode.AS_PATH, data.draw(values(AttrCode.AS_PATH, four)), four))
+    wire = bytearray(T.encode_value(AttrCode.AS_PATH, data.draw(values(AttrCode.AS_PATH, four)), four))
     if wire:
         for _ in range(data.draw(st.integers(1, 3))):
             wire[data.draw(st.integers(0, len(wire) - 1))] = data.draw(st.integers(0, 255))
     wire = wire[: data.draw(st.integers(0, len(wire)))] if data.draw(st.booleans()) else wire
     code = AttrCode.AS_PATH
-    assert outcome(A.decode_value, code, bytes(wire), four) == outcome(
-        A.decode_value_spec, code, bytes(wire), four
+    assert outcome(T.decode_value, code, bytes(wire), four) == outcome(
+        T.decode_value_spec, code, bytes(wire), four
     )
 
 
 def test_long_as_path_segment_splits_at_255() -> None:
     path = (AsPathSegment(2, tuple(range(1, 301))),)
-    wire = A.encode_value(AttrCode.AS_PATH, path, True)
-    assert A.decode_value(AttrCode.AS_PATH, wire, True) == (
+    wire = T.encode_value(AttrCode.AS_PATH, path, True)
+    assert T.decode_value(AttrCode.AS_PATH, wire, True) == (
         AsPathSegment(2, tuple(range(1, 256))),
         AsPathSegment(2, tuple(range(256, 301))),
     )
@@ -164,7 +174,7 @@ def test_long_as_path_segment_splits_at_255() -> None:
 
 def test_two_octet_as_path_refuses_large_asn() -> None:
     with pytest.raises(ValueError):
-        A.encode_value(AttrCode.AS_PATH, (AsPathSegment(2, (70000,)),), False)
+        T.encode_value(AttrCode.AS_PATH, (AsPathSegment(2, (70000,)),), False)
 
 
 # ---------------------------------------------------------------- walk and block
@@ -175,12 +185,12 @@ def blocks(draw: st.DrawFn) -> tuple[bytes, bool]:
     """Valid blocks, then mutated: flags, codes, lengths, truncation, duplicates, junk."""
     four = draw(st.booleans())
     attrs = draw(path_attributes(four))
-    encoded = A.encode_attributes(attrs, four)
-    parts = [encoded[c] for c in A.ordered(encoded)]
+    encoded = E.encode_attributes(attrs, four)
+    parts = [encoded[c] for c in E.ordered(encoded)]
     if draw(st.booleans()):
         parts.insert(draw(st.integers(0, len(parts))), draw(st.sampled_from(parts)))  # duplicate
     if draw(st.booleans()):  # an MP attribute, maybe twice
-        mp = bytes((0x80, draw(st.sampled_from(A.MP_CODES)), 3, 0, 2, 1))
+        mp = bytes((0x80, draw(st.sampled_from(T.MP_CODES)), 3, 0, 2, 1))
         parts.insert(draw(st.integers(0, len(parts))), mp)
         if draw(st.booleans()):
             parts.append(mp)
@@ -197,17 +207,17 @@ def blocks(draw: st.DrawFn) -> tuple[bytes, bool]:
 @given(case=blocks())
 def test_walk_equals_spec(case: tuple[bytes, bool]) -> None:
     block, _ = case
-    assert A.walk(block) == A.walk_spec(block)
+    assert B.walk(block) == B.walk_spec(block)
 
 
 @SETTINGS
 @given(case=blocks())
 def test_cached_block_equals_spec_on_valid_and_mutated_blocks(case: tuple[bytes, bool]) -> None:
     block, four = case
-    A.clear_cache()
-    first = outcome(A.cached_block, block, four)
-    again = outcome(A.cached_block, block, four)  # served from the cache this time
-    spec = outcome(A.spec_block, block, four)
+    C.clear_cache()
+    first = outcome(C.cached_block, block, four)
+    again = outcome(C.cached_block, block, four)  # served from the cache this time
+    spec = outcome(B.spec_block, block, four)
     assert first == spec
     assert again == spec
 
@@ -217,31 +227,31 @@ def test_cached_block_equals_spec_on_valid_and_mutated_blocks(case: tuple[bytes,
 def test_block_round_trip(data: st.DataObject) -> None:
     four = data.draw(st.booleans())
     attrs = data.draw(path_attributes(four))
-    decoded, mp = A.cached_block(block_of(attrs, four), four)
+    decoded, mp = C.cached_block(block_of(attrs, four), four)
     assert decoded.attributes == attrs
     assert decoded.problems == ()
     assert mp == []
 
 
 def test_interning_shares_one_object_and_is_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
-    A.clear_cache()
+    C.clear_cache()
     attrs = PathAttributes(origin=0, as_path=(), next_hop="10.0.0.1")
     block = block_of(attrs, True)
-    one, _ = A.cached_block(bytes(block), True)
-    two, _ = A.cached_block(bytes(bytearray(block)), True)
+    one, _ = C.cached_block(bytes(block), True)
+    two, _ = C.cached_block(bytes(bytearray(block)), True)
     assert one.attributes is two.attributes
-    monkeypatch.setattr(A, "CACHE_SIZE", 64)
+    monkeypatch.setattr(C, "CACHE_SIZE", 64)
     for med in range(500):
-        A.cached_block(block_of(PathAttributes(origin=0, med=med), True), True)
-    assert len(A._caches[True]) <= 64
+        C.cached_block(block_of(PathAttributes(origin=0, med=med), True), True)
+    assert len(C.caches[True]) <= 64
 
 
 def test_extended_length_layout_is_recorded() -> None:
     block = bytes((0x50, 1, 0, 1, 0))  # ORIGIN with a needless Extended Length
-    decoded, _ = A.cached_block(block, True)
+    decoded, _ = C.cached_block(block, True)
     assert decoded.attributes.origin == 0
     assert decoded.layout == ((1, 0x50),)
-    encoded = A.encode_attributes(decoded.attributes, True, decoded.layout)
+    encoded = E.encode_attributes(decoded.attributes, True, decoded.layout)
     assert encoded[1] == block
 
 
@@ -253,12 +263,12 @@ NEXT_HOP = bytes((0x40, 3, 4, 10, 0, 0, 1))
 
 
 def problems_of(block: bytes, four: bool = True) -> list[tuple[str, int, int]]:
-    decoded, _ = A.cached_block(block, four)
-    assert comparable((decoded,)) == comparable((A.spec_block(block, four)[0],))
+    decoded, _ = C.cached_block(block, four)
+    assert comparable((decoded,)) == comparable((B.spec_block(block, four)[0],))
     return [(p.action, p.code, p.subcode) for p in decoded.problems]
 
 
-W, D = A.WITHDRAW, A.DISCARD
+W, D = T.WITHDRAW, T.DISCARD
 U = UpdateError
 
 CASES = [
@@ -296,19 +306,19 @@ CASES = [
 
 @pytest.mark.parametrize(("block", "expected"), [c[1:] for c in CASES], ids=[c[0] for c in CASES])
 def test_rfc7606_outcome(block: bytes, expected: list[tuple[str, int, int]]) -> None:
-    A.clear_cache()
+    C.clear_cache()
     assert problems_of(block) == expected
 
 
 def test_duplicate_keeps_first_value() -> None:
-    decoded, _ = A.cached_block(ORIGIN + bytes((0x40, 1, 1, 2)), True)
+    decoded, _ = C.cached_block(ORIGIN + bytes((0x40, 1, 1, 2)), True)
     assert decoded.attributes.origin == 0
 
 
 def test_malformed_attribute_is_absent_but_present_for_mandatory_check() -> None:
-    decoded, _ = A.cached_block(bytes((0x40, 1, 1, 7)) + AS_PATH + NEXT_HOP, True)
+    decoded, _ = C.cached_block(bytes((0x40, 1, 1, 7)) + AS_PATH + NEXT_HOP, True)
     assert decoded.attributes.origin is None
-    assert AttrCode.ORIGIN in decoded.present
+    assert decoded.has(AttrCode.ORIGIN)
 
 
 @pytest.mark.parametrize(
@@ -324,7 +334,7 @@ def test_malformed_attribute_is_absent_but_present_for_mandatory_check() -> None
     ids=["unknown well-known", "mp_reach twice", "mp_unreach twice"],
 )
 def test_session_reset_cases(block: bytes, subcode: int) -> None:
-    for decode in (A.cached_block, A.spec_block):
+    for decode in (C.cached_block, B.spec_block):
         with pytest.raises(MessageError) as info:
             decode(block, True)
         assert (info.value.code, info.value.subcode) == (3, subcode)
@@ -334,22 +344,22 @@ def test_session_reset_cases(block: bytes, subcode: int) -> None:
 
 def test_unknown_optional_attributes_and_readvertisement() -> None:
     block = ORIGIN + bytes((0xC0, 99, 2, 1, 2)) + bytes((0x80, 100, 1, 7))
-    decoded, _ = A.cached_block(block, True)
+    decoded, _ = C.cached_block(block, True)
     assert decoded.problems == ()
     assert decoded.attributes.unknown == (
         UnknownAttribute(0xC0, 99, b"\1\2"),
         UnknownAttribute(0x80, 100, b"\7"),
     )
-    passed_on = A.readvertised(decoded.attributes)
+    passed_on = E.readvertised(decoded.attributes)
     assert passed_on.unknown == (UnknownAttribute(0xE0, 99, b"\1\2"),)
-    assert A.encode_attributes(passed_on, True)[99] == bytes((0xE0, 99, 2, 1, 2))
+    assert E.encode_attributes(passed_on, True)[99] == bytes((0xE0, 99, 2, 1, 2))
 
 
 def test_aggregator_width_follows_four_octet_as() -> None:
     two = bytes((0xC0, 7, 6, 0xFD, 0xE9, 10, 0, 0, 1))
     four = bytes((0xC0, 7, 8, 0, 1, 0, 0, 10, 0, 0, 1))
-    assert A.cached_block(two, False)[0].attributes.aggregator == (65001, "10.0.0.1")
-    assert A.cached_block(four, True)[0].attributes.aggregator == (65536, "10.0.0.1")
+    assert C.cached_block(two, False)[0].attributes.aggregator == (65001, "10.0.0.1")
+    assert C.cached_block(four, True)[0].attributes.aggregator == (65536, "10.0.0.1")
     assert problems_of(two, True) == [(D, 7, U.ATTRIBUTE_LENGTH_ERROR)]
 
 
@@ -368,20 +378,20 @@ def test_two_octet_peer_round_trip(
 ) -> None:
     """What a 2-octet peer receives, after its wire trip and the merge, is the original path."""
     attrs = PathAttributes(origin=0, as_path=path, next_hop="10.0.0.1", aggregator=aggregator)
-    sent = A.for_two_octet_peer(attrs)
+    sent = AS4.for_two_octet_peer(attrs)
     assert all(a <= 0xFFFF for s in sent.as_path for a in s.asns)
-    decoded, _ = A.cached_block(block_of(sent, False), False)
+    decoded, _ = C.cached_block(block_of(sent, False), False)
     assert decoded.problems == ()
-    assert A.merge_as4(decoded.attributes) == attrs
+    assert AS4.merge_as4(decoded.attributes) == attrs
 
 
 def test_merge_takes_leading_ases_from_as_path() -> None:
     # a 2-octet speaker (65001) prepended itself in front of a path that held 4-octet ASes
     attrs = PathAttributes(
-        as_path=(AsPathSegment(2, (65001, A.AS_TRANS, A.AS_TRANS)),),
+        as_path=(AsPathSegment(2, (65001, K.AS_TRANS, K.AS_TRANS)),),
         as4_path=(AsPathSegment(2, (4200000001, 4200000002)),),
     )
-    assert A.merge_as4(attrs).as_path == (
+    assert AS4.merge_as4(attrs).as_path == (
         AsPathSegment(2, (65001,)),
         AsPathSegment(2, (4200000001, 4200000002)),
     )
@@ -389,22 +399,22 @@ def test_merge_takes_leading_ases_from_as_path() -> None:
 
 def test_merge_ignores_longer_as4_path_and_stale_aggregator() -> None:
     longer = PathAttributes(as_path=(AsPathSegment(2, (1,)),), as4_path=(AsPathSegment(2, (5, 6)),))
-    assert A.merge_as4(longer).as_path == (AsPathSegment(2, (1,)),)
-    assert A.merge_as4(longer).as4_path is None
+    assert AS4.merge_as4(longer).as_path == (AsPathSegment(2, (1,)),)
+    assert AS4.merge_as4(longer).as4_path is None
     stale = PathAttributes(
-        as_path=(AsPathSegment(2, (A.AS_TRANS,)),),
+        as_path=(AsPathSegment(2, (K.AS_TRANS,)),),
         aggregator=(65001, "10.0.0.1"),
         as4_path=(AsPathSegment(2, (4200000001,)),),
         as4_aggregator=(4200000001, "10.0.0.2"),
     )
-    merged = A.merge_as4(stale)
+    merged = AS4.merge_as4(stale)
     assert merged.aggregator == (65001, "10.0.0.1")
-    assert merged.as_path == (AsPathSegment(2, (A.AS_TRANS,)),)
+    assert merged.as_path == (AsPathSegment(2, (K.AS_TRANS,)),)
 
 
 def test_path_length_counts_sets_once_and_confederations_not() -> None:
     path = (AsPathSegment(2, (1, 2, 3)), AsPathSegment(1, (4, 5)), AsPathSegment(3, (6, 7)))
-    assert A.path_length(path) == 4
+    assert AS4.path_length(path) == 4
 
 
 @SETTINGS
@@ -414,12 +424,12 @@ def test_path_length_counts_sets_once_and_confederations_not() -> None:
     value=st.binary(max_size=300),
 )
 def test_attribute_header_encoding_equals_spec(flags: int, code: int, value: bytes) -> None:
-    wire = A.encode_attribute(flags, code, value)
-    extended = bool(flags & A.EXTENDED) or len(value) > 255
-    named = {name: bool((flags | (A.EXTENDED if extended else 0)) & bit) for name, bit in A._FLAG_BITS}
-    assert wire == A.Attribute.build(dict(flags=named, type=code, length=len(value), value=value))
+    wire = E.encode_attribute(flags, code, value)
+    extended = bool(flags & T.EXTENDED) or len(value) > 255
+    named = {name: bool((flags | (T.EXTENDED if extended else 0)) & bit) for name, bit in S.FLAG_BITS}
+    assert wire == S.Attribute.build(dict(flags=named, type=code, length=len(value), value=value))
     assert (
-        A.walk(wire)
-        == A.walk_spec(wire)
-        == ([(flags | (A.EXTENDED if extended else 0), code, value, wire)], None)
+        B.walk(wire)
+        == B.walk_spec(wire)
+        == ([(flags | (T.EXTENDED if extended else 0), code, value, wire)], None)
     )

@@ -1,5 +1,5 @@
-"""The public codec API: decode_message / encode_message dispatch, decode_body behind the framer,
-whole-message length errors, and what proto.bgp exports."""
+"""The public codec API: decode_message / encode_message dispatch, decode_message_body behind the
+framer, whole-message length errors, and what proto.bgp exports."""
 
 from __future__ import annotations
 
@@ -20,10 +20,10 @@ from proto.bgp import (
     Notification,
     Open,
     RouteRefresh,
-    decode_body,
     decode_message,
-    encode_body,
+    decode_message_body,
     encode_message,
+    encode_message_body,
 )
 from proto.bgp.header import Header, parse_header
 
@@ -81,16 +81,16 @@ def test_any_buffer_type() -> None:
 
 def test_decode_body_checks_what_the_framer_checks() -> None:
     with pytest.raises(MessageError) as caught:
-        decode_body(9, b"", Negotiated())
+        decode_message_body(9, b"", Negotiated())
     assert (caught.value.code, caught.value.subcode, caught.value.data) == (1, 3, b"\x09")
     with pytest.raises(MessageError) as caught:
-        decode_body(1, b"\x04\x00", Negotiated())
+        decode_message_body(1, b"\x04\x00", Negotiated())
     assert (caught.value.code, caught.value.subcode) == (1, 2)
     with pytest.raises(MessageError) as caught:
-        decode_body(3, b"\x06", Negotiated())
+        decode_message_body(3, b"\x06", Negotiated())
     assert (caught.value.code, caught.value.subcode) == (1, 2)
     with pytest.raises(MessageError) as caught:
-        decode_body(2, b"\x00\x00", Negotiated())
+        decode_message_body(2, b"\x00\x00", Negotiated())
     assert (caught.value.code, caught.value.subcode) == (1, 2)
 
 
@@ -131,7 +131,7 @@ def test_stream_through_framer_and_decode_body(batch: list[Message], chunk: int)
     framer = Framer()
     decoded: list[Message] = []
     for i in range(0, len(stream), chunk):
-        decoded.extend(decode_body(t, body, Negotiated()) for t, body in framer.feed(stream[i : i + chunk]))
+        decoded.extend(decode_message_body(t, body, Negotiated()) for t, body in framer.feed(stream[i : i + chunk]))
     assert decoded == batch
 
 
@@ -139,7 +139,7 @@ def test_stream_through_framer_and_decode_body(batch: list[Message], chunk: int)
 @given(messages)
 def test_hand_built_header_is_the_spec(message: Message) -> None:
     wire = encode_message(message, Negotiated())
-    msg_type, body = encode_body(message, Negotiated())
+    msg_type, body = encode_message_body(message, Negotiated())
     parsed = Header.parse(wire)
     assert (parsed.length, parsed.type) == (len(wire), msg_type) == parse_header(wire, 4096)
     assert wire[19:] == body
@@ -152,7 +152,7 @@ def test_update_dispatch_end_of_rib() -> None:
     assert isinstance(decoded, bgp.Update)
     assert decoded.end_of_rib() == bgp.IPV4_UNICAST
     assert encode_message(decoded, Negotiated()) == eor
-    assert [decode_body(t, b, Negotiated()) for t, b in Framer().feed(eor)] == [decoded]
+    assert [decode_message_body(t, b, Negotiated()) for t, b in Framer().feed(eor)] == [decoded]
 
 
 @pytest.mark.skipif(not HAVE_UPDATE, reason="proto.bgp.update is not in the tree yet")

@@ -188,3 +188,16 @@ def test_prefix_from_text_and_bad_keys() -> None:
         network_from_prefix(1, bytes((4, 24, 10, 1)))
     with pytest.raises(ValueError):
         network_from_prefix(2, bytes((4, 24, 10, 1, 2, 0)))
+
+
+def test_uniform_wire_only_for_one_size_and_one_length() -> None:
+    blocks = [pf.parse(f"10.0.{i}.0/26") for i in range(10)]
+    wire, size = nlri.uniform_wire(blocks)  # type: ignore[misc]
+    assert size == 5 and wire == b"".join(nlri.entry_wire(p) for p in blocks)
+    with_ids = [i.to_bytes(4, "big") + p for i, p in enumerate(blocks)]
+    assert nlri.uniform_wire(with_ids) == (b"".join(nlri.entry_wire(p) for p in with_ids), 9)
+    assert nlri.uniform_wire(blocks[:7]) is None  # too few to be worth it
+    assert nlri.uniform_wire([*blocks, pf.parse("10.1.0.0/24")]) is None  # another length
+    assert nlri.uniform_wire([*blocks, pf.parse("fd00::/64")]) is None  # another size
+    mixed = [*blocks, with_ids[0]]
+    assert nlri.join(mixed) == b"".join(nlri.entry_wire(p) for p in mixed)

@@ -31,8 +31,8 @@ from proto.bgp import (
     RouteRefresh,
     RouteRefreshCap,
     Update,
-    decode_body,
     decode_message,
+    decode_message_body,
     encode_message,
     notification_with_shutdown,
 )
@@ -237,7 +237,7 @@ def test_framer_and_decode_body_never_leak(pieces: list[bytes], chunk: int, nego
             return
         for msg_type, body in outcome:  # type: ignore[attr-defined]
             if HAVE_UPDATE or msg_type != 2:
-                check_outcome(decode_body, msg_type, body, negotiated)
+                check_outcome(decode_message_body, msg_type, body, negotiated)
 
 
 @settings(max_examples=200, deadline=None)

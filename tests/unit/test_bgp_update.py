@@ -12,10 +12,12 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+import proto.bgp.attr_block as B
+import proto.bgp.attr_cache as C
+import proto.bgp.attr_table as T
 from proto import prefix as pf
-from proto.bgp import attributes as A
 from proto.bgp import nlri as nlri_mod
-from proto.bgp.attributes import MpReachSpec, MpUnreachSpec
+from proto.bgp.attr_spec import MpReachSpec, MpUnreachSpec
 from proto.bgp.constants import IPV4_UNICAST, IPV6_UNICAST, UpdateError
 from proto.bgp.model import (
     AsPathSegment,
@@ -100,7 +102,7 @@ def outcome(decode: Any, body: bytes, negotiated: Negotiated) -> Any:
 
 def both(body: bytes, negotiated: Negotiated) -> Any:
     """Decode with the fast path (twice: cold and cached) and the spec; all three must agree."""
-    A.clear_cache()
+    C.clear_cache()
     cold = outcome(decode_update, body, negotiated)
     warm = outcome(decode_update, body, negotiated)
     spec = outcome(decode_update_spec, body, negotiated)
@@ -305,7 +307,7 @@ def test_unknown_well_known_resets_with_the_attribute() -> None:
 
 # ---------------------------------------------------------------- RFC 7606: session stays up
 
-W, D = A.WITHDRAW, A.DISCARD
+W, D = T.WITHDRAW, T.DISCARD
 
 
 @pytest.mark.parametrize(
@@ -392,7 +394,7 @@ def test_end_of_rib() -> None:
 
 
 def test_attribute_sets_and_next_hops_are_shared() -> None:
-    A.clear_cache()
+    C.clear_cache()
     one = decode_update(body(nlri=PREFIX), N)
     two = decode_update(body(nlri=bytes((24, 10, 9, 9))), N)
     assert one.attributes is two.attributes
@@ -464,13 +466,13 @@ def test_any_attribute_order_decodes_alike_and_re_encodes_exactly(
     withdrawn_len = struct.unpack("!H", plain[:2])[0]
     start = 2 + withdrawn_len
     block_len = struct.unpack("!H", plain[start : start + 2])[0]
-    entries, overrun = A.walk(plain[start + 2 : start + 2 + block_len])
+    entries, overrun = B.walk(plain[start + 2 : start + 2 + block_len])
     assert overrun is None
     shuffled = b"".join(e[3] for e in data.draw(st.permutations(entries)))
     reordered = plain[: start + 2] + shuffled + plain[start + 2 + block_len :]
     result = both(reordered, negotiated)
     assert result[0] == "ok" and result[2] == []
     assert result[1] == update
-    A.clear_cache()
+    C.clear_cache()
     assert encode_update(decode_update(reordered, negotiated), negotiated) == reordered
     assert encode_update(decode_update(reordered, negotiated), negotiated) == reordered  # cached

@@ -1,0 +1,73 @@
+"""proto.bgp's module structure: no import cycles (the package's __init__ included), and modules of
+a size one can hold in mind."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+PACKAGE = Path(__file__).resolve().parents[2] / "proto" / "bgp"
+MAX_LINES = 500
+
+
+def _module_name(path: Path) -> str:
+    return "proto.bgp" if path.name == "__init__.py" else f"proto.bgp.{path.stem}"
+
+
+def _imports(path: Path, modules: set[str]) -> set[str]:
+    """The proto.bgp modules `path` imports at module level or in functions (any import counts:
+    one inside a function is still an edge of the cycle, only a later one)."""
+    found: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            found.update(alias.name for alias in node.names if alias.name in modules)
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            if node.module in modules:
+                found.add(node.module)
+            # `from proto.bgp import x` names the package (and x, when x is a module)
+            for alias in node.names:
+                if f"{node.module}.{alias.name}" in modules:
+                    found.add(f"{node.module}.{alias.name}")
+    return found
+
+
+def _graph() -> dict[str, set[str]]:
+    files = sorted(PACKAGE.glob("*.py"))
+    modules = {_module_name(p) for p in files}
+    return {_module_name(p): _imports(p, modules) - {_module_name(p)} for p in files}
+
+
+def test_no_import_cycles() -> None:
+    graph = _graph()
+    state: dict[str, int] = {}  # 1 on the stack, 2 done
+    cycles: list[list[str]] = []
+
+    def visit(node: str, stack: list[str]) -> None:
+        state[node] = 1
+        stack.append(node)
+        for nxt in sorted(graph[node]):
+            if state.get(nxt) == 1:
+                cycles.append([*stack[stack.index(nxt) :], nxt])
+            elif nxt not in state:
+                visit(nxt, stack)
+        stack.pop()
+        state[node] = 2
+
+    for node in sorted(graph):
+        if node not in state:
+            visit(node, [])
+    assert not cycles, "import cycles: " + "; ".join(" -> ".join(c) for c in cycles)
+
+
+def test_only_the_package_init_imports_from_the_package() -> None:
+    graph = _graph()
+    offenders = [m for m, deps in graph.items() if "proto.bgp" in deps]
+    assert not offenders, f"import the module, not the package: {offenders}"
+
+
+@pytest.mark.parametrize("path", sorted(PACKAGE.glob("*.py")), ids=lambda p: p.name)
+def test_module_size(path: Path) -> None:
+    lines = len(path.read_text().splitlines())
+    assert lines <= MAX_LINES, f"{path.name} has {lines} lines: split it by concept"
