@@ -26,6 +26,7 @@ from dataclasses import dataclass, field, replace
 
 from bgpd.reflection import reflected_attributes, reflection_loop, reflects
 from bgpd.rib.path import DEFAULT_LOCAL_PREF, Advert, NextHop, Path, PeerInfo, advert
+from proto.bgp.as4 import merge_as4
 from proto.bgp.attributes import readvertised
 from proto.bgp.constants import (
     AFI,
@@ -156,7 +157,14 @@ class ImportPolicy:
     pools: dict[AfiSafi, PoolSet]
     options: ImportOptions = field(default_factory=ImportOptions)
     rejected: Counter[str] = field(default_factory=Counter)  # reason -> prefixes rejected
+    # the session in use: with a 2-octet AS speaker, AS4_PATH carries the real path (RFC 6793)
+    four_octet_as: bool = True
     _checked: dict[tuple[PathAttributes, NextHop], PathAttributes | str] = field(default_factory=dict)
+
+    def set_four_octet_as(self, on: bool) -> None:
+        if on != self.four_octet_as:
+            self.four_octet_as = on
+            self._checked.clear()
 
     def check(self, attrs: PathAttributes, next_hop: NextHop) -> PathAttributes | str:
         """The attribute set to store (rewritten for eBGP), or the reason the routes are rejected.
@@ -173,6 +181,11 @@ class ImportPolicy:
     def _check(self, attrs: PathAttributes, next_hop: NextHop) -> PathAttributes | str:
         sp = self.identity
         peer = self.peer
+        if attrs.as4_path is not None or attrs.as4_aggregator is not None:
+            # RFC 6793: from a 2-octet AS speaker they hold the real path and aggregator; from a
+            # 4-octet one they are to be ignored. Either way they are not kept.
+            attrs = merge_as4(attrs) if not self.four_octet_as else replace(attrs, as4_path=None,
+                                                                            as4_aggregator=None)
         if peer.ebgp:
             # our AS on this session (BGPPeer localASNumber, else the node's) more often than allowed
             seen = sum(seg.asns.count(peer.local_asn) for seg in attrs.as_path or ())

@@ -71,7 +71,7 @@ from proto.bgp import (
     RouteRefresh,
     RouteRefreshCap,
     Update,
-    decode_body,
+    decode_message_body,
     describe,
     encode_message,
     negotiate,
@@ -426,7 +426,7 @@ class Session:
         if msg_type == _UPDATE and state == _ESTABLISHED:
             # the hot path of a table transfer: the same row as below, without the dispatch
             try:
-                self._pending_update = decode_body(msg_type, body, self.negotiated)  # type: ignore[assignment]
+                self._pending_update = decode_message_body(msg_type, body, self.negotiated)  # type: ignore[assignment]
             except MessageError as error:
                 self._on_error(
                     Event.UpdateMsgErr if error.code != ErrorCode.MESSAGE_HEADER else Event.BGPHeaderErr,
@@ -456,7 +456,7 @@ class Session:
             self._fire(Event.RouteRefreshMsg, now)
             return
         try:
-            message = decode_body(msg_type, body, self.negotiated)
+            message = decode_message_body(msg_type, body, self.negotiated)
         except MessageError as error:
             event = {
                 ErrorCode.MESSAGE_HEADER: Event.BGPHeaderErr,

@@ -423,6 +423,7 @@ class Speaker:
         if local is not None:
             info.next_hop_self[_family_of(local)] = (str(ipaddress.ip_address(local)),)
         self.rib.set_add_path(info, ev.negotiated.add_path_receive)
+        self.rib.set_four_octet_as(info, ev.negotiated.four_octet_as)
         cap = remote.capability(GracefulRestartCap)
         peer.remote_gr = cap if isinstance(cap, GracefulRestartCap) else None
         peer.enhanced_refresh = remote.capability(EnhancedRouteRefreshCap) is not None

@@ -31,7 +31,8 @@ from typing import NamedTuple, Protocol
 
 from bgpd.policy import Exporter, ExportPolicy, ExportTarget
 from bgpd.rib.loc_rib import Change, LocRib
-from bgpd.rib.path import Advert, NextHop, Path, PeerInfo
+from bgpd.rib.path import Advert, NextHop, Path, PeerInfo, advert
+from proto.bgp.as4 import for_two_octet_peer
 from proto.bgp.constants import AfiSafi, RefreshSubtype
 from proto.bgp.model import Negotiated, PathAttributes, RouteRefresh
 
@@ -345,7 +346,7 @@ class UpdateGroup:
         if not self._loaded:
             return
         for family in self.families:
-            self._exporters[family] = self.policy.exporter(self.key.target, family)
+            self._exporters[family] = self._exporter(family)
             if family in self.loc_ribs:
                 # every prefix advertised or now best is looked at again
                 pend = self.pending[family]
@@ -355,12 +356,32 @@ class UpdateGroup:
                     pend.setdefault(prefix, best)
         self._due(now)
 
+    def _exporter(self, family: AfiSafi) -> Exporter:
+        export = self.policy.exporter(self.key.target, family)
+        if self.key.encoding.four_octet_as:
+            return export
+        # members without 4-octet AS numbers: AS_TRANS in AS_PATH, the real path in AS4_PATH (RFC 6793)
+        converted: dict[Advert, Advert] = {}
+
+        def export_two_octet(prefix: bytes, best: Path) -> Advert | None:
+            a = export(prefix, best)
+            if a is None:
+                return None
+            b = converted.get(a)
+            if b is None:
+                if len(converted) > 4096:
+                    converted.clear()
+                b = converted[a] = advert(for_two_octet_peer(a.attrs), a.next_hop)
+            return b
+
+        return export_two_octet
+
     def _load(self) -> None:
         """The first member: export the Loc-RIB (the group keeps no table while it has no members)."""
         self._loaded = True
         self._history = None
         for family in self.families:
-            self._exporters[family] = self.policy.exporter(self.key.target, family)
+            self._exporters[family] = self._exporter(family)
             self.advertised[family] = {}
             self.owned[family] = {}
             # what is in the Loc-RIB now is exported at the next flush, like any change

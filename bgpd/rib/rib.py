@@ -80,6 +80,11 @@ class Rib:
         for f, rib_in in self.peers[peer].ins.items():
             rib_in.add_path = f in on
 
+    def set_four_octet_as(self, peer: PeerInfo, on: bool) -> None:
+        """Whether the session just negotiated 4-octet AS numbers (RFC 6793): without them, received
+        AS4_PATH / AS4_AGGREGATOR are folded into the real path."""
+        self.peers[peer].policy.set_four_octet_as(on)
+
     def remove_peer(self, peer: PeerInfo) -> Changes:
         state = self.peers.pop(peer)
         changes: Changes = {}

@@ -77,10 +77,6 @@ from proto.bgp.model import (
 from proto.bgp.negotiate import negotiate
 from proto.bgp.notification import describe, notification_with_shutdown, shutdown_message
 
-# The old names, which clashed with proto.feed's decode_body: kept until bgpd uses the new ones.
-decode_body = decode_message_body
-encode_body = encode_message_body
-
 __all__ = [
     "AFI",
     "AS_TRANS",
@@ -136,11 +132,9 @@ __all__ = [
     "UnknownAttribute",
     "Update",
     "UpdateError",
-    "decode_body",
     "decode_message",
     "decode_message_body",
     "describe",
-    "encode_body",
     "encode_message",
     "encode_message_body",
     "negotiate",

@@ -1,10 +1,10 @@
 """The decoded forms of BGP messages: the contract between the codec and everything that uses it.
 
-Prefixes stay in their wire form (one length octet, then the fewest address octets, unused trailing
-bits zero), as `bytes`: that is what the NLRI fast path produces at millions a second and what the
-RIBs use as keys. Where ADD-PATH is negotiated for a family in the receiving direction, each entry is
-the 4-octet path identifier followed by that wire form. `proto.bgp.prefix` converts to and from
-`ipaddress` networks for everything that is not hot.
+Prefixes are `proto.prefix` values (`bytes`: IP version, length, the whole address, host bits zero),
+made once by the NLRI fast path and used as they are by the RIBs, the route feed and felixd. Where
+ADD-PATH is negotiated for a family in the receiving direction, each entry is the 4-octet path
+identifier followed by that value. `proto.bgp.nlri.join` turns entries back into the wire form;
+`proto.prefix` converts to and from text for everything that is not hot.
 
 Path attributes other than MP_REACH_NLRI / MP_UNREACH_NLRI are an interned, immutable
 `PathAttributes`, decoded once per distinct raw byte string and shared by every prefix that carries
@@ -19,7 +19,7 @@ from typing import Any
 from proto.bgp.constants import IPV4_UNICAST, IPV6_UNICAST, AfiSafi, ErrorCode
 from proto.bgp.error_names import describe_error, shutdown_text
 
-Prefix = bytes  # wire form, optionally preceded by a 4-octet ADD-PATH path identifier
+Prefix = bytes  # a proto.prefix value, optionally preceded by a 4-octet ADD-PATH path identifier
 
 
 class MessageError(Exception):

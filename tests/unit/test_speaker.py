@@ -263,3 +263,70 @@ def test_join_storm_shares_one_encoding_of_the_table() -> None:
     datas = {id(o.chunks[0]) for o in out.values()}
     assert len(datas) == 1  # the very same bytes object queued to every member
     assert all(o.updates >= 2 for o in out.values())  # the table and End-of-RIB
+
+
+def test_two_octet_as_peer_rfc6793_both_ways() -> None:
+    """A peer without the 4-octet AS capability: its AS4_PATH holds the real path, folded in on import;
+    our own 4-octet AS goes to it as AS_TRANS with the real path in AS4_PATH."""
+    from bgpd.session import Session
+    from bgpd.session_config import SessionConfig
+    from proto.bgp import AS_TRANS, AsPathSegment, PathAttributes, Update, decode_message
+
+    cfg = f"{HEAD}kind: BGPConfiguration\nmetadata: {{name: default}}\nspec: {{nodeToNodeMeshEnabled: false}}\n"
+    n1 = node("n1", "10.77.0.1", extra="    asNumber: 4200000002\n")
+    old = (f"{HEAD}kind: BGPPeer\nmetadata: {{name: old}}\nspec: {{node: n1, peerIP: 10.77.0.9, "
+           "asNumber: 65001}\n")
+    text = "---\n".join([POOL, cfg, n1, block("n1", "10.200.1.0/26"), old])
+    topo, model = topology(text, "n1")
+    net = Net()
+    sp = net.add(topo, model=model)
+    connect = sp.next_event()
+    assert connect is not None
+    # an old speaker knows a 4-octet AS only as AS_TRANS
+    peer_session = Session(SessionConfig(local_as=65001, peer_as=AS_TRANS, router_id="10.77.0.9",
+                                         four_octet_as=False))
+    peer_session.start(0, passive=True)
+    mine = sp.connection_made(connect.session, 0, "10.77.0.1")  # type: ignore[union-attr]
+    assert mine is not None
+    peer_session.connection_made(0, outbound=False)
+
+    def pump() -> bytes:
+        got = b""
+        for _ in range(20):
+            a, b = mine.data_to_send(), peer_session.data_to_send()
+            if a:
+                got += a
+                peer_session.receive_data(a, net.now)
+            if b:
+                sp.receive_data(mine, b, net.now)
+            if not a and not b:
+                return got
+        return got
+
+    pump()
+    assert sp.peers["10.77.0.9"].state == State.ESTABLISHED
+    assert not sp.peers["10.77.0.9"].negotiated.four_octet_as  # type: ignore[union-attr]
+    # its route: AS_PATH 65001 AS_TRANS as a 2-octet speaker writes it, the real path in AS4_PATH
+    attrs = PathAttributes(origin=0, as_path=(AsPathSegment(2, (65001, AS_TRANS)),), next_hop="10.77.0.9",
+                           as4_path=(AsPathSegment(2, (65001, 4200000001)),))
+    peer_session.send_update(Update(attributes=attrs, nlri=[pf.parse("10.200.9.0/26")]))
+    pump()
+    best = sp.rib.loc[(1, 1)].best[pf.parse("10.200.9.0/26")]
+    assert best.attrs.as_path == (AsPathSegment(2, (65001, 4200000001)),)
+    assert best.attrs.as4_path is None
+    # our block, sent once the group flushes: AS_TRANS in AS_PATH, 4200000002 in AS4_PATH
+    net.now = 1.0
+    sp.handle_timer(net.now)
+    sent = pump()
+    updates = []
+    pos = 0
+    while pos < len(sent):
+        length = int.from_bytes(sent[pos + 16 : pos + 18], "big")
+        msg = decode_message(sent[pos : pos + length], peer_session.negotiated)
+        if isinstance(msg, Update) and msg.nlri:
+            updates.append(msg)
+        pos += length
+    (ours,) = [u for u in updates if pf.parse("10.200.1.0/26") in u.nlri]
+    assert ours.attributes is not None
+    assert ours.attributes.as_path == (AsPathSegment(2, (AS_TRANS,)),)
+    assert ours.attributes.as4_path == (AsPathSegment(2, (4200000002,)),)
