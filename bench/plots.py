@@ -57,12 +57,20 @@ def _figure(part: dict[str, Any], title: str, panels: list[tuple[str, str, dict[
                 continue
             color, marker, _ = STYLE[kind]
             ax.plot(xs, ys, marker=marker, color=color, linestyle="--" if dashed else "-", label=name)
+        for kind in dict.fromkeys(kind for kind, _, _ in lines.values()):
+            failed = [int(n) for n, e in part.items() if "failed" in e.get("median", {}).get(kind, {})]
+            if failed:
+                color, _, name = STYLE[kind]
+                top = ax.get_ylim()[1]
+                ax.plot(failed, [top] * len(failed), marker="x", markersize=10, color=color, linestyle="none",
+                        clip_on=False, label=f"{name}: did not converge")
         ax.set_title(label)
         ax.set_xlabel("N")
         ax.set_ylabel(unit)
         ax.set_ylim(bottom=0)
         ax.grid(True, alpha=0.3)
-        ax.legend(fontsize="small")
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend(fontsize="small")
     fig.suptitle(f"{title}\n{_caption(part)}", fontsize="medium")
     files = []
     for ext in ("png", "svg"):

@@ -23,9 +23,10 @@ REPO = Path(__file__).resolve().parent.parent
 
 
 def _git(*args: str) -> str:
+    """git's output, or "" when git cannot say; not stripped (porcelain lines start with a space)."""
     try:
         return subprocess.run(["git", "-C", str(REPO), *args], capture_output=True, text=True,
-                              timeout=10).stdout.strip()
+                              timeout=10).stdout
     except (OSError, subprocess.SubprocessError):
         return ""
 
@@ -63,8 +64,8 @@ class Run:
                    if "bench/results/" not in line]
         self.info: dict[str, Any] = {
             "date": self.started.strftime("%Y-%m-%dT%H:%M:%SZ"),
-            "commit": _git("rev-parse", "HEAD") or None,
-            "branch": _git("rev-parse", "--abbrev-ref", "HEAD") or None,
+            "commit": _git("rev-parse", "HEAD").strip() or None,
+            "branch": _git("rev-parse", "--abbrev-ref", "HEAD").strip() or None,
             "dirty": any(not path.startswith("bench/") for path in changed),
             "changed_files": changed,
             "command": shlex.join(sys.orig_argv),

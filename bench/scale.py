@@ -53,6 +53,25 @@ def medians(rounds: list[dict[str, Any]]) -> dict[str, Any]:
     return out
 
 
+def summarise(per: dict[str, list[dict[str, Any]]]) -> dict[str, Any]:
+    """Medians over the rounds that converged; a kind with none keeps the first failure."""
+    out: dict[str, Any] = {}
+    for kind, rounds in per.items():
+        ok = [r for r in rounds if "failed" not in r]
+        out[kind] = medians(ok) if ok else {"failed": rounds[0]["failed"]} if rounds else {}
+    return out
+
+
+def measure_or_fail(measure: Any, kind: str) -> dict[str, Any]:
+    """One measurement; a convergence that fails (timeout, a daemon exiting) is recorded, not fatal,
+    so the named peer is still measured in the same run."""
+    try:
+        return measure(kind)  # type: ignore[no-any-return]
+    except BenchError as exc:
+        print(f"    {kind}: failed: {exc}", flush=True)
+        return {"failed": str(exc)}
+
+
 def ordered(kinds: tuple[str, ...], r: int) -> tuple[str, ...]:
     return kinds if r % 2 == 0 else tuple(reversed(kinds))
 
@@ -60,8 +79,18 @@ def ordered(kinds: tuple[str, ...], r: int) -> tuple[str, ...]:
 # ---------------------------------------------------------------- targets (issue 12)
 
 
+def _failed_targets(names: list[str], why: str) -> list[dict[str, Any]]:
+    return [{"target": name, "value": f"did not converge: {why[:120]}", "met": False} for name in names]
+
+
 def reflector_targets(n: int, m: dict[str, Any]) -> list[dict[str, Any]]:
     t, b = m["tortie"], m["bird"]
+    names = {300: ["converged <= 1.5x BIRD's time", "CPU <= 5x BIRD's"],
+             1000: ["converged <= 10 s", "peak RSS <= 100 MB", "CPU <= 10 s"]}.get(n, [])
+    if "failed" in t:
+        return _failed_targets(names, t["failed"])
+    if n == 300 and "failed" in b:
+        return []
     if n == 300:
         return [{"target": "converged <= 1.5x BIRD's time", "value": round(t["seconds"] / b["seconds"], 2),
                  "met": t["seconds"] <= 1.5 * b["seconds"]},
@@ -79,6 +108,12 @@ def mesh_targets(n: int, m: dict[str, Any]) -> list[dict[str, Any]]:
     if n != 50 or not all(v in m for v in VARIANTS):
         return []
     t, tf, b = m["tortie"], m["tortie_felixd"], m["bird"]
+    if "failed" in b:
+        return []
+    if "failed" in t or "failed" in tf:
+        return _failed_targets(["tortie-bgpd converged (RIB) <= 1.5x BIRD's (RIB)",
+                                "bgpd + felixd converged (kernel) <= 1.5x BIRD's (kernel)",
+                                "tortie-bgpd peak RSS <= 25 MB per speaker"], (t.get("failed") or tf["failed"]))
     rss = t["peak_rss_bytes_per_speaker"]["max"]
     return [{"target": "tortie-bgpd converged (RIB) <= 1.5x BIRD's (RIB)",
              "value": round(t["rib_seconds"] / b["rib_seconds"], 2), "met": t["rib_seconds"] <= 1.5 * b["rib_seconds"]},
@@ -98,12 +133,14 @@ def run_reflector(n: int, rounds: int, timeout: float, keep: bool) -> dict[str, 
         per: dict[str, list[dict[str, Any]]] = {k: [] for k in REFLECTOR_KINDS}
         for r in range(rounds):
             for kind in ordered(REFLECTOR_KINDS, r):
-                got = bench.measure(kind)
+                got = measure_or_fail(bench.measure, kind)
                 per[kind].append(got)
+                if "failed" in got:
+                    continue
                 print(f"  reflector N={n} round {r + 1}: {kind:6s} {got['seconds']:7.2f} s "
                       f"(ready {got['ready_seconds']:.2f} s + clients {got['converge_seconds']:.2f} s), "
                       f"CPU {got['cpu_seconds']:.2f} s, peak RSS {got['peak_rss_bytes'] / MB:.1f} MB", flush=True)
-        med = {k: medians(v) for k, v in per.items()}
+        med = summarise(per)
         return {"n": n, "rounds": rounds, "median": med, "rounds_detail": per, "targets": reflector_targets(n, med)}
     finally:
         lab.close()
@@ -116,13 +153,15 @@ def run_mesh(n: int, rounds: int, timeout: float, keep: bool, variants: tuple[st
         per: dict[str, list[dict[str, Any]]] = {v: [] for v in variants}
         for r in range(rounds):
             for variant in ordered(variants, r):
-                got = bench.measure(variant)
+                got = measure_or_fail(bench.measure, variant)
                 per[variant].append(got)
+                if "failed" in got:
+                    continue
                 extra = f", kernel {got['kernel_seconds']:.2f} s" if "kernel_seconds" in got else ""
                 print(f"  mesh N={n} round {r + 1}: {variant:13s} {got['seconds']:7.2f} s (RIB {got['rib_seconds']:.2f} s"
                       f"{extra}), new block {got['new_block_seconds']:.2f} s, CPU {got['cpu_seconds']:.1f} s, "
                       f"peak RSS/speaker {got['peak_rss_bytes_per_speaker']['max'] / MB:.1f} MB", flush=True)
-        med = {k: medians(v) for k, v in per.items()}
+        med = summarise(per)
         return {"n": n, "rounds": rounds, "variants": list(variants), "median": med, "rounds_detail": per,
                 "targets": mesh_targets(n, med)}
     finally:
@@ -191,6 +230,8 @@ def main() -> int:
                     entry = {"n": n, "failed": str(exc)}
                     failed = True
                 print(f"  ({time.perf_counter() - t0:.0f} s)", flush=True)
+                if any("failed" in m for m in entry.get("median", {}).values()):
+                    failed = True
                 for t in entry.get("targets", []):
                     print(f"  {'PASS' if t['met'] else 'FAIL'}  {t['target']}: {t['value']}", flush=True)
             entry["run"] = {**meta.finish(), "load_start": load_start}  # this entry's load, not the invocation's
