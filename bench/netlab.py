@@ -150,10 +150,21 @@ class BenchLab:
         ctl.unlink(missing_ok=True)
         proc = self.spawn(ns, ["bird", "-f", "-c", str(self.work / f"{name}.conf"), "-s", str(ctl),
                                "-P", str(self.work / f"{name}.pid")], f"{name}.out")
-        wait(lambda: ctl.exists() or proc.poll() is not None, timeout, f"BIRD {name} to start", 0.02)
-        if proc.poll() is not None:
-            raise BenchError(f"BIRD {name} exited: {(self.work / f'{name}.out').read_text()[-2000:]}")
-        client = BirdCtl(ctl)
+
+        def connected() -> BirdCtl | None:
+            if proc.poll() is not None:
+                raise BenchError(f"BIRD {name} exited: {self.log_tail(f'{name}.out')}")
+            try:
+                # the socket file appears at bind(), before BIRD listens: retry until it answers
+                return BirdCtl(ctl) if ctl.exists() else None
+            except OSError:
+                return None
+
+        try:
+            client = wait(connected, timeout, f"BIRD {name} to answer on its control socket", 0.02)
+        except BaseException:
+            self.stop(proc)
+            raise
         self._birds.append(client)
         return proc, client
 

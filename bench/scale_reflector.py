@@ -155,7 +155,11 @@ class ReflectorBench:
                     return bool(call(sock, "status"))
                 except ControlError:
                     return False
-            wait(answers, 120, "tortie-bgpd (reflector) to answer", 0.02)
+            try:
+                wait(answers, 120, "tortie-bgpd (reflector) to answer", 0.02)
+            except BaseException:
+                self.lab.stop(proc)
+                raise
         return proc, time.perf_counter() - t0
 
     def measure(self, kind: str) -> dict[str, Any]:
@@ -163,6 +167,7 @@ class ReflectorBench:
         t_start = time.perf_counter()
         reflector, ready = self._start_reflector(kind)
         clients = None
+        ok = False
         try:
             cpu_ready = cpu_seconds(reflector.pid)
             t_clients = time.perf_counter()
@@ -189,21 +194,31 @@ class ReflectorBench:
             if len(full) != self.n or short:
                 raise BenchError(f"{kind}: after convergence {len(short)} clients lack routes")
             ctl.close()
+            ok = True
             return {"seconds": round(t_done - t_start, 3), "ready_seconds": round(ready, 3),
                     "converge_seconds": round(t_done - t_clients, 3), "cpu_seconds": round(cpu, 2),
                     "cpu_seconds_converge": round(cpu - cpu_ready, 2), "peak_rss_bytes": rss,
                     "client_bird_cpu_seconds": round(client_cpu, 2)}
         finally:
-            if clients is not None:
-                self.lab.stop(clients)
-            self.lab.stop(reflector)
-            self._wait_closed()
+            if ok:
+                self._cleanup(clients, reflector)
+            else:
+                # the failure is what gets reported; a clean-up problem on top of it is only printed
+                try:
+                    self._cleanup(clients, reflector)
+                except BenchError as exc:
+                    print(f"    (clean-up after the failure: {exc})", flush=True)
 
-    def _wait_closed(self) -> None:
-        """Both sides' port 179 closed before the next round binds it again."""
+    def _cleanup(self, *procs: Any) -> None:
+        """Stop the processes; both sides' port 179 closed before the next round binds it again."""
+        for proc in procs:
+            if proc is not None:
+                self.lab.stop(proc)
         for ns in (self.rr, self.cl):
-            wait(lambda ns=ns: not _listening(ns), 30,
-                 f"port 179 to close in {ns.name}: {ns.exec('ss', '-Htlnp', check=False).stdout}", 0.1)
+            try:
+                wait(lambda ns=ns: not _listening(ns), 30, f"port 179 to close in {ns.name}", 0.1)
+            except BenchError as exc:
+                raise BenchError(f"{exc}: {ns.exec('ss', '-Htlnp', check=False).stdout}") from None
 
 
 def _listening(ns: Netns) -> bool:
