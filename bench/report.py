@@ -52,7 +52,8 @@ def run_info(entry: dict[str, Any]) -> dict[str, Any]:
     return {"date": date, "commit": run.get("commit") or entry.get("commit"),
             "dirty": run.get("dirty", entry.get("dirty")),
             "command": run.get("command") or entry.get("command"), "machine": machine or None,
-            "load": run.get("load_start") or entry.get("load_start") or entry.get("load")}
+            "load": (run.get("load_start") or entry.get("load_start") or entry.get("load")
+                     or machine.get("load_1_5_15"))}
 
 
 def run_cell(entry: dict[str, Any]) -> str:
@@ -236,6 +237,13 @@ def codec(targets: list[Target]) -> list[str]:
     out = [f"Peer: {peer}; repeat {e.get('repeat', NR)}; run {run_cell(e)}.", ""]
     out += table(["mix", "UPDATEs", "prefixes", "tortie decode prefixes/s", "peer decode prefixes/s",
                   "decode ratio", "encode ratio"], rows)
+    paths = e.get("construct_vs_hand_written")
+    if isinstance(paths, dict) and paths:
+        out += ["", "construct (the specification) against the hand-written paths, per unit:", ""]
+        out += table(["what", "unit", "construct", "hand-written", "speed-up"],
+                     [[name, str(m.get("unit", NR)), num(m.get("construct_us"), "{:.1f} µs"),
+                       num(m.get("hand_written_us"), "{:.1f} µs") if "hand_written_us" in m else "-",
+                       num(m.get("speedup"), "{:.0f}x") if "speedup" in m else "-"] for name, m in paths.items()])
     if e.get("target"):
         out += ["", f"The file's own target: {e['target']} ({'met' if e.get('met') else 'MISSED'})."]
     return out + footer([e])
