@@ -11,6 +11,7 @@ their control sockets.
 from __future__ import annotations
 
 import ipaddress
+import os
 import shutil
 import signal
 import subprocess
@@ -169,7 +170,7 @@ class BenchLab:
         return proc, client
 
     def tortie(self, ns: Netns, daemon: str, config: Path, node: str, run_dir: Path,
-               *extra: str, log_level: str = "warning") -> subprocess.Popen[bytes]:
+               *extra: str, log_level: str = os.environ.get("TORTIE_BENCH_LOG", "warning")) -> subprocess.Popen[bytes]:
         """tortie-bgpd or tortie-felixd (`daemon`), the venv's console script, as a user starts it."""
         run_dir.mkdir(parents=True, exist_ok=True)
         argv = [str(BIN / f"tortie-{daemon}"), "--config", str(config), "--node", node, "--run-dir", str(run_dir),

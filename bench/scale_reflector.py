@@ -30,7 +30,7 @@ from typing import Any
 import yaml
 
 from bench.birdctl import BirdCtl, bird_conf
-from bench.netlab import BenchError, BenchLab, wait
+from bench.netlab import BenchError, BenchLab, batch, wait
 from bench.procstat import cpu_seconds, memory
 from lab.netns import Netns
 from runtime.control import ControlError, call
@@ -88,8 +88,11 @@ def cluster(path: Path, n: int) -> None:
                           "routeReflectorClusterID": CLUSTER_ID}}},
         *({"apiVersion": "projectcalico.org/v3", "kind": "Node", "metadata": {"name": f"client-{i}"},
            "spec": {"bgp": {"ipv4Address": f"{client_address(i)}/{PREFIX_LEN}"}}} for i in range(n)),
+        # sourceAddress None: the kernel picks the source, and the reflector namespace routes client i
+        # from r_i, the address that client's BIRD protocol expects (Calico's peerings between Nodes
+        # connect from both sides, so the reflector's own connections must reach the right protocol)
         {"apiVersion": "projectcalico.org/v3", "kind": "BGPPeer", "metadata": {"name": "peer-with-route-reflectors"},
-         "spec": {"nodeSelector": "all()", "peerSelector": "route-reflector == 'true'"}},
+         "spec": {"nodeSelector": "all()", "peerSelector": "route-reflector == 'true'", "sourceAddress": "None"}},
         {"apiVersion": "projectcalico.org/v3", "kind": "IPPool", "metadata": {"name": "clients"},
          "spec": {"cidr": POOL, "blockSize": 26, "ipipMode": "Never", "vxlanMode": "Never"}},
     ]
@@ -132,6 +135,8 @@ class ReflectorBench:
         self.lab, self.n, self.timeout = lab, n, timeout
         self.rr, self.cl = lab.pair("rr", [reflector_address(i) for i in range(n)],
                                     "cl", [client_address(i) for i in range(n)], PREFIX_LEN)
+        batch(self.rr, [f"route replace {client_address(i)}/32 dev eth0 src {reflector_address(i)}"
+                        for i in range(n)])
         self.config = lab.work / f"cluster-rr-{n}.yaml"
         cluster(self.config, n)
         self.clients_conf = clients_conf(lab.work, n)

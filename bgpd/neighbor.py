@@ -91,8 +91,10 @@ class Neighbor:
         late = other.established_at is not None and (session.connected_at or 0.0) > other.established_at
         if other.state == State.ESTABLISHED and late and not session.config.collision_detect_established:
             remote_gr = session.remote_open.capability(GracefulRestartCap) if session.remote_open else None
-            if remote_gr is None:
-                return True  # the Established connection stays, the new one goes
+            if remote_gr is None or session.outbound:
+                # the Established connection stays, the new one goes; one we opened ourselves (an
+                # attempt that completed late) is never the peer coming back from a restart
+                return True
             # RFC 4724 4.2: a new OPEN from a graceful-restart peer means its old session is gone: the old
             # connection closes without a NOTIFICATION and its routes go stale, not away.
             other.connection_lost(now, "peer restarted: new connection with graceful restart")

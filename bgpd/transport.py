@@ -323,6 +323,11 @@ class Transport:
         self.service()
 
     def _bind(self, session: Session, conn: _Connection) -> None:
+        # a session carries one connection: an attempt of its own still under way (the peer's
+        # connection got there first) would only come back as a collision to resolve
+        task = self._connects.pop(session, None)
+        if task is not None and task is not asyncio.current_task():
+            task.cancel()
         conn.session = session
         self.conns[session] = conn
 

@@ -171,6 +171,10 @@ class UpdateGroup:
         self._due(now)
 
     def leave(self, info: PeerInfo) -> None:
+        """The member's session went down. What it owns stays marked as its own: if it comes back it
+        must not get its routes, and the others already have them. The encoded history stays valid
+        too (a joiner is never the owner of another peer's units), so a flapping member costs nothing
+        here, not a new encoding of the table."""
         member = self.members.pop(info, None)
         if member is None:
             return
@@ -178,14 +182,9 @@ class UpdateGroup:
             del self._by_router_id[info.router_id]
         if not self.members:
             self._unload()
-            return
-        for owned in self.owned.values():
-            for prefix in [p for p, o in owned.items() if o is info]:
-                del owned[prefix]
-        if len(self.members) == 1:
+        elif len(self.members) == 1:
             (last,) = self.members
             self._drop_owned_routes(last)
-        self._history = None  # units owned by the leaver are for others now: rebuild when needed
 
     def refresh(self, info: PeerInfo, family: AfiSafi, now: float) -> None:
         """The member asked for our table again (RFC 2918; RFC 7313 when enhanced refresh is on)."""

@@ -10,7 +10,9 @@ made, and kept in slots.
 
 from __future__ import annotations
 
+import functools
 import ipaddress
+import socket
 import weakref
 from collections.abc import Sequence
 
@@ -126,6 +128,12 @@ def neighbour_as(segments: Sequence[AsPathSegment] | None) -> int:
     return 0
 
 
+@functools.lru_cache(maxsize=8192)
+def _router_id_key(router_id: str) -> int:
+    """A dotted-quad identifier as a number (reflected routes make a Path per originator)."""
+    return int.from_bytes(socket.inet_aton(router_id), "big")
+
+
 class Path:
     """One (source, attribute set, next hop, ADD-PATH id, stale) combination; make them with `path()`."""
 
@@ -164,9 +172,7 @@ class Path:
         self.med = attrs.med or 0
         self.neighbour_as = neighbour_as(attrs.as_path) or (0 if source.ebgp else -1)
         # RFC 4456 section 9: ORIGINATOR_ID stands in for the router id
-        self.tie_id = (
-            int(ipaddress.IPv4Address(attrs.originator_id)) if attrs.originator_id else source.router_id_key
-        )
+        self.tie_id = _router_id_key(attrs.originator_id) if attrs.originator_id else source.router_id_key
         self.cluster_len = len(attrs.cluster_list or ())
         # the decision steps as one sort key (lowest wins), for the common cases where the MED step
         # is a plain comparison (see decision.best_path)

@@ -845,3 +845,23 @@ def test_random_operations_keep_sessions_consistent(
     for e in (a, b):
         e.session.stop(now)
         assert e.session.state == State.IDLE and e.session.next_deadline() is None
+
+
+def test_our_own_attempt_completing_late_never_replaces_the_established_session() -> None:
+    """A connection we opened ourselves that gets through after the session came up the other way
+    is a collision to close, not the peer restarting (that is only said of a connection it opens)."""
+    _a, b, wire = establish(config(ID_A), config(ID_B))
+    assert b.neighbor is not None
+    b2 = End(b.neighbor.connection_made(10, outbound=True))  # type: ignore[arg-type]
+    assert b2.session is b.neighbor.second
+    a2 = End(Session(config(ID_A)))  # the peer's side of that connection: it accepts, with graceful restart
+    a2.session.start(10, passive=True)
+    a2.drain()
+    assert a2.session.connection_made(10, outbound=False)
+    wire2 = Wire(b2, a2)
+    a2.wire = b2.wire = wire2
+    wire2.pump(10)
+    assert b.session.state == State.ESTABLISHED  # the session that carries the routes stays
+    assert b2.session.state == State.IDLE
+    assert any(e.notification == Notification(6, 7) for e in b2.of(NotificationSent))
+    del wire

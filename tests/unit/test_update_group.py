@@ -4,6 +4,7 @@ one encoding for every member, and no route back to the member it came from."""
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import replace
 
 import pytest
 
@@ -323,3 +324,34 @@ def split_messages(data: bytes) -> list[bytes]:
         out.append(data[pos : pos + length])
         pos += length
     return out
+
+
+def test_a_member_that_flaps_costs_no_new_encoding_and_never_gets_its_own_routes() -> None:
+    rr = Identity(AS, "10.0.0.1", cluster_id="244.0.0.1", addresses=frozenset({"10.0.0.1"}))
+    a = PeerInfo("a", "10.0.1.1", AS, AS, "10.0.1.1", rr_client=True, next_hop_self={V4: ("10.0.0.1",)})
+    b = PeerInfo("b", "10.0.1.2", AS, AS, "10.0.1.2", rr_client=True, next_hop_self={V4: ("10.0.0.1",)})
+    c = PeerInfo("c", "10.0.1.3", AS, AS, "10.0.1.3", rr_client=True, next_hop_self={V4: ("10.0.0.1",)})
+    rib = Rib(rr, POOLS)
+    for p in (a, b, c):
+        rib.add_peer(p)
+    mine = [pfx("192.168.1.0/26"), pfx("192.168.1.64/26")]
+    theirs = [pfx("192.168.2.0/26")]
+    attrs = PathAttributes(origin=0, as_path=(), next_hop="10.0.1.1", local_pref=100)
+    rib.receive_update(a, Update(attributes=attrs, nlri=mine))
+    rib.receive_update(b, Update(attributes=replace(attrs, next_hop="10.0.1.2"), nlri=theirs))
+    packer = RecordingPacker()
+    key = GroupKey(ExportTarget.of(a), EncodingKey.of(Negotiated()), (V4,))
+    group = UpdateGroup(key, ExportPolicy(rr, POOLS), rib.loc, packer=packer, window=WINDOW)  # type: ignore[arg-type]
+    for p in (a, b, c):
+        group.join(p, 0.0)
+    first = group.flush(WINDOW)
+    encoded = len([e for e in packer.log if e[0] == "announce"])
+    assert encoded == 2  # a's routes once, b's route once
+    # each got the others' routes only (plus End-of-RIB); c, who sent nothing, got both units
+    assert first[a].updates == first[b].updates == 2 and first[c].updates == 3
+    group.leave(a)
+    group.join(a, 1.0)
+    again = group.flush(1.0 + WINDOW)
+    assert len([e for e in packer.log if e[0] == "announce"]) == encoded  # replayed, not encoded again
+    assert again[a].updates == 2  # b's route and End-of-RIB, never its own
+    assert b not in again and c not in again
