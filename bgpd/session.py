@@ -184,7 +184,15 @@ class Session:
         self.held_down = False
         passive = self.config.passive if passive is None else passive
         self._passive = passive
-        self._fire(Event.ManualStart_with_PassiveTcpEstablishment if passive else Event.ManualStart, now)
+        delay = self.config.connect_delay
+        if passive or delay <= 0:
+            self._fire(Event.ManualStart_with_PassiveTcpEstablishment if passive else Event.ManualStart, now)
+            return
+        # start listening (Active), and connect when the delay runs out: the ConnectRetryTimer's
+        # expiry in Active is what takes a session to Connect in RFC 4271's table
+        self._fire(Event.ManualStart_with_PassiveTcpEstablishment, now)
+        if self.state == State.ACTIVE:
+            self.connect_retry.start(now, jittered(delay, self.rng))
 
     def automatic_start(self, now: float, passive: bool | None = None) -> None:
         """AutomaticStart now, without waiting out the back-off (e.g. the peer is connecting to us)."""

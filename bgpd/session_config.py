@@ -50,6 +50,10 @@ class SessionConfig:
     # A connection refused or unanswered costs the peer nothing: a mesh of hosts starting together
     # (some not listening yet) must find each other within seconds, not after a long back-off.
     connect_hold_max: float = 5.0
+    # BIRD's `connect delay time` (Calico sets 2 s): wait this long after a manual start before the
+    # first connect attempt, listening meanwhile. Where both sides may connect, the one that waits
+    # takes the other's connection instead of racing it: no collision to resolve.
+    connect_delay: float = 0.0
     families: tuple[AfiSafi, ...] = (IPV4_UNICAST, IPV6_UNICAST)
     four_octet_as: bool = True
     route_refresh: bool = True

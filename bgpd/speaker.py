@@ -71,6 +71,7 @@ FAMILY_NAMES = {IPV4_UNICAST: "ipv4_unicast", IPV6_UNICAST: "ipv6_unicast"}
 # Calico's graceful-restart time, so a restarting tortie could lose its routes on that peer.
 CONNECT_RETRY_TIME = 30.0
 MAX_PREFIX_HOLD_DOWN = 30.0
+CONNECT_DELAY = 2.0  # Calico's BIRD: `connect delay time 2`
 _GR, _DEFERRAL = "graceful-restart", "restart-deferral"  # schedule tokens
 
 
@@ -113,11 +114,13 @@ def pools_from_networks(networks: Iterable[ipaddress.IPv4Network | ipaddress.IPv
 class Speaker:
     def __init__(self, topology: Topology, pools: dict[AfiSafi, PoolSet], now: float, *,
                  restarting: bool = False, rng: RandomSource | None = None,
-                 connect_retry_time: float = CONNECT_RETRY_TIME, window: float = DEFAULT_WINDOW) -> None:
+                 connect_retry_time: float = CONNECT_RETRY_TIME, window: float = DEFAULT_WINDOW,
+                 connect_delay: float = CONNECT_DELAY) -> None:
         self.topology = topology
         self.identity = identity_of(topology)
         self.rng = rng
         self.connect_retry_time = connect_retry_time
+        self.connect_delay = connect_delay
         self.window = window
         self.restarting = restarting
         self.rib = Rib(self.identity, pools, node=topology.node)
@@ -221,6 +224,8 @@ class Speaker:
             keepalive_time=cfg.keepalive_time,
             passive=cfg.passive, families=FAMILIES, graceful_restart=gr, add_path_receive=frozenset(FAMILIES),
             name=str(cfg.address), connect_retry_time=self.connect_retry_time,
+            # the mesh is one-way (Calico's rule), other peerings may connect from both sides
+            connect_delay=0.0 if cfg.peer_type == MESH or cfg.passive else self.connect_delay,
         )
         transport = PeerTransportConfig(
             peer_address=str(cfg.address), peer_port=cfg.port,

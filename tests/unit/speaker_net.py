@@ -36,9 +36,11 @@ class Net:
     reachable: Callable[[str, str], bool] = lambda _src, _dst: True
     seed: int = 1
 
-    def add(self, topo: Topology, *, restarting: bool = False, model: ClusterModel | None = None) -> Speaker:
+    def add(self, topo: Topology, *, restarting: bool = False, model: ClusterModel | None = None,
+            **options: float) -> Speaker:
         pools = pools_from_networks(p.cidr for p in model.pools) if model is not None else pools_from_networks([])
-        sp = Speaker(topo, pools, self.now, restarting=restarting, rng=random.Random(self.seed + len(self.speakers)))
+        sp = Speaker(topo, pools, self.now, restarting=restarting, rng=random.Random(self.seed + len(self.speakers)),
+                     **options)
         for addr in topo.addresses:
             self.speakers[str(addr)] = sp
         return sp

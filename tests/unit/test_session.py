@@ -865,3 +865,22 @@ def test_our_own_attempt_completing_late_never_replaces_the_established_session(
     assert b2.session.state == State.IDLE
     assert any(e.notification == Notification(6, 7) for e in b2.of(NotificationSent))
     del wire
+
+
+def test_connect_delay_listens_first_and_takes_the_peers_connection() -> None:
+    s = Session(config(ID_A, connect_delay=2.0), Pinned(1.0))
+    s.start(0)
+    assert s.state == State.ACTIVE
+    assert not [e for e in s.events() if isinstance(e, ConnectRequested)]
+    assert s.next_deadline() == 2.0
+    # nobody came: it connects when the delay runs out
+    s.handle_timer(2.0)
+    assert s.state == State.CONNECT
+    assert [e for e in s.events() if isinstance(e, ConnectRequested)]
+    # the peer connecting during the delay is simply taken (no attempt of our own to collide with)
+    t = Session(config(ID_A, connect_delay=2.0), Pinned(1.0))
+    t.start(0)
+    t.events()
+    assert t.connection_made(1.0, outbound=False)
+    assert t.state == State.OPENSENT
+    assert not [e for e in t.events() if isinstance(e, ConnectRequested)]

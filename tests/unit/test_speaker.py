@@ -196,7 +196,8 @@ def test_max_prefixes_sends_cease_1_and_holds_the_peer_down() -> None:
     assert not learned(n1)  # its routes over the limit were withdrawn with the session
 
 
-def test_collision_when_both_sides_connect_keeps_one_session() -> None:
+@pytest.mark.parametrize("delay", [0.0, 2.0])
+def test_collision_when_both_sides_connect_keeps_one_session(delay: float) -> None:
     # two speakers that are not Nodes of one mesh: both active
     cfg = f"{HEAD}kind: BGPConfiguration\nmetadata: {{name: default}}\nspec: {{nodeToNodeMeshEnabled: false}}\n"
     peers = [f"{HEAD}kind: BGPPeer\nmetadata: {{name: p{i}}}\nspec: {{node: n{i}, peerIP: 10.77.0.{3 - i}, "
@@ -209,17 +210,22 @@ def test_collision_when_both_sides_connect_keeps_one_session() -> None:
         # Calico makes the higher address passive between Nodes; peers that are not both tortie
         # Nodes may both connect: that is the collision to resolve
         active = {k: dataclasses.replace(p, passive=False) for k, p in topo.peers.items()}
-        sp[name] = net.add(dataclasses.replace(topo, peers=active), model=model)
+        sp[name] = net.add(dataclasses.replace(topo, peers=active), model=model, connect_delay=delay)
     assert net.run(60, lambda: all(established(s) for s in sp.values()))
     net.run(net.now + 5)
     for s in sp.values():
         (peer,) = s.peers.values()
         assert peer.neighbor.second is None and peer.state == State.ESTABLISHED
-    assert sum(p.neighbor.collisions for s in sp.values() for p in s.peers.values()) >= 1
+    collisions = sum(p.neighbor.collisions for s in sp.values() for p in s.peers.values())
+    if delay:
+        # Calico's connect delay: the side that waits longer takes the other's connection, no race
+        assert collisions == 0
+    else:
+        assert collisions >= 1
     assert len(net.links) == 1
-    # the surviving connection is the one the higher identifier (n2, 10.77.0.2) opened
-    link = net.links[0]
-    assert link.a is sp["n2"]
+    if not delay:
+        # the surviving connection is the one the higher identifier (n2, 10.77.0.2) opened
+        assert net.links[0].a is sp["n2"]
 
 
 def test_join_storm_shares_one_encoding_of_the_table() -> None:
@@ -279,7 +285,7 @@ def test_two_octet_as_peer_rfc6793_both_ways() -> None:
     text = "---\n".join([POOL, cfg, n1, block("n1", "10.200.1.0/26"), old])
     topo, model = topology(text, "n1")
     net = Net()
-    sp = net.add(topo, model=model)
+    sp = net.add(topo, model=model, connect_delay=0.0)
     connect = sp.next_event()
     assert connect is not None
     # an old speaker knows a 4-octet AS only as AS_TRANS
