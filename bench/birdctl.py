@@ -7,6 +7,7 @@ or ` text` until a final `NNNN text`.
 from __future__ import annotations
 
 import datetime
+import os
 import re
 import socket
 from pathlib import Path
@@ -86,7 +87,11 @@ class BirdCtl:
 
 def bird_conf(router_id: str, log: Path, body: list[str]) -> str:
     """A BIRD 2 config: router id, warnings to a log file, ms timestamps, a slow device scan."""
-    return "\n".join([f"router id {router_id};", f'log "{log}" {{ warning, error, fatal }};',
+    # TORTIE_BENCH_BIRD_DEBUG=1 logs every protocol's states and events (to see why a session ends)
+    debug = bool(os.environ.get("TORTIE_BENCH_BIRD_DEBUG"))
+    levels = "info, debug, trace, remote, warning, error, auth, fatal" if debug else "warning, error, fatal"
+    return "\n".join([f"router id {router_id};", f'log "{log}" {{ {levels} }};',
+                      *(["debug protocols { states, events };"] if debug else []),
                       "timeformat protocol iso long ms;", "protocol device { scan time 60; }", *body]) + "\n"
 
 

@@ -18,6 +18,7 @@ configuration, the control socket and metrics around both. Tests join speakers i
 
 from __future__ import annotations
 
+import dataclasses
 import ipaddress
 import logging
 import time
@@ -532,7 +533,12 @@ class Speaker:
 
     def _join_group(self, peer: Peer, now: float) -> None:
         assert peer.negotiated is not None
-        key = GroupKey(ExportTarget.of(peer.info), EncodingKey.of(peer.negotiated), peer.families)
+        target = ExportTarget.of(peer.info)
+        if target.ibgp:
+            # iBGP members differ in next hop self only for our own routes: one group for all
+            # (bgpd.update_group keeps those routes per address)
+            target = dataclasses.replace(target, next_hop_self=())
+        key = GroupKey(target, EncodingKey.of(peer.negotiated), peer.families)
         group = self.groups.get(key)
         if group is None:
             group = self.groups[key] = UpdateGroup(key, self.export, self.rib.loc, window=self.window)
@@ -581,8 +587,7 @@ class Speaker:
         group = peer.group
         if not isinstance(group, UpdateGroup):
             return {}
-        owned = group.owned.get(family, {})
-        return {p: a for p, a in group.advertised.get(family, {}).items() if owned.get(p) is not peer.info}
+        return group.advertised_to(peer.info, family)  # type: ignore[return-value]
 
 
 def _merge(a: Changes, b: Changes) -> Changes:

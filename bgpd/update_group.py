@@ -14,6 +14,11 @@ stream minus the units it owns: slices of one buffer, so this costs O(units + me
 product. A group of one member does not even keep the routes that member owns (a peer sending us a
 full table is usually alone in its group); they are added back when a second member joins.
 
+Our own address on the session (next hop self) differs between members of an iBGP group when they
+reach us on different local addresses. It matters only for the routes this node originates, so it
+is not part of an iBGP group's key: those routes are exported and encoded once per distinct address
+among the members (units tagged with that `hop`), and everything else is shared.
+
 A member that joins (a session just Established) or asks for a route refresh needs the whole table.
 The group keeps its table as encoded units, a base (the table at some moment) followed by every delta
 since: replaying them in order leaves the peer in the group's state, so a joiner costs a copy of
@@ -27,6 +32,7 @@ when to call it.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import replace
 from typing import NamedTuple, Protocol
 
 from bgpd.policy import Exporter, ExportPolicy, ExportTarget
@@ -97,6 +103,7 @@ class Unit(NamedTuple):
     data: bytes
     owner: PeerInfo | None
     count: int  # messages in `data`
+    hop: NextHop | None = None  # only for members whose own address (next hop self) this is
 
 
 class Output:
@@ -114,13 +121,14 @@ class Output:
 
 
 class Member:
-    __slots__ = ("enhanced_refresh", "info", "joining", "refresh")
+    __slots__ = ("enhanced_refresh", "hops", "info", "joining", "refresh")
 
     def __init__(self, info: PeerInfo, enhanced_refresh: bool) -> None:
         self.info = info
         self.enhanced_refresh = enhanced_refresh
         self.joining = True  # needs the whole table, then End-of-RIB
         self.refresh: set[AfiSafi] = set()  # families to send again (route refresh)
+        self.hops: dict[AfiSafi, NextHop] = dict(info.next_hop_self)  # our address on its session
 
     def __repr__(self) -> str:
         return f"Member({self.info.name}{', joining' if self.joining else ''})"
@@ -141,6 +149,10 @@ class UpdateGroup:
         self._exporters: dict[AfiSafi, Exporter] = {}
         self.advertised: dict[AfiSafi, dict[bytes, Advert]] = {}
         self.owned: dict[AfiSafi, dict[bytes, PeerInfo]] = {}  # prefixes whose units a member must not get
+        # iBGP groups: our own routes per next hop self of the members (see the module docstring)
+        self.per_hop = key.target.ibgp
+        self.local_adv: dict[AfiSafi, dict[NextHop, dict[bytes, Advert]]] = {}
+        self._hop_exporters: dict[tuple[AfiSafi, NextHop], Exporter] = {}
         self.pending: dict[AfiSafi, dict[bytes, Path | None]] = {}
         self._history: list[Unit] | None = None
         self._history_size = 0
@@ -152,7 +164,22 @@ class UpdateGroup:
         return f"UpdateGroup({len(self.members)} members, {self.key.target})"
 
     def __len__(self) -> int:
-        return sum(len(a) for a in self.advertised.values())
+        return sum(len(a) for a in self.advertised.values()) + sum(
+            len(t) for by_hop in self.local_adv.values() for t in by_hop.values())
+
+    def advertised_to(self, info: PeerInfo, family: AfiSafi) -> dict[bytes, Advert]:
+        """What the group sends the member for `family`: the shared table without what it owns, and
+        our own routes with its next hop."""
+        member = self.members.get(info)
+        owned = self.owned.get(family, {})
+        out = {p: a for p, a in self.advertised.get(family, {}).items() if owned.get(p) is not info}
+        hop = member.hops.get(family) if member is not None else None
+        if hop is not None:
+            out.update(self.local_adv.get(family, {}).get(hop, {}))
+        return out
+
+    def _hops(self, family: AfiSafi) -> set[NextHop]:
+        return {h for m in self.members.values() if (h := m.hops.get(family)) is not None}
 
     # ------------------------------------------------------------ membership
 
@@ -168,6 +195,10 @@ class UpdateGroup:
             self._load()
         elif before == 1:
             self._add_owned_routes(next(m for m in self.members.values() if m is not member).info)
+        if self.per_hop:
+            for family, hop in member.hops.items():
+                if family in self.local_adv and hop not in self.local_adv[family]:
+                    self._load_hop(family, hop)
         self._due(now)
 
     def leave(self, info: PeerInfo) -> None:
@@ -182,9 +213,13 @@ class UpdateGroup:
             del self._by_router_id[info.router_id]
         if not self.members:
             self._unload()
-        elif len(self.members) == 1:
+            return
+        if len(self.members) == 1:
             (last,) = self.members
             self._drop_owned_routes(last)
+        for family, by_hop in self.local_adv.items():
+            for hop in set(by_hop) - self._hops(family):
+                del by_hop[hop]  # its units in the history are for nobody now: skipped by everyone
 
     def refresh(self, info: PeerInfo, family: AfiSafi, now: float) -> None:
         """The member asked for our table again (RFC 2918; RFC 7313 when enhanced refresh is on)."""
@@ -273,9 +308,24 @@ class UpdateGroup:
             adv = self.advertised[family]
             owned = self.owned[family]
             owners: dict[Path, PeerInfo | None] = {}
-            groups: dict[tuple[Advert, PeerInfo | None], list[bytes]] = {}
+            groups: dict[tuple[Advert, PeerInfo | None, NextHop | None], list[bytes]] = {}
             withdrawals: list[bytes] = []
+            withdrawals_by_hop: dict[NextHop, list[bytes]] = {}
+            local = self.local_adv.get(family) if self.per_hop else None
             for prefix, best in pend.items():
+                if local:
+                    # our own routes live per next hop; a prefix may also leave them (no longer ours)
+                    is_ours = best is not None and best.source.local
+                    for hop, table in local.items():
+                        a = self._hop_export(family, hop)(prefix, best) if is_ours else None  # type: ignore[arg-type]
+                        if a is None:
+                            if table.pop(prefix, None) is not None:
+                                withdrawals_by_hop.setdefault(hop, []).append(prefix)
+                        elif table.get(prefix) is not a:
+                            table[prefix] = a
+                            groups.setdefault((a, None, hop), []).append(prefix)
+                    if is_ours:
+                        continue
                 new = None if best is None or best.source is alone else export(prefix, best)
                 if new is None:
                     if prefix in adv:
@@ -299,10 +349,17 @@ class UpdateGroup:
                 if adv.get(prefix) is new:
                     continue
                 adv[prefix] = new
-                groups.setdefault((new, owner), []).append(prefix)  # type: ignore[arg-type]
+                groups.setdefault((new, owner, None), []).append(prefix)  # type: ignore[arg-type]
             if encode:
-                units.extend(self._encode(family, withdrawals, groups))
+                units.extend(self._encode(family, withdrawals, groups, withdrawals_by_hop))
         return units
+
+    def _hop_export(self, family: AfiSafi, hop: NextHop) -> Exporter:
+        export = self._hop_exporters.get((family, hop))
+        if export is None:
+            target = replace(self.key.target, next_hop_self=((family, hop),))
+            export = self._hop_exporters[family, hop] = self._exporter(family, target)
+        return export
 
     def _owner(self, best: Path, advert: Advert) -> PeerInfo | None:
         member = self.members.get(best.source)
@@ -313,15 +370,19 @@ class UpdateGroup:
         return member.info if member is not None else None
 
     def _encode(self, family: AfiSafi, withdrawals: list[bytes],
-                groups: Mapping[tuple[Advert, PeerInfo | None], list[bytes]]) -> list[Unit]:
+                groups: Mapping[tuple[Advert, PeerInfo | None, NextHop | None], list[bytes]],
+                withdrawals_by_hop: Mapping[NextHop, list[bytes]] | None = None) -> list[Unit]:
         packer, negotiated = self.packer, self.negotiated
         units: list[Unit] = []
         if withdrawals:
             messages = packer.pack_withdrawals(family, withdrawals, negotiated)
             units.append(Unit(family, b"".join(messages), None, len(messages)))
-        for (a, owner), prefixes in groups.items():
+        for hop, prefixes in (withdrawals_by_hop or {}).items():
+            messages = packer.pack_withdrawals(family, prefixes, negotiated)
+            units.append(Unit(family, b"".join(messages), None, len(messages), hop))
+        for (a, owner, hop), prefixes in groups.items():
             messages = packer.pack_announcements(family, a.attrs, a.next_hop, prefixes, negotiated)
-            units.append(Unit(family, b"".join(messages), owner, len(messages)))
+            units.append(Unit(family, b"".join(messages), owner, len(messages), hop))
         return units
 
     def _full_units(self) -> list[Unit]:
@@ -330,9 +391,12 @@ class UpdateGroup:
             units: list[Unit] = []
             for family in self.families:
                 owned = self.owned[family]
-                groups: dict[tuple[Advert, PeerInfo | None], list[bytes]] = {}
+                groups: dict[tuple[Advert, PeerInfo | None, NextHop | None], list[bytes]] = {}
                 for prefix, a in self.advertised[family].items():
-                    groups.setdefault((a, owned.get(prefix)), []).append(prefix)
+                    groups.setdefault((a, owned.get(prefix), None), []).append(prefix)
+                for hop, table in self.local_adv.get(family, {}).items():
+                    for prefix, a in table.items():
+                        groups.setdefault((a, None, hop), []).append(prefix)
                 units.extend(self._encode(family, [], groups))
             self._history = units
             self._base_size = self._history_size = sum(len(u.data) for u in units)
@@ -344,6 +408,7 @@ class UpdateGroup:
         """Export policy changed (pools): export the whole Loc-RIB again; what differs is sent."""
         if not self._loaded:
             return
+        self._hop_exporters = {}
         for family in self.families:
             self._exporters[family] = self._exporter(family)
             if family in self.loc_ribs:
@@ -355,8 +420,8 @@ class UpdateGroup:
                     pend.setdefault(prefix, best)
         self._due(now)
 
-    def _exporter(self, family: AfiSafi) -> Exporter:
-        export = self.policy.exporter(self.key.target, family)
+    def _exporter(self, family: AfiSafi, target: ExportTarget | None = None) -> Exporter:
+        export = self.policy.exporter(target or self.key.target, family)
         if self.key.encoding.four_octet_as:
             return export
         # members without 4-octet AS numbers: AS_TRANS in AS_PATH, the real path in AS4_PATH (RFC 6793)
@@ -379,15 +444,32 @@ class UpdateGroup:
         """The first member: export the Loc-RIB (the group keeps no table while it has no members)."""
         self._loaded = True
         self._history = None
+        self._hop_exporters = {}
         for family in self.families:
             self._exporters[family] = self._exporter(family)
             self.advertised[family] = {}
             self.owned[family] = {}
+            if self.per_hop:
+                self.local_adv[family] = {}
             # what is in the Loc-RIB now is exported at the next flush, like any change
             self.pending[family] = dict(self.loc_ribs[family].best) if family in self.loc_ribs else {}
 
+    def _load_hop(self, family: AfiSafi, hop: NextHop) -> None:
+        """A member reaches us on an address no other member uses: our own routes with that next hop
+        are exported at the next flush (the history is rebuilt to hold them)."""
+        self.local_adv[family][hop] = {}
+        loc = self.loc_ribs.get(family)
+        if loc is not None:
+            pend = self.pending[family]
+            for src in loc.sources:
+                if src.source.local:
+                    for prefix in src.routes:
+                        pend.setdefault(prefix, loc.best.get(prefix))
+        self._history = None
+
     def _unload(self) -> None:
         self._loaded = False
+        self.local_adv, self._hop_exporters = {}, {}
         self.advertised, self.owned, self.pending, self._exporters = {}, {}, {}, {}
         self._history = None
         self._deadline = None
@@ -417,19 +499,23 @@ class UpdateGroup:
 
 
 def _distribute(units: Sequence[Unit], members: Iterable[Member], out: dict[PeerInfo, Output]) -> None:
-    """Give each member the units' bytes except the ones it owns: one buffer for everyone, sliced
-    around a member's own units, so the work is O(units + members)."""
+    """Give each member the units' bytes except the ones it owns and the ones for another next hop
+    self: one buffer for everyone, sliced around a member's exceptions, so the work is O(units +
+    members) (units tagged with a next hop are our own routes: a handful)."""
     members = list(members)
     if not units or not members:
         return
     whole: bytes = units[0].data if len(units) == 1 else b"".join([u.data for u in units])
     total = sum(u.count for u in units)
     holes: dict[PeerInfo, list[tuple[int, int, int]]] = {}
+    hop_units: list[tuple[int, int, int, AfiSafi, NextHop]] = []
     pos = 0
     for u in units:
         end = pos + len(u.data)
         if u.owner is not None:
             holes.setdefault(u.owner, []).append((pos, end, u.count))
+        if u.hop is not None:
+            hop_units.append((pos, end, u.count, u.family, u.hop))
         pos = end
     view: memoryview | None = None
     for m in members:
@@ -437,6 +523,11 @@ def _distribute(units: Sequence[Unit], members: Iterable[Member], out: dict[Peer
         if o is None:
             o = out[m.info] = Output()
         spans = holes.get(m.info)
+        if hop_units:
+            hops = m.hops
+            other = [(a, b, n) for a, b, n, f, h in hop_units if hops.get(f) != h]
+            if other:
+                spans = sorted(set((spans or []) + other))
         if not spans:
             if whole:
                 o.chunks.append(whole)
@@ -449,8 +540,9 @@ def _distribute(units: Sequence[Unit], members: Iterable[Member], out: dict[Peer
         for a, b, n in spans:
             if a > start:
                 o.chunks.append(view[start:a])
-            start = b
-            count -= n
+            if b > start:
+                start = b
+                count -= n
         if start < len(whole):
             o.chunks.append(view[start:])
         o.updates += count

@@ -355,3 +355,51 @@ def test_a_member_that_flaps_costs_no_new_encoding_and_never_gets_its_own_routes
     assert len([e for e in packer.log if e[0] == "announce"]) == encoded  # replayed, not encoded again
     assert again[a].updates == 2  # b's route and End-of-RIB, never its own
     assert b not in again and c not in again
+
+
+def test_members_on_different_local_addresses_share_the_group_and_get_their_own_next_hop() -> None:
+    """A reflector reached on two addresses: learned routes are shared, our own block goes to each
+    member with the address it reaches us on."""
+    from proto.bgp import packing
+    from proto.bgp.codec import decode_message
+
+    rr = Identity(AS, "10.0.0.1", cluster_id="244.0.0.1", addresses=frozenset({"10.0.0.1", "10.0.9.1"}))
+    a = PeerInfo("a", "10.0.1.1", AS, AS, "10.0.1.1", rr_client=True, next_hop_self={V4: ("10.0.0.1",)})
+    b = PeerInfo("b", "10.0.9.2", AS, AS, "10.0.9.2", rr_client=True, next_hop_self={V4: ("10.0.9.1",)})
+    c = PeerInfo("c", "10.0.1.3", AS, AS, "10.0.1.3", rr_client=True, next_hop_self={V4: ("10.0.0.1",)})
+    rib = Rib(rr, POOLS)
+    for p in (a, b, c):
+        rib.add_peer(p)
+    own = pfx("192.168.100.0/26")
+    rib.originate(V4, [own])
+    learned = pfx("192.168.3.0/26")
+    rib.receive_update(c, Update(attributes=PathAttributes(origin=0, as_path=(), next_hop="10.0.1.3",
+                                                           local_pref=100), nlri=[learned]))
+    target = replace(ExportTarget.of(a), next_hop_self=())  # the speaker's key for an iBGP group
+    negotiated = Negotiated()
+    group = UpdateGroup(GroupKey(target, EncodingKey.of(negotiated), (V4,)), ExportPolicy(rr, POOLS), rib.loc,
+                        packer=packing, window=WINDOW)  # type: ignore[arg-type]
+    for p in (a, b, c):
+        group.join(p, 0.0)
+    out = group.flush(WINDOW)
+
+    def routes(info: PeerInfo) -> dict[bytes, str]:
+        got = {}
+        for m in split_messages(b"".join(bytes(x) for x in out[info].chunks)):
+            u = decode_message(m, negotiated)
+            for p in u.nlri:  # type: ignore[union-attr]
+                got[p] = u.attributes.next_hop  # type: ignore[union-attr]
+        return got
+
+    assert routes(a) == {own: "10.0.0.1", learned: "10.0.1.3"}
+    assert routes(b) == {own: "10.0.9.1", learned: "10.0.1.3"}
+    assert routes(c) == {own: "10.0.0.1"}  # never its own route back
+    assert group.advertised_to(b, V4)[own].next_hop == ("10.0.9.1",)
+    # the block withdrawn: each member is told once, with nothing for the other address
+    rib_changes = rib.originate(V4, [])
+    group.changes(V4, rib_changes, 1.0)
+    gone = group.flush(2.0)
+    for info in (a, b, c):
+        withdrawn = [p for m in split_messages(b"".join(bytes(x) for x in gone[info].chunks))
+                     for p in decode_message(m, negotiated).withdrawn]  # type: ignore[union-attr]
+        assert withdrawn == [own], info
