@@ -10,6 +10,7 @@ PYTEST_PAR ?= -n 2 --dist loadfile
 REPORTS := build/test-reports
 # the tiers of `make test`, in order; each writes $(REPORTS)/NAME.exit (and NAME.json)
 TIERS := lint unit fuzz kernel interop e2e vm soak
+TIER_TARGETS := lint test-unit test-fuzz test-kernel test-interop test-e2e test-vm test-soak
 FUZZ_SECONDS ?= 600
 # inside `make test`: a few seconds per target, the whole step well under two minutes
 FUZZ_TEST_SECONDS ?= 6
@@ -17,8 +18,7 @@ SOAK_SECONDS ?= 60
 
 test: setup
 	@rm -rf $(REPORTS)
-	@status=0; $(MAKE) --no-print-directory -k lint test-unit test-fuzz test-kernel test-interop test-e2e \
-		test-vm test-soak || status=$$?; \
+	@status=0; $(MAKE) --no-print-directory -k $(TIER_TARGETS) || status=$$?; \
 	.venv/bin/python scripts/test_summary.py --reports $(REPORTS) $(TIERS) || status=1; \
 	exit $$status
 

@@ -202,6 +202,30 @@ def line_coverage(target: str, work: Path) -> dict[str, float]:
     return result
 
 
+def minimise(target: str, work: Path, timeout: int) -> int:
+    """Merge the target's corpus, seeds and committed corpus into a fresh minimal fuzz/corpus/TARGET
+    (libFuzzer -merge=1: the fewest inputs that keep every feature). Returns the inputs kept."""
+    module = load(target)
+    base = work / target
+    dest = REPO / "fuzz" / "corpus" / target
+    fresh = dest.with_name(target + ".new")
+    if fresh.exists():
+        shutil.rmtree(fresh)
+    fresh.mkdir(parents=True)
+    sources = [d for d in (dest, base / "corpus", base / "seeds") if d.is_dir()]
+    env = dict(os.environ, PYTHONPATH=str(REPO))
+    proc = subprocess.run([sys.executable, "-m", "fuzz.main", target, "-merge=1", f"-timeout={timeout}",
+                           f"-max_len={module.MAX_LEN}", "-rss_limit_mb=2048", str(fresh), *map(str, sources)],
+                          cwd=REPO, env=env, capture_output=True, text=True, timeout=7200, check=False)
+    if proc.returncode != 0:
+        shutil.rmtree(fresh)
+        raise RuntimeError(f"merge of {target} failed:\n{proc.stderr[-3000:]}")
+    if dest.exists():
+        shutil.rmtree(dest)
+    fresh.rename(dest)
+    return sum(1 for _ in dest.iterdir())
+
+
 def totals(work: Path, target: str) -> dict[str, float]:
     """Every run recorded for a target in this work directory: executions and seconds, summed."""
     path = work / target / "stats.jsonl"
@@ -236,12 +260,18 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--keep-going", action="store_true")
     ap.add_argument("--nice", type=int, default=10)
     ap.add_argument("--coverage", action="store_true")
+    ap.add_argument("--minimise", action="store_true",
+                    help="no fuzzing: merge each target's corpus under --work into fuzz/corpus/TARGET")
     ap.add_argument("--report", type=Path)
     ap.add_argument("--tier-report", type=Path)
     args = ap.parse_args(argv)
     targets = args.targets or list(TARGETS)
     for t in targets:
         load(t)  # an unknown target or a target that does not import is an error before anything runs
+    if args.minimise:
+        for t in targets:
+            print(f"{t}: {minimise(t, args.work, args.timeout)} inputs in fuzz/corpus/{t}", flush=True)
+        return 0
     print(f"fuzz: {', '.join(targets)}: {args.seconds:.0f} s each, {args.jobs} at a time, work {args.work}",
           flush=True)
     with concurrent.futures.ThreadPoolExecutor(max_workers=max(1, args.jobs)) as pool:

@@ -133,5 +133,6 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     results = [dict(r, scenario=s, daemon=d) for (s, d), r in sorted(_RESULTS.items())]
     path.write_text(json.dumps({
         "date": dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M"), "commit": _commit(),
-        "command": "pytest " + " ".join(session.config.invocation_params.args), "results": results,
+        "command": "pytest " + " ".join(session.config.invocation_params.args),
+        "load": [round(x, 1) for x in os.getloadavg()], "results": results,
     }, indent=1))

@@ -16,6 +16,7 @@ from ctl.__main__ import main as tortiectl
 from datastore import FileDatastore
 from fuzz.targets import TARGETS, load
 from proto.resources import ValidationError, load_model
+from proto.selector import MAX_DEPTH, SelectorError, parse_selector
 
 REPO = Path(__file__).resolve().parents[2]
 POOL = "apiVersion: projectcalico.org/v3\nkind: IPPool\nmetadata:\n  name: {name}\nspec:\n  cidr: 10.0.0.0/16\n"
@@ -95,6 +96,32 @@ def test_the_datastore_and_its_watch_report_a_file_that_is_not_utf8(tmp_path: Pa
         event = watch.check_now()  # what SIGHUP does
         assert event is not None and isinstance(event.error, ValidationError)
         assert event.model == good and watch.current == good
+
+
+# ---------------------------------------------------------------- finding 4 (fuzz: selector)
+# Deeply nested parentheses or `!` (about 330 levels) raised RecursionError out of parse_selector
+# (and so out of the cluster-file loader). Since rewritten, the parser takes `!` in a loop; parentheses
+# still recurse and are bounded.
+
+
+@pytest.mark.parametrize("source", ["(" * 400, "(" * 400 + "a == 'b'" + ")" * 400,
+                                    "!(" * 200 + "has(a)" + ")" * 200])
+def test_deep_nesting_is_a_selector_error(source: str) -> None:
+    with pytest.raises(SelectorError, match="nested more than"):
+        parse_selector(source)
+
+
+def test_nesting_up_to_the_limit_parses_and_its_canonical_form_too() -> None:
+    for source in ["!" * 400 + "has(a)", "(a == 'x' || " * MAX_DEPTH + "has(a)" + ")" * MAX_DEPTH]:
+        selector = parse_selector(source)
+        assert parse_selector(selector.canonical).canonical == selector.canonical
+        assert selector.matches({"a": "y"})
+
+
+def test_a_pool_with_a_deep_selector_is_a_validation_error() -> None:
+    [(line, path, message)] = problems(POOL.format(name="p") + "  nodeSelector: '" + "(" * 300 + "has(a)"
+                                       + ")" * 300 + "'\n")
+    assert (line, path) == (7, "spec.nodeSelector") and "nested more than" in message
 
 
 # ---------------------------------------------------------------- the harness
