@@ -55,6 +55,9 @@ WARM_UP = max(20.0, SECONDS * 0.25)
 # 10,000 changes/s x 100 octets = ~1 MiB/s: 20 times this bound.
 SLOPE_BOUND_KIB_S = 50.0
 
+# the run itself, plus set-up, convergence of 10,050 routes and the final check on a loaded machine
+pytestmark = pytest.mark.timeout(SECONDS + 900)
+
 NODE = NodeSpec("soak", "10.83.0.1", ["10.64.0.0/26"])
 BIRD_ADDR, BIRD_AS = "10.83.0.2", 65001
 POOL = "10.64.0.0/12"
