@@ -148,6 +148,8 @@ def fuzz_target(target: str, seconds: float, work: Path, timeout: int, keep_goin
         if p.name in known:
             continue
         kind = p.name.split("-")[0]
+        if kind == "crash" and run.findings:
+            continue  # the same exception, already kept with its traceback under findings/
         if kind == "timeout":
             replayed = replay_seconds(target, p, timeout)
             if replayed is not None and replayed < timeout / 2:
