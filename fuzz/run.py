@@ -150,7 +150,7 @@ def fuzz_target(target: str, seconds: float, work: Path, timeout: int, keep_goin
         kind = p.name.split("-")[0]
         if kind == "crash" and run.findings:
             continue  # the same exception, already kept with its traceback under findings/
-        if kind == "timeout":
+        if kind in ("timeout", "slow"):
             replayed = replay_seconds(target, p, timeout)
             if replayed is not None and replayed < timeout / 2:
                 # libFuzzer's clock is the wall clock: on a starved machine a quick input can overrun
@@ -187,7 +187,7 @@ def line_coverage(target: str, work: Path) -> dict[str, float]:
     base = work / target
     dirs = [d for d in (base / "corpus", base / "seeds", REPO / "fuzz" / "corpus" / target) if d.is_dir()]
     data = base / "coverage.data"
-    include = ",".join(str(REPO / c) + ("*" if c.endswith("/") else "") for c in module.COVERS)
+    include = ",".join(str(REPO / c) + ("/*" if c.endswith("/") else "") for c in module.COVERS)
     env = dict(os.environ, PYTHONPATH=str(REPO))
     subprocess.run([sys.executable, "-m", "coverage", "run", f"--data-file={data}", "--branch",
                     f"--include={include}", "-m", "fuzz.main", target, "--replay", *map(str, dirs)],
