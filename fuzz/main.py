@@ -95,7 +95,8 @@ def main() -> int:
     findings = os.environ.get("FUZZ_FINDINGS")
     one_input = recording(target.check, Path(findings) if findings else None,
                           os.environ.get("FUZZ_KEEP_GOING") == "1")
-    atheris.Setup([sys.argv[0], *rest], one_input)
+    # libFuzzer's merge re-runs argv[0] with the options: the runner gives it an executable for this target
+    atheris.Setup([os.environ.get("FUZZ_ARGV0", sys.argv[0]), *rest], one_input)
     atheris.Fuzz()
     return 0
 

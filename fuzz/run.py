@@ -215,7 +215,11 @@ def minimise(target: str, work: Path, timeout: int) -> int:
         shutil.rmtree(fresh)
     fresh.mkdir(parents=True)
     sources = [d for d in (dest, base / "corpus", base / "seeds") if d.is_dir()]
-    env = dict(os.environ, PYTHONPATH=str(REPO))
+    # merge runs the fuzzer again as a child, by argv[0] and the options only: give it a program
+    wrapper = base / "target.sh"
+    wrapper.write_text(f'#!/bin/sh\nexec "{sys.executable}" -m fuzz.main {target} "$@"\n')
+    wrapper.chmod(0o755)
+    env = dict(os.environ, PYTHONPATH=str(REPO), FUZZ_ARGV0=str(wrapper))
     proc = subprocess.run([sys.executable, "-m", "fuzz.main", target, "-merge=1", f"-timeout={timeout}",
                            f"-max_len={module.MAX_LEN}", "-rss_limit_mb=2048", str(fresh), *map(str, sources)],
                           cwd=REPO, env=env, capture_output=True, text=True, timeout=7200, check=False)
