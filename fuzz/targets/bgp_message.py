@@ -1,4 +1,4 @@
-"""BGP messages under every negotiated variant: `decode_message` and the `Framer` + `decode_body`
+"""BGP messages under every negotiated variant: `decode_message` and the `Framer` + `decode_message_body`
 path a session uses.
 
 Input: one variant octet, one split octet, then the bytes of one message (or of garbage).
@@ -24,8 +24,8 @@ from proto.bgp import (
     Negotiated,
     PathAttributes,
     Update,
-    decode_body,
     decode_message,
+    decode_message_body,
     encode_message,
 )
 
@@ -93,7 +93,7 @@ def check(data: bytes) -> None:
     elif not isinstance(first, Message.__args__):  # type: ignore[attr-defined]
         raise Finding(f"decode_message returned {type(first).__name__}")
 
-    # the stream path: the framer splits (in two reads), decode_body decodes
+    # the stream path: the framer splits (in two reads), decode_message_body decodes
     framer = Framer(receive.max_message_len)
     try:
         framed = framer.feed(wire[:split]) + framer.feed(wire[split:])
@@ -108,9 +108,9 @@ def check(data: bytes) -> None:
             if not isinstance(first, MessageError):
                 raise Finding("decode_message took a message the framer still waits for the end of")
         elif len(framed) == 1 and not framer.pending:
-            second = _outcome(decode_body, framed[0][0], framed[0][1], receive)
+            second = _outcome(decode_message_body, framed[0][0], framed[0][1], receive)
             if not _same(first, second):
-                raise Finding(f"decode_message gave {first!r}, Framer + decode_body {second!r}")
+                raise Finding(f"decode_message gave {first!r}, Framer + decode_message_body {second!r}")
     if isinstance(first, MessageError):
         return
 

@@ -25,7 +25,9 @@ from collections.abc import Iterator
 from functools import cache
 
 from bgpd.fsm import State
-from bgpd.session import GracefulRestartConfig, NotificationSent, Session, SessionConfig, SessionDown
+from bgpd.session import Session
+from bgpd.session_config import GracefulRestartConfig, SessionConfig
+from bgpd.session_events import NotificationSent, SessionDown
 from fuzz.oracle import Finding, check_notification
 from proto.bgp import (
     AS_TRANS,
@@ -46,14 +48,15 @@ from proto.bgp import (
     Open,
     RouteRefreshCap,
     Update,
-    decode_body,
+    decode_message_body,
     encode_message,
 )
 
 NAME = "bgp-session"
 MAX_LEN = 8192
 # the code this target exercises, for the line coverage the campaign reports
-COVERS = ("bgpd/session.py", "bgpd/fsm.py", "bgpd/timers.py", "proto/bgp/")
+COVERS = ("bgpd/session.py", "bgpd/session_config.py", "bgpd/session_events.py", "bgpd/fsm.py", "bgpd/timers.py",
+          "proto/bgp/")
 LOCAL_AS = 64512
 LOCAL_ID = "10.0.0.1"
 PEER_ID = "10.0.0.2"
@@ -103,7 +106,7 @@ def _decode_sent(msg_type: int, body: bytes, mirror: Negotiated) -> Message:
     key = (msg_type, body, mirror)
     msg = _SENT.get(key)
     if msg is None:
-        msg = decode_body(msg_type, body, mirror)
+        msg = decode_message_body(msg_type, body, mirror)
         if len(_SENT) < 4096:
             _SENT[key] = msg
     return msg
