@@ -1,19 +1,40 @@
-# make test: set everything up on a fresh Debian 12 machine (as root) and run every tier.
+# make test: set everything up on a fresh Debian 12 machine (as root), run every tier (each to its
+#            end, even after another failed), print one summary table, fail if any tier failed.
 # make unit: the fast tier, after every change.
-.PHONY: test setup lint unit test-unit test-kernel test-interop test-e2e test-vm demo clean
+# make fuzz: every fuzz target for FUZZ_SECONDS each (default 600); make soak-long: the 1-hour soak.
+# make interop-table: one full interop run, written to docs/interop.md with its date and commit.
+.PHONY: test setup lint unit test-unit test-fuzz test-kernel test-interop test-e2e test-vm test-soak \
+	fuzz soak-long interop-table demo clean
 
 PYTEST_PAR ?= -n 2 --dist loadfile
+REPORTS := build/test-reports
+# the tiers of `make test`, in order; each writes $(REPORTS)/NAME.exit (and NAME.json)
+TIERS := lint unit fuzz kernel interop e2e vm soak
+TIER_TARGETS := lint test-unit test-fuzz test-kernel test-interop test-e2e test-vm test-soak
+FUZZ_SECONDS ?= 600
+# inside `make test`: a few seconds per target, the whole step well under two minutes
+FUZZ_TEST_SECONDS ?= 6
+SOAK_SECONDS ?= 60
 
-test: setup lint test-unit test-kernel test-interop test-e2e test-vm
+test: setup
+	@rm -rf $(REPORTS)
+	@status=0; $(MAKE) --no-print-directory -k $(TIER_TARGETS) || status=$$?; \
+	.venv/bin/python scripts/test_summary.py --reports $(REPORTS) $(TIERS) || status=1; \
+	exit $$status
 
 setup:
 	@scripts/setup.sh
 
 lint: setup
-	.venv/bin/ruff check .
+	@scripts/run-step lint .venv/bin/ruff check .
 
 unit test-unit: setup
 	@scripts/pytest-tier unit tests/unit $(PYTEST_PAR) -q
+
+# short, bounded fuzzing: every target, the committed corpus replayed, any finding fails
+test-fuzz: setup
+	@scripts/run-step fuzz .venv/bin/python -m fuzz.run --seconds $(FUZZ_TEST_SECONDS) --jobs 2 \
+		--work build/fuzz-test --tier-report $(REPORTS)/fuzz.json
 
 test-kernel: setup
 	@scripts/pytest-tier kernel tests/kernel $(PYTEST_PAR) -q
@@ -26,6 +47,24 @@ test-e2e: setup
 
 test-vm: setup
 	@scripts/pytest-tier vm tests/vm -q
+
+test-soak: setup
+	@TORTIE_SOAK_SECONDS=$(SOAK_SECONDS) scripts/pytest-tier soak tests/soak -q
+
+# the fuzzing campaign: FUZZ_SECONDS per target, two at a time, corpus kept under build/fuzz
+fuzz: setup
+	.venv/bin/python -m fuzz.run --seconds $(FUZZ_SECONDS) --jobs 2 --keep-going --coverage \
+		--report build/fuzz/report.json $(FUZZ_TARGETS)
+
+# the documented long soak: an hour of flapping, the full count of abused cluster files
+soak-long: setup
+	@TORTIE_SOAK_SECONDS=3600 TORTIE_ABUSE_FILES=10000 scripts/pytest-tier soak tests/soak -q -s
+
+# one whole interop run, then docs/interop.md from exactly that run (its date and commit)
+interop-table: setup
+	@rm -f build/interop/results.json
+	@scripts/pytest-tier interop tests/interop $(PYTEST_PAR) -q; rc=$$?; \
+	.venv/bin/python scripts/interop_table.py build/interop/results.json docs/interop.md && exit $$rc
 
 demo: setup
 	@PATH="$(CURDIR)/.venv/bin:$$PATH" .venv/bin/python scripts/demo.py

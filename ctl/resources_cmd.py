@@ -23,6 +23,7 @@ from proto.resources import (
     Node,
     Resource,
     WorkloadEndpoint,
+    decode_text,
     kind_for,
     list_dict,
     load_resources,
@@ -134,14 +135,17 @@ def cmd_get(args: argparse.Namespace) -> int:
 
 def _read_resources(filename: str) -> list[Resource]:
     if filename == "-":
-        text, source = sys.stdin.read(), "<stdin>"
+        source = "<stdin>"
+        raw = getattr(sys.stdin, "buffer", None)  # a text stream without bytes underneath: already text
+        text = decode_text(raw.read(), source) if raw is not None else sys.stdin.read()
     else:
         try:
-            with open(filename) as f:
-                text = f.read()
+            with open(filename, "rb") as f:
+                data = f.read()
         except OSError as exc:
             raise CtlError(f"cannot read {filename}: {exc.strerror}") from None
         source = filename
+        text = decode_text(data, source)
     loaded = load_resources(text, source)
     print_warnings(loaded.warnings)
     if not loaded.resources:

@@ -21,7 +21,7 @@ from pathlib import Path
 from datastore.base import Datastore
 from datastore.status import DatastoreStatus
 from datastore.watch import Watch
-from proto.resources import ClusterModel, dump_yaml, load_model
+from proto.resources import ClusterModel, decode_text, dump_yaml, load_model
 
 DEFAULT_PATH = Path("/etc/tortie/cluster.yaml")
 _REVISION_RE = re.compile(r"\A# tortie-revision: (\d+)")
@@ -46,8 +46,9 @@ class FileDatastore(Datastore):
         return str(self.path)
 
     def read_text(self, *, missing_ok: bool = False) -> str:
+        """The file's text; a file that is not UTF-8 raises ValidationError (file and line)."""
         try:
-            return self.path.read_text()
+            return decode_text(self.path.read_bytes(), self.name)
         except FileNotFoundError:
             if missing_ok:
                 return ""

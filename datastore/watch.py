@@ -153,7 +153,7 @@ class Watch:
 
     def _read(self) -> str | None:
         try:
-            return self.store.path.read_text()
+            return self.store.read_text()
         except FileNotFoundError:
             return None
 
@@ -162,6 +162,9 @@ class Watch:
             try:
                 text = self._read()
             except OSError as exc:
+                return self._deliver(WatchEvent(self.current, exc))
+            except ValidationError as exc:  # not UTF-8: reported like any invalid file
+                log.error("invalid configuration, keeping revision %d:\n%s", self.current.revision, exc)
                 return self._deliver(WatchEvent(self.current, exc))
             digest = _digest(text)
             if digest == self._digest and not force:

@@ -282,11 +282,18 @@ class _BoolOp(_Expr):
 
 # --- parser -------------------------------------------------------------------------------------
 
+# Parentheses nest by recursion here, and the parsed expression by recursion in matching and
+# rendering: bounded well inside Python's recursion limit (a real selector nests two or three deep).
+# The canonical form nests no deeper than the text it came from, so it always parses again.
+MAX_DEPTH = 64
+
+
 class _Parser:
     def __init__(self, source: str) -> None:
         self.source = source
         self.tokens = _tokenize(source)
         self.i = 0
+        self.depth = 0
 
     @property
     def tok(self) -> _Token:
@@ -335,11 +342,15 @@ class _Parser:
             self.i += 1
             expr = self._comparison(tok.value)
         elif tok.kind == LPAREN:
+            self.depth += 1
+            if self.depth > MAX_DEPTH:
+                raise self._fail(f"parentheses nested more than {MAX_DEPTH} deep")
             self.i += 1
             expr = self._or()
             if self.tok.kind != RPAREN:
                 raise self._fail(f"expected ), found {self.tok.kind}")
             self.i += 1
+            self.depth -= 1
         elif tok.kind == EOF:
             raise self._fail("unexpected end of string looking for op")
         else:

@@ -3,6 +3,7 @@
 # apt packages (when root), BIRD 1.6 extracted beside bird2, and the project's venv.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+system_setup=0
 
 APT_PACKAGES=(
   python3 python3-venv python3-pip
@@ -27,6 +28,7 @@ if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
     apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
     rm -f /usr/sbin/policy-rc.d
   fi
+  system_setup=1
   # BIRD 1.6 (Calico's line) conflicts with bird2 as a package: run it from an extraction.
   if [ ! -x .deps/bird16/usr/sbin/bird ]; then
     mkdir -p .deps/bird16 && (cd .deps && rm -f bird_*.deb && apt-get download bird >/dev/null 2>&1 \
@@ -42,6 +44,11 @@ if [ ! -x .venv/bin/python ]; then
 fi
 if [ ! -f .venv/.installed ] || [ pyproject.toml -nt .venv/.installed ]; then
   .venv/bin/pip install -q --upgrade pip >/dev/null
-  .venv/bin/pip install -q -e '.[dev]'
+  .venv/bin/pip install -q -e '.[dev,fuzz]'
   touch .venv/.installed
+fi
+# This machine now has everything every tier needs: from here on a skip as root is a failure unless
+# tests/skip-allowlist.yaml allows it (tests/skip_policy.py).
+if [ "$system_setup" = 1 ]; then
+  touch .venv/.tortie-system-setup
 fi

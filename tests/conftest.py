@@ -1,10 +1,18 @@
-"""Shared test set-up: skip reasons for missing root, tools, kernel features."""
+"""Shared test set-up: skip reasons for missing root, tools, kernel features; the skip policy
+(tests/skip_policy.py: where a skip is a failure) and the tier report `make test` summarises
+(tests/tier_report.py)."""
 
 from __future__ import annotations
 
 import pytest
 
 from lab.netns import have_root, missing_tools
+from tests import skip_policy, tier_report
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    skip_policy.register(config)
+    tier_report.register(config)
 
 
 def require_root() -> None:

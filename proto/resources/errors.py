@@ -57,10 +57,11 @@ class NotFoundError(LookupError):
 class FieldError(Exception):
     """A problem with one field while reading it; `path` is relative to the reader that raised it."""
 
-    def __init__(self, path: str, message: str) -> None:
+    def __init__(self, path: str, message: str, line: int | None = None) -> None:
         super().__init__(message)
         self.path = path
         self.message = message
+        self.line = line  # when the path alone does not locate it (a bad mapping key)
 
 
 @dataclass(frozen=True, slots=True)

@@ -39,6 +39,16 @@ _constructor = yaml.constructor.SafeConstructor()
 _LOADER: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 
+def _construct(node: yaml.Node, path: str) -> Any:
+    """A scalar's value. A tag the safe loader does not know (`!!python/...`) or a value its tag
+    cannot hold (`!!int abc`, `!!bool maybe`) is this field's error, not a crash."""
+    try:
+        return _constructor.construct_object(node, deep=True)
+    except (yaml.YAMLError, ValueError, TypeError, KeyError, OverflowError) as exc:
+        problem = getattr(exc, "problem", None) or str(exc) or type(exc).__name__
+        raise FieldError(path, f"cannot read this value ({node.tag}): {problem}", node.start_mark.line + 1) from None
+
+
 def _plain(node: yaml.Node, path: str, lines: dict[str, int]) -> Any:
     """Node -> plain Python value, recording the line of every field path."""
     lines.setdefault(path, node.start_mark.line + 1)
@@ -47,7 +57,7 @@ def _plain(node: yaml.Node, path: str, lines: dict[str, int]) -> Any:
         for key_node, value_node in node.value:
             if not isinstance(key_node, yaml.ScalarNode):
                 raise FieldError(path, "mapping keys must be plain strings")
-            key = str(_constructor.construct_object(key_node, deep=True))
+            key = str(_construct(key_node, path))
             sub = f"{path}.{key}" if path else key
             if key in out:
                 lines[sub] = key_node.start_mark.line + 1
@@ -58,13 +68,23 @@ def _plain(node: yaml.Node, path: str, lines: dict[str, int]) -> Any:
         return out
     if isinstance(node, yaml.SequenceNode):
         return [_plain(item, f"{path}[{i}]", lines) for i, item in enumerate(node.value)]
-    return _constructor.construct_object(node, deep=True)
+    return _construct(node, path)
 
 
 @dataclass(frozen=True, slots=True)
 class Loaded:
     resources: tuple[Resource, ...]
     warnings: tuple[Problem, ...]
+
+
+def decode_text(data: bytes, source: str) -> str:
+    """A cluster file's bytes as text: UTF-8 (YAML's default), or a ValidationError naming the line."""
+    try:
+        return data.decode()
+    except UnicodeDecodeError as exc:
+        line = data[:exc.start].count(b"\n") + 1
+        raise ValidationError([Problem(f"not UTF-8 text: byte 0x{data[exc.start]:02x} cannot start a character "
+                                       f"here ({exc.reason})", source, line=line)]) from None
 
 
 def load_resources(text: str, source: str = "<string>") -> Loaded:
@@ -78,6 +98,11 @@ def load_resources(text: str, source: str = "<string>") -> Loaded:
         mark = exc.problem_mark or exc.context_mark
         line = mark.line + 1 if mark else None
         raise ValidationError([Problem(f"not valid YAML: {exc.problem or exc}", source, line=line)]) from None
+    except yaml.reader.ReaderError as exc:  # a character YAML does not allow: located by position, not mark
+        line = text[:exc.position].count("\n") + 1
+        char = exc.character if isinstance(exc.character, int) else ord(exc.character[:1] or "\0")
+        raise ValidationError([Problem(f"not valid YAML: character U+{char:04X} is not allowed", source,
+                                       line=line)]) from None
     except yaml.YAMLError as exc:
         raise ValidationError([Problem(f"not valid YAML: {exc}", source)]) from None
     for doc_no, node in enumerate(documents, start=1):
@@ -87,7 +112,8 @@ def load_resources(text: str, source: str = "<string>") -> Loaded:
         try:
             data = _plain(node, "", lines)
         except FieldError as exc:
-            problems.append(Problem(exc.message, source, doc_no, line=lines.get(exc.path), path=exc.path))
+            problems.append(Problem(exc.message, source, doc_no, line=exc.line or lines.get(exc.path),
+                                    path=exc.path))
             continue
         kind = data.get("kind") if isinstance(data, dict) else None
         if isinstance(kind, str) and kind.endswith("List"):

@@ -1,15 +1,18 @@
 """Interop tier fixtures (one namespace segment per module) and the results recorder.
 
 Every scenario test carries `@pytest.mark.interop("scenario name")` and a `kind` parameter (the
-daemon); the outcome of each is recorded and, at the end of the run, docs/interop.md is regenerated
-(scripts/interop_table.py) from this run's results merged over the previous run's, so running a single
-module updates only its cells. Under pytest-xdist the workers' reports reach the controller, which
-alone writes the file.
+daemon); the outcome of each is recorded and, at the end of the run, written with the run's date and
+commit to build/interop/results.json (TORTIE_INTEROP_RESULTS to change). docs/interop.md is not
+touched by a test run: `make interop-table` runs the whole tier once and renders the table from that
+run's file (scripts/interop_table.py). Under pytest-xdist the workers' reports reach the controller,
+which alone writes the file.
 """
 
 from __future__ import annotations
 
-import importlib.util
+import datetime as dt
+import json
+import os
 import shutil
 import subprocess
 from collections.abc import Iterator
@@ -113,12 +116,23 @@ def pytest_runtest_logreport(report: pytest.TestReport) -> None:
             _RESULTS[cell] = value
 
 
+def _commit() -> str:
+    def git(*args: str) -> str:
+        proc = subprocess.run(["git", "-C", str(REPO), *args], capture_output=True, text=True, timeout=30)
+        return proc.stdout.strip() if proc.returncode == 0 else ""
+
+    commit = git("rev-parse", "--short=12", "HEAD") or "unknown"
+    return commit + ("+dirty" if git("status", "--porcelain", "--untracked-files=no") else "")
+
+
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     if hasattr(session.config, "workerinput") or not _RESULTS:
         return
-    # the generator is a script (scripts/ is no package): load it from its file
-    spec = importlib.util.spec_from_file_location("interop_table", REPO / "scripts" / "interop_table.py")
-    assert spec is not None and spec.loader is not None
-    table = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(table)
-    table.update(REPO / "docs" / "interop.md", _RESULTS)
+    path = Path(os.environ.get("TORTIE_INTEROP_RESULTS", REPO / "build" / "interop" / "results.json"))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    results = [dict(r, scenario=s, daemon=d) for (s, d), r in sorted(_RESULTS.items())]
+    path.write_text(json.dumps({
+        "date": dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M"), "commit": _commit(),
+        "command": "pytest " + " ".join(session.config.invocation_params.args),
+        "load": [round(x, 1) for x in os.getloadavg()], "results": results,
+    }, indent=1))

@@ -3,8 +3,6 @@ framer, whole-message length errors, and what proto.bgp exports."""
 
 from __future__ import annotations
 
-import importlib.util
-
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -27,7 +25,6 @@ from proto.bgp import (
 )
 from proto.bgp.header import Header, parse_header
 
-HAVE_UPDATE = importlib.util.find_spec("proto.bgp.update") is not None
 KEEPALIVE_WIRE = b"\xff" * 16 + b"\x00\x13\x04"
 
 
@@ -145,7 +142,6 @@ def test_hand_built_header_is_the_spec(message: Message) -> None:
     assert wire[19:] == body
 
 
-@pytest.mark.skipif(not HAVE_UPDATE, reason="proto.bgp.update is not in the tree yet")
 def test_update_dispatch_end_of_rib() -> None:
     eor = b"\xff" * 16 + b"\x00\x17\x02" + b"\x00\x00\x00\x00"
     decoded = decode_message(eor, Negotiated())
@@ -155,7 +151,6 @@ def test_update_dispatch_end_of_rib() -> None:
     assert [decode_message_body(t, b, Negotiated()) for t, b in Framer().feed(eor)] == [decoded]
 
 
-@pytest.mark.skipif(not HAVE_UPDATE, reason="proto.bgp.update is not in the tree yet")
 def test_update_dispatch_with_routes() -> None:
     # ORIGIN IGP, AS_PATH [65001] (4-octet), NEXT_HOP 192.0.2.1; NLRI 10.0.0.0/26 and 10.0.0.64/26
     attrs = bytes.fromhex("40010100" + "400206" + "0201" + "0000fde9" + "400304c0000201")

@@ -379,9 +379,6 @@ def test_encoder_follows_recorded_grouping() -> None:
     assert encode_open(stale) == encode_open(plain)
 
 
-@pytest.mark.skipif(
-    GROUPS_FIELD not in Open.__dataclass_fields__, reason="model.Open has no capability_groups field yet"
-)
 def test_frr_style_open_exact_bytes() -> None:
     wire = whole(frr_style_body())
     decoded = decode_message(wire, Negotiated())
@@ -451,5 +448,4 @@ def test_real_frr_open() -> None:
     )
     again = encode_message(decoded, Negotiated())
     assert decode_message(again, Negotiated()) == decoded
-    if GROUPS_FIELD in Open.__dataclass_fields__:
-        assert again == wire
+    assert again == wire

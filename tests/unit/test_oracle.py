@@ -491,17 +491,11 @@ def test_pcaplib_refuses_a_stream_with_a_hole(tmp_path: Path) -> None:
         bgp_messages(pcap)
 
 
-def _codec() -> Any:
-    bgp = pytest.importorskip("proto.bgp", reason="proto.bgp codec not importable yet")
-    missing = [n for n in ("decode_message", "encode_message", "Negotiated") if not hasattr(bgp, n)]
-    if missing:
-        pytest.skip(f"proto.bgp lacks {', '.join(missing)}")
-    return bgp
-
-
 @pytest.fixture(scope="module")
 def bgp() -> Any:
-    return _codec()
+    import proto.bgp
+
+    return proto.bgp
 
 
 @pytest.fixture(scope="module")
@@ -570,8 +564,6 @@ def test_captures_include_an_open_with_spread_capabilities(decoded: dict[str, li
 @pytest.mark.parametrize("name", NAMES)
 def test_negotiation_agrees_with_the_codec(bgp: Any, decoded: dict[str, list[Decoded]], name: str) -> None:
     """The Negotiated derived here from Wireshark's OPEN fields is what proto.bgp.negotiate says."""
-    if not hasattr(bgp, "negotiate"):
-        pytest.skip("proto.bgp.negotiate not present")
     opens = {d.pair.direction: d.message for d in decoded[name] if isinstance(d.message, bgp.Open)}
     checked = 0
     for dec in decoded[name]:

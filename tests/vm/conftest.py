@@ -10,6 +10,7 @@ import os
 import sys
 import tempfile
 import xml.etree.ElementTree as ET
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -115,6 +116,19 @@ def vm_tier(pytestconfig: pytest.Config) -> TierRun:
             run.junit_problem = "no JUnit report from the guest"
     pytestconfig.stash[_STASH_RUN] = run
     return run
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
+    """Every guest case rides on the host tests' reports, for the tier report (tests/tier_report.py):
+    `make test`'s summary refuses a VM tier whose guest ran nothing."""
+    outcome = yield
+    report: pytest.TestReport = outcome.get_result()  # type: ignore[attr-defined]
+    run = item.config.stash.get(_STASH_RUN, None)
+    if report.when == "call" and run is not None and "vm_tier" in getattr(item, "fixturenames", ()):
+        report.user_properties.append(("guest", [
+            {"id": c.name, "outcome": c.outcome, "reason": c.message.splitlines()[0] if c.message else ""}
+            for c in run.cases]))
 
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter, config: pytest.Config) -> None:
