@@ -55,7 +55,7 @@ class BgpDaemon:
         self.feed_ready = asyncio.Event()
         self.started = time.monotonic()
         self._stop = asyncio.Event()
-        self._graceful = False
+        self._drained = False  # tortiectl node drain: every peer told to withdraw our routes
 
     @property
     def loop(self) -> asyncio.AbstractEventLoop:
@@ -144,11 +144,26 @@ class BgpDaemon:
     # ---------------------------------------------------------------- control and readiness
 
     def ctl_graceful_stop(self) -> str:
-        """Stop for an upgrade: no NOTIFICATION to the peers (they keep our routes, RFC 4724), the
+        """Stop for an upgrade, as SIGTERM does: the peers keep our routes (RFC 4724 / 8538), the
         restart marker stays, so the next start is a restarting speaker; felixd keeps the kernel."""
-        self._graceful = True
         self._stop.set()
         return "stopping gracefully: peers keep this node's routes until it is back"
+
+    def ctl_drain(self, message: str = "") -> str:
+        """Leave the cluster: every session ends with a Hard Reset (RFC 8538; a plain Cease/2 to a
+        peer without the N bit), so every peer withdraws this node's routes at once, and our RIB
+        drops theirs. Sessions stay down until bgpd restarts or `tortiectl bgp enable`; the restart
+        marker goes, so a stop after a drain is not a graceful restart."""
+        speaker, transport = self.speaker, self.transport
+        assert speaker is not None and transport is not None
+        self._drained = True
+        now = transport.now()
+        for key in list(speaker.peers):
+            speaker.shutdown_peer(key, now, message or "tortie-bgpd: node drained")
+        transport.service()
+        (self.run_dir / "bgpd.running").unlink(missing_ok=True)
+        log.warning("drained: %d peers told to withdraw this node's routes", len(speaker.peers))
+        return f"drained: {len(speaker.peers)} peers withdraw this node's routes; sessions stay down"
 
     def ready(self) -> tuple[bool, str]:
         speaker = self.speaker
@@ -216,6 +231,7 @@ class BgpDaemon:
         server.register("shutdown", control.shutdown)
         server.register("enable", control.enable)
         server.register("graceful_stop", self.ctl_graceful_stop)
+        server.register("drain", self.ctl_drain)
         await server.start()
         watch = store.watch(initial=model)
         queue = watch.asyncio_queue()
@@ -258,17 +274,20 @@ class BgpDaemon:
             await Notifier.cancel(wd)
             for t in tasks:
                 t.cancel()
-            if self._graceful:
-                log.info("stopping gracefully: sessions dropped without NOTIFICATION (graceful restart)")
+            if self._drained:
+                log.info("stopping after a drain: the peers have withdrawn this node's routes")
             else:
-                log.info("stopping: Cease (administrative shutdown) to every peer")
+                log.info("stopping: graceful restart, the peers keep this node's routes until it is back")
+                if self.speaker is not None and self.transport is not None:
+                    self.speaker.stop_for_restart(self.transport.now())  # RFC 8538 peers: Cease/4
+                    self.transport.service()
             if self.transport is not None:
-                await self.transport.close(graceful=self._graceful)
+                await self.transport.close(graceful=True)
             watch.close()
             joined.close()
             await server.close()
             await mgmt.close()
             await self.feed.close()
-            if not self._graceful:
+            if self._drained:
                 marker.unlink(missing_ok=True)
         return 0
