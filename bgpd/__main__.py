@@ -7,7 +7,8 @@ import sys
 from collections.abc import Sequence
 
 from bgpd.daemon import BgpDaemon
-from runtime.cli import daemon_parser
+from bgpd.topology import build
+from runtime.cli import check_config, daemon_parser
 from startup.join import add_arguments as add_join_arguments
 
 
@@ -20,6 +21,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                    help="where BGPPeer password.secretKeyRef secrets are read: DIR/<secret name>/<key> "
                         "(default: /etc/tortie/secrets)")
     args = p.parse_args(argv)
+    if args.check_config:
+        return check_config(args, lambda model: build(model, args.node))  # type: ignore[arg-type]
     return asyncio.run(BgpDaemon(args).run())
 
 

@@ -30,6 +30,7 @@ from datastore.metrics import with_datastore
 from proto.bgp import CeaseSubcode
 from proto.resources import DEFAULT_SECRETS_DIR, ClusterModel, NotFoundError, ValidationError
 from runtime import logs
+from runtime.cli import config_failed
 from runtime.control import ControlServer
 from runtime.http import ManagementServer
 from runtime.sdnotify import Notifier
@@ -199,9 +200,7 @@ class BgpDaemon:
             topo = build(model, self.node, self.secrets_dir)
         except (ValidationError, NotFoundError, TopologyError, OSError) as exc:
             logs.setup(args.log_level or "info", args.log_format)
-            for line in str(exc).splitlines():
-                log.error("%s", line)
-            return 1
+            return config_failed(log, exc, self.notifier)
         logs.setup(args.log_level or model.bgp_config_for(self.node).log_severity_screen, args.log_format)
         self.model = model
         self.run_dir.mkdir(parents=True, exist_ok=True)

@@ -33,6 +33,7 @@ from felixd.reconcile import Reconciler, ReconcileResult
 from felixd.state import RTPROT_TORTIE, DesiredState, Mode, Route
 from proto.resources import ClusterModel, NotFoundError, ValidationError
 from runtime import logs
+from runtime.cli import config_failed
 from runtime.control import ControlServer
 from runtime.http import ManagementServer
 from runtime.sdnotify import Notifier
@@ -316,9 +317,7 @@ class FelixDaemon:
             self.model.node(self.node)
         except (ValidationError, NotFoundError, OSError) as exc:
             logs.setup(args.log_level or "info", args.log_format)
-            for line in str(exc).splitlines():
-                log.error("%s", line)
-            return 1
+            return config_failed(log, exc, self.notifier)
         logs.setup(args.log_level or self.model.bgp_config.log_severity_screen, args.log_format)
         self._wake = asyncio.Event()
         self._pending_changes: set[str] = set()
