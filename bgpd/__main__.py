@@ -16,6 +16,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     p = daemon_parser("tortie-bgpd", __doc__ or "", metrics_port=9092)
     p.add_argument("--listen-address", action="append", default=[],
                    help="address to listen on for BGP (repeatable; default: this Node's addresses)")
+    p.add_argument("--no-peer-metrics", action="store_true",
+                   help="export the per-peer metrics summed over peers, without the peer label (big reflectors)")
     add_join_arguments(p)
     p.add_argument("--secrets-dir", default=None,
                    help="where BGPPeer password.secretKeyRef secrets are read: DIR/<secret name>/<key> "

@@ -47,7 +47,7 @@ class BgpDaemon:
         self.node: str = args.node
         self.run_dir = Path(args.run_dir)
         self.secrets_dir = Path(getattr(args, "secrets_dir", None) or DEFAULT_SECRETS_DIR)
-        self.metrics = BgpMetrics()
+        self.metrics = BgpMetrics(per_peer=not getattr(args, "no_peer_metrics", False))
         self.notifier = Notifier()
         self.model: ClusterModel | None = None
         self.speaker: Speaker | None = None
@@ -218,7 +218,8 @@ class BgpDaemon:
                                 model.bgp_config.prometheus_metrics_host or "127.0.0.1",
                                 args.metrics_port if args.metrics_port is not None else
                                 (model.bgp_config.prometheus_metrics_port or 9092),
-                                with_datastore(self.ready, store.status), on_scrape=self._update_gauges)
+                                with_datastore(self.ready, store.status), on_scrape=self._update_gauges,
+                                metrics=model.bgp_config.prometheus_metrics_enabled)
         register_datastore_metrics(self.metrics.registry, store.status)
         await mgmt.start()
         control = Control(self.node, lambda: self.speaker, lambda: self.transport, self.started)  # type: ignore[arg-type,return-value]

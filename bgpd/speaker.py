@@ -475,6 +475,7 @@ class Speaker:
         self._check_deferral(now)
         if result.error is not None:
             err = result.error
+            peer.prefix_limit_hits += 1
             log.error("peer %s exceeded its prefix limit (%s): sending Cease/%d", peer.key,
                       peer.cfg.max_prefixes, err.subcode)
             session.automatic_stop(now, err.subcode, err.data, reason=str(err), hold_down=MAX_PREFIX_HOLD_DOWN)

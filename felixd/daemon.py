@@ -330,7 +330,8 @@ class FelixDaemon:
             self._carry[(r.dst, r.table, r.metric)] = r
         mgmt = ManagementServer(self.metrics.registry, args.metrics_address or "127.0.0.1",
                                 9091 if args.metrics_port is None else args.metrics_port,
-                                with_datastore(self._ready_check, store.status))
+                                with_datastore(self._ready_check, store.status),
+                                metrics=self.model.bgp_config.prometheus_metrics_enabled)
         register_datastore_metrics(self.metrics.registry, store.status)
         await mgmt.start()
         control = ControlServer(str(self.run_dir / "felixd.sock"))
