@@ -13,11 +13,15 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import errno
 import gc
 import logging
+import os
 import signal
 import time
 from pathlib import Path
+
+from pyroute2.netlink.exceptions import NetlinkError
 
 from datastore import open_datastore
 from datastore.metrics import register as register_datastore_metrics
@@ -25,6 +29,7 @@ from datastore.metrics import with_datastore
 from felixd.feed_client import FeedClient
 from felixd.host import read_host, read_links
 from felixd.inputs import learned_routes, plan_input
+from felixd.kernel.devices import KernelRefused
 from felixd.kernel.events import KernelEvents
 from felixd.kernel.netlink_bulk import to_route
 from felixd.metrics import FelixMetrics
@@ -33,7 +38,8 @@ from felixd.reconcile import Reconciler, ReconcileResult
 from felixd.state import RTPROT_TORTIE, DesiredState, Mode, Route
 from proto.resources import ClusterModel, NotFoundError, ValidationError
 from runtime import logs
-from runtime.cli import config_failed
+from runtime.caps import capability_report
+from runtime.cli import EXIT_NOPERM, config_failed
 from runtime.control import ControlServer
 from runtime.http import ManagementServer
 from runtime.sdnotify import Notifier
@@ -309,6 +315,19 @@ class FelixDaemon:
         log.info("configuration reloaded (revision %s)", getattr(model, "revision", "?"))
         self.request_full("config")
 
+    def _cannot_program(self, exc: BaseException) -> int:
+        """The first reconcile failed: one line that says what and why, not a traceback, and an exit
+        code systemd does not retry (77) when retrying cannot help."""
+        code = getattr(exc, "errno", None) or getattr(exc, "code", None) or 0
+        hint = ""
+        if code in (errno.EPERM, errno.EACCES):
+            hint = ("; felixd needs CAP_NET_ADMIN: " + capability_report("CAP_NET_ADMIN"))
+        text = str(exc) if isinstance(exc, KernelRefused) else \
+            f"{os.strerror(code)} ({errno.errorcode.get(code, code)})"
+        log.error("cannot program the kernel at start-up: %s%s", text, hint)
+        self.notifier.status(f"cannot program the kernel: {text}")
+        return EXIT_NOPERM if code in (errno.EPERM, errno.EACCES) else 1
+
     async def run(self) -> int:
         args = self.args
         try:
@@ -370,7 +389,10 @@ class FelixDaemon:
                  loop.create_task(self._watch_config(queue))]
         carry_deadline = loop.call_later(self.stale_time, lambda: (self._carry.clear(), self.request_full("stale")))
         try:
-            await self.full_sync("startup")
+            try:
+                await self.full_sync("startup")
+            except (OSError, NetlinkError) as exc:
+                return self._cannot_program(exc)
             # what start-up built lives as long as the process: keep the collector off it, so a full
             # collection over a large table never stalls a feed message
             gc.collect()

@@ -10,6 +10,7 @@ import sys
 from collections.abc import Callable
 
 EXIT_CONFIG = 78  # sysexits.h EX_CONFIG: the units' RestartPreventExitStatus names it
+EXIT_NOPERM = 77  # sysexits.h EX_NOPERM: a privilege the daemon needs is missing; retrying cannot help
 
 
 def default_run_dir() -> str:
