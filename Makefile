@@ -1,10 +1,10 @@
 # make test: set everything up on a fresh Debian 12 machine (as root) and run every tier.
 # make unit: the fast tier, after every change.
-.PHONY: test setup lint unit test-unit test-kernel test-interop test-e2e test-vm demo clean
+.PHONY: test setup lint unit test-unit test-kernel test-interop test-e2e test-vm test-hosts deb demo clean
 
 PYTEST_PAR ?= -n 2 --dist loadfile
 
-test: setup lint test-unit test-kernel test-interop test-e2e test-vm
+test: setup lint test-unit test-kernel test-interop test-e2e test-vm test-hosts
 
 setup:
 	@scripts/setup.sh
@@ -26,6 +26,14 @@ test-e2e: setup
 
 test-vm: setup
 	@scripts/pytest-tier vm tests/vm -q
+
+# Debian 12 hosts under real systemd (systemd-nspawn), the .deb installed on each, Prometheus
+test-hosts: setup
+	@scripts/pytest-tier hosts tests/hosts -q
+
+# build/deb/tortie_<version>_<arch>.deb with Debian's tools (dh-virtualenv), lintian-checked
+deb: setup
+	@scripts/build-deb build/deb
 
 demo: setup
 	@PATH="$(CURDIR)/.venv/bin:$$PATH" .venv/bin/python scripts/demo.py
