@@ -149,6 +149,11 @@ class HostsCluster:
         except ValueError:
             return {}
 
+    def peers(self, host: str) -> list[dict[str, object]]:
+        st = self.status(host).get("bgpd") or {}
+        status = st.get("status") if isinstance(st, dict) else None
+        return list(status.get("peers") or []) if isinstance(status, dict) else []
+
     def peers_established(self, host: str) -> bool:
         st = self.status(host).get("bgpd") or {}
         status = st.get("status") if isinstance(st, dict) else None
