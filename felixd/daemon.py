@@ -60,6 +60,8 @@ class FelixDaemon:
         self.metrics = FelixMetrics()
         for op in ("replace", "delete", "sync"):
             self.metrics.netlink_errors.labels(op)  # exported at 0 before the first error
+        for kind in ("route", "device", "neighbour"):
+            self.metrics.drift_repairs.labels(kind)  # at 0 too: an alert's increase() needs the series
         self.notifier = Notifier()
         self.model: ClusterModel | None = None
         self.desired: DesiredState | None = None

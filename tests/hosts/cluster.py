@@ -154,26 +154,22 @@ class HostsCluster:
         status = st.get("status") if isinstance(st, dict) else None
         return list(status.get("peers") or []) if isinstance(status, dict) else []
 
-    def peers_established(self, host: str) -> bool:
-        st = self.status(host).get("bgpd") or {}
-        status = st.get("status") if isinstance(st, dict) else None
-        if not isinstance(status, dict):
+    def host_converged(self, host: str) -> bool:
+        """One `tortiectl node status` on `host`: every session Established, no graceful restart
+        pending, felixd ready, synced with the feed and holding nothing stale."""
+        doc = self.status(host)
+        bgpd = (doc.get("bgpd") or {}).get("status") if isinstance(doc.get("bgpd"), dict) else None
+        felixd = (doc.get("felixd") or {}).get("status") if isinstance(doc.get("felixd"), dict) else None
+        if not isinstance(bgpd, dict) or not isinstance(felixd, dict):
             return False
-        peers = status.get("peers") or []
-        return len(peers) == len(HOSTS) - 1 and all(p.get("state") == "Established" for p in peers) \
-            and not status.get("graceful_restart")
+        peers = bgpd.get("peers") or []
+        return (len(peers) == len(HOSTS) - 1 and all(p.get("state") == "Established" for p in peers)
+                and not bgpd.get("graceful_restart") and bool(felixd.get("ready"))
+                and bool(felixd.get("feed_synced")) and not felixd.get("stale"))
 
     def converged(self) -> bool:
-        """Every session Established, no graceful restart pending, felixd synced on every host."""
-        if not all(self.peers_established(h) for h in HOSTS):
-            return False
-        for h in HOSTS:
-            st = self.status(h).get("felixd") or {}
-            status = st.get("status") if isinstance(st, dict) else None
-            if not (isinstance(status, dict) and status.get("ready") and status.get("feed_synced")
-                    and not status.get("stale")):
-                return False
-        return True
+        """Every host converged (asked in parallel: each answer is a process start inside a host)."""
+        return all(parallel(self.host_converged, HOSTS).values())
 
     def kernel_routes(self, host: str) -> set[str]:
         out = self.machines[host].run("ip", "-4", "route", "show", "proto", "80").stdout

@@ -89,7 +89,12 @@ def test_every_target_is_up(prom: Prometheus) -> None:
     targets = C.until(all_up, 60, "all 8 targets up", interval=1)
     jobs = {(t["labels"]["job"], t["labels"]["host"]) for t in targets}
     assert jobs == {(j, a) for j in C.UNITS for a in prom.cluster.addresses.values()}
-    groups = {g["name"]: g for g in prom.get("/api/v1/rules")["groups"]}
+
+    def evaluated() -> dict[str, Any] | None:  # every rule evaluated once (the recording group: 30 s)
+        groups = {g["name"]: g for g in prom.get("/api/v1/rules")["groups"]}
+        return groups if all(r["health"] != "unknown" for g in groups.values() for r in g["rules"]) else None
+
+    groups = C.until(evaluated, 90, "every rule evaluated", interval=1)
     assert set(groups) == {"tortie-recording", "tortie-alerts"}
     assert all(r["health"] == "ok" for g in groups.values() for r in g["rules"]), groups
     series = {h: sum(1 for _ in prom.get("/api/v1/series", **{"match[]": f'{{host="{a}", job="tortie-felixd"}}'}))
