@@ -1,10 +1,10 @@
 # make test: set everything up on a fresh Debian 12 machine (as root) and run every tier.
 # make unit: the fast tier, after every change.
-.PHONY: test setup lint unit test-unit test-kernel test-interop test-e2e test-vm test-hosts deb demo clean
+.PHONY: test setup lint unit test-unit test-kernel test-interop test-e2e test-vm test-hosts hosts-prep deb demo clean
 
 PYTEST_PAR ?= -n 2 --dist loadfile
 
-test: setup lint test-unit test-kernel test-interop test-e2e test-vm test-hosts
+test: setup lint hosts-prep test-unit test-kernel test-interop test-e2e test-vm test-hosts
 
 setup:
 	@scripts/setup.sh
@@ -27,9 +27,13 @@ test-e2e: setup
 test-vm: setup
 	@scripts/pytest-tier vm tests/vm -q
 
-# Debian 12 hosts under real systemd (systemd-nspawn), the .deb installed on each, Prometheus
+# Debian 12 hosts under real systemd (systemd-nspawn), the .deb installed on each, Prometheus.
+# make test starts building its host image and .deb in the background first (hosts-prep).
+hosts-prep: setup
+	@scripts/hosts-prep start
+
 test-hosts: setup
-	@scripts/pytest-tier hosts tests/hosts -q
+	@TORTIE_HOSTS_DEB="$$(scripts/hosts-prep wait)" scripts/pytest-tier hosts tests/hosts -q
 
 # build/deb/tortie_<version>_<arch>.deb with Debian's tools (dh-virtualenv), lintian-checked
 deb: setup

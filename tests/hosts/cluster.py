@@ -85,7 +85,7 @@ def build_debs(out: Path, log: Path) -> Debs:
     """`make deb`'s script (lintian is its own test), then the same package with a higher version:
     unpacked, its version raised, packed again with dpkg-deb, as a rebuild of a newer release is."""
     out.mkdir(parents=True, exist_ok=True)
-    given = os.environ.get("TORTIE_HOSTS_DEB")  # a developer's shortcut: test this .deb, build none
+    given = os.environ.get("TORTIE_HOSTS_DEB")  # built already (make test: hosts-prep): test this one
     if given:
         shutil.copy(given, out)
         return _with_upgrade(next(out.glob("tortie_*.deb")), out)
