@@ -123,6 +123,7 @@ class HostsCluster:
     pods: dict[str, str]  # pod -> its IP
     pod_host: dict[str, str]
     notes: dict[str, object] = field(default_factory=dict)  # facts recorded along the way, for the report
+    lintian: subprocess.Popen[str] | None = None  # started as soon as the .deb is there; a test reads it
 
     def __getitem__(self, host: str) -> Machine:
         return self.machines[host]
@@ -216,10 +217,15 @@ def up(workdir: Path) -> HostsCluster:
         image = image_f.result()
         debs = debs_f.result()
     scenario = scenario_with_monitor()
+    lintian = None
+    if shutil.which("lintian"):
+        lintian = subprocess.Popen(["lintian", "--fail-on", "error,warning", str(debs.first)], stdout=subprocess.PIPE,
+                                   stderr=subprocess.STDOUT, text=True)
     topo = Topology(scenario, prefix=unique_name("th") + "-", state_dir=workdir / "lab")
     cluster = HostsCluster(workdir, topo, {}, debs,
                            addresses={h.name: h.address.split("/")[0] for h in scenario.hosts},
-                           pods={p.name: p.ip for p in scenario.pods}, pod_host={p.name: p.host for p in scenario.pods})
+                           pods={p.name: p.ip for p in scenario.pods}, pod_host={p.name: p.host for p in scenario.pods},
+                           lintian=lintian)
     try:
         topo.up()
         for host in HOSTS:
@@ -238,6 +244,9 @@ def up(workdir: Path) -> HostsCluster:
 
 
 def down(cluster: HostsCluster) -> None:
+    if cluster.lintian is not None and cluster.lintian.poll() is None:
+        cluster.lintian.kill()
+        cluster.lintian.wait()
     parallel(lambda h: cluster.machines[h].shutdown(), list(cluster.machines))
     cluster.topology.down()
     shutil.rmtree(cluster.workdir / "machines", ignore_errors=True)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import re
+import subprocess
 import time
 
 from runtime.caps import capability_sets
@@ -53,10 +54,18 @@ def test_everything_works_inside_the_sandbox(installed: C.HostsCluster) -> None:
     iface = "cali83dbd022cd5"
     assert m.read(f"/proc/sys/net/ipv4/conf/{iface}/proxy_arp").strip() == "1"
     # TCP MD5 on every mesh session (nodeMeshPassword): the option is on BGP segments on the fabric
-    port = "vf-w1"
-    cap = installed.in_ns("fabric", "timeout", "45", "tcpdump", "-n", "-v", "-c", "1", "-i", port, "tcp port 179",
-                          timeout=60)
-    assert "md5" in cap.stdout, cap.stdout + cap.stderr
+    # (a route refresh makes some at once instead of waiting for a keepalive)
+    cap = subprocess.Popen(["ip", "netns", "exec", installed.ns("fabric"), "tcpdump", "-n", "-v", "-l", "-c", "1",
+                            "-i", "vf-w1", "tcp port 179"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert cap.stderr is not None and "listening on" in cap.stderr.readline()
+        m.run("tortiectl", "bgp", "refresh", installed.addresses["master"])
+        out, _ = cap.communicate(timeout=40)
+    finally:
+        if cap.poll() is None:
+            cap.kill()
+            cap.wait()
+    assert "md5" in out, out
     # the control sockets: 0660 tortie:tortie in a 0750 directory, so group tortie may use tortiectl
     assert m.run("stat", "-c", "%a %U %G", "/run/tortie/bgpd.sock").stdout.split() == ["660", "tortie", "tortie"]
     assert m.run("stat", "-c", "%a %U %G", "/run/tortie").stdout.split() == ["750", "tortie", "tortie"]

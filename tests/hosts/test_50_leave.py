@@ -46,7 +46,8 @@ def test_remove_then_purge(installed: C.HostsCluster) -> None:
     C.until(lambda: gone_everywhere(installed, block), 10, f"{block} withdrawn after apt remove", interval=0.1)
     installed.notes["remove_withdrawn_seconds"] = round(time.monotonic() - t0, 2)
     for unit in C.UNITS:
-        assert m.systemctl("is-active", unit, check=False).stdout.strip() == "inactive", proc.stdout
+        state = m.systemctl("is-active", unit, check=False).stdout.strip()
+        assert state == "inactive", (unit, state, proc.stdout[-1500:], m.journal("-u", unit, "-n", "30"))
     assert m.run("test", "-e", "/usr/bin/tortie-bgpd", check=False).returncode != 0
     # configuration and user stay until purge
     assert m.run("test", "-f", "/etc/tortie/cluster.yaml", check=False).returncode == 0

@@ -120,7 +120,10 @@ def test_drain_withdraws_at_once(pair: Pair) -> None:
     assert "Hard Reset" in last and "Administrative Shutdown" in last, last
     assert "10.204.0.64/26" not in a.learned()  # and a dropped b's routes
     assert not (a.run_dir / "bgpd.running").exists()
-    a.kill(signal.SIGTERM)  # a stop after a drain is not a restart: nothing left to tell anyone
+    assert a.proc is not None
+    a.proc.send_signal(signal.SIGTERM)  # a stop after a drain is not a restart: nothing left to tell
+    assert a.proc.wait(timeout=30) == 0, a.log_tail()
+    a.proc = None
     assert not (a.run_dir / "bgpd.running").exists()
     a.start()
     wait_for(lambda: "10.204.0.0/26" in b.learned() and "10.204.0.64/26" in a.learned(), 60,
