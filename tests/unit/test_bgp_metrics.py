@@ -9,7 +9,7 @@ from prometheus_client import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
 import runtime.http  # noqa: F401  (switches counters' _created series off, as the daemons do)
-from bgpd.metrics import BgpMetrics
+from bgpd.metrics import BgpMetrics, forget_peer
 from runtime.http import ManagementServer
 
 
@@ -51,7 +51,7 @@ def test_summed_over_peers() -> None:
 
 def test_a_removed_peer_leaves_no_series() -> None:
     m = two_peers(True)
-    m.forget_peer("10.0.0.2")
+    forget_peer(m, "10.0.0.2")
     s = samples(m)
     assert not any(dict(labels).get("peer") == "10.0.0.2" for _, labels in s)
     assert s[("tortie_bgp_peers", (("state", "active"),))] == 0

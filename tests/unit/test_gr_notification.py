@@ -6,7 +6,8 @@ from __future__ import annotations
 import pytest
 
 from bgpd.graceful import hard_reset_for, keeps_routes, notification_negotiated
-from bgpd.session import GracefulRestartConfig, NotificationReceived, SessionDown
+from bgpd.session_config import GracefulRestartConfig
+from bgpd.session_events import NotificationReceived, SessionDown
 from proto.bgp import (
     IPV4_UNICAST,
     CeaseSubcode,
