@@ -5,9 +5,11 @@ from __future__ import annotations
 import asyncio
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 from bgpd.daemon import BgpDaemon
 from bgpd.topology import build
+from proto.resources import DEFAULT_SECRETS_DIR
 from runtime.cli import check_config, daemon_parser
 from startup.join import add_arguments as add_join_arguments
 
@@ -24,7 +26,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                         "(default: /etc/tortie/secrets)")
     args = p.parse_args(argv)
     if args.check_config:
-        return check_config(args, lambda model: build(model, args.node))  # type: ignore[arg-type]
+        secrets = Path(getattr(args, "secrets_dir", None) or DEFAULT_SECRETS_DIR)  # passwords are checked too
+        return check_config(args, lambda model: build(model, args.node, secrets))  # type: ignore[arg-type]
     return asyncio.run(BgpDaemon(args).run())
 
 
