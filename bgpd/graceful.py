@@ -36,7 +36,11 @@ from proto.bgp.notification import hard_reset, is_hard_reset
 
 DEFAULT_STALE_TIME = 360.0  # after a peer returns, how long to wait for its End-of-RIB
 DEFAULT_DEFERRAL_TIME = 120.0  # restarting speaker: longest wait for the peers' End-of-RIBs
-DEFAULT_ESTABLISHED_WAIT = 10.0  # restarting speaker: how long a peer has to come up to be waited for
+# restarting speaker: how long a peer has to come up to be waited for. Waiting costs nothing in
+# forwarding (felixd keeps the kernel, the peers keep our routes for their restart time), giving up
+# too early does: the feed snapshot then lacks that peer's routes and felixd deletes them until it is
+# back. 10 s was seen to be too short for a restart of the hosts tier's mesh on a loaded machine.
+DEFAULT_ESTABLISHED_WAIT = 30.0
 
 
 # RFC 8538 section 5.1: the Cease subcodes whose suggested behaviour is a Hard Reset. Administrative
