@@ -3,21 +3,24 @@
 # make unit: the fast tier, after every change.
 # make fuzz: every fuzz target for FUZZ_SECONDS each (default 600); make soak-long: the 1-hour soak.
 # make interop-table: one full interop run, written to docs/interop.md with its date and commit.
+# make deb: the Debian package (build/deb); make test-hosts: Debian 12 hosts under real systemd.
 .PHONY: test setup lint unit test-unit test-fuzz test-kernel test-interop test-e2e test-vm test-soak \
-	fuzz soak-long interop-table demo clean
+	test-hosts hosts-prep deb fuzz soak-long interop-table demo clean
 
 PYTEST_PAR ?= -n 2 --dist loadfile
 REPORTS := build/test-reports
 # the tiers of `make test`, in order; each writes $(REPORTS)/NAME.exit (and NAME.json)
-TIERS := lint unit fuzz kernel interop e2e vm soak
-TIER_TARGETS := lint test-unit test-fuzz test-kernel test-interop test-e2e test-vm test-soak
+TIERS := lint unit fuzz kernel interop e2e vm soak hosts
+TIER_TARGETS := lint test-unit test-fuzz test-kernel test-interop test-e2e test-vm test-soak test-hosts
 FUZZ_SECONDS ?= 600
 # inside `make test`: a few seconds per target, the whole step well under two minutes
 FUZZ_TEST_SECONDS ?= 6
 SOAK_SECONDS ?= 60
 
+# the hosts tier's image and .deb are built in the background (hosts-prep) while the others run
 test: setup
 	@rm -rf $(REPORTS)
+	@scripts/hosts-prep start
 	@status=0; $(MAKE) --no-print-directory -k $(TIER_TARGETS) || status=$$?; \
 	.venv/bin/python scripts/test_summary.py --reports $(REPORTS) $(TIERS) || status=1; \
 	exit $$status
@@ -65,6 +68,18 @@ interop-table: setup
 	@rm -f build/interop/results.json
 	@scripts/pytest-tier interop tests/interop $(PYTEST_PAR) -q; rc=$$?; \
 	.venv/bin/python scripts/interop_table.py build/interop/results.json docs/interop.md && exit $$rc
+
+# Debian 12 hosts under real systemd (systemd-nspawn), the .deb installed on each, Prometheus.
+# make test starts building its host image and .deb in the background first (hosts-prep).
+hosts-prep: setup
+	@scripts/hosts-prep start
+
+test-hosts: setup
+	@TORTIE_HOSTS_DEB="$$(scripts/hosts-prep wait)" scripts/pytest-tier hosts tests/hosts -q
+
+# build/deb/tortie_<version>_<arch>.deb with Debian's tools (dh-virtualenv), lintian-checked
+deb: setup
+	@scripts/build-deb build/deb
 
 demo: setup
 	@PATH="$(CURDIR)/.venv/bin:$$PATH" .venv/bin/python scripts/demo.py

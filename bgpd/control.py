@@ -93,7 +93,10 @@ class Control:
                 "extended_message": bool(neg and neg.extended_message),
                 "add_path_receive": sorted(FAMILY_NAMES.get(f, str(f)) for f in (neg.add_path_receive if neg else ())),
                 "graceful_restart": {"local": True, "remote": p.remote_gr is not None,
-                                     "remote_restart_time": p.remote_gr.restart_time if p.remote_gr else None},
+                                     "remote_restart_time": p.remote_gr.restart_time if p.remote_gr else None,
+                                     # RFC 8538: both N bits set, so restarts may send a NOTIFICATION
+                                     "notification": "negotiated" if p.remote_gr is not None
+                                     and p.remote_gr.notification else "local only"},
             }
             gr_state = ""
             if sp.gr.is_restarting(p.info):

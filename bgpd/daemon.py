@@ -30,6 +30,7 @@ from datastore.metrics import with_datastore
 from proto.bgp import CeaseSubcode
 from proto.resources import DEFAULT_SECRETS_DIR, ClusterModel, NotFoundError, ValidationError
 from runtime import logs
+from runtime.cli import config_failed
 from runtime.control import ControlServer
 from runtime.http import ManagementServer
 from runtime.sdnotify import Notifier
@@ -46,7 +47,7 @@ class BgpDaemon:
         self.node: str = args.node
         self.run_dir = Path(args.run_dir)
         self.secrets_dir = Path(getattr(args, "secrets_dir", None) or DEFAULT_SECRETS_DIR)
-        self.metrics = BgpMetrics()
+        self.metrics = BgpMetrics(per_peer=not getattr(args, "no_peer_metrics", False))
         self.notifier = Notifier()
         self.model: ClusterModel | None = None
         self.speaker: Speaker | None = None
@@ -55,7 +56,7 @@ class BgpDaemon:
         self.feed_ready = asyncio.Event()
         self.started = time.monotonic()
         self._stop = asyncio.Event()
-        self._graceful = False
+        self._drained = False  # tortiectl node drain: every peer told to withdraw our routes
 
     @property
     def loop(self) -> asyncio.AbstractEventLoop:
@@ -144,11 +145,26 @@ class BgpDaemon:
     # ---------------------------------------------------------------- control and readiness
 
     def ctl_graceful_stop(self) -> str:
-        """Stop for an upgrade: no NOTIFICATION to the peers (they keep our routes, RFC 4724), the
+        """Stop for an upgrade, as SIGTERM does: the peers keep our routes (RFC 4724 / 8538), the
         restart marker stays, so the next start is a restarting speaker; felixd keeps the kernel."""
-        self._graceful = True
         self._stop.set()
         return "stopping gracefully: peers keep this node's routes until it is back"
+
+    def ctl_drain(self, message: str = "") -> str:
+        """Leave the cluster: every session ends with a Hard Reset (RFC 8538; a plain Cease/2 to a
+        peer without the N bit), so every peer withdraws this node's routes at once, and our RIB
+        drops theirs. Sessions stay down until bgpd restarts or `tortiectl bgp enable`; the restart
+        marker goes, so a stop after a drain is not a graceful restart."""
+        speaker, transport = self.speaker, self.transport
+        assert speaker is not None and transport is not None
+        self._drained = True
+        now = transport.now()
+        for key in list(speaker.peers):
+            speaker.shutdown_peer(key, now, message or "tortie-bgpd: node drained")
+        transport.service()
+        (self.run_dir / "bgpd.running").unlink(missing_ok=True)
+        log.warning("drained: %d peers told to withdraw this node's routes", len(speaker.peers))
+        return f"drained: {len(speaker.peers)} peers withdraw this node's routes; sessions stay down"
 
     def ready(self) -> tuple[bool, str]:
         speaker = self.speaker
@@ -184,9 +200,7 @@ class BgpDaemon:
             topo = build(model, self.node, self.secrets_dir)
         except (ValidationError, NotFoundError, TopologyError, OSError) as exc:
             logs.setup(args.log_level or "info", args.log_format)
-            for line in str(exc).splitlines():
-                log.error("%s", line)
-            return 1
+            return config_failed(log, exc, self.notifier)
         logs.setup(args.log_level or model.bgp_config_for(self.node).log_severity_screen, args.log_format)
         self.model = model
         self.run_dir.mkdir(parents=True, exist_ok=True)
@@ -204,7 +218,8 @@ class BgpDaemon:
                                 model.bgp_config.prometheus_metrics_host or "127.0.0.1",
                                 args.metrics_port if args.metrics_port is not None else
                                 (model.bgp_config.prometheus_metrics_port or 9092),
-                                with_datastore(self.ready, store.status), on_scrape=self._update_gauges)
+                                with_datastore(self.ready, store.status), on_scrape=self._update_gauges,
+                                metrics=model.bgp_config.prometheus_metrics_enabled)
         register_datastore_metrics(self.metrics.registry, store.status)
         await mgmt.start()
         control = Control(self.node, lambda: self.speaker, lambda: self.transport, self.started)  # type: ignore[arg-type,return-value]
@@ -216,6 +231,7 @@ class BgpDaemon:
         server.register("shutdown", control.shutdown)
         server.register("enable", control.enable)
         server.register("graceful_stop", self.ctl_graceful_stop)
+        server.register("drain", self.ctl_drain)
         await server.start()
         watch = store.watch(initial=model)
         queue = watch.asyncio_queue()
@@ -258,17 +274,20 @@ class BgpDaemon:
             await Notifier.cancel(wd)
             for t in tasks:
                 t.cancel()
-            if self._graceful:
-                log.info("stopping gracefully: sessions dropped without NOTIFICATION (graceful restart)")
+            if self._drained:
+                log.info("stopping after a drain: the peers have withdrawn this node's routes")
             else:
-                log.info("stopping: Cease (administrative shutdown) to every peer")
+                log.info("stopping: graceful restart, the peers keep this node's routes until it is back")
+                if self.speaker is not None and self.transport is not None:
+                    self.speaker.stop_for_restart(self.transport.now())  # RFC 8538 peers: Cease/4
+                    self.transport.service()
             if self.transport is not None:
-                await self.transport.close(graceful=self._graceful)
+                await self.transport.close(graceful=True)
             watch.close()
             joined.close()
             await server.close()
             await mgmt.close()
             await self.feed.close()
-            if not self._graceful:
+            if self._drained:
                 marker.unlink(missing_ok=True)
         return 0

@@ -15,6 +15,12 @@ that is not Established within `established_wait`, that does not do graceful res
 restarting itself is not waited for (RFC 4724 section 4.1). So the node is routable as soon as its
 peers' End-of-RIBs are in, not after a fixed wait. The Adj-RIB-Outs start (initial table, then
 End-of-RIB) only once the deferral is done; `AdjRibOut.start` refuses earlier.
+
+NOTIFICATIONs (RFC 8538): when both sides set the N bit, a session that ends with any NOTIFICATION
+but a Hard Reset (or on hold timer expiry) is a graceful restart too: `keeps_routes` decides. That
+is how tortie-bgpd stops for a restart or an upgrade (Cease / Administrative Reset, the peers keep its
+routes), while the stops that mean "gone for good" (Administrative Shutdown, Peer De-configured,
+Maximum Number of Prefixes, section 5.1's table) go out as a Hard Reset (`hard_reset_for`).
 """
 
 from __future__ import annotations
@@ -24,12 +30,52 @@ from dataclasses import dataclass, field
 
 from bgpd.rib.path import PeerInfo
 from bgpd.rib.rib import Changes, Rib
-from proto.bgp.constants import AfiSafi
-from proto.bgp.model import GracefulRestartCap
+from proto.bgp.constants import AfiSafi, CeaseSubcode, ErrorCode
+from proto.bgp.model import GracefulRestartCap, Notification
+from proto.bgp.notification import hard_reset, is_hard_reset
 
 DEFAULT_STALE_TIME = 360.0  # after a peer returns, how long to wait for its End-of-RIB
 DEFAULT_DEFERRAL_TIME = 120.0  # restarting speaker: longest wait for the peers' End-of-RIBs
-DEFAULT_ESTABLISHED_WAIT = 10.0  # restarting speaker: how long a peer has to come up to be waited for
+# restarting speaker: how long a peer has to come up to be waited for. Waiting costs nothing in
+# forwarding (felixd keeps the kernel, the peers keep our routes for their restart time), giving up
+# too early does: the feed snapshot then lacks that peer's routes and felixd deletes them until it is
+# back. 10 s was seen to be too short for a restart of the hosts tier's mesh on a loaded machine.
+DEFAULT_ESTABLISHED_WAIT = 30.0
+
+
+# RFC 8538 section 5.1: the Cease subcodes whose suggested behaviour is a Hard Reset. Administrative
+# Reset is "provide user control": tortie uses it for its own graceful stop.
+HARD_RESET_SUBCODES = frozenset({CeaseSubcode.MAX_PREFIXES_REACHED, CeaseSubcode.ADMINISTRATIVE_SHUTDOWN,
+                                 CeaseSubcode.PEER_DECONFIGURED, CeaseSubcode.HARD_RESET})
+
+
+def notification_negotiated(local: GracefulRestartCap | None, remote: GracefulRestartCap | None) -> bool:
+    """RFC 8538 section 2: both OPENs carried graceful restart with the N bit."""
+    return local is not None and remote is not None and local.notification and remote.notification
+
+
+def hard_reset_for(notification: Notification, negotiated: bool) -> Notification:
+    """What to send for `notification`: wrapped in a Hard Reset when the N bit is negotiated and it
+    is a Cease that means the session is over for good."""
+    if (negotiated and notification.code == ErrorCode.CEASE and notification.subcode in HARD_RESET_SUBCODES
+            and notification.subcode != CeaseSubcode.HARD_RESET):
+        return hard_reset(notification)
+    return notification
+
+
+def keeps_routes(remote: GracefulRestartCap | None, local_notification: bool,
+                 sent: Notification | None, received: Notification | None) -> bool:
+    """Whether the peer's routes stay, stale, after its session went down (helper side).
+
+    RFC 4724: only when it advertised graceful restart and no NOTIFICATION was exchanged. RFC 8538:
+    when both sides set the N bit, also after any NOTIFICATION (either way) except a Hard Reset."""
+    if remote is None or not remote.families:
+        return False
+    if sent is None and received is None:
+        return True
+    if not (local_notification and remote.notification):
+        return False
+    return not (is_hard_reset(sent) or is_hard_reset(received))
 
 
 def _merge(into: Changes, more: Changes) -> Changes:

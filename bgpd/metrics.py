@@ -1,10 +1,19 @@
-"""tortie-bgpd's Prometheus metrics. docs/metrics.md lists each; a test keeps the two in step."""
+"""tortie-bgpd's Prometheus metrics. docs/metrics.md lists each; a test keeps the two in step.
+
+Series stay bounded: the per-peer families (label `peer`) live in their own registry and are exported
+either as they are or, with `per_peer=False` (`tortie-bgpd --no-peer-metrics`), summed over peers
+under the same names without the `peer` label, so a reflector with a thousand clients exports a few
+dozen series instead of tens of thousands, and the same `sum by (...)` queries work in both modes.
+`tortie_bgp_peers{state}` (peers per session state) is exported in both.
+"""
 
 from __future__ import annotations
 
-import contextlib
+from collections.abc import Callable, Iterator
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client.metrics_core import Metric
+from prometheus_client.registry import Collector
 
 from bgpd.speaker import FAMILY_NAMES, Speaker
 from proto.bgp import MsgType
@@ -12,71 +21,100 @@ from proto.bgp import MsgType
 SESSION_STATES = ("idle", "connect", "active", "opensent", "openconfirm", "established")
 
 
+class PeerFamilies(Collector):
+    """The per-peer families, exported as they are or summed over `peer`."""
+
+    def __init__(self, registry: CollectorRegistry, per_peer: Callable[[], bool]) -> None:
+        self.source = registry
+        self.per_peer = per_peer
+
+    def collect(self) -> Iterator[Metric]:
+        if self.per_peer():
+            yield from self.source.collect()
+            return
+        for family in self.source.collect():
+            out = Metric(family.name, family.documentation, family.type, family.unit)
+            sums: dict[tuple[str, tuple[tuple[str, str], ...]], float] = {}
+            for sample in family.samples:
+                if sample.name.endswith("_created"):
+                    continue  # a creation time cannot be summed
+                labels = tuple(sorted((k, v) for k, v in sample.labels.items() if k != "peer"))
+                key = (sample.name, labels)
+                sums[key] = sums.get(key, 0.0) + sample.value
+            for (name, labels), value in sums.items():
+                out.add_sample(name, dict(labels), value)
+            yield out
+
+
 class BgpMetrics:
-    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+    def __init__(self, registry: CollectorRegistry | None = None, per_peer: bool = True) -> None:
         r = self.registry = registry or CollectorRegistry()
+        self.per_peer = per_peer
+        p = self.peer_registry = CollectorRegistry()
+        r.register(PeerFamilies(p, lambda: self.per_peer))
+        self._states: dict[str, str] = {}
         self.session_state = Gauge(
             "tortie_bgp_session_state",
             "1 for the state each peer's session is in, 0 for the others",
             ["peer", "state"],
-            registry=r,
+            registry=p,
         )
         self.established_transitions = Counter(
-            "tortie_bgp_established_transitions", "Sessions that reached Established", ["peer"], registry=r
+            "tortie_bgp_established_transitions", "Sessions that reached Established", ["peer"], registry=p
         )
         self.messages_sent = Counter(
-            "tortie_bgp_messages_sent", "BGP messages sent, by type", ["peer", "type"], registry=r
+            "tortie_bgp_messages_sent", "BGP messages sent, by type", ["peer", "type"], registry=p
         )
         self.messages_received = Counter(
-            "tortie_bgp_messages_received", "BGP messages received, by type", ["peer", "type"], registry=r
+            "tortie_bgp_messages_received", "BGP messages received, by type", ["peer", "type"], registry=p
         )
         self.notifications_sent = Counter(
             "tortie_bgp_notifications_sent",
             "NOTIFICATIONs sent, by code and subcode",
             ["peer", "code", "subcode"],
-            registry=r,
+            registry=p,
         )
         self.notifications_received = Counter(
             "tortie_bgp_notifications_received",
             "NOTIFICATIONs received, by code and subcode",
             ["peer", "code", "subcode"],
-            registry=r,
+            registry=p,
         )
         self.prefixes_received = Gauge(
             "tortie_bgp_prefixes_received",
             "Prefixes held in the peer's Adj-RIB-In",
             ["peer", "afi_safi"],
-            registry=r,
+            registry=p,
         )
         self.prefixes_accepted = Gauge(
             "tortie_bgp_prefixes_accepted",
             "Prefixes from the peer accepted by import policy",
             ["peer", "afi_safi"],
-            registry=r,
+            registry=p,
         )
         self.prefixes_rejected = Counter(
             "tortie_bgp_prefixes_rejected",
             "Prefixes from the peer rejected, by reason",
             ["peer", "reason"],
-            registry=r,
+            registry=p,
         )
         self.prefixes_advertised = Gauge(
             "tortie_bgp_prefixes_advertised",
             "Prefixes in the peer's Adj-RIB-Out",
             ["peer", "afi_safi"],
-            registry=r,
+            registry=p,
         )
         self.collisions = Counter(
             "tortie_bgp_connection_collisions",
             "Connection collisions resolved (RFC 4271 6.8): both sides connected at once",
             ["peer"],
-            registry=r,
+            registry=p,
         )
         self.treat_as_withdraw = Counter(
             "tortie_bgp_treat_as_withdraw",
             "UPDATEs handled as withdrawals under RFC 7606",
             ["peer"],
-            registry=r,
+            registry=p,
         )
         self.loc_rib_routes = Gauge(
             "tortie_bgp_loc_rib_routes", "Best routes in the Loc-RIB", ["afi_safi"], registry=r
@@ -95,7 +133,7 @@ class BgpMetrics:
             "tortie_bgp_graceful_restart_stale_routes",
             "Routes kept as stale for restarting peers",
             ["peer"],
-            registry=r,
+            registry=p,
         )
         self.config_reloads = Counter(
             "tortie_bgp_config_reloads", "Configuration reloads, by result", ["result"], registry=r
@@ -106,9 +144,31 @@ class BgpMetrics:
             registry=r,
         )
 
-    def set_state(self, peer: str, state: str) -> None:
+        self.prefix_limit_hits = Counter(
+            "tortie_bgp_prefix_limit_exceeded",
+            "Times a peer sent more prefixes than its limit (its session is reset)",
+            ["peer"],
+            registry=p,
+        )
+        self.peers = Gauge(
+            "tortie_bgp_peers", "Configured peers whose session is in each state", ["state"], registry=r
+        )
         for s in SESSION_STATES:
-            self.session_state.labels(peer, s).set(1 if s == state.lower() else 0)
+            self.peers.labels(s)
+
+    def set_state(self, peer: str, state: str) -> None:
+        state = state.lower()
+        for s in SESSION_STATES:
+            self.session_state.labels(peer, s).set(1 if s == state else 0)
+        self._states[peer] = state
+        self._count_states()
+
+    def _count_states(self) -> None:
+        counts = dict.fromkeys(SESSION_STATES, 0)
+        for s in self._states.values():
+            counts[s] = counts.get(s, 0) + 1
+        for s, n in counts.items():
+            self.peers.labels(s).set(n)
 
 
 def _sync_counter(child: object, value: int) -> None:
@@ -126,6 +186,7 @@ def refresh(metrics: BgpMetrics, speaker: Speaker) -> None:
         metrics.set_state(key, peer.state.name)
         _sync_counter(metrics.established_transitions.labels(key), peer.established_count)
         _sync_counter(metrics.treat_as_withdraw.labels(key), peer.treat_as_withdraw)
+        _sync_counter(metrics.prefix_limit_hits.labels(key), peer.prefix_limit_hits)
         _sync_counter(metrics.collisions.labels(key), peer.neighbor.collisions)
         for (code, subcode), n in peer.notifications_sent.items():
             _sync_counter(metrics.notifications_sent.labels(key, str(code), str(subcode)), n)
@@ -151,6 +212,12 @@ def refresh(metrics: BgpMetrics, speaker: Speaker) -> None:
 
 
 def forget_peer(metrics: BgpMetrics, key: str) -> None:
-    for s in SESSION_STATES:
-        with contextlib.suppress(KeyError):
-            metrics.session_state.remove(key, s)
+    """A peer left the configuration: none of its series stays behind."""
+    metrics._states.pop(key, None)
+    metrics._count_states()
+    for value in vars(metrics).values():
+        if isinstance(value, (Counter, Gauge)) and "peer" in value._labelnames:
+            index = value._labelnames.index("peer")
+            with value._lock:
+                for labels in [k for k in value._metrics if k[index] == key]:
+                    del value._metrics[labels]

@@ -54,6 +54,7 @@ class Peer:
     notifications_sent: Counter[tuple[int, int]] = field(default_factory=Counter)
     notifications_received: Counter[tuple[int, int]] = field(default_factory=Counter)
     treat_as_withdraw: int = 0
+    prefix_limit_hits: int = 0  # sessions reset for sending more prefixes than max_prefixes
     key: str = field(init=False)  # the configured address as text: how the speaker and tortiectl name it
 
     def __post_init__(self) -> None:

@@ -35,6 +35,7 @@ from collections import deque
 from collections.abc import Callable, Iterable
 
 from bgpd.fsm import FSM_ERROR_SUBCODE, TABLE, Action, Event, State
+from bgpd.graceful import hard_reset_for, notification_negotiated
 from bgpd.session_config import MIN_HOLD_TIME, SessionConfig
 from bgpd.session_events import (
     CloseConnection,
@@ -175,6 +176,15 @@ class Session:
     def __repr__(self) -> str:
         return f"Session({self.config.name or self.config.router_id}, {self.state.name})"
 
+    @property
+    def notification_negotiated(self) -> bool:
+        """RFC 8538: both OPENs set the N bit of graceful restart (so far as the peer's OPEN is known)."""
+        if self.remote_open is None:
+            return False
+        local = self.local_open.capability(GracefulRestartCap)
+        remote = self.remote_open.capability(GracefulRestartCap)
+        return notification_negotiated(local, remote)  # type: ignore[arg-type]
+
     # ------------------------------------------------------------ entry points
 
     def start(self, now: float, passive: bool | None = None) -> None:
@@ -219,6 +229,7 @@ class Session:
             self._cause = notification_with_shutdown(subcode, shutdown_message)
         else:
             self._cause = Notification(ErrorCode.CEASE, subcode)
+        self._cause = hard_reset_for(self._cause, self.notification_negotiated)
         self._reason = "stopped" + (f": {shutdown_message}" if shutdown_message else "")
         self._fire(Event.ManualStop, now)
 
@@ -232,7 +243,7 @@ class Session:
                 self.idle_hold.start(now, hold_down)
                 self.held_down = True
             return
-        self._cause = Notification(ErrorCode.CEASE, subcode, data)
+        self._cause = hard_reset_for(Notification(ErrorCode.CEASE, subcode, data), self.notification_negotiated)
         self._reason = reason or describe(self._cause)
         self._hold_down = hold_down
         self._fire(Event.AutomaticStop, now)

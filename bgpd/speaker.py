@@ -28,7 +28,7 @@ from dataclasses import dataclass
 
 from bgpd.feed_out import RibFeed
 from bgpd.fsm import State
-from bgpd.graceful import GracefulHelper, RestartDeferral
+from bgpd.graceful import GracefulHelper, RestartDeferral, keeps_routes
 from bgpd.neighbor import Neighbor
 from bgpd.peer import Peer, PeerTransportConfig
 from bgpd.policy import ExportPolicy, ExportTarget, Identity, ImportOptions, PoolSet
@@ -219,7 +219,7 @@ class Speaker:
                         next_hop_self=next_hop_self)
         self.rib.add_peer(info, ImportOptions(max_prefixes=cfg.max_prefixes, allow_local_as=cfg.allow_local_as))
         gr = GracefulRestartConfig(restart_time=int(cfg.restart_time), restarting=self.restarting,
-                                   forwarding_preserved=frozenset(FAMILIES))
+                                   forwarding_preserved=frozenset(FAMILIES), notification=True)
         session_cfg = SessionConfig(
             local_as=cfg.local_asn, peer_as=cfg.asn, router_id=str(topo.router_id), hold_time=cfg.hold_time,
             keepalive_time=cfg.keepalive_time,
@@ -280,6 +280,17 @@ class Speaker:
         for family in peer.families:
             peer.session.send_route_refresh(family[0], family[1])
         self._touch(peer, now)
+
+    def stop_for_restart(self, now: float) -> None:
+        """A stop for a restart (SIGTERM): Cease / Administrative Reset to the peers that negotiated
+        RFC 8538's N bit (they keep our routes as for any graceful restart); the adapter then closes
+        the other connections without a NOTIFICATION (RFC 4724 peers keep them too)."""
+        for peer in self.peers.values():
+            gr = peer.remote_gr
+            if peer.state == State.ESTABLISHED and gr is not None and gr.notification:
+                for session in peer.neighbor.sessions():
+                    session.stop(now, "tortie-bgpd restarting", CeaseSubcode.ADMINISTRATIVE_RESET)
+                self._touch(peer, now)
 
     def stop(self, now: float, message: str = "", subcode: int = CeaseSubcode.ADMINISTRATIVE_SHUTDOWN) -> None:
         """Cease to every peer (the adapter writes the NOTIFICATIONs and closes)."""
@@ -396,7 +407,7 @@ class Speaker:
             if session is peer.session or ev.new == State.ESTABLISHED:
                 peer.since = time.time()
             if ev.new == State.ESTABLISHED or ev.old == State.ESTABLISHED or ev.new == State.IDLE:
-                log.info("peer %s: %s -> %s", key, ev.old.name, ev.new.name)
+                log.info("peer %s: %s -> %s", key, ev.old.name, ev.new.name, extra={"peer": key})
             else:
                 log.debug("peer %s: %s -> %s", key, ev.old.name, ev.new.name)
         elif isinstance(ev, Established):
@@ -407,12 +418,12 @@ class Speaker:
             n = ev.notification
             peer.last_received = ev.description
             peer.notifications_received[(n.code, n.subcode)] += 1
-            log.warning("peer %s sent NOTIFICATION: %s", key, ev.description)
+            log.warning("peer %s sent NOTIFICATION: %s", key, ev.description, extra={"peer": key})
         elif isinstance(ev, NotificationSent):
             n = ev.notification
             peer.last_sent = ev.description
             peer.notifications_sent[(n.code, n.subcode)] += 1
-            log.warning("NOTIFICATION to peer %s: %s", key, ev.description)
+            log.warning("NOTIFICATION to peer %s: %s", key, ev.description, extra={"peer": key})
         elif isinstance(ev, SessionDown):
             self._session_down(peer, session, ev, now)
 
@@ -465,6 +476,7 @@ class Speaker:
         self._check_deferral(now)
         if result.error is not None:
             err = result.error
+            peer.prefix_limit_hits += 1
             log.error("peer %s exceeded its prefix limit (%s): sending Cease/%d", peer.key,
                       peer.cfg.max_prefixes, err.subcode)
             session.automatic_stop(now, err.subcode, err.data, reason=str(err), hold_down=MAX_PREFIX_HOLD_DOWN)
@@ -495,16 +507,16 @@ class Speaker:
         peer.established = None
         self._leave_group(peer)
         if ev.was_established:
-            # RFC 4724: a NOTIFICATION ends graceful restart (RFC 8538's N bit is not negotiated)
-            notified = ev.notification_sent is not None or ev.notification_received is not None
-            cap = None if notified else peer.remote_gr
+            # RFC 4724: a NOTIFICATION ends graceful restart; RFC 8538 (N bit): only a Hard Reset does
+            keep = keeps_routes(peer.remote_gr, True, ev.notification_sent, ev.notification_received)
+            cap = peer.remote_gr if keep else None
             changes = self.gr.peer_down(peer.info, now, cap)
             self._schedule.update(_GR, self.gr.next_deadline())
             if cap is not None:
                 log.warning("peer %s down (%s): keeping its routes as stale for %ds (graceful restart)",
-                            peer.key, ev.reason, cap.restart_time)
+                            peer.key, ev.reason, cap.restart_time, extra={"peer": peer.key})
             else:
-                log.warning("peer %s down: %s", peer.key, ev.reason)
+                log.warning("peer %s down: %s", peer.key, ev.reason, extra={"peer": peer.key})
             self._apply(changes, now)
         peer.negotiated = None
 

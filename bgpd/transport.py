@@ -389,9 +389,10 @@ class Transport:
     # ------------------------------------------------------------ stopping
 
     async def close(self, graceful: bool = False, message: str = "tortie-bgpd shutting down") -> None:
-        """Stop everything. `graceful`: drop the connections without a NOTIFICATION (peers doing
-        graceful restart keep our routes, RFC 4724); otherwise the speaker's Cease (administrative
-        shutdown with `message`) goes out first."""
+        """Stop everything. `graceful`: no NOTIFICATION of our own (peers doing graceful restart keep
+        our routes, RFC 4724), only what the speaker already queued (RFC 8538's Administrative Reset)
+        goes out before the connections close; otherwise the speaker's Cease (administrative shutdown
+        with `message`) goes out first."""
         if not graceful:
             self.speaker.stop(self.now(), message)
             self.service()
@@ -404,9 +405,6 @@ class Transport:
                 await task
         self._connects.clear()
         for conn in list(self.conns.values()):
-            if graceful:
-                conn.abort()
-            else:
-                conn.close()
+            conn.close()  # after what is written: a queued NOTIFICATION is not thrown away
         self.conns.clear()
         await self.close_listeners()

@@ -53,8 +53,8 @@ def register(subparsers: argparse._SubParsersAction, common: argparse.ArgumentPa
     enable.add_argument("peer", metavar="PEER")
     enable.set_defaults(handler=cmd_action, method="enable")
     gstop = verbs.add_parser("graceful-stop", parents=[common, run_dir],
-                             help="stop tortie-bgpd for an upgrade: no NOTIFICATION, peers keep its routes "
-                                  "(graceful restart) until it is started again")
+                             help="stop tortie-bgpd for an upgrade, as `systemctl stop` does: peers keep its "
+                                  "routes (graceful restart) until it is started again")
     gstop.set_defaults(handler=cmd_action, method="graceful_stop")
 
 
@@ -112,6 +112,8 @@ def neighbor_block(peer: Mapping[str, Any]) -> str:
     gr_text = f"local {_yes(gr.get('local'))}, remote {_yes(gr.get('remote'))}"
     if restart_time is not None:
         gr_text += f" (restart time {restart_time} s)"
+    if gr.get("notification") == "negotiated":
+        gr_text += ", notification (RFC 8538)"
     if peer.get("graceful_restart_state"):
         gr_text += f"; {peer['graceful_restart_state']}"
 

@@ -66,6 +66,8 @@ class Reach:
 
 def unreached(daemon: str, path: str, exc: ControlError) -> Reach | None:
     """Why the daemon did not answer, or None when it did answer (with an error of its own)."""
+    if isinstance(exc.__cause__, PermissionError):  # the run directory or socket is not ours to use
+        return Reach(daemon, path, False, str(exc), "not reachable")
     if not os.path.exists(path):
         return Reach(daemon, path, False, f"no socket at {path}")
     if isinstance(exc.__cause__, ConnectionRefusedError):  # the socket file of a daemon that died

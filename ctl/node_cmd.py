@@ -26,6 +26,11 @@ def register(subparsers: argparse._SubParsersAction, common: argparse.ArgumentPa
                               help="whether bgpd and felixd run, and the BGP sessions (calicoctl node status)")
     daemons.add_output_option(status)
     status.set_defaults(handler=cmd_status)
+    drain = verbs.add_parser("drain", parents=[common, run_dir],
+                             help="take this host out of the cluster: every peer withdraws its routes at once "
+                                  "(Cease/Hard Reset); sessions stay down until tortie-bgpd restarts")
+    drain.add_argument("-m", "--message", default="", help="shutdown communication sent to the peers (RFC 9003)")
+    drain.set_defaults(handler=cmd_drain)
 
 
 def cmd_status(args: argparse.Namespace) -> int:
@@ -55,6 +60,11 @@ def cmd_status(args: argparse.Namespace) -> int:
         else:
             print(f"No {title} peers found.")
     return code
+
+
+def cmd_drain(args: argparse.Namespace) -> int:
+    print(daemons.ask(args, daemons.BGPD, "drain", message=args.message))
+    return EXIT_OK
 
 
 def _reach_json(reach: daemons.Reach, status: Any) -> dict[str, Any]:

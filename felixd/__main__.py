@@ -7,7 +7,7 @@ import sys
 from collections.abc import Sequence
 
 from felixd.daemon import FelixDaemon
-from runtime.cli import daemon_parser
+from runtime.cli import check_config, daemon_parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -19,6 +19,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--install-poolless", action="store_true",
                    help="also install learned routes outside every IPPool (e.g. from a ToR)")
     args = p.parse_args(argv)
+    if args.check_config:
+        return check_config(args, lambda model: model.node(args.node))  # type: ignore[attr-defined]
     return asyncio.run(FelixDaemon(args).run())
 
 

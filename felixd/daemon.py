@@ -13,11 +13,15 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import errno
 import gc
 import logging
+import os
 import signal
 import time
 from pathlib import Path
+
+from pyroute2.netlink.exceptions import NetlinkError
 
 from datastore import open_datastore
 from datastore.metrics import register as register_datastore_metrics
@@ -25,6 +29,7 @@ from datastore.metrics import with_datastore
 from felixd.feed_client import FeedClient
 from felixd.host import read_host, read_links
 from felixd.inputs import learned_routes, plan_input
+from felixd.kernel.devices import KernelRefused
 from felixd.kernel.events import KernelEvents
 from felixd.kernel.netlink_bulk import to_route
 from felixd.metrics import FelixMetrics
@@ -33,6 +38,8 @@ from felixd.reconcile import Reconciler, ReconcileResult
 from felixd.state import RTPROT_TORTIE, DesiredState, Mode, Route
 from proto.resources import ClusterModel, NotFoundError, ValidationError
 from runtime import logs
+from runtime.caps import capability_report
+from runtime.cli import EXIT_NOPERM, config_failed
 from runtime.control import ControlServer
 from runtime.http import ManagementServer
 from runtime.sdnotify import Notifier
@@ -53,6 +60,8 @@ class FelixDaemon:
         self.metrics = FelixMetrics()
         for op in ("replace", "delete", "sync"):
             self.metrics.netlink_errors.labels(op)  # exported at 0 before the first error
+        for kind in ("route", "device", "neighbour"):
+            self.metrics.drift_repairs.labels(kind)  # at 0 too: an alert's increase() needs the series
         self.notifier = Notifier()
         self.model: ClusterModel | None = None
         self.desired: DesiredState | None = None
@@ -308,6 +317,19 @@ class FelixDaemon:
         log.info("configuration reloaded (revision %s)", getattr(model, "revision", "?"))
         self.request_full("config")
 
+    def _cannot_program(self, exc: BaseException) -> int:
+        """The first reconcile failed: one line that says what and why, not a traceback, and an exit
+        code systemd does not retry (77) when retrying cannot help."""
+        code = getattr(exc, "errno", None) or getattr(exc, "code", None) or 0
+        hint = ""
+        if code in (errno.EPERM, errno.EACCES):
+            hint = ("; felixd needs CAP_NET_ADMIN: " + capability_report("CAP_NET_ADMIN"))
+        text = str(exc) if isinstance(exc, KernelRefused) else \
+            f"{os.strerror(code)} ({errno.errorcode.get(code, code)})"
+        log.error("cannot program the kernel at start-up: %s%s", text, hint)
+        self.notifier.status(f"cannot program the kernel: {text}")
+        return EXIT_NOPERM if code in (errno.EPERM, errno.EACCES) else 1
+
     async def run(self) -> int:
         args = self.args
         try:
@@ -316,9 +338,7 @@ class FelixDaemon:
             self.model.node(self.node)
         except (ValidationError, NotFoundError, OSError) as exc:
             logs.setup(args.log_level or "info", args.log_format)
-            for line in str(exc).splitlines():
-                log.error("%s", line)
-            return 1
+            return config_failed(log, exc, self.notifier)
         logs.setup(args.log_level or self.model.bgp_config.log_severity_screen, args.log_format)
         self._wake = asyncio.Event()
         self._pending_changes: set[str] = set()
@@ -331,7 +351,8 @@ class FelixDaemon:
             self._carry[(r.dst, r.table, r.metric)] = r
         mgmt = ManagementServer(self.metrics.registry, args.metrics_address or "127.0.0.1",
                                 9091 if args.metrics_port is None else args.metrics_port,
-                                with_datastore(self._ready_check, store.status))
+                                with_datastore(self._ready_check, store.status),
+                                metrics=self.model.bgp_config.prometheus_metrics_enabled)
         register_datastore_metrics(self.metrics.registry, store.status)
         await mgmt.start()
         control = ControlServer(str(self.run_dir / "felixd.sock"))
@@ -370,7 +391,10 @@ class FelixDaemon:
                  loop.create_task(self._watch_config(queue))]
         carry_deadline = loop.call_later(self.stale_time, lambda: (self._carry.clear(), self.request_full("stale")))
         try:
-            await self.full_sync("startup")
+            try:
+                await self.full_sync("startup")
+            except (OSError, NetlinkError) as exc:
+                return self._cannot_program(exc)
             # what start-up built lives as long as the process: keep the collector off it, so a full
             # collection over a large table never stalls a feed message
             gc.collect()

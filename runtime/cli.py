@@ -3,8 +3,14 @@
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 import socket
+import sys
+from collections.abc import Callable
+
+EXIT_CONFIG = 78  # sysexits.h EX_CONFIG: the units' RestartPreventExitStatus names it
+EXIT_NOPERM = 77  # sysexits.h EX_NOPERM: a privilege the daemon needs is missing; retrying cannot help
 
 
 def default_run_dir() -> str:
@@ -27,4 +33,33 @@ def daemon_parser(prog: str, description: str, metrics_port: int) -> argparse.Ar
                    help="management address for /metrics, /readiness, /liveness (default 127.0.0.1)")
     p.add_argument("--metrics-port", type=int, default=None,
                    help=f"management port (default {metrics_port}; 0 picks a free one)")
+    p.add_argument("--check-config", action="store_true",
+                   help=f"validate the configuration for this node and exit (0: valid, {EXIT_CONFIG}: not)")
     return p
+
+
+def check_config(args: argparse.Namespace, validate: Callable[[object], object]) -> int:
+    """`--check-config`: load the cluster file, run `validate(model)` (the daemon's own start-up checks
+    for this node) and say what is wrong, file, line and field, as the daemon would at start."""
+    from datastore import open_datastore
+
+    try:
+        validate(open_datastore(args.config).load())
+    except (ValueError, LookupError, OSError) as exc:
+        for line in str(exc).splitlines():
+            print(line, file=sys.stderr)
+        return EXIT_CONFIG
+    print(f"{args.config}: valid for node {args.node}")
+    return 0
+
+
+def config_failed(log: logging.Logger, exc: BaseException, notifier: object | None = None) -> int:
+    """A daemon cannot start on this configuration: every problem to the log, the first as the unit's
+    status line (`systemctl status` shows it), and the exit code that tells systemd not to retry."""
+    lines = str(exc).splitlines() or [type(exc).__name__]
+    for line in lines:
+        log.error("%s", line)
+    status = getattr(notifier, "status", None)
+    if status is not None:
+        status(f"invalid configuration: {lines[0]}")
+    return EXIT_CONFIG

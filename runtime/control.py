@@ -81,8 +81,12 @@ class ControlServer:
 
 def call(path: str, method: str, timeout: float = 10.0, **params: Any) -> Any:
     """Blocking client for tortiectl: raises ControlError with a clear message on any failure."""
-    if not os.path.exists(path):
-        raise ControlError(f"{path}: no such socket (is the daemon running with this --run-dir?)")
+    try:
+        os.stat(path)
+    except FileNotFoundError:
+        raise ControlError(f"{path}: no such socket (is the daemon running with this --run-dir?)") from None
+    except PermissionError as exc:  # the run directory is not ours to enter (root and group tortie)
+        raise ControlError(f"{path}: {exc.strerror} (the sockets are for root and group tortie)") from exc
     try:
         with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
             sock.settimeout(timeout)

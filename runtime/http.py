@@ -9,15 +9,22 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable
 
+import prometheus_client
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+
+# A counter's `_created` sample is one more series per counter for Prometheus to store and nothing to
+# use it for (the text format has no creation time): off, for every daemon that serves /metrics.
+getattr(prometheus_client, "disable_created_metrics", lambda: None)()
 
 ReadyCheck = Callable[[], tuple[bool, str]]
 
 
 class ManagementServer:
     def __init__(self, registry: CollectorRegistry, host: str = "127.0.0.1", port: int = 9092,
-                 ready: ReadyCheck | None = None, on_scrape: Callable[[], None] | None = None) -> None:
+                 ready: ReadyCheck | None = None, on_scrape: Callable[[], None] | None = None,
+                 metrics: bool = True) -> None:
         self.registry = registry
+        self.metrics = metrics  # False (prometheusMetricsEnabled: false): no /metrics, health only
         self.on_scrape = on_scrape  # refresh gauges that are cheaper to read than to keep current
         self.host = host
         self.port = port
@@ -39,7 +46,9 @@ class ManagementServer:
             request = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 10)
             parts = request.split(b"\r\n", 1)[0].split()
             path = parts[1].decode(errors="replace").split("?")[0] if len(parts) > 1 else "/"
-            if path == "/metrics":
+            if path == "/metrics" and not self.metrics:
+                status, ctype, body = "404 Not Found", "text/plain", b"metrics disabled (prometheusMetricsEnabled: false)\n"
+            elif path == "/metrics":
                 if self.on_scrape is not None:
                     self.on_scrape()
                 status, ctype, body = "200 OK", CONTENT_TYPE_LATEST, generate_latest(self.registry)

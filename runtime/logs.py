@@ -1,4 +1,5 @@
-"""Log set-up: readable lines on stderr, journal priorities under systemd, JSON for shippers."""
+"""Log set-up: readable lines on stderr, the journal's native protocol (structured fields) under
+systemd, JSON for shippers."""
 
 from __future__ import annotations
 
@@ -8,16 +9,15 @@ import os
 import sys
 import time
 
-# syslog priorities for the journal's `<N>` prefix (sd-daemon(3))
-_PRIORITY = {logging.DEBUG: 7, logging.INFO: 6, logging.WARNING: 4, logging.ERROR: 3, logging.CRITICAL: 2}
+from runtime.journal import JournalHandler, priority
 
 
 class JournalFormatter(logging.Formatter):
-    """No timestamp (the journal adds one) and a priority prefix so levels survive."""
+    """No timestamp (the journal adds one) and a priority prefix so levels survive: the stream form,
+    when the journal's own socket is not there."""
 
     def format(self, record: logging.LogRecord) -> str:
-        prio = _PRIORITY.get(record.levelno, 6)
-        return f"<{prio}>{record.name}: {super().format(record)}"
+        return f"<{priority(record.levelno)}>{record.name}: {super().format(record)}"
 
 
 class JsonFormatter(logging.Formatter):
@@ -37,12 +37,16 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(doc)
 
 
-def setup(level: str = "info", fmt: str = "auto", stream: object = None) -> None:
-    """`fmt`: auto (journal when JOURNAL_STREAM is set, else text), text, journal or json."""
+def setup(level: str = "info", fmt: str = "auto", stream: object = None, identifier: str | None = None) -> None:
+    """`fmt`: auto (journal when JOURNAL_STREAM is set, else text), text, journal or json. The journal
+    format sends native journal entries (structured fields) when journald's socket is there and no
+    `stream` is given, else `<priority>` lines on the stream."""
     if fmt == "auto":
         fmt = "journal" if os.environ.get("JOURNAL_STREAM") else "text"
-    handler = logging.StreamHandler(stream or sys.stderr)  # type: ignore[arg-type]
-    if fmt == "json":
+    handler: logging.Handler = logging.StreamHandler(stream or sys.stderr)  # type: ignore[arg-type]
+    if fmt == "journal" and stream is None and JournalHandler.available():
+        handler = JournalHandler(identifier or os.path.basename(sys.argv[0]) or "tortie")
+    elif fmt == "json":
         handler.setFormatter(JsonFormatter())
     elif fmt == "journal":
         handler.setFormatter(JournalFormatter("%(message)s"))
@@ -54,6 +58,7 @@ def setup(level: str = "info", fmt: str = "auto", stream: object = None) -> None
     root = logging.getLogger()
     for old in list(root.handlers):
         root.removeHandler(old)
+        old.close()
     root.addHandler(handler)
     root.setLevel(parse_level(level))
     # pyroute2 logs every netlink message at debug: far too much even when we debug

@@ -12,6 +12,9 @@ APT_PACKAGES=(
   systemd
   qemu-system-x86 busybox-static kmod cpio
   etcd-server etcd-client openssl
+  # make deb (Debian's packaging tools) and the hosts tier (real systemd hosts, Prometheus)
+  dpkg-dev debhelper dh-virtualenv python3.11-dev libyaml-dev build-essential lintian
+  systemd-container mmdebstrap util-linux prometheus
 )
 
 if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then

@@ -7,8 +7,10 @@ kernel writes nothing; each returns how many changes it made.
 
 from __future__ import annotations
 
+import errno
 import ipaddress
 import logging
+import os
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
@@ -26,6 +28,17 @@ IFF_UP = 0x1
 EOPNOTSUPP = 95
 ENODEV = 19
 OWN_DEVICE_NAMES = ("tunl0", "vxlan.calico", "vxlan-v6.calico")
+
+
+class KernelRefused(OSError):
+    """The kernel refused a change to one of felixd's own devices: which change, and its errno."""
+
+    def __init__(self, code: int, what: str) -> None:
+        super().__init__(code, os.strerror(code))
+        self.what = what
+
+    def __str__(self) -> str:
+        return f"{self.what}: {self.strerror} ({errno.errorcode.get(self.errno or 0, self.errno)})"
 
 
 @dataclass
@@ -132,7 +145,10 @@ class Devices:
                 spec["vxlan_link"] = parent
             if want.mac:
                 spec["address"] = want.mac
-            await self.ipr.link("add", **spec)
+            try:
+                await self.ipr.link("add", **spec)
+            except NetlinkError as exc:
+                raise KernelRefused(exc.code, f"creating {name} (vxlan, VNI {want.vni})") from exc
             changes += 1
             link = await self._link(name)
             assert link is not None
@@ -178,7 +194,7 @@ class Devices:
                 await self.ipr.link("add", ifname=name, kind="ipip")
             except NetlinkError as exc:
                 if exc.code != EOPNOTSUPP:
-                    raise
+                    raise KernelRefused(exc.code, f"creating {name} (ipip)") from exc
                 self._report_no_ipip()
                 return 0
             changes += 1

@@ -75,7 +75,14 @@ from proto.bgp.model import (
     Update,
 )
 from proto.bgp.negotiate import negotiate
-from proto.bgp.notification import describe, notification_with_shutdown, shutdown_message
+from proto.bgp.notification import (
+    describe,
+    hard_reset,
+    hard_reset_inner,
+    is_hard_reset,
+    notification_with_shutdown,
+    shutdown_message,
+)
 
 __all__ = [
     "AFI",
@@ -135,6 +142,9 @@ __all__ = [
     "decode_message",
     "decode_message_body",
     "describe",
+    "hard_reset",
+    "hard_reset_inner",
+    "is_hard_reset",
     "encode_message",
     "encode_message_body",
     "negotiate",

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from construct import GreedyBytes, Int8ub, Struct
 
-from proto.bgp.constants import HEADER_LEN, ErrorCode, HeaderError
+from proto.bgp.constants import HEADER_LEN, CeaseSubcode, ErrorCode, HeaderError
 from proto.bgp.error_names import (
     CODE_NAMES,
     MAX_SHUTDOWN_LEN,
@@ -71,7 +71,30 @@ def notification_with_shutdown(subcode: int, text: str) -> Notification:
     return Notification(ErrorCode.CEASE, subcode, bytes((len(raw),)) + raw)
 
 
+def hard_reset(inner: Notification) -> Notification:
+    """RFC 8538 section 3: Cease / Hard Reset carrying the NOTIFICATION it stands for (its code,
+    subcode and data): the receiver ends graceful restart and withdraws the sender's routes."""
+    return Notification(ErrorCode.CEASE, CeaseSubcode.HARD_RESET,
+                        bytes((inner.code, inner.subcode)) + inner.data)
+
+
+def is_hard_reset(notification: Notification | None) -> bool:
+    return (notification is not None and notification.code == ErrorCode.CEASE
+            and notification.subcode == CeaseSubcode.HARD_RESET)
+
+
+def hard_reset_inner(notification: Notification) -> Notification | None:
+    """The NOTIFICATION a Hard Reset carries, or None when it carries none (data shorter than 2)."""
+    if not is_hard_reset(notification) or len(notification.data) < 2:
+        return None
+    data = notification.data
+    return Notification(data[0], data[1], data[2:])
+
+
 def describe(notification: Notification) -> str:
     """One line for logs and tortiectl: code and subcode names, then the shutdown communication or
-    the data in hex."""
+    the data in hex; a Hard Reset (RFC 8538) names the NOTIFICATION it carries."""
+    inner = hard_reset_inner(notification)
+    if inner is not None:
+        return f"Cease / Hard Reset (6/9) for {describe(inner)}"
     return describe_error(notification.code, notification.subcode, notification.data)

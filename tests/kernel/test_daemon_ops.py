@@ -250,7 +250,8 @@ def test_sd_notify_readiness_and_metrics(two_nodes: tuple[Node, Node, Path, Netn
         until(lambda: (value(metrics_of(a, 9091), "tortie_felix_resyncs_total", trigger="periodic") or 0) > r1,
               30, "resync counter moving")
         assert value(bgp1, "tortie_bgp_session_state", peer="10.40.0.2", state="established") == 1
-        assert value(bgp1, "tortie_bgp_notifications_sent_total", peer="10.40.0.2", code="6", subcode="2") == 1
+        # `shutdown` of a session: Cease/2 wrapped in a Hard Reset, the N bit being negotiated (RFC 8538)
+        assert value(bgp1, "tortie_bgp_notifications_sent_total", peer="10.40.0.2", code="6", subcode="9") == 1
         assert (value(bgp1, "tortie_bgp_prefixes_rejected_total", peer="10.40.0.2") or 0) >= 1
         assert (value(felix1, "tortie_felix_drift_repairs_total", kind="route") or 0) >= 1
         assert value(felix1, "tortie_felix_routes", mode="vxlan") == 1
@@ -265,7 +266,8 @@ def test_sd_notify_readiness_and_metrics(two_nodes: tuple[Node, Node, Path, Netn
         a.procs["bgpd"].send_signal(signal.SIGTERM)
         a.notify["bgpd"].wait(lambda m: "STOPPING=1" in m, 15, "STOPPING from bgpd")
         assert a.procs["bgpd"].wait(timeout=15) == 0
-        assert not (a.run_dir / "bgpd.running").exists()  # a clean stop: the next start is not a restart
+        # SIGTERM is a graceful restart (RFC 8538): the marker stays, the next start is a restarting speaker
+        assert (a.run_dir / "bgpd.running").exists()
     finally:
         for proc in (*b.procs.values(), *a.procs.values()):
             if proc.poll() is None:

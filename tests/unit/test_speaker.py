@@ -172,6 +172,7 @@ def test_graceful_restart_keeps_routes_and_the_restarting_speaker_waits_for_end_
 
 
 def test_max_prefixes_sends_cease_1_and_holds_the_peer_down() -> None:
+    # both speakers set RFC 8538's N bit, so the Cease/1 goes out inside a Hard Reset (Cease/9)
     text = mesh_yaml(2, per_node=3).replace(
         "kind: Node\nmetadata:\n  name: n1\n",
         "kind: Node\nmetadata:\n  name: n1\n")
@@ -184,15 +185,16 @@ def test_max_prefixes_sends_cease_1_and_holds_the_peer_down() -> None:
     net = Net()
     sp = start(net, text, ["n1", "n2"])
     n1 = sp["n1"]
-    assert net.run(30, lambda: bool(n1.peers["10.77.0.2"].notifications_sent.get((6, 1))))
+    assert net.run(30, lambda: bool(n1.peers["10.77.0.2"].notifications_sent.get((6, 9))))
     peer = n1.peers["10.77.0.2"]
     # node-specific peerings connect from both sides, as in Calico: a collision Cease (6/7) may come first
-    assert peer.notifications_sent[(6, 1)] == 1 and set(peer.notifications_sent) <= {(6, 1), (6, 7)}
-    assert "prefix" in (peer.last_sent or "").lower() or peer.last_sent
+    assert peer.notifications_sent[(6, 9)] == 1 and set(peer.notifications_sent) <= {(6, 9), (6, 7)}
+    assert "Hard Reset" in (peer.last_sent or "") and "Maximum Number of Prefixes" in (peer.last_sent or "")
+    assert peer.prefix_limit_hits == 1
     down_at = net.now
     # held down for 30 s, then it tries again (and is stopped again)
     assert not net.run(down_at + 25, lambda: peer.state == State.ESTABLISHED)
-    assert net.run(down_at + 60, lambda: peer.notifications_sent[(6, 1)] >= 2)
+    assert net.run(down_at + 60, lambda: peer.notifications_sent[(6, 9)] >= 2)
     assert not learned(n1)  # its routes over the limit were withdrawn with the session
 
 
