@@ -118,11 +118,12 @@ def topology(me: Side, other: Side, *, passive: bool, md5: str | None, ttl: int 
 
 
 async def start_end(me: Side, other: Side, *, passive: bool = False, md5: str | None = None,
-                    ttl: int | None = None, hold: int = 90, listen: bool = True) -> End:
+                    ttl: int | None = None, hold: int = 90, listen: bool = True,
+                    connect_delay: float = 0.0) -> End:
     loop = asyncio.get_running_loop()
     topo = topology(me, other, passive=passive, md5=md5, ttl=ttl, hold=hold)
     speaker = Speaker(topo, pools_from_networks([ipaddress.ip_network("10.0.0.0/8")]), loop.time(),
-                      connect_retry_time=2)
+                      connect_retry_time=2, connect_delay=connect_delay)
     transport = Transport(speaker, socket_factory=socket_factory(me.ns))
     for peer in speaker.peers.values():
         transport.peer_added(peer.transport)
@@ -175,7 +176,9 @@ async def test_establish_update_and_shutdown_over_ipv4(lab: tuple[Side, Side, Si
         pa.speaker.shutdown_peer(pa.peer_address, pa.transport.now(), "maintenance")
         pa.transport.service()
         await poll(lambda: bool(pb.peer.notifications_received), 10)
-        assert dict(pb.peer.notifications_received) == {(6, 2): 1}
+        # RFC 8538: with the N bit negotiated, an administrative shutdown goes as a Hard Reset (6/9)
+        # carrying the Cease/2 and its message
+        assert dict(pb.peer.notifications_received) == {(6, 9): 1}
         assert pb.peer.last_received is not None and "maintenance" in pb.peer.last_received
         assert pb.state != State.ESTABLISHED and "maintenance" in pb.peer.session.last_error
 
