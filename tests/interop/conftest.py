@@ -11,6 +11,7 @@ which alone writes the file.
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import json
 import os
 import shutil
@@ -47,6 +48,9 @@ def work(fabric: Fabric, request: pytest.FixtureRequest) -> Iterator[Path]:
     """A fresh directory per test inside the module's work area, and a capture of the whole segment
     (the bridge) into it, summarised in the report of a failing test."""
     name = request.node.name.replace("[", "-").replace("]", "").replace("/", "_")
+    if len(name) > 24:
+        # daemons keep Unix sockets under here, and a socket path has at most 107 octets
+        name = f"{name[:17]}-{hashlib.sha1(name.encode()).hexdigest()[:6]}"
     d = fabric.work / name
     d.mkdir(parents=True, exist_ok=True)
     pcap = d / "bgp.pcap"
