@@ -2,16 +2,13 @@
 
 from __future__ import annotations
 
-import asyncio
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from bgpd.daemon import BgpDaemon
-from bgpd.topology import build
-from proto.resources import DEFAULT_SECRETS_DIR
 from runtime.cli import check_config, daemon_parser
-from startup.join import add_arguments as add_join_arguments
+from runtime.lean import tls_only_if_needed
+from startup.options import add_arguments as add_join_arguments
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -25,10 +22,19 @@ def main(argv: Sequence[str] | None = None) -> int:
                    help="where BGPPeer password.secretKeyRef secrets are read: DIR/<secret name>/<key> "
                         "(default: /etc/tortie/secrets)")
     args = p.parse_args(argv)
+    tls_only_if_needed(args.config)
+    from bgpd.topology import build
+    from proto.resources import DEFAULT_SECRETS_DIR
+
     if args.check_config:
         secrets = Path(getattr(args, "secrets_dir", None) or DEFAULT_SECRETS_DIR)  # passwords are checked too
         return check_config(args, lambda model: build(model, args.node, secrets))  # type: ignore[arg-type]
+    import asyncio
+
+    from bgpd.daemon import BgpDaemon
+
     return asyncio.run(BgpDaemon(args).run())
+
 
 
 if __name__ == "__main__":

@@ -11,12 +11,9 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
-from prometheus_client.metrics_core import Metric
-from prometheus_client.registry import Collector
-
 from bgpd.speaker import FAMILY_NAMES, Speaker
 from proto.bgp import MsgType
+from runtime.prom import Collector, CollectorRegistry, Counter, Gauge, Histogram, Metric
 
 SESSION_STATES = ("idle", "connect", "active", "opensent", "openconfirm", "established")
 
@@ -217,7 +214,4 @@ def forget_peer(metrics: BgpMetrics, key: str) -> None:
     metrics._count_states()
     for value in vars(metrics).values():
         if isinstance(value, (Counter, Gauge)) and "peer" in value._labelnames:
-            index = value._labelnames.index("peer")
-            with value._lock:
-                for labels in [k for k in value._metrics if k[index] == key]:
-                    del value._metrics[labels]
+            value.remove_where("peer", key)

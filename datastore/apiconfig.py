@@ -194,3 +194,16 @@ def select(config: str | os.PathLike[str], environ: Mapping[str, str] | None = N
         if default.exists():
             return load_client_config(default)
     return DatastoreConfig("file", str(path), path=path)
+
+
+def needs_tls(config: str | os.PathLike[str], environ: Mapping[str, str] | None = None) -> bool:
+    """Whether the datastore `config` selects is reached over TLS (an etcd with https endpoints or
+    client certificates). A choice that cannot be made says yes: opening it reports the problem."""
+    try:
+        chosen = select(config, environ)
+    except ConfigError:
+        return True
+    if chosen.type == "file" or chosen.etcd is None:
+        return False
+    e = chosen.etcd
+    return any(x.startswith("https://") for x in e.endpoints) or bool(e.ca_file or e.cert_file or e.key_file)

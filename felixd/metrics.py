@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from runtime.prom import CollectorRegistry, Counter, Gauge, Histogram
 
 
 class FelixMetrics:

@@ -9,12 +9,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable
 
-import prometheus_client
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
-
-# A counter's `_created` sample is one more series per counter for Prometheus to store and nothing to
-# use it for (the text format has no creation time): off, for every daemon that serves /metrics.
-getattr(prometheus_client, "disable_created_metrics", lambda: None)()
+from runtime.prom import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
 ReadyCheck = Callable[[], tuple[bool, str]]
 

@@ -5,12 +5,12 @@ from __future__ import annotations
 
 import asyncio
 
-from prometheus_client import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
 import runtime.http  # noqa: F401  (switches counters' _created series off, as the daemons do)
 from bgpd.metrics import BgpMetrics, forget_peer
 from runtime.http import ManagementServer
+from runtime.prom import generate_latest
 
 
 def samples(m: BgpMetrics) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:

@@ -5,12 +5,11 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from prometheus_client import Counter, Gauge, Histogram
-
 from bgpd.metrics import BgpMetrics
 from datastore.metrics import DatastoreCollector
 from datastore.status import DatastoreStatus
 from felixd.metrics import FelixMetrics
+from runtime.prom import Counter, Gauge, Histogram
 
 DOC = Path(__file__).resolve().parents[2] / "docs" / "metrics.md"
 KIND = {Counter: "counter", Gauge: "gauge", Histogram: "histogram"}

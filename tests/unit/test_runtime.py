@@ -11,11 +11,11 @@ import socket
 from pathlib import Path
 
 import pytest
-from prometheus_client import CollectorRegistry, Counter
 
 from runtime import logs
 from runtime.control import ControlError, ControlServer, call
 from runtime.http import ManagementServer
+from runtime.prom import CollectorRegistry, Counter
 from runtime.sdnotify import Notifier
 
 
