@@ -35,7 +35,7 @@ from proto.resources import (
     Resource,
     ValidationError,
     block_affinity_name,
-    load_resources,
+    load_data,
 )
 
 # Spec fields Calico's components write for themselves that proto.resources does not model: carried
@@ -83,7 +83,7 @@ def decode_resource(key: ResourceKey, source: str, raw: bytes) -> Resource:
             for field in CALICO_OWNED_BGP:
                 spec["bgp"].pop(field, None)
     try:
-        loaded = load_resources(json.dumps(data), source)
+        loaded = load_data(data, source)
     except ValidationError as exc:
         # one JSON document: "document 1, line 1" says nothing; the key and field path say it all
         raise ValidationError([dataclasses.replace(p, document=None, item=None, line=None)

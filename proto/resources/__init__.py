@@ -42,7 +42,7 @@ from proto.resources.kinds import (
     block_affinity_name,
     kind_for,
 )
-from proto.resources.load import Loaded, decode_text, load_resources
+from proto.resources.load import Loaded, decode_text, load_data, load_resources
 from proto.resources.model import IMMUTABLE_FIELDS, ClusterModel, load_model
 from proto.resources.pending import NOT_YET, not_yet_problems
 from proto.resources.values import (
@@ -70,6 +70,6 @@ __all__ = [
     "BlockAffinity", "ClusterModel", "FieldError", "IPAddress", "IPInterface", "IPNetwork", "IPPool", "Labels",
     "Loaded", "Node", "NotFoundError", "Password", "Problem", "Resource", "SourceLocation", "ValidationError",
     "WorkloadEndpoint", "block_affinity_name", "dump_list_yaml", "dump_yaml", "format_duration", "kind_for",
-    "decode_text", "list_dict", "load_model", "load_resources", "parse_as_number", "parse_duration", "vtep_mac_for",
+    "decode_text", "list_dict", "load_data", "load_model", "load_resources", "parse_as_number", "parse_duration", "vtep_mac_for",
     "workload_interface_name",
 ]

@@ -127,6 +127,25 @@ def load_resources(text: str, source: str = "<string>") -> Loaded:
     return Loaded(tuple(resources), tuple(warnings))
 
 
+def load_data(data: Any, source: str = "<data>") -> Loaded:
+    """Validate one resource given as plain data (a JSON value as a datastore keeps it): the same
+    rules as `load_resources`, without parsing text (no line numbers: `source` names the value)."""
+    problems: list[Problem] = []
+    warnings: list[Problem] = []
+    resources: list[Resource] = []
+    location = SourceLocation(source, 1, None, {})
+    kind = data.get("kind") if isinstance(data, dict) else None
+    if isinstance(kind, str) and kind.endswith("List"):
+        _load_list(data, location, resources, problems, warnings)
+    else:
+        resource = _load_one(data, location, problems, warnings)
+        if resource is not None:
+            resources.append(resource)
+    if problems:
+        raise ValidationError(sorted(problems, key=_problem_order))
+    return Loaded(tuple(resources), tuple(warnings))
+
+
 def _problem_order(p: Problem) -> tuple[int, int, int]:
     return (p.document or 0, p.item or 0, p.line or 0)
 

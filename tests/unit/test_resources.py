@@ -574,3 +574,23 @@ def test_overlap_sweep_agrees_with_every_pair(nets: list[tuple[int, int]]) -> No
     assert bool(pairs) == truth
     for later, earlier in pairs:
         assert later.cidr.overlaps(earlier.cidr) and blocks.index(later) > blocks.index(earlier)
+
+
+def test_plain_data_loads_like_its_text() -> None:
+    """A datastore's JSON value validated as data gives what the same document as text gives."""
+    import json
+
+    from proto.resources import ValidationError, load_data, load_resources
+
+    good = {"apiVersion": "projectcalico.org/v3", "kind": "IPPool", "metadata": {"name": "p"},
+            "spec": {"cidr": "10.0.0.0/16", "blockSize": 26, "ipipMode": "Always", "natOutgoing": True}}
+    assert load_data(good, "/calico/resources/v3/projectcalico.org/ippools/p").resources == \
+        load_resources(json.dumps(good)).resources
+    bad = {**good, "spec": {**good["spec"], "blockSize": 19}}
+    for call in (lambda: load_data(bad, "key"), lambda: load_resources(json.dumps(bad))):
+        try:
+            call()
+        except ValidationError as exc:
+            assert "blockSize" in str(exc)
+        else:
+            raise AssertionError("a block size of 19 was accepted")
