@@ -196,14 +196,12 @@ def select(config: str | os.PathLike[str], environ: Mapping[str, str] | None = N
     return DatastoreConfig("file", str(path), path=path)
 
 
-def needs_tls(config: str | os.PathLike[str], environ: Mapping[str, str] | None = None) -> bool:
-    """Whether the datastore `config` selects is reached over TLS (an etcd with https endpoints or
-    client certificates). A choice that cannot be made says yes: opening it reports the problem."""
+def needs_ssl(config: str | os.PathLike[str], environ: Mapping[str, str] | None = None) -> bool:
+    """Whether opening the datastore `config` selects loads Python's `ssl` module: any etcd does (its
+    HTTP client, httpx, imports ssl whether or not the endpoints use TLS); the file datastore does
+    not. A choice that cannot be made says yes: opening it reports the problem."""
     try:
         chosen = select(config, environ)
     except ConfigError:
         return True
-    if chosen.type == "file" or chosen.etcd is None:
-        return False
-    e = chosen.etcd
-    return any(x.startswith("https://") for x in e.endpoints) or bool(e.ca_file or e.cert_file or e.key_file)
+    return chosen.type != "file" and chosen.etcd is not None

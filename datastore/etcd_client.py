@@ -17,8 +17,10 @@ etcd's protobuf messages (`etcdserverpb`).
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 import logging
+import socket
 import ssl
 import threading
 import time
@@ -228,7 +230,9 @@ class EtcdClient:
         self._lock = threading.Lock()
         self._current = 0
         self._token: str | None = None
-        self._streams: set[httpx.Client] = set()
+        # each watch stream's client and, once connected, its socket: closing a socket does not wake
+        # a thread blocked reading it, shutting it down does
+        self._streams: dict[httpx.Client, socket.socket | None] = {}
 
     def _new_http(self, timeout: float | None) -> httpx.Client:
         return httpx.Client(verify=self._verify, timeout=httpx.Timeout(self.config.timeout, read=timeout),
@@ -245,8 +249,11 @@ class EtcdClient:
     def abort_watches(self) -> None:
         """End every watch stream of this client (their iterators raise EtcdUnavailable or return)."""
         with self._lock:
-            streams = list(self._streams)
-        for http in streams:
+            streams = list(self._streams.items())
+        for http, sock in streams:
+            if sock is not None:
+                with contextlib.suppress(OSError):
+                    sock.shutdown(socket.SHUT_RDWR)
             http.close()
 
     def __enter__(self) -> EtcdClient:
@@ -381,7 +388,7 @@ class EtcdClient:
             endpoint = self.config.endpoints[index]
             http = self._new_http(None)  # no read timeout: the stream idles between changes
             with self._lock:
-                self._streams.add(http)
+                self._streams[http] = None
             try:
                 try:
                     if self.config.username and self._token is None:
@@ -395,6 +402,11 @@ class EtcdClient:
                                 self._token = None
                             raise EtcdError(f"etcd {endpoint}: watch refused: {_error_text(resp)}")
                         self._current = index
+                        stream = resp.extensions.get("network_stream")
+                        if stream is not None:
+                            with self._lock:
+                                if http in self._streams:
+                                    self._streams[http] = stream.get_extra_info("socket")
                         for line in resp.iter_lines():
                             if stop is not None and stop.is_set():
                                 return
@@ -418,7 +430,7 @@ class EtcdClient:
                     raise EtcdUnavailable(f"etcd {endpoint}: watch broken: {_describe(exc)}") from None
             finally:
                 with self._lock:
-                    self._streams.discard(http)
+                    self._streams.pop(http, None)
                 http.close()
         raise EtcdUnavailable("etcd unreachable: " + "; ".join(errors))
 

@@ -63,6 +63,7 @@ class EtcdWatch:
         self._callbacks: list[Callable[[WatchEvent], None]] = []
         self._lock = threading.Lock()
         self._closed = threading.Event()
+        self._wake = threading.Event()  # cuts a back-off short (close, SIGHUP's check_now)
         self.following = threading.Event()  # set while a watch stream is established
         # its own client: the stream's connection must not be shared with tortiectl-style calls
         self._client = EtcdClient(store.config)
@@ -104,7 +105,9 @@ class EtcdWatch:
         return q
 
     def check_now(self) -> WatchEvent | None:
-        """List again at once (SIGHUP); the event delivered, or None if nothing changed or etcd is away."""
+        """List again at once (SIGHUP); the event delivered, or None if nothing changed or etcd is away.
+        A broken stream waiting out its back-off reconnects now too."""
+        self._wake.set()
         try:
             with self._lock:
                 self.store.read(self._index)
@@ -114,10 +117,15 @@ class EtcdWatch:
             log.error("cannot re-read %s: %s; keeping revision %d", self.store.name, exc, self.current.revision)
             return None
 
+    def reconnect_now(self) -> None:
+        """End a broken stream's back-off: it reconnects from where it was (check_now lists first)."""
+        self._wake.set()
+
     def close(self) -> None:
         if self._closed.is_set():
             return
         self._closed.set()
+        self._wake.set()
         self._client.close()  # ends a blocked stream read
         self._probe_client.close()
         self._thread.join(timeout=5)
@@ -163,7 +171,8 @@ class EtcdWatch:
                 if self._closed.is_set():
                     return
                 log.exception("watching %s", self.store.name)
-            self._closed.wait(self._delay * random.uniform(0.5, 1.0))
+            self._wake.wait(self._delay * random.uniform(0.5, 1.0))
+            self._wake.clear()
             self._delay = min(self._delay * 2, self.backoff_max)
 
     def _follow(self) -> None:

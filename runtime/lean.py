@@ -2,7 +2,8 @@
 
 asyncio imports `ssl` as soon as it is imported, and with it OpenSSL: about 4 MB of resident memory
 and some tens of milliseconds per process. A tortie daemon talks TLS only to an etcd with https
-endpoints or client certificates, so its entry point decides before importing asyncio.
+endpoints or client certificates, but its etcd client (httpx) imports ssl even for plain http,
+so the entry point keeps ssl out only for the file datastore, deciding before importing asyncio.
 """
 
 from __future__ import annotations
@@ -18,9 +19,9 @@ def without_tls() -> None:
 
 
 def tls_only_if_needed(config: str) -> None:
-    """No OpenSSL unless the datastore `config` selects needs TLS; for a daemon's entry point, before
-    asyncio is imported."""
-    from datastore.apiconfig import needs_tls
+    """No OpenSSL unless the datastore `config` selects needs the ssl module (an etcd: its HTTP client
+    imports ssl even for plain http); for a daemon's entry point, before asyncio is imported."""
+    from datastore.apiconfig import needs_ssl
 
-    if not needs_tls(config):
+    if not needs_ssl(config):
         without_tls()

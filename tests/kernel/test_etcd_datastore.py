@@ -200,16 +200,19 @@ def test_twenty_concurrent_claimers(store: EtcdDatastore) -> None:
 
 def test_compaction_while_away_lists_again_without_spurious_events(store: EtcdDatastore) -> None:
     store.apply(_resources(POOL + "---" + _node("n1", "10.30.0.1/24")))
-    watch = store.watch(backoff_min=5.0)  # away long enough for the writes and the compaction, even under load
+    watch = store.watch(backoff_min=600.0)  # away until reconnect_now() below, however slow the writes are
     events: list[ClusterModel] = []
     watch.add_callback(lambda ev: events.append(ev.model))
     try:
         assert watch.following.wait(10)
         watch._client.abort_watches()  # the stream breaks; the watch comes back after its back-off
+        _wait(lambda: not watch.following.is_set(), 5, "the stream to break")
         store.apply(_resources(_node("n2", "10.30.0.2/24")))
         store.apply(_resources(_node("n3", "10.30.0.3/24")))
         rev = store.client.count("/calico/")[0]
         store.client.compact(rev)  # the watch's next revision (n2's) is gone
+        assert not watch.following.is_set()  # still away: the compaction happened while it was
+        watch.reconnect_now()  # from the revision it had: the stream meets the compaction
         _wait(lambda: store.status.resyncs["compacted"] >= 1 and events, 15, "a resync after compaction")
         assert {n.name for n in events[-1].nodes} == {"n1", "n2", "n3"}
         n = len(events)

@@ -344,3 +344,25 @@ def test_no_import_cycles_in_datastore() -> None:
 
     for name in sorted(graph):
         visit(name)
+
+
+@pytest.mark.parametrize(("env", "ssl_loaded"), [({"ETCD_ENDPOINTS": "http://127.0.0.1:2379"}, True),
+                                                 ({"DATASTORE_TYPE": "file"}, False)])
+def test_entry_point_keeps_ssl_out_only_for_the_file_datastore(tmp_path: Path, env: dict[str, str],
+                                                               ssl_loaded: bool) -> None:
+    # an etcd over plain http still needs ssl importable: its HTTP client imports it (this once broke
+    # every daemon of an etcd cluster at start)
+    import os
+    import subprocess
+    import sys
+
+    code = ("import sys; from runtime.lean import tls_only_if_needed; "
+            f"tls_only_if_needed({str(tmp_path / 'cluster.yaml')!r}); "
+            "import asyncio; "
+            "__import__('datastore.etcdstore') if sys.modules.get('ssl') else None; "
+            "print(sys.modules.get('ssl') is not None)")
+    clean = {k: v for k, v in os.environ.items() if not k.startswith(("ETCD_", "DATASTORE_"))}
+    out = subprocess.run([sys.executable, "-c", code], env={**clean, **env}, capture_output=True, text=True,
+                         cwd=Path(__file__).resolve().parents[2], timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == str(ssl_loaded)
