@@ -369,7 +369,7 @@ def _decode_address(buf: bytes, pos: int, end: int) -> tuple[str, int]:
     return text, pos + size
 
 
-def decode_body(body: bytes) -> Frame:
+def decode_feed_body(body: bytes) -> Frame:
     """Decode one frame body (after its length field); hand-written for routes and withdraws."""
     end = len(body)
     if end > MAX_FRAME_LEN:
@@ -466,7 +466,7 @@ class FeedDecoder:
                     raise FeedError(f"frame of {length} octets exceeds {MAX_FRAME_LEN}")
                 if pos + 4 + length > end:
                     break
-                out.append(decode_body(bytes(buf[pos + 4:pos + 4 + length])))
+                out.append(decode_feed_body(bytes(buf[pos + 4:pos + 4 + length])))
                 pos += 4 + length
         finally:
             self._pos = pos
@@ -476,19 +476,3 @@ class FeedDecoder:
     def pending(self) -> int:
         """Octets of an incomplete frame still buffered."""
         return len(self._buf) - self._pos
-
-
-class SequenceError(FeedError):
-    """A frame arrived out of order: the reader should drop the connection and resync."""
-
-
-class SequenceChecker:
-    """Checks that sequence numbers on one connection go up by one, starting anywhere."""
-
-    def __init__(self) -> None:
-        self.last: int | None = None
-
-    def check(self, frame: Frame) -> None:
-        if self.last is not None and frame.seq != self.last + 1:
-            raise SequenceError(f"expected sequence {self.last + 1}, got {frame.seq}")
-        self.last = frame.seq
