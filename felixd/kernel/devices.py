@@ -216,8 +216,9 @@ class Devices:
 
     # ------------------------------------------------------------ neighbours and FDB
 
-    async def sync_neighbours(self, want: Iterable[Neighbour], devices: Iterable[str]) -> int:
-        """Permanent neighbour entries on our devices: exactly `want` (others on them are removed)."""
+    async def sync_neighbours(self, want: Iterable[Neighbour], devices: Iterable[str], prune: bool = True) -> int:
+        """Permanent neighbour entries on our devices: exactly `want` (others on them are removed unless
+        `prune` is False)."""
         wanted = {(n.dev, n.ip): n.mac.lower() for n in want}
         changes = 0
         for dev in set(devices) | {d for d, _ in wanted}:
@@ -229,7 +230,7 @@ class Devices:
                 if msg["ifindex"] == index and msg["state"] & NUD_PERMANENT:
                     have[msg.get_attr("NDA_DST")] = (msg.get_attr("NDA_LLADDR") or "").lower()
             for ip, mac in have.items():
-                if (dev, ip) not in wanted:
+                if prune and (dev, ip) not in wanted:
                     await self.ipr.neigh("del", ifindex=index, dst=ip, lladdr=mac)
                     changes += 1
             for (wdev, ip), mac in wanted.items():
@@ -239,8 +240,9 @@ class Devices:
         self.stats.changes += changes
         return changes
 
-    async def sync_fdb(self, want: Iterable[FdbEntry], devices: Iterable[str]) -> int:
-        """`self permanent` FDB entries with a remote (MAC -> node) on our VXLAN devices: exactly `want`."""
+    async def sync_fdb(self, want: Iterable[FdbEntry], devices: Iterable[str], prune: bool = True) -> int:
+        """`self permanent` FDB entries with a remote (MAC -> node) on our VXLAN devices: exactly `want`
+        (or at least `want`, when `prune` is False)."""
         wanted = {(f.dev, f.mac.lower(), f.dst) for f in want}
         changes = 0
         for dev in set(devices) | {d for d, _, _ in wanted}:
@@ -253,7 +255,7 @@ class Devices:
                 if msg["ifindex"] != index or dst is None or not msg["state"] & NUD_PERMANENT:
                     continue
                 have.add((dev, (msg.get_attr("NDA_LLADDR") or "").lower(), dst))
-            for _, mac, dst in have - wanted:
+            for _, mac, dst in (have - wanted) if prune else ():
                 await self.ipr.fdb("del", ifindex=index, lladdr=mac, dst=dst, state=NUD_PERMANENT,
                                    flags=NTF_SELF)
                 changes += 1

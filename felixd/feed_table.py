@@ -1,0 +1,84 @@
+"""The learned routes as the route feed delivers them, kept across bgpd restarts (sans-I/O).
+
+`routes` maps each `Prefix` to its next hop `Address` (the decoder shares one next-hop object among
+all the prefixes of a path): that is all felixd plans from. When the feed drops, every route is kept
+(still programmed) and marked stale; a fresh snapshot's end marker removes what the new snapshot did
+not refresh; if no snapshot completes within the graceful-restart time, the stale routes are
+removed then. So a bgpd restart never removes a kernel route that is still valid, and a bgpd that
+never comes back does not leave routes forever. Time comes in as `now`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, MutableMapping
+
+from proto.feed import EndOfSnapshot, FeedError, Heartbeat, SnapshotBegin
+from proto.feed_wire import WireFrame, WireRoute, WireWithdraw
+from proto.prefix import Address, Prefix
+
+
+class FeedTable:
+    def __init__(self, stale_time: float = 120.0) -> None:
+        self.routes: dict[Prefix, Address] = {}
+        self.stale: set[Prefix] = set()
+        self.stale_time = stale_time
+        self.stale_deadline: float | None = None
+        self.in_snapshot = False
+        self.synced = False  # a complete snapshot has been received at least once
+
+    def disconnected(self, now: float) -> None:
+        self.stale = set(self.routes)
+        self.in_snapshot = False
+        if self.stale and self.stale_deadline is None:
+            self.stale_deadline = now + self.stale_time
+
+    def receive(self, frames: Iterable[WireFrame], changed: MutableMapping[Prefix, None]) -> bool:
+        """Apply frames; every prefix whose next hop (or staleness) changed is added to `changed` (an
+        ordered set). True when a snapshot ended: the moment for a full resync."""
+        routes, stale = self.routes, self.stale
+        ended = False
+        for frame in frames:
+            kind = type(frame)
+            if kind is WireRoute:
+                prefix, nh = frame[1], frame[2]  # type: ignore[misc]
+                if routes.get(prefix) != nh:
+                    routes[prefix] = nh
+                    changed[prefix] = None
+                if stale and prefix in stale:
+                    stale.discard(prefix)
+                    changed[prefix] = None
+            elif kind is WireWithdraw:
+                prefix = frame[1]  # type: ignore[misc]
+                stale.discard(prefix)
+                if routes.pop(prefix, None) is not None:
+                    changed[prefix] = None
+            elif kind is SnapshotBegin:
+                # everything held now waits to be confirmed by this snapshot
+                self.stale = stale = set(routes)
+                self.in_snapshot = True
+            elif kind is EndOfSnapshot:
+                for prefix in stale:
+                    routes.pop(prefix, None)
+                    changed[prefix] = None
+                self.stale = stale = set()
+                self.stale_deadline = None
+                self.in_snapshot = False
+                self.synced = True
+                ended = True
+            elif kind is not Heartbeat:
+                raise FeedError(f"unexpected frame {frame!r}")
+        return ended
+
+    def expire(self, now: float) -> set[Prefix]:
+        """Drop stale routes whose graceful-restart time ran out."""
+        if self.stale_deadline is None or now < self.stale_deadline:
+            return set()
+        gone = self.stale
+        for prefix in gone:
+            self.routes.pop(prefix, None)
+        self.stale = set()
+        self.stale_deadline = None
+        return gone
+
+    def is_stale(self, prefix: Prefix) -> bool:
+        return prefix in self.stale
