@@ -39,7 +39,7 @@ from felixd.programmer import Programmer
 from felixd.reconcile import Reconciler, ReconcileResult
 from felixd.state import RTPROT_TORTIE, RouteKey, RouteShape, key_parts
 from proto import prefix as pf
-from proto.prefix import Prefix
+from proto.prefix import Address, Prefix
 from proto.resources import ClusterModel, NotFoundError, ValidationError
 from runtime import logs
 from runtime.caps import capability_report
@@ -51,6 +51,7 @@ from runtime.sdnotify import Notifier
 log = logging.getLogger("tortie.felix")
 
 BATCH = 4096  # feed changes planned and written at once at most (one bulk netlink chunk)
+BACKLOG = 2 * BATCH  # feed changes waiting beyond which the feed socket is not read
 EVENT_DEBOUNCE = 0.02  # a burst of netlink events (a link flapping, a flush) is handled once
 
 
@@ -79,7 +80,8 @@ class FelixDaemon:
         self._wake = asyncio.Event()
         self._full: str | None = None  # trigger of a requested full sync
         self._host_dirty = False
-        self._pending: dict[Prefix, None] = {}  # changed prefixes, in arrival order, not yet written
+        # changed prefixes, in arrival order, not yet written, with the next hop each had when planned
+        self._pending: dict[Prefix, Address | None] = {}
         self._touched: dict[RouteKey, tuple[int, bool]] = {}
         self._full_waiters: list[asyncio.Future[ReconcileResult]] = []
 
@@ -97,24 +99,33 @@ class FelixDaemon:
         self._full = self._full or trigger
         self._wake.set()
 
-    def _on_feed(self, changed: dict[Prefix, None], ended: bool) -> None:
+    def _on_feed(self, changed: dict[Prefix, Address | None], ended: bool) -> None:
         if ended:
             self.request_full("feed")
         elif changed:
-            if self._pending:
-                self._pending.update(changed)
+            pending = self._pending
+            if pending:
+                # a prefix already waiting keeps the next hop it had when it first changed
+                for prefix, old in changed.items():
+                    if prefix not in pending:
+                        pending[prefix] = old
             else:
-                self._pending = changed
+                self._pending = pending = changed
+            if len(pending) >= BACKLOG and self.feed is not None:
+                self.feed.resume.clear()
         self._wake.set()
 
-    def _take(self) -> list[Prefix]:
+    def _take(self) -> dict[Prefix, Address | None]:
         pending = self._pending
         if len(pending) <= BATCH:
             self._pending = {}
-            return list(pending)
-        batch = list(islice(pending, BATCH))
-        for prefix in batch:
-            del pending[prefix]
+            batch = pending
+        else:
+            batch = {prefix: pending[prefix] for prefix in islice(pending, BATCH)}
+            for prefix in batch:
+                del pending[prefix]
+        if len(self._pending) < BATCH and self.feed is not None:
+            self.feed.resume.set()
         return batch
 
     async def full_sync(self, trigger: str) -> ReconcileResult:
@@ -126,6 +137,7 @@ class FelixDaemon:
             trigger = "host"
         planned = prog.plan(self.feed.table)
         self._pending = {}  # the plan has them all (nothing awaited since it was made)
+        self.feed.resume.set()
         result = await prog.full_sync(self.feed.table, trigger, planned)
         prog.update_gauges(self.feed.table)
         return result
@@ -156,7 +168,7 @@ class FelixDaemon:
             await prog.repair(touched)
             return True
         if self._pending:
-            if await prog.delta(feed.table, self._take()):
+            if await prog.delta(self._take()):
                 prog.update_gauges(feed.table)
             else:
                 self.request_full("feed")

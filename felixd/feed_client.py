@@ -2,8 +2,9 @@
 
 Frames are decoded in the prefix form (`proto.feed_wire`) as they arrive, one socket read at a
 time, and the changed prefixes are handed to the daemon after each read: a big batch of deltas
-reaches the kernel in pieces while bgpd is still sending it. Inside a snapshot changes are held
-back until its end (one full resync instead of many small writes).
+reaches the kernel in pieces while bgpd is still sending it. The daemon pauses reading while it is
+behind (`resume`). Inside a snapshot changes are held back until its end (one full resync instead
+of many small writes).
 """
 
 from __future__ import annotations
@@ -16,14 +17,14 @@ from collections.abc import Callable
 from felixd.feed_table import FeedTable
 from proto.feed import FeedError
 from proto.feed_wire import SequenceChecker, WireDecoder
-from proto.prefix import Prefix
+from proto.prefix import Address, Prefix
 
 log = logging.getLogger("tortie.felix.feed")
 
 READ_SIZE = 1 << 16
 
 # (changed prefixes, whether the change ends a snapshot or a stale expiry: a good moment for a full resync)
-ChangeCallback = Callable[[dict[Prefix, None], bool], None]
+ChangeCallback = Callable[[dict[Prefix, Address | None], bool], None]
 
 
 class FeedClient:
@@ -40,6 +41,11 @@ class FeedClient:
         self.retry_max = retry_max
         self.connected = False
         self.frames = 0  # frames received since start (for tests and status)
+        # Cleared by the daemon while it has more changes waiting than it writes in one go: the socket
+        # is then not read, and bgpd coalesces what it has not sent per prefix (felixd's memory stays
+        # bounded however fast bgpd sends).
+        self.resume = asyncio.Event()
+        self.resume.set()
         self._task: asyncio.Task[None] | None = None
         self._expiry: asyncio.TimerHandle | None = None
 
@@ -71,7 +77,7 @@ class FeedClient:
         gone = self.table.expire(asyncio.get_running_loop().time())
         if gone:
             log.warning("route feed: graceful-restart time ran out, removing %d stale routes", len(gone))
-            self.on_change(dict.fromkeys(gone), True)
+            self.on_change(dict.fromkeys(gone), True)  # a full resync follows: old next hops not needed
 
     async def _run(self) -> None:
         loop = asyncio.get_running_loop()
@@ -104,8 +110,14 @@ class FeedClient:
 
     async def _read(self, reader: asyncio.StreamReader) -> None:
         decoder, checker, table = WireDecoder(), SequenceChecker(), self.table
-        changed: dict[Prefix, None] = {}
-        while data := await reader.read(READ_SIZE):
+        changed: dict[Prefix, Address | None] = {}
+        resume = self.resume
+        while True:
+            if not resume.is_set():
+                await resume.wait()
+            data = await reader.read(READ_SIZE)
+            if not data:
+                break
             decoder.receive_data(data)
             frames = decoder.frames()
             if not frames:

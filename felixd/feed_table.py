@@ -32,34 +32,41 @@ class FeedTable:
         if self.stale and self.stale_deadline is None:
             self.stale_deadline = now + self.stale_time
 
-    def receive(self, frames: Iterable[WireFrame], changed: MutableMapping[Prefix, None]) -> bool:
-        """Apply frames; every prefix whose next hop (or staleness) changed is added to `changed` (an
-        ordered set). True when a snapshot ended: the moment for a full resync."""
+    def receive(self, frames: Iterable[WireFrame], changed: MutableMapping[Prefix, Address | None]) -> bool:
+        """Apply frames. Every prefix whose next hop (or staleness) changed is added to `changed` (an
+        ordered dict) with the next hop it had before, unless it is there already: `changed` then
+        maps each prefix to what felixd last planned for it. True when a snapshot ended: the moment
+        for a full resync."""
         routes, stale = self.routes, self.stale
         ended = False
         for frame in frames:
             kind = type(frame)
             if kind is WireRoute:
                 prefix, nh = frame[1], frame[2]  # type: ignore[misc]
-                if routes.get(prefix) != nh:
+                old = routes.get(prefix)
+                if old != nh:
                     routes[prefix] = nh
-                    changed[prefix] = None
+                    if prefix not in changed:
+                        changed[prefix] = old
                 if stale and prefix in stale:
                     stale.discard(prefix)
-                    changed[prefix] = None
+                    if prefix not in changed:
+                        changed[prefix] = old
             elif kind is WireWithdraw:
                 prefix = frame[1]  # type: ignore[misc]
                 stale.discard(prefix)
-                if routes.pop(prefix, None) is not None:
-                    changed[prefix] = None
+                old = routes.pop(prefix, None)
+                if old is not None and prefix not in changed:
+                    changed[prefix] = old
             elif kind is SnapshotBegin:
                 # everything held now waits to be confirmed by this snapshot
                 self.stale = stale = set(routes)
                 self.in_snapshot = True
             elif kind is EndOfSnapshot:
                 for prefix in stale:
-                    routes.pop(prefix, None)
-                    changed[prefix] = None
+                    old = routes.pop(prefix, None)
+                    if prefix not in changed:
+                        changed[prefix] = old
                 self.stale = stale = set()
                 self.stale_deadline = None
                 self.in_snapshot = False

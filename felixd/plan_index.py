@@ -46,6 +46,7 @@ VXLAN_V6_DEVICE = "vxlan-v6.calico"
 IPIP_DEVICE = "tunl0"
 IPIP_OVERHEAD, VXLAN_V4_OVERHEAD, VXLAN_V6_OVERHEAD = 20, 50, 70
 _BITS = {4: 32, 6: 128}
+_DECISIONS_MAX = 1 << 16
 
 
 class Decision(NamedTuple):
@@ -97,6 +98,9 @@ class PlanIndex:
         self.own_addresses: set[Address] = {pf.from_ip(i.address.ip) for i in data.interfaces} | {
             pf.from_ip(a) for a in (self.me.address(4), self.me.address(6)) if a is not None}
         self.local_blocks: set[Prefix] = {pf.from_network(b) for b in self.me.blocks}
+        # the keys of this host's own routes (blocks and workloads): never a learned route's
+        self.local_keys: frozenset[Prefix] = self.local_blocks | frozenset(
+            pf.from_network(w.ip) for w in self.workloads())
         # pools by IP version, most specific first: (prefix length, network as int, mask, pool index)
         self.pools: dict[int, list[tuple[int, int, int, int]]] = {4: [], 6: []}
         for i, pool in sorted(enumerate(data.pools), key=lambda ip: -ip[1].cidr.prefixlen):
@@ -110,7 +114,11 @@ class PlanIndex:
         self.vxlan = self._vxlan_device(4)
         self.vxlan_v6 = self._vxlan_device(6)
         self.devices = frozenset(d.name for d in (self.ipip, self.vxlan, self.vxlan_v6) if d is not None)
-        self._decisions: dict[tuple[int, int, Address], Decision] = {}
+        # (pool index, version, next hop) -> decision; and the fast cache in front of it (see decide)
+        self._decided: dict[tuple[int, int, Address], Decision] = {}
+        self._decisions: dict[bytes, Decision] = {}
+        self._pool_octets = {v: 2 + (max((p.cidr.prefixlen for p in data.pools if p.cidr.version == v), default=0)
+                                         + 7) // 8 for v in (4, 6)}
         self._shapes: dict[RouteShape, RouteShape] = {}
 
     def shape(self, shape: RouteShape) -> RouteShape:
@@ -168,12 +176,21 @@ class PlanIndex:
     # --- learned routes
 
     def decide(self, prefix: Prefix, next_hop: Address) -> Decision:
-        """The shape of a learned route (not one of this host's blocks, nor via this host)."""
-        i = self.pool_index(prefix)
-        key = (i, prefix[0], next_hop)
+        """The shape of a learned route (not one of this host's blocks, nor via this host).
+
+        Cached by next hop and the part of the prefix that decides its pool (version, length and
+        the address octets the longest pool covers): a table of 100k prefixes in a handful of pools
+        is a few hundred cache entries, and a cache hit is one dict lookup.
+        """
+        key = prefix[:self._pool_octets[prefix[0]]] + next_hop
         hit = self._decisions.get(key)
         if hit is None:
-            hit = self._decisions[key] = self._decide(self.data.pools[i] if i >= 0 else None, prefix[0], next_hop)
+            if len(self._decisions) >= _DECISIONS_MAX:
+                self._decisions.clear()
+            i = self.pool_index(prefix)
+            hit = self._decisions[key] = self._decided.get((i, prefix[0], next_hop)) or \
+                self._decided.setdefault((i, prefix[0], next_hop),
+                                         self._decide(self.data.pools[i] if i >= 0 else None, prefix[0], next_hop))
         return hit
 
     def _decide(self, pool: PlanPool | None, version: int, nh: Address) -> Decision:
@@ -228,7 +245,7 @@ class PlanIndex:
 
     def plan(self, learned: Mapping[Prefix, Address]) -> DesiredState:
         routes = self.local_routes()
-        local = set(routes)
+        local = self.local_keys
         own, decide = self.own_addresses, self.decide
         neighbours: set[Neighbour] = set()
         fdb: set[FdbEntry] = set()

@@ -19,7 +19,7 @@ import dataclasses
 import logging
 import time
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Mapping
 
 from felixd.delta import mode_counts, plan_delta
 from felixd.feed_table import FeedTable
@@ -28,10 +28,11 @@ from felixd.inputs import plan_input
 from felixd.metrics import FelixMetrics
 from felixd.plan_index import PlanIndex
 from felixd.plan_input import PlanInput
+from felixd.planned import PlannedRoutes
 from felixd.reconcile import Reconciler, ReconcileResult
 from felixd.state import DesiredState, Mode, Op, RouteKey, RouteOp, RouteShape
 from proto import prefix as pf
-from proto.prefix import Prefix
+from proto.prefix import Address, Prefix
 from proto.resources import ClusterModel
 
 log = logging.getLogger("tortie.felix")
@@ -48,6 +49,7 @@ class Programmer:
         self.host: HostState | None = None
         self.index: PlanIndex | None = None
         self.desired: DesiredState | None = None
+        self.planned: PlannedRoutes | None = None  # desired.routes between full syncs
         self.modes: Counter[Mode] = Counter()
         self.last_result: ReconcileResult | None = None
         self.last_sync: float | None = None
@@ -105,7 +107,7 @@ class Programmer:
 
     def stop_carrying(self) -> None:
         self.carrying = False
-        self.carry = {}
+        self.carry.clear()  # the view holds this dict
 
     async def full_sync(self, feed: FeedTable, trigger: str, planned: DesiredState | None = None) -> ReconcileResult:
         rec = self.reconciler
@@ -121,8 +123,12 @@ class Programmer:
         t0 = time.monotonic()
         result = await rec.reconcile(desired, prune=not self.carrying)
         self.metrics.programming_seconds.observe(time.monotonic() - t0)
-        self.desired = desired
         self.modes = mode_counts(desired.routes.values())
+        # From here on the desired routes are a view over the feed table (no second per-route dict);
+        # the plan just made is dropped. Deltas keep the view and the kernel in step.
+        index = self._index()
+        self.planned = PlannedRoutes(index, feed.routes, index.local_routes(), self.carry)
+        self.desired = dataclasses.replace(desired, routes=self.planned)
         self.last_result = result
         self.last_sync = time.time()
         self.counts["full_syncs"] += 1
@@ -150,13 +156,13 @@ class Programmer:
 
     # ---------------------------------------------------------------- deltas
 
-    async def delta(self, feed: FeedTable, changed: Iterable[Prefix]) -> bool:
-        """Plan and write only the changed prefixes; False when a full sync is needed instead (the
-        delta then wrote nothing)."""
-        if self.desired is None or self.index is None:
+    async def delta(self, changed: Mapping[Prefix, Address | None]) -> bool:
+        """Plan and write only the changed prefixes (prefix -> the next hop last planned for it); False
+        when a full sync is needed instead (the delta then wrote nothing)."""
+        if self.desired is None or self.planned is None or self.planned.index is not self.index:
             return False
         t0 = time.monotonic()
-        plan = plan_delta(changed, feed.routes, self.desired, self.index, self.reconciler.protocol, self.modes)
+        plan = plan_delta(changed, self.planned, self.desired, self.reconciler.protocol, self.modes)
         for prefix, reason in plan.reasons:
             if reason not in self._warned:
                 log.warning("%s: %s", pf.text(prefix), reason)

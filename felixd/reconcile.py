@@ -18,6 +18,7 @@ device to look at (a host in direct mode never loads it).
 from __future__ import annotations
 
 import asyncio
+import errno
 import logging
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
@@ -224,7 +225,7 @@ class Reconciler:
             inline = inline or (path == "auto" and len(ops) < self.bulk_threshold)
             errors = await self.routes.apply_bulk(ops, self.ifindex, inline=inline)
             res.path = "bulk"
-        replaces = sum(1 for op in ops if op[0] is Op.REPLACE)
+        replaces = [op[0] for op in ops].count(Op.REPLACE)
         failed_replaces = sum(1 for e in errors if e.op is Op.REPLACE)
         res.routes_replaced += replaces - failed_replaces
         res.routes_deleted += len(ops) - replaces - (len(errors) - failed_replaces)
@@ -249,10 +250,14 @@ class Reconciler:
                     kept.append(op)
             ops = kept
         async with self._lock:
-            ifindex = self.ifindex
-            if any(op[2] is not None and op[2].dev is not None and op[2].dev not in ifindex for op in ops):
+            await self._apply(ops, res, path, inline=len(ops) < self.bulk_threshold)
+            # A device felixd has not seen yet (created since the last look): look again, once.
+            missing = [e for e in res.route_errors if e.errno == errno.ENODEV and e.message.startswith("no device")]
+            if missing:
                 self.ifindex = await self.routes.links()
-            await self._apply(ops, res, path)
+                keys = {e.key for e in missing}
+                res.route_errors = [e for e in res.route_errors if e not in missing]
+                await self._apply([op for op in ops if op[1] in keys], res, path)
         return res
 
     async def apply_routes(self, replace: Iterable[Route] = (), delete: Iterable[Route | RouteKey] = (),

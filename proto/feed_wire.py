@@ -9,9 +9,10 @@ Every bgpd path shares one frame tail (next hop, local preference, AS-path lengt
 all its prefixes, so the tail is parsed once per distinct tail octets (a small cache, as bgpd's
 attribute cache does for UPDATEs) and its next hop `Address` is one shared object.
 
-Route and withdraw frames are decoded by hand; the rare frames (snapshot begin and end, heartbeat)
-and every error go through `proto.feed`'s construct specification. The unit tests check with
-Hypothesis that this decoder and the specification agree on every body, valid or not.
+Every well-formed frame is decoded by hand; anything else goes through `proto.feed`'s construct
+specification, which says what is wrong (so construct is loaded only when a bad frame arrives). The
+unit tests check with Hypothesis that this decoder and the specification agree on every body, valid
+or not.
 """
 
 from __future__ import annotations
@@ -39,8 +40,10 @@ __all__ = ["WireRoute", "WireWithdraw", "WireFrame", "decode_wire_body", "WireDe
            "SequenceError", "FLAG_STALE", "FLAG_NODE"]
 
 _TAIL = struct.Struct(">IHB")  # local_pref, as_path_len, node name length
+_ROUTE_HEAD = struct.Struct(">IBQBBB")  # length, type, seq, then a route's flags, family, prefix length
 _ROUTE = int(FrameType.ROUTE)
 _WITHDRAW = int(FrameType.WITHDRAW)
+_BEGIN, _END, _HEARTBEAT = int(FrameType.SNAPSHOT_BEGIN), int(FrameType.END_OF_SNAPSHOT), int(FrameType.HEARTBEAT)
 # address octets by family octet, and the mask of host bits per (family, length): checked per prefix
 _SIZE = {4: 4, 6: 16}
 _HOST_BITS = {(f, n): (1 << (s * 8 - n)) - 1 for f, s in _SIZE.items() for n in range(s * 8 + 1)}
@@ -152,7 +155,14 @@ def decode_wire_body(body: bytes, tails: _Tails = _shared_tails) -> WireFrame:
         if _prefix_end(body, 9, end) == end:
             return WireWithdraw(int.from_bytes(body[1:9], "big"), body[9:])
         raise _spec_error(body)
-    return decode_body_spec(body)  # type: ignore[return-value]  # the rare frames: never a route here
+    # the frames around routes, whole and well formed; anything else (and every error) by the spec
+    if end == 17 and body[0] == _BEGIN:
+        return SnapshotBegin(int.from_bytes(body[1:9], "big"), int.from_bytes(body[9:17], "big"))
+    if end == 13 and body[0] == _END:
+        return EndOfSnapshot(int.from_bytes(body[1:9], "big"), int.from_bytes(body[9:13], "big"))
+    if end == 9 and body[0] == _HEARTBEAT:
+        return Heartbeat(int.from_bytes(body[1:9], "big"))
+    return decode_body_spec(body)  # type: ignore[return-value]  # never a route or withdraw here
 
 
 class WireDecoder:
@@ -177,32 +187,33 @@ class WireDecoder:
         tails, cache = self._tails, self._tails.cache
         out: list[WireFrame] = []
         append = out.append
-        from_bytes, new, size_of, host_bits = int.from_bytes, tuple.__new__, _SIZE.get, _HOST_BITS.get
+        from_bytes, new, unpack, size_of, host_bits = (int.from_bytes, tuple.__new__, _ROUTE_HEAD.unpack_from,
+                                                       _SIZE.get, _HOST_BITS.get)
         try:
             while pos + 4 <= end:
-                length = from_bytes(buf[pos:pos + 4], "big")
+                if pos + 16 <= end:
+                    length, ftype, seq, flags, family, plen = unpack(buf, pos)
+                else:
+                    length, ftype, seq, flags, family, plen = from_bytes(buf[pos:pos + 4], "big"), -1, 0, 0, 0, 0
                 if length > MAX_FRAME_LEN:
                     raise FeedError(f"frame of {length} octets exceeds {MAX_FRAME_LEN}")
                 stop = pos + 4 + length
                 if stop > end:
                     break
-                start = pos + 4
-                # a route frame: type, seq, flags, then the prefix at start + 10
-                if length >= 12 and buf[start] == _ROUTE and not buf[start + 9] & ~_KNOWN_FLAGS:
-                    size = size_of(buf[start + 10])
-                    if size is not None:
-                        p_end = start + 12 + size
-                        mask = host_bits((buf[start + 10], buf[start + 11]))
-                        if p_end <= stop and mask is not None and not from_bytes(buf[start + 12:p_end], "big") & mask:
-                            tail = cache.get(buf[p_end:stop]) or tails.get(buf[p_end:stop])
-                            flags = buf[start + 9]
-                            if tail is not None and bool(flags & FLAG_NODE) == (tail[3] is not None):
-                                append(new(WireRoute, (from_bytes(buf[start + 1:start + 9], "big"),
-                                                       buf[start + 10:p_end], tail[0], flags, tail[1], tail[2],
-                                                       tail[3])))
-                                pos = stop
-                                continue
-                append(decode_wire_body(buf[start:stop], tails))
+                # a route frame: type, seq, flags, then the prefix (family, length, address) at pos + 14
+                if ftype == _ROUTE and length >= 12 and not flags & ~_KNOWN_FLAGS:
+                    size = size_of(family)
+                    mask = host_bits((family, plen))
+                    p_end = pos + 16 + (size or 0)
+                    if size is not None and mask is not None and p_end <= stop \
+                            and not from_bytes(buf[pos + 16:p_end], "big") & mask:
+                        tail = cache.get(buf[p_end:stop]) or tails.get(buf[p_end:stop])
+                        if tail is not None and bool(flags & FLAG_NODE) == (tail[3] is not None):
+                            append(new(WireRoute, (seq, buf[pos + 14:p_end], tail[0], flags, tail[1], tail[2],
+                                                   tail[3])))
+                            pos = stop
+                            continue
+                append(decode_wire_body(buf[pos + 4:stop], tails))
                 pos = stop
         finally:
             self._pos = pos

@@ -20,6 +20,7 @@ from __future__ import annotations
 import errno
 import os
 import socket
+import struct
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
@@ -69,6 +70,7 @@ CHUNK = 4096
 _BUF_SIZE = 32 << 20
 _REPLACE_FLAGS = NLM_F_REQUEST | NLM_F_CREATE | NLM_F_REPLACE
 _LINK_STATE = IFF_UP | IFF_RUNNING | IFF_LOWER_UP
+_SEQ = struct.Struct("=I")
 
 
 @dataclass(frozen=True, slots=True)
@@ -154,46 +156,61 @@ class BulkNetlink:
         errors: list[RouteError] = []
         sent: list[RouteOp] = []
         parts: list[bytes] = []
+        append, pack_seq = parts.append, _SEQ.pack
         first = seq = self._next_seq(len(ops))
-        last: tuple[object, ...] = ()
-        last_shape: RouteShape | None = None
+        # the template of the previous op: consecutive ops mostly differ in their prefix only
+        t_op: Op | None = None
+        t_shape: RouteShape | None = None
+        t_proto = t_version = -1
+        head = tail = b""
+        mids: list[bytes | None] = []
         template: RouteTemplate | None = None
         for item in ops:
             op, key, shape, protocol = item
-            if type(key) is bytes:
-                prefix, table, metric = key, 254, 1024 if key[0] == 6 else 0
-            else:
-                prefix, table, metric = split_key(key)
-            oif = None
-            if op is Op.REPLACE:
-                assert shape is not None
-                if shape.dev is not None and shape.kind != RouteKind.BLACKHOLE:
-                    oif = ifindex.get(shape.dev)
-                    if oif is None:
-                        errors.append(RouteError(op, key, errno.ENODEV, f"no device {shape.dev}"))
-                        continue
-            else:
-                shape = None
-            # consecutive ops mostly share everything but the prefix: reuse the template then
-            here = (op, prefix[0], table, metric, protocol, oif)
-            if template is None or shape is not last_shape or here != last:
+            if not (shape is t_shape and op is t_op and protocol == t_proto and type(key) is bytes
+                    and key[0] == t_version):
+                # another template: find the device, build the template (and reuse it while it fits)
+                if type(key) is bytes:
+                    prefix, table, metric = key, 254, 1024 if key[0] == 6 else 0
+                else:
+                    prefix, table, metric = split_key(key)
+                oif = None
+                if op is Op.REPLACE:
+                    assert shape is not None
+                    if shape.dev is not None and shape.kind != RouteKind.BLACKHOLE:
+                        oif = ifindex.get(shape.dev)
+                        if oif is None:
+                            errors.append(RouteError(op, key, errno.ENODEV, f"no device {shape.dev}"))
+                            continue
                 try:
                     template = RouteTemplate(RTM_NEWROUTE if op is Op.REPLACE else RTM_DELROUTE,
                                              _REPLACE_FLAGS if op is Op.REPLACE else NLM_F_REQUEST,
-                                             prefix[0], table, metric, protocol, shape, oif)
+                                             prefix[0], table, metric, protocol,
+                                             shape if op is Op.REPLACE else None, oif)
                 except ValueError as exc:
                     errors.append(RouteError(op, key, errno.EINVAL, str(exc)))
-                    template = None
+                    t_op = None
                     continue
-                last, last_shape = here, shape
-            parts.append(template.message(seq, prefix))
+                if type(key) is bytes:
+                    t_op, t_shape, t_proto, t_version = op, shape, protocol, key[0]
+                    head, mids, tail = template.head[0], template.mids, template.tail
+                else:
+                    t_op = None  # off the main table or default metric: a template per route
+                append(template.message(seq, prefix))
+            else:
+                plen = key[1]
+                mid = mids[plen]
+                if mid is None or not plen:
+                    append(template.message(seq, key))  # type: ignore[union-attr]
+                else:
+                    append(head + pack_seq(seq) + mid + key[2:] + tail)
             sent.append(item)
             seq += 1
         if parts:
             # Only the last message asks for an ACK: errors arrive unasked, and the ACK closes the buffer.
-            tail = parts[-1]
-            flags = int.from_bytes(tail[6:8], "little") | NLM_F_ACK
-            parts[-1] = tail[:6] + flags.to_bytes(2, "little") + tail[8:]
+            last = parts[-1]
+            flags = int.from_bytes(last[6:8], "little") | NLM_F_ACK
+            parts[-1] = last[:6] + flags.to_bytes(2, "little") + last[8:]
         return Batch(b"".join(parts), first, sent, errors)
 
     def transmit(self, batch: Batch) -> list[RouteError]:

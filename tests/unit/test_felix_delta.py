@@ -1,17 +1,22 @@
-"""A feed delta planned through the index equals a full plan, and touches only the changed prefixes."""
+"""A feed delta planned through the index equals a full plan, and touches only the changed prefixes;
+the desired routes as a view over the feed table equal the materialized plan."""
 
 from __future__ import annotations
 
+import dataclasses
 from ipaddress import ip_interface, ip_network
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from felixd.delta import mode_counts, plan_delta
+from felixd.feed_table import FeedTable
 from felixd.plan import HostInterface, HostRoute, PlanInput, PlanNode, PlanPool, Workload
 from felixd.plan_index import PlanIndex
+from felixd.planned import PlannedRoutes
 from felixd.state import IP_FORWARD, Op
 from proto import prefix as pf
+from proto.feed_wire import WireRoute, WireWithdraw
 
 NODES = {"worker-1": "10.30.0.206/24", "worker-2": "10.30.0.56/24", "worker-3": "10.30.1.66/24"}
 BLOCKS = {"worker-1": "192.168.226.64/26", "worker-2": "192.168.133.192/26", "worker-3": "192.168.97.192/26"}
@@ -40,28 +45,32 @@ changes = st.lists(st.lists(st.tuples(st.sampled_from(PREFIXES), st.one_of(st.no
                             min_size=1, max_size=8), min_size=1, max_size=10)
 
 
+def frame(prefix: bytes, hop: bytes | None, seq: int) -> WireRoute | WireWithdraw:
+    return WireRoute(seq, prefix, hop, 0, 100, 0, None) if hop is not None else WireWithdraw(seq, prefix)
+
+
 @settings(max_examples=150, deadline=None)
 @given(st.dictionaries(st.sampled_from(PREFIXES), st.sampled_from(HOPS), min_size=1), changes, st.booleans())
 def test_delta_equals_a_full_plan(start: dict[bytes, bytes], batches: list[list[tuple[bytes, bytes | None]]],
                                   poolless: bool) -> None:
     idx = index(poolless)
-    learned = dict(start)
-    desired = idx.plan(learned)
-    kernel = dict(desired.routes)  # what the kernel holds: the ops of each delta applied to it
-    modes = mode_counts(desired.routes.values())
+    table = FeedTable()
+    table.receive([frame(p, h, 0) for p, h in start.items()], {})
+    full = idx.plan(table.routes)
+    view = PlannedRoutes(idx, table.routes, idx.local_routes(), {})
+    desired = dataclasses.replace(full, routes=view)
+    assert dict(view.items()) == full.routes and len(view) == len(full.routes)
+    kernel = dict(full.routes)  # what the kernel holds: the ops of each delta applied to it
+    modes = mode_counts(full.routes.values())
     for batch in batches:
-        changed: dict[bytes, None] = {}
-        for prefix, hop in batch:
-            if hop is None:
-                learned.pop(prefix, None)
-            else:
-                learned[prefix] = hop
-            changed[prefix] = None
-        delta = plan_delta(changed, learned, desired, idx, 80, modes)
+        changed: dict[bytes, bytes | None] = {}
+        table.receive([frame(p, h, i) for i, (p, h) in enumerate(batch)], changed)
+        delta = plan_delta(changed, view, desired, 80, modes)
         if delta.needs_full:  # a VXLAN neighbour the last full plan did not have: the daemon replans
-            desired = idx.plan(learned)
-            kernel = dict(desired.routes)
-            modes = mode_counts(desired.routes.values())
+            full = idx.plan(table.routes)
+            desired = dataclasses.replace(full, routes=view)
+            kernel = dict(full.routes)
+            modes = mode_counts(full.routes.values())
             continue
         assert {key for _op, key, _shape, _proto in delta.ops} <= set(changed)  # only the changed prefixes
         for op, key, shape, proto in delta.ops:
@@ -70,8 +79,9 @@ def test_delta_equals_a_full_plan(start: dict[bytes, bytes], batches: list[list[
                 kernel[key] = shape  # type: ignore[assignment]
             else:
                 del kernel[key]
-        full = idx.plan(learned)
-        assert desired.routes == full.routes
+        full = idx.plan(table.routes)
+        assert dict(view.items()) == full.routes
+        assert all(view.get(k) is s for k, s in full.routes.items())
         assert {k: s.signature(k[0]) for k, s in kernel.items()} == \
             {k: s.signature(k[0]) for k, s in full.routes.items()}  # type: ignore[index]
         assert +modes == mode_counts(full.routes.values())
@@ -82,6 +92,7 @@ def test_decisions_are_made_once_per_pool_and_next_hop() -> None:
     idx = index(True)
     learned = {pf.parse(f"192.168.{i}.0/26"): HOPS[i % 2] for i in range(200)}
     idx.plan(learned)
-    assert len(idx._decisions) == 2
+    assert len(idx._decided) == 2  # one per (pool, next hop)
+    assert len(idx._decisions) == 2  # the pool /16 decides with two octets: one key per next hop
     shapes = {id(s) for s in idx.plan(learned).routes.values()}
     assert len(shapes) <= 4  # two remote shapes, the local blackhole and the workload: shared objects

@@ -230,3 +230,43 @@ def test_nft_sets_compare_as_nft_stores_them() -> None:
     assert [str(n) for n in merged] == ["10.0.0.0/23"]
     assert [str(n) for n in _element_networks({"prefix": {"addr": "fd00::", "len": 48}})] == ["fd00::/48"]
     assert [str(n) for n in _element_networks("10.1.1.1")] == ["10.1.1.1/32"]
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.lists(st.tuples(routes(), st.booleans(), st.sampled_from([80, 81])), min_size=1, max_size=30),
+       st.integers(1, 2**31))
+def test_batch_encoder_equals_one_message_at_a_time(items: list[tuple[Route, bool, int]], first: int) -> None:
+    """The batch encoder reuses a template while consecutive routes share it; every message must still be
+    the one `encode_route` builds for that route alone (and the last one asks for the ACK)."""
+    from felixd.kernel.netlink_bulk import BulkNetlink
+    from felixd.kernel.rtnl import NLM_F_ACK
+
+    shared = {}  # routes of one shape share one object, as the planner's interned shapes do
+    ops = []
+    for r, delete, proto in items:
+        shape = shared.setdefault(r.shape, r.shape)
+        ops.append((Op.DELETE if delete else Op.REPLACE, r.key, None if delete else shape, proto))
+    enc = object.__new__(BulkNetlink)  # the encoder only: no socket
+    enc._seq = first
+    batch = enc.encode(ops, {"eth0": 7})
+    assert batch.errors == [] and batch.ops == ops and batch.first_seq == first
+    expected = [encode_route(RTM_DELROUTE if op is Op.DELETE else RTM_NEWROUTE,
+                             NLM_F_REQUEST if op is Op.DELETE else NLM_F_REQUEST | NLM_F_CREATE | NLM_F_REPLACE,
+                             first + i, key, shape, 7, proto) for i, (op, key, shape, proto) in enumerate(ops)]
+    last = bytearray(expected[-1])
+    last[6:8] = (int.from_bytes(last[6:8], "little") | NLM_F_ACK).to_bytes(2, "little")
+    expected[-1] = bytes(last)
+    assert batch.data == b"".join(expected)
+
+
+def test_batch_encoder_refuses_unknown_devices_and_mixed_families() -> None:
+    from felixd.kernel.netlink_bulk import BulkNetlink
+
+    enc = object.__new__(BulkNetlink)
+    enc._seq = 1
+    good = route("10.0.0.0/24", gateway="10.1.1.1", dev="eth0")
+    nodev = route("10.0.1.0/24", gateway="10.1.1.1", dev="nope")
+    mixed = route("fd00::/64", gateway="10.1.1.1", dev="eth0")
+    batch = enc.encode([(Op.REPLACE, r.key, r.shape, 80) for r in (nodev, good, mixed)], {"eth0": 7})
+    assert [(e.dst, e.errno) for e in batch.errors] == [("10.0.1.0/24", 19), ("fd00::/64", 22)]
+    assert [op[1] for op in batch.ops] == [good.key]

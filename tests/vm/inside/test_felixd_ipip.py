@@ -34,8 +34,7 @@ def cluster() -> Iterator[Cluster]:
 
 
 def ipip_state(local: Node, remote: Node) -> DesiredState:
-    r = route(remote.block, gateway=remote.address, dev="tunl0", onlink=True, mode=Mode.IPIP,
-                  pool="ipip-pool")
+    r = route(remote.block, gateway=remote.address, dev="tunl0", onlink=True, mode=Mode.IPIP, pool="ipip-pool")
     return DesiredState(routes=route_map(r), ipip=IpipDevice(address=f"{local.tunnel}/32", mtu=1480))
 
 
