@@ -212,7 +212,8 @@ class FelixDaemon:
         return {
             "node": self.node, "ready": self.ready, "feed_connected": bool(feed and feed.connected),
             "feed_synced": bool(feed and feed.table.synced),
-            "routes": len(d.routes) if d else 0, "stale": len(feed.table.stale) if feed else 0,
+            # kept per mode as deltas come: counting the view would plan every route again
+            "routes": sum(prog.modes.values()) if d else 0, "stale": len(feed.table.stale) if feed else 0,
             "warnings": list(d.warnings) if d else [], "last_sync": prog.last_sync,
             "ipip_supported": not self.reconciler.device_stats.ipip_unsupported,
             "uptime_seconds": round(time.monotonic() - self.started, 1),
@@ -354,7 +355,7 @@ class FelixDaemon:
             gc.collect()
             gc.freeze()
             self.ready = True
-            routes = len(self.desired.routes) if self.desired else 0
+            routes = sum(self.programmer.modes.values())
             self.notifier.ready(f"programmed {routes} routes")
             wd = self.notifier.start_watchdog()
             log.info("felixd ready on node %s: %d routes", self.node, routes)
