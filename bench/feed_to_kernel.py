@@ -26,6 +26,7 @@ import asyncio
 import json
 import os
 import platform
+import resource
 import shutil
 import socket
 import statistics
@@ -194,14 +195,18 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def ip_batch(ns: Netns, lines: list[str]) -> float:
+def ip_batch(ns: Netns, lines: list[str]) -> tuple[float, float]:
+    """(wall seconds, CPU seconds) of `ip -batch` running `lines`."""
     with tempfile.NamedTemporaryFile("w", suffix=".batch", delete=False) as f:
         f.write("\n".join(lines) + "\n")
         path = f.name
     try:
+        before = resource.getrusage(resource.RUSAGE_CHILDREN)
         t0 = time.perf_counter()
         subprocess.run(["ip", "-n", ns.name, "-batch", path], check=True)
-        return time.perf_counter() - t0
+        wall = time.perf_counter() - t0
+        after = resource.getrusage(resource.RUSAGE_CHILDREN)
+        return wall, (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
     finally:
         os.unlink(path)
 
@@ -214,7 +219,7 @@ def host(nss: NetnsSet, label: str) -> Netns:
     return ns
 
 
-async def run(n: int, rounds: int, samples: int, felixd_src: str | None) -> dict[str, object]:
+async def run(n: int, rounds: int, samples: int, felixd_src: str | None, sample_timeout: float) -> dict[str, object]:
     nss = NetnsSet(prefix="tkf")
     tmp = Path(tempfile.mkdtemp(prefix="tkf-"))
     proc = None
@@ -248,10 +253,11 @@ async def run(n: int, rounds: int, samples: int, felixd_src: str | None) -> dict
         await asyncio.sleep(0.5)  # let the snapshot's full sync finish (an empty one: nothing to write)
         baseline_rss = vm_kib(proc.pid, "VmRSS")
         watch = RouteWatch(ns.name)
+        ip_watch = RouteWatch(ipns.name)  # the same notification listener on both sides: equal kernel work
         add_lines = [f"route add {prefix_text(i)} via 172.31.0.2 dev eth0 proto 80" for i in range(n)]
         del_lines = [f"route del {prefix_text(i)} via 172.31.0.2 dev eth0 proto 80" for i in range(n)]
         keys = [watch_key(i) for i in range(n)]
-        felix_add, felix_del, ip_add, ip_del, felix_cpu = [], [], [], [], []
+        felix_add, felix_del, ip_add, ip_del, felix_cpu, ip_cpu = [], [], [], [], [], []
 
         async def felix_round() -> None:
             frames = feed.frames("route", range(n))
@@ -272,8 +278,10 @@ async def run(n: int, rounds: int, samples: int, felixd_src: str | None) -> dict
             felix_del.append(t1 - t0)
 
         def ip_round() -> None:
-            ip_add.append(ip_batch(ipns, add_lines))
-            ip_del.append(ip_batch(ipns, del_lines))
+            wall, cpu = ip_batch(ipns, add_lines)
+            ip_add.append(wall)
+            ip_cpu.append(cpu)
+            ip_del.append(ip_batch(ipns, del_lines)[0])
 
         for r in range(rounds):
             if r % 2 == 0:
@@ -292,7 +300,8 @@ async def run(n: int, rounds: int, samples: int, felixd_src: str | None) -> dict
         await asyncio.sleep(1.0)
         peak_rss = vm_kib(proc.pid, "VmHWM")
         loaded_rss = vm_kib(proc.pid, "VmRSS")
-        latencies = []
+        latencies: list[float] = []
+        timeouts = 0
         gw_raw = {"172.31.0.2": bytes((172, 31, 0, 2)), "172.31.0.3": bytes((172, 31, 0, 3))}
         assert feed.writer is not None
         for s in range(samples):
@@ -302,11 +311,16 @@ async def run(n: int, rounds: int, samples: int, felixd_src: str | None) -> dict
             key, want = watch_key(i), gw_raw[gw]
             t0 = time.perf_counter()
             feed.writer.write(frame)
-            t1 = await watch.until(lambda k=key, w=want, t=t0: k in watch.last and watch.last[k][1] == w
-                                   and watch.last[k][0] >= t, 10)
+            try:
+                t1 = await watch.until(lambda k=key, w=want, t=t0: k in watch.last and watch.last[k][1] == w
+                                       and watch.last[k][0] >= t, sample_timeout)
+            except TimeoutError:
+                timeouts += 1
+                continue
             latencies.append(t1 - t0)
         peak_rss = max(peak_rss, vm_kib(proc.pid, "VmHWM"))
         watch.close()
+        ip_watch.close()
         proc.terminate()
         proc.wait(timeout=30)
         await feed.close()
@@ -319,7 +333,7 @@ async def run(n: int, rounds: int, samples: int, felixd_src: str | None) -> dict
     def med(xs: list[float]) -> float:
         return round(statistics.median(xs), 4)
 
-    lat_ms = sorted(x * 1000 for x in latencies)
+    lat_ms = sorted(x * 1000 for x in latencies) or [float("nan")]
     return {
         "routes": n, "rounds": rounds,
         "felixd_install_s": med(felix_add), "felixd_remove_s": med(felix_del),
@@ -327,10 +341,15 @@ async def run(n: int, rounds: int, samples: int, felixd_src: str | None) -> dict
         "ratio_install": round(med(felix_add) / med(ip_add), 3),
         "ratio_remove": round(med(felix_del) / med(ip_del), 3),
         "felixd_install_cpu_s": med(felix_cpu),
+        "ip_batch_install_cpu_s": med(ip_cpu),
+        # CPU against CPU: what each costs the machine, whatever else runs on it
+        "ratio_install_cpu": round(med(felix_cpu) / med(ip_cpu), 3),
         "felixd_rss_baseline_mib": round(baseline_rss / 1024, 1),
         "felixd_rss_loaded_mib": round(loaded_rss / 1024, 1),
         "felixd_rss_peak_mib": round(peak_rss / 1024, 1),
         "single_change_samples": samples,
+        "single_change_timeouts": timeouts,
+        "single_change_timeout_s": sample_timeout,
         "single_change_p50_ms": round(statistics.median(lat_ms), 3),
         "single_change_p99_ms": round(lat_ms[min(len(lat_ms) - 1, int(len(lat_ms) * 0.99))], 3),
         "single_change_max_ms": round(lat_ms[-1], 3),
@@ -345,13 +364,14 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--samples", type=int, default=1000, help="single-change latency samples")
     ap.add_argument("--felixd-src", help="run felixd from this source tree instead (before/after runs)")
+    ap.add_argument("--sample-timeout", type=float, default=30.0, help="give up on one change after this long")
     ap.add_argument("--label", default="current", help="key of this run in the results file")
     ap.add_argument("--out", default=str(Path(__file__).parent / "results" / "feed_to_kernel.json"))
     args = ap.parse_args()
     if os.geteuid() != 0:
         sys.exit("bench/feed_to_kernel.py needs root (network namespaces)")
     load_before = os.getloadavg()
-    result = asyncio.run(run(args.routes, args.rounds, args.samples, args.felixd_src))
+    result = asyncio.run(run(args.routes, args.rounds, args.samples, args.felixd_src, args.sample_timeout))
     repo = Path(__file__).resolve().parent.parent
     commit = subprocess.run(["git", "-C", str(repo), "rev-parse", "HEAD"], capture_output=True, text=True).stdout.strip()
     result.update({
@@ -365,13 +385,15 @@ def main() -> None:
     })
     print(f"{result['routes']} routes as feed deltas, median of {result['rounds']}:")
     print(f"  install: felixd {result['felixd_install_s']:.3f} s (CPU {result['felixd_install_cpu_s']:.2f} s), "
-          f"ip -batch {result['ip_batch_install_s']:.3f} s, ratio {result['ratio_install']:.2f}x")
+          f"ip -batch {result['ip_batch_install_s']:.3f} s (CPU {result['ip_batch_install_cpu_s']:.2f} s), "
+          f"ratio {result['ratio_install']:.2f}x (CPU {result['ratio_install_cpu']:.2f}x)")
     print(f"  remove:  felixd {result['felixd_remove_s']:.3f} s, ip -batch {result['ip_batch_remove_s']:.3f} s, "
           f"ratio {result['ratio_remove']:.2f}x")
     print(f"  felixd RSS: {result['felixd_rss_baseline_mib']} MiB idle, {result['felixd_rss_loaded_mib']} MiB with "
           f"{args.routes} routes, peak {result['felixd_rss_peak_mib']} MiB")
     print(f"  single change (feed frame -> kernel), {args.samples} samples: p50 {result['single_change_p50_ms']:.2f} "
-          f"ms, p99 {result['single_change_p99_ms']:.2f} ms, max {result['single_change_max_ms']:.2f} ms")
+          f"ms, p99 {result['single_change_p99_ms']:.2f} ms, max {result['single_change_max_ms']:.2f} ms, "
+          f"{result['single_change_timeouts']} not seen within {args.sample_timeout:.0f} s")
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     allres = json.loads(out.read_text()) if out.exists() else {}

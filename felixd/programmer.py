@@ -109,17 +109,22 @@ class Programmer:
         self.carrying = False
         self.carry.clear()  # the view holds this dict
 
-    async def full_sync(self, feed: FeedTable, trigger: str, planned: DesiredState | None = None) -> ReconcileResult:
+    async def probe_devices(self) -> None:
+        """Learn whether this kernel can do IP-in-IP before planning, so a plan never names a missing
+        tunl0 (the index says whether tunl0 is wanted; nothing else of the plan is needed)."""
         rec = self.reconciler
-        desired = planned or self.plan(feed)
-        if desired.ipip is not None and not rec.device_stats.ipip_unsupported:
-            # Learn now whether this kernel can do IP-in-IP, so the plan never names a missing tunl0.
+        ipip = self._index().ipip
+        if ipip is not None and not rec.device_stats.ipip_unsupported:
             devices = await rec.open_devices()
-            await devices.sync_ipip(desired.ipip)
+            await devices.sync_ipip(ipip)
             if rec.device_stats.ipip_unsupported:
                 self.metrics.kernel_unsupported.labels("ipip").set(1)
                 self.index = None
-                desired = self.plan(feed)
+
+    async def full_sync(self, feed: FeedTable, trigger: str, planned: DesiredState | None = None) -> ReconcileResult:
+        """Reconcile the kernel with `planned` (made by `plan` after `probe_devices`), or a plan made now."""
+        rec = self.reconciler
+        desired = planned or self.plan(feed)
         t0 = time.monotonic()
         result = await rec.reconcile(desired, prune=not self.carrying)
         self.metrics.programming_seconds.observe(time.monotonic() - t0)

@@ -225,6 +225,8 @@ class Reconciler:
             inline = inline or (path == "auto" and len(ops) < self.bulk_threshold)
             errors = await self.routes.apply_bulk(ops, self.ifindex, inline=inline)
             res.path = "bulk"
+        # a delete of a route that is not there (someone deleted it first) leaves the kernel as wanted
+        errors = [e for e in errors if e.errno != errno.ESRCH or e.op is not Op.DELETE]
         replaces = [op[0] for op in ops].count(Op.REPLACE)
         failed_replaces = sum(1 for e in errors if e.op is Op.REPLACE)
         res.routes_replaced += replaces - failed_replaces
