@@ -136,7 +136,7 @@ class FelixDaemon:
         prog = self.programmer
         # a full sync looks at the host too when it may have missed a change (or never looked)
         look = prog.host is None or trigger in ("periodic", "netlink", "manual")
-        if look and await prog.read_host() and trigger == "periodic":
+        if look and await prog.read_host() == "host" and trigger == "periodic":
             trigger = "host"
         await prog.probe_devices()
         planned = prog.plan(self.feed.table)
@@ -164,8 +164,9 @@ class FelixDaemon:
             return True
         if self._host_dirty:
             self._host_dirty = False
-            if await prog.read_host():
-                self.request_full("host")
+            changed = await prog.read_host()
+            if changed is not None:
+                self.request_full(changed)
             return True
         if self._touched:
             touched, self._touched = self._touched, {}

@@ -13,7 +13,7 @@ from __future__ import annotations
 import ipaddress
 import socket
 from collections.abc import Collection
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from felixd.kernel.netlink_bulk import BulkNetlink, Link
 from felixd.kernel.rtnl import RT_SCOPE_HOST, RT_SCOPE_LINK
@@ -28,6 +28,9 @@ class HostState:
     interfaces: tuple[HostInterface, ...]
     routes: tuple[HostRoute, ...]
     links: dict[str, Link]  # every interface but felixd's own devices
+    # felixd's own devices as they are (link, addresses): not the host's, so not part of what the
+    # planner uses (`==` ignores them), but a change there made by someone else is drift to repair
+    devices: dict[str, tuple[Link, frozenset[tuple[bytes, int]]]] = field(default_factory=dict, compare=False)
 
     @property
     def link_names(self) -> frozenset[str]:
@@ -40,8 +43,11 @@ def read_host_sync(bulk: BulkNetlink, own_proto: int = 80,
     links = bulk.link_states()
     names = {link.index: name for name, link in links.items()}
     interfaces: list[HostInterface] = []
+    device_addresses: dict[str, set[tuple[bytes, int]]] = {}
     for index, _version, raw, plen, scope in bulk.addresses():
         dev = names.get(index)
+        if dev in skip_devices and scope != RT_SCOPE_LINK:
+            device_addresses.setdefault(dev, set()).add((raw, plen))  # type: ignore[arg-type]
         if dev is None or dev in skip_devices or dev.startswith("cali") or scope in (RT_SCOPE_LINK, RT_SCOPE_HOST):
             continue
         iface = ipaddress.ip_interface((ipaddress.ip_address(raw), plen))
@@ -59,5 +65,7 @@ def read_host_sync(bulk: BulkNetlink, own_proto: int = 80,
             routes.append(HostRoute(dst=key if type(key) is bytes else key[0], gateway=gateway,  # type: ignore[arg-type,index]
                                     dev=dev))
     own = {name: link for name, link in links.items() if name not in skip_devices}
+    devices = {name: (link, frozenset(device_addresses.get(name, ()))) for name, link in links.items()
+               if name in skip_devices}
     return HostState(tuple(sorted(interfaces, key=lambda i: (i.dev, i.address.version, int(i.address)))),
-                     tuple(sorted(routes, key=lambda r: (r.dst, r.gateway or b"", r.dev or ""))), own)
+                     tuple(sorted(routes, key=lambda r: (r.dst, r.gateway or b"", r.dev or ""))), own, devices)

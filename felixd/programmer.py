@@ -69,15 +69,19 @@ class Programmer:
         self._base = None
         self.index = None
 
-    async def read_host(self) -> bool:
-        """Read the host's network; True when it differs from what the indexes were built from."""
+    async def read_host(self) -> str | None:
+        """Read the host's network: "host" when it differs from what the indexes were built from (they
+        are dropped), "devices" when only felixd's own devices changed (someone else's doing, or a
+        device felixd just made: a full sync puts them right or finds nothing to do), else None."""
         host = await self.reconciler.read_host()
         self.counts["host_reads"] += 1
-        if host == self.host:
-            return False
-        self.host = host
-        self.index = None
-        return True
+        old, self.host = self.host, host
+        if host != old:
+            self.index = None
+            return "host"
+        if old is not None and host.devices != old.devices:
+            return "devices"
+        return None
 
     def _index(self) -> PlanIndex:
         if self.index is None:
@@ -143,7 +147,7 @@ class Programmer:
     def _after_full(self, desired: DesiredState, result: ReconcileResult, trigger: str) -> None:
         m = self.metrics
         m.resyncs.labels(trigger).inc()
-        if trigger in ("periodic", "netlink", "host") and result.changes:
+        if trigger in ("periodic", "netlink", "host", "devices") and result.changes:
             m.drift_repairs.labels("route").inc(result.routes_replaced + result.routes_deleted)
             m.drift_repairs.labels("device").inc(result.device_changes)
             m.drift_repairs.labels("neighbour").inc(result.neighbour_changes + result.fdb_changes)

@@ -35,6 +35,7 @@ from felixd.kernel.rtnl import (
     IFF_RUNNING,
     IFF_UP,
     IFINFOMSG,
+    IFLA_ADDRESS,
     IFLA_IFNAME,
     IFLA_MTU,
     NETLINK_CAP_ACK,
@@ -78,6 +79,7 @@ class Link:
     index: int
     mtu: int
     state: int  # IFF_UP | IFF_RUNNING | IFF_LOWER_UP bits
+    mac: bytes = b""
 
 
 class NetlinkError(OSError):
@@ -276,20 +278,22 @@ class BulkNetlink:
         return {name: link.index for name, link in self.link_states().items()}
 
     def link_states(self) -> dict[str, Link]:
-        """Interface name -> index, MTU and up/running state."""
+        """Interface name -> index, MTU, up/running state and MAC address."""
         out: dict[str, Link] = {}
         for data, pos, end, mtype in self._dump(RTM_GETLINK, IFINFOMSG.pack(socket.AF_UNSPEC, 0, 0, 0, 0)):
             if mtype != RTM_NEWLINK:
                 continue
             _fam, _type, index, flags, _change = IFINFOMSG.unpack_from(data, pos + 16)
-            name, mtu = None, 1500
+            name, mtu, mac = None, 1500, b""
             for kind, a, b in attrs(data, pos + 32, end):
                 if kind == IFLA_IFNAME:
                     name = bytes(data[a:b]).rstrip(b"\0").decode()
                 elif kind == IFLA_MTU:
                     mtu = int.from_bytes(data[a:b], "little")
+                elif kind == IFLA_ADDRESS:
+                    mac = bytes(data[a:b])
             if name is not None:
-                out[name] = Link(index, mtu, flags & _LINK_STATE)
+                out[name] = Link(index, mtu, flags & _LINK_STATE, mac)
         return out
 
     def addresses(self) -> list[tuple[int, int, bytes, int, int]]:
