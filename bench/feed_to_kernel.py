@@ -23,9 +23,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import os
-import platform
 import resource
 import shutil
 import socket
@@ -39,6 +37,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from bench import results
 from felixd.kernel.netns import NetnsWorker
 from lab.netns import Netns, NetnsSet
 from proto.feed import FeedEncoder, prefix_wire_from_bgp, route_frame_wire, route_tail, withdraw_frame_wire
@@ -364,25 +363,19 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--samples", type=int, default=1000, help="single-change latency samples")
     ap.add_argument("--felixd-src", help="run felixd from this source tree instead (before/after runs)")
+    ap.add_argument("--felixd-commit", help="the commit --felixd-src was taken from (recorded with the results)")
     ap.add_argument("--sample-timeout", type=float, default=30.0, help="give up on one change after this long")
     ap.add_argument("--label", default="current", help="key of this run in the results file")
     ap.add_argument("--out", default=str(Path(__file__).parent / "results" / "feed_to_kernel.json"))
     args = ap.parse_args()
     if os.geteuid() != 0:
         sys.exit("bench/feed_to_kernel.py needs root (network namespaces)")
-    load_before = os.getloadavg()
+    meta = results.Run()
     result = asyncio.run(run(args.routes, args.rounds, args.samples, args.felixd_src, args.sample_timeout))
-    repo = Path(__file__).resolve().parent.parent
-    commit = subprocess.run(["git", "-C", str(repo), "rev-parse", "HEAD"], capture_output=True, text=True).stdout.strip()
-    result.update({
-        "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        "commit": commit,
-        "felixd_src": args.felixd_src or str(repo),
-        "command": " ".join([Path(sys.executable).name, *sys.argv]),
-        "machine": {"kernel": platform.release(), "cpus": os.cpu_count(), "python": platform.python_version(),
-                    "loadavg_before": [round(x, 2) for x in load_before],
-                    "loadavg_after": [round(x, 2) for x in os.getloadavg()]},
-    })
+    result["run"] = meta.finish()
+    # the felixd measured: this tree at the recorded commit, or another source tree
+    result["felixd_src"] = args.felixd_src or str(results.REPO)
+    result["felixd_commit"] = args.felixd_commit if args.felixd_src else result["run"]["commit"]
     print(f"{result['routes']} routes as feed deltas, median of {result['rounds']}:")
     print(f"  install: felixd {result['felixd_install_s']:.3f} s (CPU {result['felixd_install_cpu_s']:.2f} s), "
           f"ip -batch {result['ip_batch_install_s']:.3f} s (CPU {result['ip_batch_install_cpu_s']:.2f} s), "
@@ -394,12 +387,9 @@ def main() -> None:
     print(f"  single change (feed frame -> kernel), {args.samples} samples: p50 {result['single_change_p50_ms']:.2f} "
           f"ms, p99 {result['single_change_p99_ms']:.2f} ms, max {result['single_change_max_ms']:.2f} ms, "
           f"{result['single_change_timeouts']} not seen within {args.sample_timeout:.0f} s")
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    allres = json.loads(out.read_text()) if out.exists() else {}
-    allres[args.label] = result
-    out.write_text(json.dumps(allres, indent=2) + "\n")
-    print(f"results: {out} [{args.label}]")
+    print(f"  load average: start {result['run']['load_start']}, end {result['run']['load_end']}")
+    results.merge(Path(args.out), args.label, result)
+    print(f"results: {args.out} (key {args.label!r})")
 
 
 if __name__ == "__main__":
