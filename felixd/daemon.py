@@ -133,17 +133,22 @@ class FelixDaemon:
 
     async def full_sync(self, trigger: str) -> ReconcileResult:
         assert self.feed is not None
-        prog = self.programmer
-        # a full sync looks at the host too when it may have missed a change (or never looked)
-        look = prog.host is None or trigger in ("periodic", "netlink", "manual")
-        if look and await prog.read_host() == "host" and trigger == "periodic":
-            trigger = "host"
-        await prog.probe_devices()
-        planned = prog.plan(self.feed.table)
-        self._pending = {}  # the plan has them all (nothing awaited since it was made)
-        self.feed.resume.set()
-        result = await prog.full_sync(self.feed.table, trigger, planned)
-        prog.update_gauges(self.feed.table)
+        prog, feed = self.programmer, self.feed
+        # The feed table stays as it is until the kernel has been compared with it (the comparison runs
+        # in a worker thread, over a view of the table); bgpd coalesces what it sends meanwhile.
+        feed.resume.clear()
+        try:
+            # a full sync looks at the host too when it may have missed a change (or never looked)
+            look = prog.host is None or trigger in ("periodic", "netlink", "manual")
+            if look and await prog.read_host() == "host" and trigger == "periodic":
+                trigger = "host"
+            await prog.probe_devices()
+            planned = prog.plan(feed.table)
+            self._pending = {}  # the plan has them all
+            result = await prog.full_sync(feed.table, trigger, planned)
+        finally:
+            feed.resume.set()
+        prog.update_gauges(feed.table)
         return result
 
     async def _run_one(self) -> bool:
@@ -347,7 +352,7 @@ class FelixDaemon:
         loop.add_signal_handler(signal.SIGHUP, reload)
 
         def carry_expired() -> None:
-            self.programmer.stop_carrying()
+            self.programmer.carry_expired = True  # dropped by the next plan, not under a running sync
             self.request_full("stale")
 
         carry_deadline = loop.call_later(self.stale_time, carry_expired)

@@ -74,6 +74,9 @@ class FeedClient:
             self._expiry = loop.call_at(self.table.stale_deadline, self._expire)
 
     def _expire(self) -> None:
+        if not self.resume.is_set():  # the table must not change now (a full sync is comparing it)
+            self._expiry = asyncio.get_running_loop().call_later(0.1, self._expire)
+            return
         gone = self.table.expire(asyncio.get_running_loop().time())
         if gone:
             log.warning("route feed: graceful-restart time ran out, removing %d stale routes", len(gone))
@@ -118,6 +121,8 @@ class FeedClient:
             data = await reader.read(READ_SIZE)
             if not data:
                 break
+            if not resume.is_set():
+                await resume.wait()  # paused while this read was under way: the table must not change yet
             decoder.receive_data(data)
             frames = decoder.frames()
             if not frames:
@@ -127,6 +132,8 @@ class FeedClient:
             ended = table.receive(frames, changed)
             if ended:
                 self._arm_expiry()
+            elif table.in_snapshot:
+                changed.clear()  # the snapshot's end asks for a full sync anyway: keep no per-route record
             # Inside a snapshot, hold changes back until its end: one big apply instead of many small.
             if (changed or ended) and (not table.in_snapshot or ended):
                 self.on_change(changed, ended)

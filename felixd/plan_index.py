@@ -243,8 +243,11 @@ class PlanIndex:
                                                                 pool=pool.name if pool else None))
         return out
 
-    def plan(self, learned: Mapping[Prefix, Address]) -> DesiredState:
-        routes = self.local_routes()
+    def plan(self, learned: Mapping[Prefix, Address], routes: bool = True) -> DesiredState:
+        """Everything for these learned routes. With `routes=False` the route table itself is left
+        out (`DesiredState.routes` empty): the daemon uses a view over the feed table instead
+        (`felixd.planned`), and only needs what the routes imply (VXLAN entries, warnings)."""
+        out = self.local_routes() if routes else None
         local = self.local_keys
         own, decide = self.own_addresses, self.decide
         neighbours: set[Neighbour] = set()
@@ -261,7 +264,8 @@ class PlanIndex:
                     reasons[d.reason] = (first, n + 1)
                     unplanned += 1
                 continue
-            routes[prefix] = d.shape
+            if out is not None:
+                out[prefix] = d.shape
             if d.neighbour is not None:
                 neighbours.add(d.neighbour)
                 fdb.add(d.fdb)  # type: ignore[arg-type]
@@ -269,9 +273,10 @@ class PlanIndex:
         for reason, (first, n) in reasons.items():
             where = pf.text(first) if n == 1 else f"{pf.text(first)} and {n - 1} more"
             warnings.append(f"{where}: {reason}")
-        return DesiredState(routes=routes, ipip=self.ipip, vxlan=self.vxlan, vxlan_v6=self.vxlan_v6,
-                            neighbours=frozenset(neighbours), fdb=frozenset(fdb), nat=self.nat(),
-                            sysctls=self.sysctls(bool(learned)), warnings=tuple(warnings), unplanned=unplanned)
+        return DesiredState(routes=out if out is not None else {}, ipip=self.ipip, vxlan=self.vxlan,
+                            vxlan_v6=self.vxlan_v6, neighbours=frozenset(neighbours), fdb=frozenset(fdb),
+                            nat=self.nat(), sysctls=self.sysctls(bool(learned)), warnings=tuple(warnings),
+                            unplanned=unplanned)
 
     # --- devices and host settings
 

@@ -6,8 +6,9 @@ second per-route dict of desired shapes: `PlannedRoutes` answers `get(key)` by a
 (one cached decision), and adds this host's own routes (blackholes, workloads) and, before the first
 snapshot, the routes a previous felixd left (`carry`). That halves felixd's per-route memory.
 
-The view follows the feed table as it changes, so it is read on the event loop only; a full sync
-works from a materialized plan (`PlanIndex.plan`), never from the view in a worker thread.
+The view follows the feed table as it changes. A full sync compares the kernel with it from a
+worker thread, so the daemon keeps the table still meanwhile (the feed client holds what arrives);
+`PlanIndex.plan` makes a materialized plan for tests and tools.
 """
 
 from __future__ import annotations

@@ -57,6 +57,7 @@ class Programmer:
         # routes (`carry`, read at start) and its neighbour and FDB entries. A felixd restart over an
         # unchanged kernel must not delete and re-add them.
         self.carrying = True
+        self.carry_expired = False  # set when the stale time ran out before a snapshot came
         self.carry: dict[RouteKey, RouteShape] = {}
         self.counts: Counter[str] = Counter()  # index builds, host reads, deltas, repairs (status, tests)
         self._base: PlanInput | None = None  # the model's part of the planner's input
@@ -99,15 +100,14 @@ class Programmer:
 
     def plan(self, feed: FeedTable) -> DesiredState:
         """Everything, from the feed table as it is now (no await: the caller clears its pending deltas
-        at the same moment)."""
-        desired = self._index().plan(feed.routes)
-        if self.carrying and feed.synced:
+        at the same moment, and keeps the table unchanged until the full sync is done). The routes
+        are a view over the feed table, not a copy: a resync of 100k routes holds no second table."""
+        if self.carrying and (feed.synced or self.carry_expired):
             self.stop_carrying()
-        if self.carry:
-            routes = dict(self.carry)
-            routes.update(desired.routes)
-            desired = dataclasses.replace(desired, routes=routes)
-        return desired
+        index = self._index()
+        desired = index.plan(feed.routes, routes=False)
+        self.planned = PlannedRoutes(index, feed.routes, index.local_routes(), self.carry)
+        return dataclasses.replace(desired, routes=self.planned)
 
     def stop_carrying(self) -> None:
         self.carrying = False
@@ -126,18 +126,16 @@ class Programmer:
                 self.index = None
 
     async def full_sync(self, feed: FeedTable, trigger: str, planned: DesiredState | None = None) -> ReconcileResult:
-        """Reconcile the kernel with `planned` (made by `plan` after `probe_devices`), or a plan made now."""
+        """Reconcile the kernel with `planned` (made by `plan` after `probe_devices`), or a plan made now.
+        The feed table must not change until this returns (the worker thread reads it)."""
         rec = self.reconciler
         desired = planned or self.plan(feed)
         t0 = time.monotonic()
         result = await rec.reconcile(desired, prune=not self.carrying)
         self.metrics.programming_seconds.observe(time.monotonic() - t0)
         self.modes = mode_counts(desired.routes.values())
-        # From here on the desired routes are a view over the feed table (no second per-route dict);
-        # the plan just made is dropped. Deltas keep the view and the kernel in step.
-        index = self._index()
-        self.planned = PlannedRoutes(index, feed.routes, index.local_routes(), self.carry)
-        self.desired = dataclasses.replace(desired, routes=self.planned)
+        # Deltas keep this view and the kernel in step from here on.
+        self.desired = desired
         self.last_result = result
         self.last_sync = time.time()
         self.counts["full_syncs"] += 1

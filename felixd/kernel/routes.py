@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import errno
 import socket
-from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -59,26 +59,38 @@ def classify(dumped: Iterable[KernelRoute], protocol: int, own_oifs: Collection[
 
 
 def diff_routes(desired: Mapping[RouteKey, RouteShape], owned: Iterable[KernelRoute], protocol: int,
-                out: RouteDiff) -> RouteDiff:
+                out: RouteDiff, again: Callable[[], Iterable[KernelRoute]] | None = None) -> RouteDiff:
     """Replaces for missing or different routes, deletes for owned routes not desired, in one pass over
-    `owned` (which may be a dump still in progress: nothing is kept per route but the keys seen).
+    `owned` (which may be a dump still in progress: nothing is kept per route).
+
+    The desired routes found are counted; when some are missing, a second pass finds which: over
+    `again()` (a second dump) when given, else over the keys the first pass kept. So a resync of an
+    unchanged kernel holds no per-route set at all.
 
     A desired route whose key is held by a foreign route is left out (and named in `out.conflicts`):
     writing it with replace would overwrite the other route. `out.foreign` must be complete before
     that check, so it runs after `owned` is exhausted.
     """
     ops = out.ops
-    seen: set[RouteKey] = set()
+    seen: set[RouteKey] | None = set() if again is None else None
+    found = 0
     for kr in owned:
         key = kr[0]
         shape = desired.get(key)
         if shape is None:
             ops.append((Op.DELETE, key, None, kr[6]))
             continue
-        seen.add(key)
+        found += 1
+        if seen is not None:
+            seen.add(key)
         version = key[0] if type(key) is bytes else key[0][0]  # type: ignore[index]
         if kr[6] != protocol or kr[1:6] != shape.signature(version):
             ops.append((Op.REPLACE, key, shape, protocol))
+    if found == len(desired):
+        return out
+    if seen is None:
+        assert again is not None
+        seen = {kr[0] for kr in again() if kr[0] in desired}
     foreign = out.foreign
     for key, shape in desired.items():
         if key in seen:
@@ -136,11 +148,12 @@ class KernelRoutes:
             for family in (socket.AF_INET, socket.AF_INET6):
                 yield from classify(self.bulk.dump_routes(family, None, names), protocol, own, out.foreign)
 
-        return diff_routes(desired, owned(), protocol, out)
+        return diff_routes(desired, owned(), protocol, out, again=owned)
 
     async def diff(self, desired: Mapping[RouteKey, RouteShape], protocol: int, ifindex: dict[str, int],
                    own_devices: Iterable[str] = ()) -> RouteDiff:
-        """Dump and diff in one pass in the worker thread: the dump is never held whole."""
+        """Dump and diff in the worker thread: the dump is never held whole. `desired` must not change
+        meanwhile (the daemon pauses the feed during a full sync)."""
         return await self.worker.acall(self._diff_sync, desired, protocol, ifindex, tuple(own_devices))
 
     # ------------------------------------------------------------ writes

@@ -216,3 +216,27 @@ async def test_readers_wait_for_a_whole_rib_before_their_snapshot(tmp_path: Path
     finally:
         await client.close()
         await server.close()
+
+
+async def test_a_paused_client_changes_nothing_until_resumed(tmp_path: Path) -> None:
+    """While felixd compares the kernel with its feed table (a full sync), the table must not change:
+    bytes that arrive meanwhile wait, and are applied on resume."""
+    server = FeedServer(str(tmp_path / "feed.sock"), lambda: [r("192.168.133.192/26")])
+    await server.start()
+    rec = Recorder()
+    client = FeedClient(server.path, rec)
+    client.start()
+    try:
+        await until(lambda: client.table.synced)
+        client.resume.clear()
+        server.publish({"192.168.97.192/26": r("192.168.97.192/26")})
+        await until(lambda: server.lag == 0)  # written to the socket
+        for _ in range(50):  # the loop runs many times: the frame is read, but not applied
+            await asyncio.sleep(0)
+        assert P("192.168.97.192/26") not in client.table.routes
+        client.resume.set()
+        await until(lambda: P("192.168.97.192/26") in client.table.routes)
+        assert rec.calls[-1] == (keys("192.168.97.192/26"), False)
+    finally:
+        await client.close()
+        await server.close()

@@ -270,3 +270,18 @@ def test_batch_encoder_refuses_unknown_devices_and_mixed_families() -> None:
     batch = enc.encode([(Op.REPLACE, r.key, r.shape, 80) for r in (nodev, good, mixed)], {"eth0": 7})
     assert [(e.dst, e.errno) for e in batch.errors] == [("10.0.1.0/24", 19), ("fd00::/64", 22)]
     assert [op[1] for op in batch.ops] == [good.key]
+
+
+def test_a_resync_reads_the_kernel_again_only_when_routes_are_missing() -> None:
+    """No per-route set is kept while comparing: the missing routes are found by a second dump, and
+    only when the first one found fewer desired routes than there are."""
+    dumps: list[int] = []
+
+    def again() -> list[KernelRoute]:
+        dumps.append(1)
+        return [kr(DIRECT)]
+
+    unchanged = diff_routes(route_map(DIRECT), [kr(DIRECT)], 80, RouteDiff(), again=again)
+    assert unchanged.ops == [] and dumps == []
+    missing = diff_routes(route_map(DIRECT, HOLE), [kr(DIRECT)], 80, RouteDiff(), again=again)
+    assert summary(missing) == [(Op.REPLACE, HOLE.dst, 80)] and dumps == [1]
