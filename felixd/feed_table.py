@@ -19,7 +19,8 @@ from proto.prefix import Address, Prefix
 
 class FeedTable:
     def __init__(self, stale_time: float = 120.0) -> None:
-        self.routes: dict[Prefix, Address] = {}
+        self.routes: dict[Prefix, Address] = {}  # replaced by a smaller copy after a large drop (below)
+        self._high = 0  # the most routes held since the dict was last made
         self.stale: set[Prefix] = set()
         self.stale_time = stale_time
         self.stale_deadline: float | None = None
@@ -74,7 +75,19 @@ class FeedTable:
                 ended = True
             elif kind is not Heartbeat:
                 raise FeedError(f"unexpected frame {frame!r}")
+        self._compact()
         return ended
+
+    def _compact(self) -> None:
+        """A dict never shrinks: after most of a big table went (a peer lost), copy what is left into a
+        new one. Otherwise the next full table would fill the old one's deleted slots and make it
+        resize to the same size, briefly holding two tables of 100k routes."""
+        n = len(self.routes)
+        if n > self._high:
+            self._high = n
+        elif self._high > 4096 and n < self._high // 8:
+            self.routes = dict(self.routes)
+            self._high = n
 
     def expire(self, now: float) -> set[Prefix]:
         """Drop stale routes whose graceful-restart time ran out."""
@@ -85,6 +98,7 @@ class FeedTable:
             self.routes.pop(prefix, None)
         self.stale = set()
         self.stale_deadline = None
+        self._compact()
         return gone
 
     def is_stale(self, prefix: Prefix) -> bool:

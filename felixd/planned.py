@@ -15,18 +15,23 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
 
+from felixd.feed_table import FeedTable
 from felixd.plan_index import PlanIndex
 from felixd.state import RouteKey, RouteShape
 from proto.prefix import Address, Prefix
 
 
 class PlannedRoutes(Mapping[RouteKey, RouteShape]):
-    def __init__(self, index: PlanIndex, learned: Mapping[Prefix, Address], local: dict[RouteKey, RouteShape],
+    def __init__(self, index: PlanIndex, table: FeedTable, local: dict[RouteKey, RouteShape],
                  carry: Mapping[RouteKey, RouteShape]) -> None:
         self.index = index
-        self.learned = learned
+        self.table = table  # its `routes` dict may be replaced (compacted): always read through it
         self.local = local
         self.carry = carry  # emptied (not replaced) when carrying stops
+
+    @property
+    def learned(self) -> Mapping[Prefix, Address]:
+        return self.table.routes
 
     def shape(self, prefix: Prefix, next_hop: Address | None) -> RouteShape | None:
         """The shape a learned route with this next hop has (None: not programmed)."""

@@ -106,7 +106,7 @@ class Programmer:
             self.stop_carrying()
         index = self._index()
         desired = index.plan(feed.routes, routes=False)
-        self.planned = PlannedRoutes(index, feed.routes, index.local_routes(), self.carry)
+        self.planned = PlannedRoutes(index, feed, index.local_routes(), self.carry)
         return dataclasses.replace(desired, routes=self.planned)
 
     def stop_carrying(self) -> None:

@@ -57,7 +57,7 @@ def test_delta_equals_a_full_plan(start: dict[bytes, bytes], batches: list[list[
     table = FeedTable()
     table.receive([frame(p, h, 0) for p, h in start.items()], {})
     full = idx.plan(table.routes)
-    view = PlannedRoutes(idx, table.routes, idx.local_routes(), {})
+    view = PlannedRoutes(idx, table, idx.local_routes(), {})
     desired = dataclasses.replace(full, routes=view)
     assert dict(view.items()) == full.routes and len(view) == len(full.routes)
     kernel = dict(full.routes)  # what the kernel holds: the ops of each delta applied to it
@@ -96,3 +96,21 @@ def test_decisions_are_made_once_per_pool_and_next_hop() -> None:
     assert len(idx._decisions) == 2  # the pool /16 decides with two octets: one key per next hop
     shapes = {id(s) for s in idx.plan(learned).routes.values()}
     assert len(shapes) <= 4  # two remote shapes, the local blackhole and the workload: shared objects
+
+
+def test_the_view_follows_the_feed_table_through_a_compaction() -> None:
+    """After most of a big table is withdrawn the feed table moves to a smaller dict; the desired-route
+    view reads through the table, so it follows, and a delta still plans against the right routes."""
+    idx = index(True)
+    table = FeedTable()
+    prefixes = [pf.parse(f"198.{18 + (i >> 16)}.{(i >> 8) & 255}.{i & 255}/32") for i in range(6000)]
+    table.receive([frame(p, HOPS[2], i) for i, p in enumerate(prefixes)], {})
+    view = PlannedRoutes(idx, table, idx.local_routes(), {})
+    before = table.routes
+    changed: dict[bytes, bytes | None] = {}
+    table.receive([frame(p, None, i) for i, p in enumerate(prefixes[100:])], changed)
+    assert table.routes is not before and len(table.routes) == 100  # compacted
+    desired = dataclasses.replace(idx.plan(table.routes), routes=view)
+    assert dict(view.items()) == idx.plan(table.routes).routes
+    delta = plan_delta(changed, view, desired, 80)
+    assert len(delta.ops) == 5900 and {op[0] for op in delta.ops} == {Op.DELETE}
