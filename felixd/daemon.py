@@ -33,8 +33,8 @@ from datastore import open_datastore
 from datastore.metrics import register as register_datastore_metrics
 from datastore.metrics import with_datastore
 from felixd.feed_client import FeedClient
-from felixd.kernel.devices import KernelRefused
 from felixd.kernel.events import KernelEvents
+from felixd.kernel.rtnl import KernelRefused
 from felixd.metrics import FelixMetrics
 from felixd.programmer import Programmer
 from felixd.reconcile import Reconciler, ReconcileResult

@@ -7,10 +7,8 @@ kernel writes nothing; each returns how many changes it made.
 
 from __future__ import annotations
 
-import errno
 import ipaddress
 import logging
-import os
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
@@ -18,6 +16,7 @@ from typing import Any
 from pyroute2 import AsyncIPRoute
 from pyroute2.netlink.exceptions import NetlinkError
 
+from felixd.kernel.rtnl import KernelRefused
 from felixd.state import FdbEntry, IpipDevice, Neighbour, VxlanDevice
 
 log = logging.getLogger(__name__)
@@ -28,17 +27,6 @@ IFF_UP = 0x1
 EOPNOTSUPP = 95
 ENODEV = 19
 OWN_DEVICE_NAMES = ("tunl0", "vxlan.calico", "vxlan-v6.calico")
-
-
-class KernelRefused(OSError):
-    """The kernel refused a change to one of felixd's own devices: which change, and its errno."""
-
-    def __init__(self, code: int, what: str) -> None:
-        super().__init__(code, os.strerror(code))
-        self.what = what
-
-    def __str__(self) -> str:
-        return f"{self.what}: {self.strerror} ({errno.errorcode.get(self.errno or 0, self.errno)})"
 
 
 @dataclass

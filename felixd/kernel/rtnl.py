@@ -6,6 +6,8 @@ are built and read with `struct` in native byte order, as netlink defines them.
 
 from __future__ import annotations
 
+import errno
+import os
 import struct
 from collections.abc import Iterator
 
@@ -94,3 +96,14 @@ def messages(data: bytes | memoryview) -> Iterator[tuple[int, int, int, int, int
             break
         yield pos, min(pos + length, end), mtype, flags, seq, pid
         pos += (length + 3) & ~3
+
+
+class KernelRefused(OSError):
+    """The kernel refused a change to one of felixd's own devices: which change, and its errno."""
+
+    def __init__(self, code: int, what: str) -> None:
+        super().__init__(code, os.strerror(code))
+        self.what = what
+
+    def __str__(self) -> str:
+        return f"{self.what}: {self.strerror} ({errno.errorcode.get(self.errno or 0, self.errno)})"
