@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import errno
 import logging
+import sys
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
@@ -114,6 +115,7 @@ class Reconciler:
     async def pyroute2(self) -> Any:
         """pyroute2's AsyncIPRoute in the namespace, opened on first use."""
         if self._ipr is None:
+            _allow_tls()
             from pyroute2 import AsyncIPRoute
 
             # flags=0: never create a namespace that is not there
@@ -130,6 +132,7 @@ class Reconciler:
 
     async def open_devices(self) -> Devices:
         if self._devices is None:
+            _allow_tls()
             from felixd.kernel.devices import Devices, DeviceStats
 
             stats = DeviceStats(self.device_stats.changes, self.device_stats.ipip_unsupported,
@@ -281,6 +284,13 @@ class Reconciler:
         """The host's own network (links, addresses, other protocols' routes), through the route socket."""
         async with self._lock:
             return await self.worker.acall(read_host_sync, self.routes.bulk, self.protocol)
+
+
+def _allow_tls() -> None:
+    """pyroute2 imports `ssl` (for a probe it never uses here), which the entry point keeps out of a
+    daemon that needs no TLS (runtime/lean.py): let it load once pyroute2 is needed, for a device."""
+    if "ssl" in sys.modules and sys.modules["ssl"] is None:
+        del sys.modules["ssl"]
 
 
 async def resync_loop(rec: Reconciler, desired: Callable[[], DesiredState], *, interval: float = 60.0,

@@ -174,9 +174,9 @@ class KernelRoutes:
 
     async def apply_incremental(self, ops: Sequence[RouteOp], ifindex: dict[str, int]) -> list[RouteError]:
         """The same writes through pyroute2, one call per route (the reference path)."""
+        ipr = await self._ipr_factory()  # first: it makes pyroute2 importable (see Reconciler.pyroute2)
         from pyroute2.netlink.exceptions import NetlinkError
 
-        ipr = await self._ipr_factory()
         errors: list[RouteError] = []
         for op, key, shape, protocol in ops:
             prefix, table, metric = split_key(key)
