@@ -210,6 +210,34 @@ def program(targets: list[Target]) -> list[str]:
             *table(["measure", "ratio", "time"], rows), *footer([e])]
 
 
+def feed_to_kernel(targets: list[Target]) -> list[str]:
+    part = load("feed_to_kernel.json")
+    if not part:
+        targets.append({"benchmark": "feed_to_kernel", "target": "one change through tortie-felixd, p99 <= 2 ms",
+                        "value": "-", "met": None, "run": "-"})
+        return ["No results yet: run `bench/feed_to_kernel.py`."]
+    rows = []
+    for label, e in part.items():
+        felixd = f"{label} ({str(e.get('felixd_commit') or NR)[:10]})"
+        rows.append([felixd, f"{e.get('routes', 0):,}", str(e.get("rounds", NR)),
+                     f"{num(e.get('felixd_install_s'), '{:.2f} s')} / {num(e.get('ip_batch_install_s'), '{:.2f} s')}",
+                     num(e.get("ratio_install"), "**{:.2f}x**"),
+                     f"{num(e.get('felixd_install_cpu_s'), '{:.2f}')} / {num(e.get('ip_batch_install_cpu_s'), '{:.2f}')}"
+                     f" ({num(e.get('ratio_install_cpu'), '{:.2f}x')})",
+                     f"{num(e.get('felixd_remove_s'), '{:.2f} s')} / {num(e.get('ip_batch_remove_s'), '{:.2f} s')}",
+                     f"{num(e.get('felixd_rss_loaded_mib'), '{:.0f}')} / {num(e.get('felixd_rss_peak_mib'), '{:.0f}')} MiB",
+                     f"{num(e.get('single_change_p50_ms'), '{:.2f}')} / {num(e.get('single_change_p99_ms'), '{:.2f}')} ms"
+                     f" ({e.get('single_change_samples', NR)})", run_cell(e)])
+        if label == "after" or len(part) == 1:
+            p99 = e.get("single_change_p99_ms")
+            targets.append({"benchmark": f"feed_to_kernel {e.get('routes', 0):,} routes",
+                            "target": "one change through tortie-felixd, p99 <= 2 ms", "value": num(p99, "{:.2f} ms"),
+                            "met": None if p99 is None else p99 <= 2, "run": run_cell(e)})
+    return table(["felixd", "routes", "rounds", "install: felixd / `ip -batch`", "ratio", "install CPU s (ratio)",
+                  "remove", "felixd RSS with N / peak", "one change p50 / p99 (samples)", "run"], rows) + \
+        footer(list(part.values()))
+
+
 def codec(targets: list[Target]) -> list[str]:
     e = load("codec.json")
     if not e:
@@ -338,14 +366,14 @@ def targets_table(targets: list[Target]) -> list[str]:
 # ---------------------------------------------------------------- README
 
 
-SECTIONS = ("datapath", "scale-reflector", "scale-mesh", "ingest", "program", "codec")
+SECTIONS = ("datapath", "scale-reflector", "scale-mesh", "ingest", "program", "feed_to_kernel", "codec")
 
 
 def generate() -> dict[str, list[str]]:
     targets: list[Target] = []
     blocks = {"datapath": datapath(targets), "scale-reflector": scale_reflector(targets),
               "scale-mesh": scale_mesh(targets), "ingest": ingest(targets), "program": program(targets),
-              "codec": codec(targets)}
+              "feed_to_kernel": feed_to_kernel(targets), "codec": codec(targets)}
     blocks["targets"] = targets_table(targets)
     return blocks
 

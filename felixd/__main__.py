@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import asyncio
 import sys
 from collections.abc import Sequence
 
-from felixd.daemon import FelixDaemon
 from runtime.cli import check_config, daemon_parser
+from runtime.lean import tls_only_if_needed
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -19,8 +18,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--install-poolless", action="store_true",
                    help="also install learned routes outside every IPPool (e.g. from a ToR)")
     args = p.parse_args(argv)
+    # no OpenSSL unless the datastore needs TLS: decided before asyncio is imported (runtime/lean.py)
+    tls_only_if_needed(args.config)
     if args.check_config:
         return check_config(args, lambda model: model.node(args.node))  # type: ignore[attr-defined]
+    import asyncio
+
+    from felixd.daemon import FelixDaemon
+
     return asyncio.run(FelixDaemon(args).run())
 
 

@@ -1,11 +1,16 @@
 """tortie-felixd: keeps the kernel's pod routing equal to the plan for this node.
 
 Inputs: the cluster model (watched file), the learned routes (route feed from bgpd) and the host's
-own network (read from the kernel). Output: a DesiredState that the Reconciler makes true.
+own network (read from the kernel, followed by netlink events). `felixd.programmer.Programmer` turns
+them into kernel writes; this module is the process around it: one worker task that runs the
+Programmer's jobs in order, the tasks that feed it (feed client, netlink events, config watch,
+periodic check), the control verbs and start-up and shutdown.
 
-Two paths: a full sync (plan everything, reconcile against a read of the kernel) at start-up, at the
-end of every feed snapshot, on configuration changes, periodically and on demand; and a delta path for
-single feed messages that plans only the changed prefixes and writes them without reading the kernel.
+The worker's jobs, most urgent first: a full sync (start, snapshot end, model or host change,
+periodic, on demand), a host re-read (links, addresses or other routes changed), repairs of routes
+someone else touched, then feed deltas in bounded batches. A big stream of deltas (a peer
+announcing 100k routes) is written batch by batch while the feed client keeps reading: kernel
+programming overlaps bgpd's ingest, and no batch holds more than `BATCH` routes.
 """
 
 from __future__ import annotations
@@ -13,29 +18,29 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import ctypes
 import errno
 import gc
 import logging
 import os
 import signal
+import sys
 import time
+from itertools import islice
 from pathlib import Path
-
-from pyroute2.netlink.exceptions import NetlinkError
 
 from datastore import open_datastore
 from datastore.metrics import register as register_datastore_metrics
 from datastore.metrics import with_datastore
 from felixd.feed_client import FeedClient
-from felixd.host import read_host, read_links
-from felixd.inputs import learned_routes, plan_input
-from felixd.kernel.devices import KernelRefused
 from felixd.kernel.events import KernelEvents
-from felixd.kernel.netlink_bulk import to_route
+from felixd.kernel.rtnl import KernelRefused
 from felixd.metrics import FelixMetrics
-from felixd.plan import PartialPlan, PlanInput, Planner
+from felixd.programmer import Programmer
 from felixd.reconcile import Reconciler, ReconcileResult
-from felixd.state import RTPROT_TORTIE, DesiredState, Mode, Route
+from felixd.state import RTPROT_TORTIE, RouteKey, RouteShape, key_parts
+from proto import prefix as pf
+from proto.prefix import Address, Prefix
 from proto.resources import ClusterModel, NotFoundError, ValidationError
 from runtime import logs
 from runtime.caps import capability_report
@@ -45,6 +50,11 @@ from runtime.http import ManagementServer
 from runtime.sdnotify import Notifier
 
 log = logging.getLogger("tortie.felix")
+
+BATCH = 4096  # feed changes planned and written at once at most (one bulk netlink chunk)
+BACKLOG = 2 * BATCH  # feed changes waiting beyond which the feed socket is not read
+EVENT_DEBOUNCE = 0.02  # a burst of netlink events (a link flapping, a flush) is handled once
+TRIM_AFTER = 8192  # route writes after which an idle worker returns freed heap memory to the system
 
 
 class FelixDaemon:
@@ -56,204 +66,205 @@ class FelixDaemon:
         self.protocol: int = getattr(args, "route_protocol", RTPROT_TORTIE)
         self.resync_interval: float = getattr(args, "resync_interval", 30.0)
         self.stale_time: float = getattr(args, "stale_time", 120.0)
-        self.install_poolless: bool = getattr(args, "install_poolless", False)
         self.metrics = FelixMetrics()
         for op in ("replace", "delete", "sync"):
             self.metrics.netlink_errors.labels(op)  # exported at 0 before the first error
         for kind in ("route", "device", "neighbour"):
             self.metrics.drift_repairs.labels(kind)  # at 0 too: an alert's increase() needs the series
         self.notifier = Notifier()
-        self.model: ClusterModel | None = None
-        self.desired: DesiredState | None = None
         self.reconciler = Reconciler(netns=netns, protocol=self.protocol)
+        self.programmer = Programmer(self.reconciler, self.node, self.metrics,
+                                     install_poolless=getattr(args, "install_poolless", False))
         self.feed: FeedClient | None = None
         self.ready = False
         self.started = time.monotonic()
-        self.last_sync: float | None = None
-        self.last_result: ReconcileResult | None = None
-        self._full = asyncio.Event()
         self._stop = asyncio.Event()
-        self._carry: dict[tuple[str, int, int], Route] = {}  # kernel routes kept until the feed syncs
-        self._warned: set[str] = set()
-        self._sync_lock = asyncio.Lock()  # one sync at a time: they share one netlink socket
+        self._wake = asyncio.Event()
+        self._full: str | None = None  # trigger of a requested full sync
+        self._host_dirty = False
+        # changed prefixes, in arrival order, not yet written, with the next hop each had when planned
+        self._pending: dict[Prefix, Address | None] = {}
+        self._touched: dict[RouteKey, tuple[int, bool]] = {}
+        self._full_waiters: list[asyncio.Future[ReconcileResult]] = []
+        self._trimmed_at = 0  # route messages written when the heap was last trimmed
 
-    # ---------------------------------------------------------------- planning
+    @property
+    def model(self) -> ClusterModel | None:
+        return self.programmer.model
 
-    async def _input(self) -> PlanInput:
-        assert self.model is not None and self.feed is not None
-        ipr = self.reconciler.ipr
-        interfaces, host_routes = await read_host(ipr, self.protocol)
-        links = await read_links(ipr)
-        table = self.feed.table
-        routes = learned_routes((p, r.next_hop, table.is_stale(p)) for p, r in table.routes.items())
-        return plan_input(self.model, self.node, routes, interfaces, host_routes,
-                          install_poolless=self.install_poolless,
-                          ipip_supported=not self.reconciler.device_stats.ipip_unsupported, links=links)
+    @property
+    def desired(self):  # type: ignore[no-untyped-def]
+        return self.programmer.desired
 
-    def _with_carry(self, desired: DesiredState) -> DesiredState:
-        """Until the first snapshot arrives, keep the routes a previous felixd left: a felixd restart
-        over an unchanged kernel must not delete and re-add them."""
-        if not self._carry or (self.feed is not None and self.feed.table.synced):
-            self._carry = {}
-            return desired
-        routes = dict(self._carry)
-        routes.update(desired.routes)
-        return DesiredState(routes=routes, ipip=desired.ipip, vxlan=desired.vxlan, vxlan_v6=desired.vxlan_v6,
-                            neighbours=desired.neighbours, fdb=desired.fdb, nat=desired.nat,
-                            sysctls=desired.sysctls, warnings=desired.warnings)
+    # ---------------------------------------------------------------- the worker
+
+    def request_full(self, trigger: str) -> None:
+        self._full = self._full or trigger
+        self._wake.set()
+
+    def _on_feed(self, changed: dict[Prefix, Address | None], ended: bool) -> None:
+        if ended:
+            self.request_full("feed")
+        elif changed:
+            pending = self._pending
+            if pending:
+                # a prefix already waiting keeps the next hop it had when it first changed
+                for prefix, old in changed.items():
+                    if prefix not in pending:
+                        pending[prefix] = old
+            else:
+                self._pending = pending = changed
+            if len(pending) >= BACKLOG and self.feed is not None:
+                self.feed.resume.clear()
+        self._wake.set()
+
+    def _take(self) -> dict[Prefix, Address | None]:
+        pending = self._pending
+        if len(pending) <= BATCH:
+            self._pending = {}
+            batch = pending
+        else:
+            batch = {prefix: pending[prefix] for prefix in islice(pending, BATCH)}
+            for prefix in batch:
+                del pending[prefix]
+        if len(self._pending) < BATCH and self.feed is not None:
+            self.feed.resume.set()
+        return batch
 
     async def full_sync(self, trigger: str) -> ReconcileResult:
-        async with self._sync_lock:
-            return await self._full_sync(trigger)
-
-    async def _full_sync(self, trigger: str) -> ReconcileResult:
-        data = await self._input()
-        desired = Planner(data).plan()
-        if desired.ipip is not None and not self.reconciler.device_stats.ipip_unsupported:
-            # Learn now whether this kernel can do IP-in-IP, so the plan never names a missing tunl0.
-            await self.reconciler.devices.sync_ipip(desired.ipip)
-            if self.reconciler.device_stats.ipip_unsupported:
-                self.metrics.kernel_unsupported.labels("ipip").set(1)
-                data = await self._input()
-                desired = Planner(data).plan()
-        desired = self._with_carry(desired)
-        t0 = time.monotonic()
-        result = await self.reconciler.reconcile(desired)
-        self.metrics.programming_seconds.observe(time.monotonic() - t0)
-        self._after(desired, result, trigger)
+        assert self.feed is not None
+        prog, feed = self.programmer, self.feed
+        # The feed table stays as it is until the kernel has been compared with it (the comparison runs
+        # in a worker thread, over a view of the table); bgpd coalesces what it sends meanwhile.
+        feed.resume.clear()
+        try:
+            # a full sync looks at the host too when it may have missed a change (or never looked)
+            look = prog.host is None or trigger in ("periodic", "netlink", "manual")
+            if look and await prog.read_host() == "host" and trigger == "periodic":
+                trigger = "host"
+            await prog.probe_devices()
+            planned = prog.plan(feed.table)
+            self._pending = {}  # the plan has them all
+            result = await prog.full_sync(feed.table, trigger, planned)
+        finally:
+            feed.resume.set()
+        prog.update_gauges(feed.table)
         return result
 
-    def _after(self, desired: DesiredState, result: ReconcileResult, trigger: str) -> None:
-        self.desired = desired
-        self.last_result = result
-        self.last_sync = time.time()
-        self.metrics.resyncs.labels(trigger).inc()
-        if trigger in ("periodic", "netlink") and result.changes:
-            self.metrics.drift_repairs.labels("route").inc(result.routes_replaced + result.routes_deleted)
-            self.metrics.drift_repairs.labels("device").inc(result.device_changes)
-            self.metrics.drift_repairs.labels("neighbour").inc(result.neighbour_changes + result.fdb_changes)
-        for err in result.route_errors:
-            self.metrics.netlink_errors.labels(err.op.name.lower()).inc()
-        self._update_gauges()
-        for w in desired.warnings:
-            if w not in self._warned:
-                log.warning("%s", w)
-                self._warned.add(w)
-        self._warned &= set(desired.warnings)
-        if result.changes:
-            log.info("reconcile (%s): %d routes replaced, %d deleted, %d device, %d neighbour/FDB, %d NAT changes",
-                     trigger, result.routes_replaced, result.routes_deleted, result.device_changes,
-                     result.neighbour_changes + result.fdb_changes, result.nat_changes)
-
-    def _update_gauges(self) -> None:
-        d = self.desired
-        if d is None:
-            return
-        counts = dict.fromkeys(Mode, 0)
-        for r in d.routes.values():
-            counts[r.mode] += 1
-        for mode, n in counts.items():
-            self.metrics.routes.labels(mode.value).set(n)
-        self.metrics.stale_routes.set(len(self.feed.table.stale) if self.feed else 0)
-        self.metrics.plan_warnings.set(len(d.warnings))
-        stats = self.reconciler.device_stats
-        self.metrics.kernel_unsupported.labels("ipip").set(1 if stats.ipip_unsupported else 0)
-        self.metrics.devices.labels("tunl0").set(1 if d.ipip is not None and not stats.ipip_unsupported else 0)
-        self.metrics.devices.labels("vxlan.calico").set(1 if d.vxlan is not None else 0)
-        self.metrics.devices.labels("vxlan-v6.calico").set(1 if d.vxlan_v6 is not None else 0)
-
-    async def delta(self, changed: set[str]) -> bool:
-        """Plan only the changed prefixes and write them; False when a full sync is needed instead."""
-        async with self._sync_lock:
-            return await self._delta(changed)
-
-    async def _delta(self, changed: set[str]) -> bool:
-        if self.desired is None or self.model is None or self.feed is None:
-            return False
-        t0 = time.monotonic()
-        planner = Planner(await self._input())
-        out = PartialPlan()
-        table = self.feed.table
-        for prefix in changed:
-            route = table.routes.get(prefix)
-            if route is not None:
-                planner.plan_remote(learned_routes([(prefix, route.next_hop, table.is_stale(prefix))])[0], out)
-        # New VXLAN neighbours/FDB entries or devices need the full path.
-        if not (out.neighbours <= self.desired.neighbours and out.fdb <= self.desired.fdb):
-            return False
-        if any(r.dev in ("tunl0", "vxlan.calico", "vxlan-v6.calico") and
-               not self._device_wanted(r.dev) for r in out.routes.values()):
-            return False
-        routes = dict(self.desired.routes)
-        replace, delete = [], []
-        planned = {r.dst: r for r in out.routes.values()}
-        for prefix in changed:
-            key = (prefix, 254, 0)
-            new = planned.get(prefix)
-            old = routes.get(key)
-            if old is not None and old.mode in (Mode.LOCAL_BLOCK, Mode.WORKLOAD):
-                continue  # never displaced by a learned route
-            if new is None:
-                if old is not None:
-                    delete.append(old)
-                    del routes[key]
-            elif old is None or not old.kernel_equal(new):
-                replace.append(new)
-                routes[key] = new
+    async def _run_one(self) -> bool:
+        """Run the most urgent job; False when there is none."""
+        prog, feed = self.programmer, self.feed
+        assert feed is not None
+        if self._full is not None:
+            trigger, self._full = self._full, None
+            waiters, self._full_waiters = self._full_waiters, []
+            try:
+                result = await self.full_sync(trigger)
+            except Exception as exc:
+                for w in waiters:
+                    w.set_exception(exc)
+                raise
+            for w in waiters:
+                w.set_result(result)
+            return True
+        if self._host_dirty:
+            self._host_dirty = False
+            changed = await prog.read_host()
+            if changed is not None:
+                self.request_full(changed)
+            return True
+        if self._touched:
+            touched, self._touched = self._touched, {}
+            await prog.repair(touched)
+            return True
+        if self._pending:
+            if await prog.delta(self._take()):
+                prog.update_gauges(feed.table)
             else:
-                routes[key] = new
-        result = await self.reconciler.apply_routes(replace, delete)
-        self.metrics.programming_seconds.observe(time.monotonic() - t0)
-        for err in result.route_errors:
-            self.metrics.netlink_errors.labels(err.op.name.lower()).inc()
-        self.desired = DesiredState(routes=routes, ipip=self.desired.ipip, vxlan=self.desired.vxlan,
-                                    vxlan_v6=self.desired.vxlan_v6, neighbours=self.desired.neighbours,
-                                    fdb=self.desired.fdb, nat=self.desired.nat, sysctls=self.desired.sysctls,
-                                    warnings=self.desired.warnings)
-        self._update_gauges()
-        return not result.route_errors
+                self.request_full("feed")
+            return True
+        return False
 
-    def _device_wanted(self, dev: str | None) -> bool:
-        d = self.desired
-        assert d is not None
-        return (dev == "tunl0" and d.ipip is not None) or (dev == "vxlan.calico" and d.vxlan is not None) or \
-            (dev == "vxlan-v6.calico" and d.vxlan_v6 is not None)
+    def _trim(self, after: int) -> None:
+        """Hand the heap's freed memory back to the system once `after` route writes went by since the
+        last time (glibc keeps it otherwise: 100k routes in and out leave ~10 MB behind)."""
+        written = self.reconciler.routes.bulk.messages
+        if written - self._trimmed_at >= after:
+            self._trimmed_at = written
+            _malloc_trim()
+
+    async def _worker(self) -> None:
+        while not self._stop.is_set():
+            await self._wake.wait()
+            self._wake.clear()
+            try:
+                while await self._run_one():
+                    pass
+                self._trim(TRIM_AFTER)
+            except Exception:
+                log.exception("kernel programming failed; retrying on the next resync")
+                self.metrics.netlink_errors.labels("sync").inc()
+
+    async def _periodic(self) -> None:
+        while True:
+            await asyncio.sleep(self.resync_interval)
+            self.request_full("periodic")
+
+    async def _kernel_events(self, events: KernelEvents) -> None:
+        while True:
+            await events.changed.wait()
+            await asyncio.sleep(EVENT_DEBOUNCE)
+            events.changed.clear()
+            touched, host, neighbours, overflow = events.sorter.take()
+            if overflow or neighbours:
+                self.request_full("netlink")
+            if host:
+                self._host_dirty = True
+            if touched:
+                self._touched.update(touched)
+            self._wake.set()
 
     # ---------------------------------------------------------------- control
 
     async def ctl_status(self) -> dict[str, object]:
-        d = self.desired
+        d, prog, feed = self.desired, self.programmer, self.feed
         return {
-            "node": self.node, "ready": self.ready, "feed_connected": bool(self.feed and self.feed.connected),
-            "feed_synced": bool(self.feed and self.feed.table.synced),
-            "routes": len(d.routes) if d else 0, "stale": len(self.feed.table.stale) if self.feed else 0,
-            "warnings": list(d.warnings) if d else [], "last_sync": self.last_sync,
+            "node": self.node, "ready": self.ready, "feed_connected": bool(feed and feed.connected),
+            "feed_synced": bool(feed and feed.table.synced),
+            # kept per mode as deltas come: counting the view would plan every route again
+            "routes": sum(prog.modes.values()) if d else 0, "stale": len(feed.table.stale) if feed else 0,
+            "warnings": list(d.warnings) if d else [], "last_sync": prog.last_sync,
             "ipip_supported": not self.reconciler.device_stats.ipip_unsupported,
             "uptime_seconds": round(time.monotonic() - self.started, 1),
+            # what felixd did so far: tests and operators see a delta cost no dump and no rebuild
+            "counts": {**prog.counts, "route_dumps": self.reconciler.routes.bulk.dumps,
+                       "route_messages": self.reconciler.routes.bulk.messages,
+                       "feed_frames": feed.frames if feed else 0},
         }
 
     async def ctl_routes(self) -> list[dict[str, object]]:
         d = self.desired
         if d is None:
             return []
-        async with self._sync_lock:
-            actual = await self.reconciler.read_routes(d)
-        kernel = {}
-        for kr in actual.values():
-            r = to_route(kr)
-            kernel[(r.dst, r.table, r.metric)] = r
+        kernel = await self.reconciler.read_routes(d)
+        feed = self.feed
         rows = []
-        for key, r in sorted(d.routes.items(), key=lambda kv: _sort_key(kv[1].dst)):
+        for key, shape in sorted(d.routes.items(), key=lambda kv: _sort_key(kv[0])):
+            prefix, _table, _metric = key_parts(key)
             have = kernel.get(key)
-            rows.append({"prefix": r.dst, "kind": r.kind.value, "gateway": r.gateway, "dev": r.dev,
-                         "onlink": r.onlink, "scope_link": r.scope_link, "mode": r.mode.value, "pool": r.pool,
-                         "stale": bool(self.feed and self.feed.table.is_stale(r.dst)),
-                         "in_kernel": have is not None and have.kernel_equal(r)})
+            rows.append({"prefix": pf.text(prefix), "kind": shape.kind.value,
+                         "gateway": pf.address_text(shape.gateway) if shape.gateway else None, "dev": shape.dev,
+                         "onlink": shape.onlink, "scope_link": shape.scope_link, "mode": shape.mode.value,
+                         "pool": shape.pool, "stale": bool(feed and feed.table.is_stale(prefix)),
+                         "in_kernel": _in_kernel(have, shape, prefix[0], self.protocol)})
         return rows
 
     async def ctl_resync(self) -> dict[str, int]:
-        result = await self.full_sync("manual")
-        return {"changes": result.changes}
+        """A full sync now (by the worker, after the job it is doing), answered when done."""
+        done: asyncio.Future[ReconcileResult] = asyncio.get_running_loop().create_future()
+        self._full_waiters.append(done)
+        self.request_full("manual")
+        return {"changes": (await done).changes}
 
     # ---------------------------------------------------------------- running
 
@@ -261,38 +272,6 @@ class FelixDaemon:
         if not self.ready:
             return False, "first reconcile not done"
         return True, "ok"
-
-    def _on_feed(self, changed: set[str], full: bool) -> None:
-        self._pending_changes |= changed
-        if full:
-            self._full_trigger = "feed"
-            self._full.set()
-        self._wake.set()
-
-    async def _worker(self) -> None:
-        while not self._stop.is_set():
-            await self._wake.wait()
-            self._wake.clear()
-            changed, self._pending_changes = self._pending_changes, set()
-            try:
-                if self._full.is_set():
-                    self._full.clear()
-                    await self.full_sync(self._full_trigger)
-                elif changed and not await self.delta(changed):
-                    await self.full_sync("feed")
-            except Exception:
-                log.exception("kernel programming failed; retrying on the next resync")
-                self.metrics.netlink_errors.labels("sync").inc()
-
-    def request_full(self, trigger: str) -> None:
-        self._full_trigger = trigger
-        self._full.set()
-        self._wake.set()
-
-    async def _periodic(self) -> None:
-        while True:
-            await asyncio.sleep(self.resync_interval)
-            self.request_full("periodic")
 
     async def _watch_config(self, queue: asyncio.Queue[object]) -> None:
         while True:
@@ -312,7 +291,7 @@ class FelixDaemon:
             self.metrics.config_reloads.labels("invalid").inc()
             log.error("configuration not reloaded: it has no Node %s", self.node)
             return
-        self.model = model
+        self.programmer.set_model(model)
         self.metrics.config_reloads.labels("ok").inc()
         log.info("configuration reloaded (revision %s)", getattr(model, "revision", "?"))
         self.request_full("config")
@@ -332,27 +311,26 @@ class FelixDaemon:
 
     async def run(self) -> int:
         args = self.args
+        _mmap_big_buffers()
         try:
             store = open_datastore(args.config)
-            self.model = store.load()
-            self.model.node(self.node)
+            model = store.load()
+            model.node(self.node)
         except (ValidationError, NotFoundError, OSError) as exc:
             logs.setup(args.log_level or "info", args.log_format)
             return config_failed(log, exc, self.notifier)
-        logs.setup(args.log_level or self.model.bgp_config.log_severity_screen, args.log_format)
-        self._wake = asyncio.Event()
-        self._pending_changes: set[str] = set()
-        self._full_trigger = "startup"
+        logs.setup(args.log_level or model.bgp_config.log_severity_screen, args.log_format)
+        self.programmer.set_model(model)
         self.run_dir.mkdir(parents=True, exist_ok=True)
         await self.reconciler.open()
         # routes a previous felixd left are kept until the feed's first snapshot (or its stale time)
-        for kr in (await self.reconciler.read_routes()).values():
-            r = to_route(kr)
-            self._carry[(r.dst, r.table, r.metric)] = r
+        for key, kr in (await self.reconciler.read_routes()).items():
+            self.programmer.carry[key] = RouteShape(kind=kr[1], gateway=kr[2], dev=kr[3], onlink=kr[4],
+                                                    scope_link=kr[5])
         mgmt = ManagementServer(self.metrics.registry, args.metrics_address or "127.0.0.1",
                                 9091 if args.metrics_port is None else args.metrics_port,
                                 with_datastore(self._ready_check, store.status),
-                                metrics=self.model.bgp_config.prometheus_metrics_enabled)
+                                metrics=model.bgp_config.prometheus_metrics_enabled)
         register_datastore_metrics(self.metrics.registry, store.status)
         await mgmt.start()
         control = ControlServer(str(self.run_dir / "felixd.sock"))
@@ -362,17 +340,8 @@ class FelixDaemon:
         await control.start()
         self.feed = FeedClient(str(self.run_dir / "feed.sock"), self._on_feed, stale_time=self.stale_time,
                                on_connected=lambda up: self.metrics.feed_connected.set(1 if up else 0))
-        self.feed.start()
-        events = KernelEvents(self.netns, self.protocol)
-
-        async def kernel_events() -> None:
-            while True:
-                await events.changed.wait()
-                await asyncio.sleep(0.05)  # a burst (a link flapping, a flush) becomes one resync
-                events.changed.clear()
-                self.request_full("netlink")
-
-        watch = store.watch(initial=self.model)
+        events = KernelEvents(self.netns, self.protocol, (self.reconciler.portid,))
+        watch = store.watch(initial=model)
         queue = watch.asyncio_queue()
         loop = asyncio.get_running_loop()
         loop.add_signal_handler(signal.SIGTERM, self._stop.set)
@@ -380,29 +349,36 @@ class FelixDaemon:
 
         def reload() -> None:
             self.notifier.reloading()
-            event = watch.check_now()
-            if event is None:
+            if watch.check_now() is None:
                 self.request_full("config")
             self.notifier.ready("reloaded")
 
         loop.add_signal_handler(signal.SIGHUP, reload)
-        tasks = [loop.create_task(self._worker()), loop.create_task(self._periodic()),
-                 loop.create_task(kernel_events()),
-                 loop.create_task(self._watch_config(queue))]
-        carry_deadline = loop.call_later(self.stale_time, lambda: (self._carry.clear(), self.request_full("stale")))
+
+        def carry_expired() -> None:
+            self.programmer.carry_expired = True  # dropped by the next plan, not under a running sync
+            self.request_full("stale")
+
+        carry_deadline = loop.call_later(self.stale_time, carry_expired)
+        tasks: list[asyncio.Task[None]] = []
         try:
             try:
                 await self.full_sync("startup")
-            except (OSError, NetlinkError) as exc:
+            except Exception as exc:
+                if not isinstance(exc, OSError) and not _pyroute2_error(exc):
+                    raise
                 return self._cannot_program(exc)
-            # what start-up built lives as long as the process: keep the collector off it, so a full
-            # collection over a large table never stalls a feed message
+            self.feed.start()
+            tasks = [loop.create_task(self._worker()), loop.create_task(self._periodic()),
+                     loop.create_task(self._kernel_events(events)), loop.create_task(self._watch_config(queue))]
+            # what start-up built lives as long as the process: keep the collector off it
             gc.collect()
             gc.freeze()
             self.ready = True
-            self.notifier.ready(f"programmed {len(self.desired.routes) if self.desired else 0} routes")
+            routes = sum(self.programmer.modes.values())
+            self.notifier.ready(f"programmed {routes} routes")
             wd = self.notifier.start_watchdog()
-            log.info("felixd ready on node %s: %d routes", self.node, len(self.desired.routes) if self.desired else 0)
+            log.info("felixd ready on node %s: %d routes", self.node, routes)
             await self._stop.wait()
             await Notifier.cancel(wd)
         finally:
@@ -424,8 +400,37 @@ class FelixDaemon:
         return 0
 
 
-def _sort_key(dst: str) -> tuple[int, int, int]:
-    import ipaddress
+def _pyroute2_error(exc: BaseException) -> bool:
+    """A pyroute2 NetlinkError (not an OSError), without importing pyroute2 where it never ran."""
+    module = sys.modules.get("pyroute2.netlink.exceptions")
+    return module is not None and isinstance(exc, module.NetlinkError)
 
-    net = ipaddress.ip_network(dst)
-    return (net.version, int(net.network_address), net.prefixlen)
+
+def _malloc_trim() -> None:
+    """glibc's malloc_trim(0); nothing where there is no such call (another libc)."""
+    try:
+        ctypes.CDLL(None).malloc_trim(0)
+    except (OSError, AttributeError):
+        pass
+
+
+M_MMAP_THRESHOLD = -3
+
+
+def _mmap_big_buffers(threshold: int = 64 << 10) -> None:
+    """Serve allocations from `threshold` up (a batch of encoded routes, a socket read, a dict table)
+    with their own mappings, returned to the system when freed. glibc's default raises this threshold
+    after the first such free, and the big transient buffers of a route burst then stay in the heap."""
+    try:
+        ctypes.CDLL(None).mallopt(M_MMAP_THRESHOLD, threshold)
+    except (OSError, AttributeError):
+        pass
+
+
+def _sort_key(key: RouteKey) -> tuple[object, ...]:
+    prefix, table, metric = key_parts(key)
+    return (*pf.sort_key(prefix), table, metric)
+
+
+def _in_kernel(have: tuple[object, ...] | None, shape: RouteShape, version: int, protocol: int) -> bool:
+    return have is not None and have[6] == protocol and have[1:6] == shape.signature(version)

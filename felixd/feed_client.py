@@ -1,9 +1,10 @@
-"""The route feed's client side in felixd: the learned routes, kept across bgpd restarts.
+"""The route feed's client side in felixd: connects to bgpd's feed socket and keeps a FeedTable.
 
-When the feed drops, every route is kept (still programmed) and marked stale. A fresh snapshot's
-end marker removes what the new snapshot did not refresh; if no snapshot completes within the
-graceful-restart time, the stale routes are removed then. So a bgpd restart never removes a kernel
-route that is still valid, and a bgpd that never comes back does not leave routes forever.
+Frames are decoded in the prefix form (`proto.feed_wire`) as they arrive, one socket read at a
+time, and the changed prefixes are handed to the daemon after each read: a big batch of deltas
+reaches the kernel in pieces while bgpd is still sending it. The daemon pauses reading while it is
+behind (`resume`). Inside a snapshot changes are held back until its end (one full resync instead
+of many small writes).
 """
 
 from __future__ import annotations
@@ -13,102 +14,38 @@ import contextlib
 import logging
 from collections.abc import Callable
 
-from proto.feed import (
-    EndOfSnapshot,
-    FeedDecoder,
-    FeedError,
-    FeedRoute,
-    Heartbeat,
-    RouteUpdate,
-    SequenceChecker,
-    SnapshotBegin,
-    Withdraw,
-)
+from felixd.feed_table import FeedTable
+from proto.feed import FeedError
+from proto.feed_wire import SequenceChecker, WireDecoder
+from proto.prefix import Address, Prefix
 
 log = logging.getLogger("tortie.felix.feed")
 
+READ_SIZE = 1 << 16
+
 # (changed prefixes, whether the change ends a snapshot or a stale expiry: a good moment for a full resync)
-ChangeCallback = Callable[[set[str], bool], None]
-
-
-class RouteTable:
-    """Sans-I/O state of the feed: routes, staleness, and what changed. Time comes in as `now`."""
-
-    def __init__(self, stale_time: float = 120.0) -> None:
-        self.routes: dict[str, FeedRoute] = {}
-        self.stale: set[str] = set()
-        self.stale_time = stale_time
-        self.stale_deadline: float | None = None
-        self.in_snapshot = False
-        self.synced = False  # a complete snapshot has been received at least once
-
-    def disconnected(self, now: float) -> set[str]:
-        self.stale = set(self.routes)
-        self.in_snapshot = False
-        if self.stale and self.stale_deadline is None:
-            self.stale_deadline = now + self.stale_time
-        return set()
-
-    def handle(self, frame: object, now: float) -> tuple[set[str], bool]:
-        if isinstance(frame, RouteUpdate):
-            prefix = frame.route.prefix
-            old = self.routes.get(prefix)
-            self.routes[prefix] = frame.route
-            was_stale = prefix in self.stale
-            self.stale.discard(prefix)
-            changed = old != frame.route or was_stale
-            return ({prefix} if changed else set()), False
-        if isinstance(frame, Withdraw):
-            self.stale.discard(frame.prefix)
-            if self.routes.pop(frame.prefix, None) is not None:
-                return {frame.prefix}, False
-            return set(), False
-        if isinstance(frame, SnapshotBegin):
-            # Everything held is now waiting to be confirmed by this snapshot.
-            self.stale = set(self.routes)
-            self.in_snapshot = True
-            return set(), False
-        if isinstance(frame, EndOfSnapshot):
-            gone = self.stale
-            for prefix in gone:
-                self.routes.pop(prefix, None)
-            self.stale = set()
-            self.stale_deadline = None
-            self.in_snapshot = False
-            self.synced = True
-            return gone, True
-        if isinstance(frame, Heartbeat):
-            return set(), False
-        raise FeedError(f"unexpected frame {frame!r}")
-
-    def expire(self, now: float) -> set[str]:
-        """Drop stale routes whose graceful-restart time ran out."""
-        if self.stale_deadline is None or now < self.stale_deadline:
-            return set()
-        gone = self.stale
-        for prefix in gone:
-            self.routes.pop(prefix, None)
-        self.stale = set()
-        self.stale_deadline = None
-        return gone
-
-    def is_stale(self, prefix: str) -> bool:
-        return prefix in self.stale
+ChangeCallback = Callable[[dict[Prefix, Address | None], bool], None]
 
 
 class FeedClient:
-    """Connects to bgpd's feed socket, reconnecting with back-off, and keeps a RouteTable."""
+    """Connects to bgpd's feed socket, reconnecting with back-off, and keeps a FeedTable."""
 
     def __init__(self, path: str, on_change: ChangeCallback, *, stale_time: float = 120.0,
                  retry_min: float = 0.1, retry_max: float = 5.0,
                  on_connected: Callable[[bool], None] | None = None) -> None:
         self.path = path
-        self.table = RouteTable(stale_time)
+        self.table = FeedTable(stale_time)
         self.on_change = on_change
         self.on_connected = on_connected
         self.retry_min = retry_min
         self.retry_max = retry_max
         self.connected = False
+        self.frames = 0  # frames received since start (for tests and status)
+        # Cleared by the daemon while it has more changes waiting than it writes in one go: the socket
+        # is then not read, and bgpd coalesces what it has not sent per prefix (felixd's memory stays
+        # bounded however fast bgpd sends).
+        self.resume = asyncio.Event()
+        self.resume.set()
         self._task: asyncio.Task[None] | None = None
         self._expiry: asyncio.TimerHandle | None = None
 
@@ -137,17 +74,20 @@ class FeedClient:
             self._expiry = loop.call_at(self.table.stale_deadline, self._expire)
 
     def _expire(self) -> None:
+        if not self.resume.is_set():  # the table must not change now (a full sync is comparing it)
+            self._expiry = asyncio.get_running_loop().call_later(0.1, self._expire)
+            return
         gone = self.table.expire(asyncio.get_running_loop().time())
         if gone:
             log.warning("route feed: graceful-restart time ran out, removing %d stale routes", len(gone))
-            self.on_change(gone, True)
+            self.on_change(dict.fromkeys(gone), True)  # a full resync follows: old next hops not needed
 
     async def _run(self) -> None:
         loop = asyncio.get_running_loop()
         delay = self.retry_min
         while True:
             try:
-                reader, writer = await asyncio.open_unix_connection(self.path)
+                reader, writer = await asyncio.open_unix_connection(self.path, limit=READ_SIZE)
             except OSError:
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, self.retry_max)
@@ -169,22 +109,32 @@ class FeedClient:
                     log.warning("route feed lost: keeping %d routes as stale for up to %.0f s",
                                 len(self.table.stale), self.table.stale_time)
                 self._arm_expiry()
-                self.on_change(set(), False)
+                self.on_change({}, False)
 
     async def _read(self, reader: asyncio.StreamReader) -> None:
-        loop = asyncio.get_running_loop()
-        decoder, checker = FeedDecoder(), SequenceChecker()
-        while data := await reader.read(1 << 16):
+        decoder, checker, table = WireDecoder(), SequenceChecker(), self.table
+        changed: dict[Prefix, Address | None] = {}
+        resume = self.resume
+        while True:
+            if not resume.is_set():
+                await resume.wait()
+            data = await reader.read(READ_SIZE)
+            if not data:
+                break
+            if not resume.is_set():
+                await resume.wait()  # paused while this read was under way: the table must not change yet
             decoder.receive_data(data)
-            changed: set[str] = set()
-            resync = False
-            for frame in decoder.frames():
-                checker.check(frame)
-                c, r = self.table.handle(frame, loop.time())
-                changed |= c
-                resync = resync or r
-            if resync:
+            frames = decoder.frames()
+            if not frames:
+                continue
+            checker.check_run(frames)
+            self.frames += len(frames)
+            ended = table.receive(frames, changed)
+            if ended:
                 self._arm_expiry()
+            elif table.in_snapshot:
+                changed.clear()  # the snapshot's end asks for a full sync anyway: keep no per-route record
             # Inside a snapshot, hold changes back until its end: one big apply instead of many small.
-            if (changed or resync) and (not self.table.in_snapshot or resync):
-                self.on_change(changed, resync)
+            if (changed or ended) and (not table.in_snapshot or ended):
+                self.on_change(changed, ended)
+                changed = {}

@@ -1,11 +1,12 @@
-"""Builds the planner's input from the cluster model, the host's network and the learned routes."""
+"""Builds the planner's input from the cluster model (once per model change) and the host's network."""
 
 from __future__ import annotations
 
 import ipaddress
-from collections.abc import Iterable
+from collections.abc import Mapping
 
-from felixd.plan import HostInterface, HostRoute, LearnedRoute, PlanInput, PlanNode, PlanPool, Workload
+from felixd.plan_input import HostInterface, HostRoute, PlanInput, PlanNode, PlanPool, Workload
+from proto.prefix import Address, Prefix
 from proto.resources import ClusterModel
 
 
@@ -36,13 +37,7 @@ def plan_workloads(model: ClusterModel, node: str) -> tuple[Workload, ...]:
     return tuple(out)
 
 
-def learned_routes(routes: Iterable[tuple[str, str, bool]]) -> tuple[LearnedRoute, ...]:
-    """(prefix, next hop, stale) triples, as the feed client keeps them."""
-    return tuple(LearnedRoute(ipaddress.ip_network(p), ipaddress.ip_address(nh), stale)
-                 for p, nh, stale in routes)
-
-
-def plan_input(model: ClusterModel, node: str, routes: tuple[LearnedRoute, ...],
+def plan_input(model: ClusterModel, node: str, routes: Mapping[Prefix, Address],
                interfaces: tuple[HostInterface, ...], host_routes: tuple[HostRoute, ...], *,
                install_poolless: bool = False, ipip_supported: bool = True,
                links: frozenset[str] | None = None) -> PlanInput:

@@ -9,42 +9,39 @@ Order matters for traffic during a mode switch: wanted devices (and their neighb
 come first so that routes can move onto them, then routes (replace moves a route in one step), and
 only then are devices that are no longer wanted removed.
 
-`reconcile` reads the kernel and is for start-up, periodic resync and netlink events. `apply_routes`
-writes a known delta without reading anything: it is the path of a single feed message.
+`reconcile` reads the kernel and is for start-up, mode switches, the periodic check and drift
+repair. `apply_ops` writes a known delta without reading anything: it is the path of feed deltas.
+Devices, neighbours and FDB entries go through pyroute2, imported and opened only when there is a
+device to look at (a host in direct mode never loads it).
 """
 
 from __future__ import annotations
 
 import asyncio
+import errno
 import logging
-from collections.abc import Callable, Collection, Iterable
+import sys
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import TYPE_CHECKING, Any, Literal
 
-from pyroute2 import AsyncIPRoute
-
-from felixd.kernel.devices import OWN_DEVICE_NAMES, Devices, DeviceStats
+from felixd.host import OWN_DEVICES, HostState, read_host_sync
 from felixd.kernel.events import KernelEvents
-from felixd.kernel.netlink_bulk import (
-    IPV6_DEFAULT_METRIC,
-    KernelRoute,
-    Op,
-    RouteError,
-    RouteOp,
-    signature,
-    to_route,
-)
 from felixd.kernel.netns import NetnsWorker
 from felixd.kernel.nft import NatTable
-from felixd.kernel.routes import RouteKey, RouteTable, kernel_key
+from felixd.kernel.route_codec import KernelRoute
+from felixd.kernel.routes import KernelRoutes
 from felixd.kernel.sysctl import SysctlError, Sysctls
-from felixd.state import RTPROT_TORTIE, DesiredState, Route
+from felixd.state import RTPROT_TORTIE, DesiredState, Op, Route, RouteError, RouteKey, RouteOp, key_text
+
+if TYPE_CHECKING:
+    from felixd.kernel.devices import Devices, DeviceStats
 
 log = logging.getLogger(__name__)
 
-BULK_THRESHOLD = 64  # route changes from which one bulk netlink pass beats per-route pyroute2 calls
-
-Path = Literal["auto", "bulk", "incremental"]
+OWN_DEVICE_NAMES = tuple(sorted(OWN_DEVICES))
+BULK_THRESHOLD = 64  # from this many changes the write goes to the worker thread; fewer go inline
+WritePath = Literal["auto", "bulk", "incremental"]
 
 
 @dataclass
@@ -71,30 +68,13 @@ class ReconcileResult:
                 + self.fdb_changes + self.nat_changes + self.sysctl_changes)
 
 
-def diff_routes(desired: Iterable[Route], actual: dict[RouteKey, KernelRoute], protocol: int,
-                foreign: Collection[RouteKey] = (), conflicts: list[str] | None = None) -> list[RouteOp]:
-    """Replaces for missing or different routes, deletes for owned routes not desired.
+class _NoDeviceStats:
+    """DeviceStats until pyroute2 is needed (same fields; Devices takes over the object)."""
 
-    A desired route whose (prefix, table, metric) is held by a foreign route is left out (and named in
-    `conflicts`): writing it with replace would overwrite the other route.
-    """
-    ops: list[RouteOp] = []
-    wanted: dict[RouteKey, Route] = {}
-    for route in desired:
-        metric = route.metric
-        key = (route.dst, route.table, metric if metric or ":" not in route.dst else IPV6_DEFAULT_METRIC)
-        wanted[key] = route
-        if key in foreign:
-            if conflicts is not None:
-                conflicts.append(route.dst)
-            continue
-        have = actual.get(key)
-        if have is None or have[8] != protocol or signature(route) != have[:8]:
-            ops.append(RouteOp(Op.REPLACE, route, protocol))
-    for key, kr in actual.items():
-        if key not in wanted:
-            ops.append(RouteOp(Op.DELETE, to_route(kr), kr[8]))
-    return ops
+    def __init__(self) -> None:
+        self.changes = 0
+        self.ipip_unsupported = False
+        self.ipip_unsupported_reports = 0
 
 
 class Reconciler:
@@ -105,42 +85,72 @@ class Reconciler:
         self.netns = netns
         self.protocol = protocol
         self.bulk_threshold = bulk_threshold
-        self.device_stats = DeviceStats()
+        self.device_stats: DeviceStats | _NoDeviceStats = _NoDeviceStats()
         self._worker: NetnsWorker | None = None
-        self._ipr: AsyncIPRoute | None = None
-        self.routes: RouteTable
-        self.devices: Devices
+        self._ipr: Any = None
+        self._devices: Devices | None = None
+        self.routes: KernelRoutes
         self.nat = NatTable(netns)
         self.sysctls: Sysctls
-        self._ifindex: dict[str, int] = {}
+        self.ifindex: dict[str, int] = {}
         self._foreign: set[RouteKey] = set()  # from the last reconcile: deltas must not overwrite these
         self._lock = asyncio.Lock()
 
     async def open(self) -> Reconciler:
         self._worker = NetnsWorker(self.netns)
-        # flags=0: never create a namespace that is not there
-        self._ipr = AsyncIPRoute(netns=self.netns, flags=0) if self.netns else AsyncIPRoute()
-        await self._ipr.setup_endpoint()
-        self.routes = RouteTable(self._worker, self._ipr)
-        self.devices = Devices(self._ipr, self.device_stats)
+        self.routes = KernelRoutes(self._worker, self.pyroute2)
         self.sysctls = Sysctls(self._worker)
+        self.ifindex = await self.routes.links()
         return self
 
     async def close(self) -> None:
-        if self._ipr is not None:
-            self.routes.close()
-            self._ipr.close()
-            self._ipr = None
         if self._worker is not None:
+            self.routes.close()
+            if self._ipr is not None:
+                self._ipr.close()
+                self._ipr = None
             self._worker.close()
             self._worker = None
 
-    @property
-    def ipr(self) -> AsyncIPRoute:
-        """The netlink socket of the namespace (the daemon reads the host's own network through it)."""
+    async def pyroute2(self) -> Any:
+        """pyroute2's AsyncIPRoute in the namespace, opened on first use."""
         if self._ipr is None:
-            raise RuntimeError("Reconciler is not open")
+            _allow_tls()
+            from pyroute2 import AsyncIPRoute
+
+            # flags=0: never create a namespace that is not there
+            ipr = AsyncIPRoute(netns=self.netns, flags=0) if self.netns else AsyncIPRoute()
+            await ipr.setup_endpoint()
+            self._ipr = ipr
         return self._ipr
+
+    @property
+    def devices(self) -> Devices:
+        if self._devices is None:
+            raise RuntimeError("devices are opened by `open_devices`")
+        return self._devices
+
+    async def open_devices(self) -> Devices:
+        if self._devices is None:
+            _allow_tls()
+            from felixd.kernel.devices import Devices, DeviceStats
+
+            stats = DeviceStats(self.device_stats.changes, self.device_stats.ipip_unsupported,
+                                self.device_stats.ipip_unsupported_reports)
+            self._devices = Devices(await self.pyroute2(), stats)
+            self.device_stats = stats
+        return self._devices
+
+    @property
+    def worker(self) -> NetnsWorker:
+        if self._worker is None:
+            raise RuntimeError("Reconciler is not open")
+        return self._worker
+
+    @property
+    def portid(self) -> int:
+        """The netlink port id every route write of this reconciler carries."""
+        return self.routes.portid
 
     async def __aenter__(self) -> Reconciler:
         return await self.open()
@@ -152,49 +162,53 @@ class Reconciler:
 
     @staticmethod
     def own_devices(desired: DesiredState) -> set[str]:
-        names = set(OWN_DEVICE_NAMES)
-        for dev in (desired.ipip, desired.vxlan, desired.vxlan_v6):
-            if dev is not None:
-                names.add(dev.name)
-        return names
+        return set(OWN_DEVICE_NAMES) | desired.devices()
 
-    async def reconcile(self, desired: DesiredState, path: Path = "auto") -> ReconcileResult:
+    async def reconcile(self, desired: DesiredState, path: WritePath = "auto", prune: bool = True) -> ReconcileResult:
+        """`prune=False` keeps neighbour and FDB entries the plan does not name (a restarted felixd
+        before its first feed snapshot: what a previous felixd set up is kept, as its routes are)."""
         async with self._lock:
-            return await self._reconcile(desired, path)
+            return await self._reconcile(desired, path, prune)
 
-    async def _reconcile(self, desired: DesiredState, path: Path) -> ReconcileResult:
+    async def _reconcile(self, desired: DesiredState, path: WritePath, prune: bool) -> ReconcileResult:
         res = ReconcileResult()
-        own = self.own_devices(desired)
-        vx_devs = [(n, d) for n, d in (("vxlan.calico", desired.vxlan), ("vxlan-v6.calico", desired.vxlan_v6))]
-        for default_name, dev in vx_devs:
-            if dev is not None:
-                res.device_changes += await self.devices.sync_vxlan(dev.name or default_name, dev)
-        if desired.ipip is not None:
-            res.device_changes += await self.devices.sync_ipip(desired.ipip)
+        self.ifindex = await self.routes.links()
+        vx_devs = (("vxlan.calico", desired.vxlan), ("vxlan-v6.calico", desired.vxlan_v6))
+        # Devices need pyroute2: only when one is wanted or one of ours exists.
+        touch_devices = bool(desired.devices()) or any(n in self.ifindex for n in OWN_DEVICE_NAMES)
         vx_names = [d.name for _, d in vx_devs if d is not None]
-        res.neighbour_changes += await self.devices.sync_neighbours(desired.neighbours, vx_names)
-        res.fdb_changes += await self.devices.sync_fdb(desired.fdb, vx_names)
+        if touch_devices:
+            devices = await self.open_devices()
+            for default_name, dev in vx_devs:
+                if dev is not None:
+                    res.device_changes += await devices.sync_vxlan(dev.name or default_name, dev)
+            if desired.ipip is not None:
+                res.device_changes += await devices.sync_ipip(desired.ipip)
+            res.neighbour_changes += await devices.sync_neighbours(desired.neighbours, vx_names, prune)
+            res.fdb_changes += await devices.sync_fdb(desired.fdb, vx_names, prune)
+            self.ifindex = await self.routes.links()
 
-        wanted: Iterable[Route] = desired.routes.values()
+        wanted = desired.routes
         if desired.ipip is not None and self.device_stats.ipip_unsupported:
             # said once by Devices; here the IPIP routes are left out rather than failing every resync
             tunnel = desired.ipip.name
-            res.routes_unsupported = sorted(r.dst for r in wanted if r.dev == tunnel)
-            wanted = [r for r in wanted if r.dev != tunnel]
-        self._ifindex = await self.routes.links()
-        snap = await self.routes.dump(self.protocol, self._ifindex, own)
-        self._foreign = snap.foreign
-        ops = diff_routes(wanted, snap.owned, self.protocol, snap.foreign, res.routes_conflicting)
-        if res.routes_conflicting:
+            res.routes_unsupported = sorted(key_text(k) for k, s in wanted.items() if s.dev == tunnel)
+            wanted = {k: s for k, s in wanted.items() if s.dev != tunnel}
+        diff = await self.routes.diff(wanted, self.protocol, self.ifindex, self.own_devices(desired))
+        self._foreign = diff.foreign
+        res.routes_conflicting = diff.conflicts
+        if diff.conflicts:
             log.warning("%d desired route(s) collide with routes of other protocols and were not written, "
-                        "first: %s", len(res.routes_conflicting), res.routes_conflicting[0])
-        await self._apply(ops, res, path)
+                        "first: %s", len(diff.conflicts), diff.conflicts[0])
+        await self._apply(diff.ops, res, path)
 
-        for default_name, dev in vx_devs:
-            if dev is None:
-                res.device_changes += await self.devices.sync_vxlan(default_name, None)
-        if desired.ipip is None:
-            res.device_changes += await self.devices.sync_ipip(None)
+        if touch_devices:
+            devices = await self.open_devices()
+            for default_name, dev in vx_devs:
+                if dev is None:
+                    res.device_changes += await devices.sync_vxlan(default_name, None)
+            if desired.ipip is None:
+                res.device_changes += await devices.sync_ipip(None)
         res.nat_changes += await self.nat.sync(desired.nat)
         changes, errors = await self.sysctls.sync(desired.sysctls)
         res.sysctl_changes += changes
@@ -203,17 +217,20 @@ class Reconciler:
             log.warning("%d route(s) refused by the kernel, first: %s", len(res.route_errors), res.route_errors[0])
         return res
 
-    async def _apply(self, ops: list[RouteOp], res: ReconcileResult, path: Path) -> None:
+    async def _apply(self, ops: Sequence[RouteOp], res: ReconcileResult, path: WritePath,
+                     inline: bool = False) -> None:
         if not ops:
             return
-        use_bulk = path == "bulk" or (path == "auto" and len(ops) >= self.bulk_threshold)
-        if use_bulk:
-            errors = await self.routes.apply_bulk(ops, self._ifindex)
-            res.path = "bulk"
-        else:
-            errors = await self.routes.apply_incremental(ops, self._ifindex)
+        if path == "incremental":
+            errors = await self.routes.apply_incremental(ops, self.ifindex)
             res.path = "incremental"
-        replaces = sum(1 for op in ops if op.op is Op.REPLACE)
+        else:
+            inline = inline or (path == "auto" and len(ops) < self.bulk_threshold)
+            errors = await self.routes.apply_bulk(ops, self.ifindex, inline=inline)
+            res.path = "bulk"
+        # a delete of a route that is not there (someone deleted it first) leaves the kernel as wanted
+        errors = [e for e in errors if e.errno != errno.ESRCH or e.op is not Op.DELETE]
+        replaces = [op[0] for op in ops].count(Op.REPLACE)
         failed_replaces = sum(1 for e in errors if e.op is Op.REPLACE)
         res.routes_replaced += replaces - failed_replaces
         res.routes_deleted += len(ops) - replaces - (len(errors) - failed_replaces)
@@ -221,32 +238,59 @@ class Reconciler:
 
     # ------------------------------------------------------------ deltas
 
-    async def apply_routes(self, replace: Iterable[Route] = (), delete: Iterable[Route] = (),
-                           path: Path = "auto") -> ReconcileResult:
+    async def apply_ops(self, ops: Sequence[RouteOp], path: WritePath = "auto") -> ReconcileResult:
         """Write a known change (from the feed) without reading the kernel first.
 
-        Deletes name felixd's protocol, so a prefix that someone else also routes is never touched.
+        Deletes name felixd's protocol, so a prefix that someone else also routes is never touched; a
+        replace under a key a foreign route holds (as of the last reconcile) is left out.
         """
         res = ReconcileResult()
         foreign = self._foreign
-        ops = []
-        for r in replace:
-            if foreign and kernel_key(r) in foreign:
-                res.routes_conflicting.append(r.dst)
-            else:
-                ops.append(RouteOp(Op.REPLACE, r, self.protocol))
-        ops += [RouteOp(Op.DELETE, r, self.protocol) for r in delete]
+        if foreign:
+            kept = []
+            for op in ops:
+                if op[0] is Op.REPLACE and op[1] in foreign:
+                    res.routes_conflicting.append(key_text(op[1]))
+                else:
+                    kept.append(op)
+            ops = kept
         async with self._lock:
-            if any(op.route.dev is not None and op.route.dev not in self._ifindex for op in ops):
-                self._ifindex = await self.routes.links()
-            await self._apply(ops, res, path)
+            await self._apply(ops, res, path, inline=len(ops) < self.bulk_threshold)
+            # A device felixd has not seen yet (created since the last look): look again, once.
+            missing = [e for e in res.route_errors if e.errno == errno.ENODEV and e.message.startswith("no device")]
+            if missing:
+                self.ifindex = await self.routes.links()
+                keys = {e.key for e in missing}
+                res.route_errors = [e for e in res.route_errors if e not in missing]
+                await self._apply([op for op in ops if op[1] in keys], res, path)
         return res
+
+    async def apply_routes(self, replace: Iterable[Route] = (), delete: Iterable[Route | RouteKey] = (),
+                           path: WritePath = "auto") -> ReconcileResult:
+        """`apply_ops` for Route values (tests, tools)."""
+        ops: list[RouteOp] = [(Op.REPLACE, r.key, r.shape, self.protocol) for r in replace]
+        ops += [(Op.DELETE, r.key if isinstance(r, Route) else r, None, self.protocol) for r in delete]
+        return await self.apply_ops(ops, path)
 
     async def read_routes(self, desired: DesiredState | None = None) -> dict[RouteKey, KernelRoute]:
         """The routes felixd owns in the kernel now (for tortiectl, metrics and tests)."""
-        ifindex = await self.routes.links()
-        own = self.own_devices(desired) if desired is not None else set(OWN_DEVICE_NAMES)
-        return (await self.routes.dump(self.protocol, ifindex, own)).owned
+        async with self._lock:
+            ifindex = await self.routes.links()
+            own = self.own_devices(desired) if desired is not None else set(OWN_DEVICE_NAMES)
+            owned, _foreign = await self.routes.read(self.protocol, ifindex, own)
+        return owned
+
+    async def read_host(self) -> HostState:
+        """The host's own network (links, addresses, other protocols' routes), through the route socket."""
+        async with self._lock:
+            return await self.worker.acall(read_host_sync, self.routes.bulk, self.protocol)
+
+
+def _allow_tls() -> None:
+    """pyroute2 imports `ssl` (for a probe it never uses here), which the entry point keeps out of a
+    daemon that needs no TLS (runtime/lean.py): let it load once pyroute2 is needed, for a device."""
+    if "ssl" in sys.modules and sys.modules["ssl"] is None:
+        del sys.modules["ssl"]
 
 
 async def resync_loop(rec: Reconciler, desired: Callable[[], DesiredState], *, interval: float = 60.0,
@@ -255,9 +299,9 @@ async def resync_loop(rec: Reconciler, desired: Callable[[], DesiredState], *, i
     """Reconcile every `interval` seconds and soon after the kernel announces a relevant change.
 
     Runs until cancelled. A burst of events (a link flapping, someone flushing routes) is collected
-    for `debounce` seconds into one resync.
+    for `debounce` seconds into one resync. The reconciler's own route writes are not announced to it.
     """
-    events = KernelEvents(rec.netns, rec.protocol)
+    events = KernelEvents(rec.netns, rec.protocol, (rec.portid,))
     try:
         while True:
             try:
@@ -266,6 +310,7 @@ async def resync_loop(rec: Reconciler, desired: Callable[[], DesiredState], *, i
             except TimeoutError:
                 pass
             events.changed.clear()
+            events.sorter.take()
             res = await rec.reconcile(desired())
             if on_result is not None:
                 on_result(res)

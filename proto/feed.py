@@ -24,14 +24,15 @@ tests check with Hypothesis that both agree on every value and every error.
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import socket
 import struct
 from collections.abc import Iterable
 from dataclasses import dataclass
 from enum import IntEnum
-
-import construct as c
+from types import SimpleNamespace
+from typing import Any
 
 MAX_FRAME_LEN = 1024  # a route frame is at most 305 octets; anything larger is garbage on the socket
 
@@ -107,64 +108,72 @@ Frame = SnapshotBegin | RouteUpdate | Withdraw | EndOfSnapshot | Heartbeat
 # ---------------------------------------------------------------- construct specification
 
 
-class _PrefixAdapter(c.Adapter):  # type: ignore[misc]
-    def _decode(self, obj: c.Container, context: object, path: str) -> str:
-        addr = obj.address
-        limit = 32 if obj.family == 4 else 128
-        if obj.length > limit:
-            raise c.ValidationError(f"prefix length {obj.length} > {limit}", path=path)
-        try:
-            net = ipaddress.ip_network((addr, obj.length))
-        except ValueError as exc:  # host bits set
-            raise c.ValidationError(str(exc), path=path) from exc
-        return str(net)
+@functools.cache
+def spec() -> SimpleNamespace:
+    """The construct specification (PrefixSpec, AddressSpec, RouteBody, FrameBody, FrameSpec), built on
+    first use: construct is the reference and serves the rare frames and errors, and a reader that
+    only ever sees well-formed route frames (felixd) never loads it."""
+    import construct as c
 
-    def _encode(self, obj: str, context: object, path: str) -> dict[str, object]:
-        net = ipaddress.ip_network(obj)
-        return {"family": net.version, "length": net.prefixlen, "address": net.network_address.packed}
+    class _PrefixAdapter(c.Adapter):  # type: ignore[misc]
+        def _decode(self, obj: c.Container, context: object, path: str) -> str:
+            addr = obj.address
+            limit = 32 if obj.family == 4 else 128
+            if obj.length > limit:
+                raise c.ValidationError(f"prefix length {obj.length} > {limit}", path=path)
+            try:
+                net = ipaddress.ip_network((addr, obj.length))
+            except ValueError as exc:  # host bits set
+                raise c.ValidationError(str(exc), path=path) from exc
+            return str(net)
 
+        def _encode(self, obj: str, context: object, path: str) -> dict[str, object]:
+            net = ipaddress.ip_network(obj)
+            return {"family": net.version, "length": net.prefixlen, "address": net.network_address.packed}
 
-class _AddressAdapter(c.Adapter):  # type: ignore[misc]
-    def _decode(self, obj: c.Container, context: object, path: str) -> str:
-        return str(ipaddress.ip_address(obj.address))
+    class _AddressAdapter(c.Adapter):  # type: ignore[misc]
+        def _decode(self, obj: c.Container, context: object, path: str) -> str:
+            return str(ipaddress.ip_address(obj.address))
 
-    def _encode(self, obj: str, context: object, path: str) -> dict[str, object]:
-        addr = ipaddress.ip_address(obj)
-        return {"family": addr.version, "address": addr.packed}
+        def _encode(self, obj: str, context: object, path: str) -> dict[str, object]:
+            addr = ipaddress.ip_address(obj)
+            return {"family": addr.version, "address": addr.packed}
 
+    _AddressBytes = c.Switch(c.this.family, {4: c.Bytes(4), 6: c.Bytes(16)},
+                             default=c.Error)
 
-_AddressBytes = c.Switch(c.this.family, {4: c.Bytes(4), 6: c.Bytes(16)},
-                         default=c.Error)
+    PrefixSpec = _PrefixAdapter(c.Struct("family" / c.Int8ub, "length" / c.Int8ub, "address" / _AddressBytes))
+    AddressSpec = _AddressAdapter(c.Struct("family" / c.Int8ub, "address" / _AddressBytes))
 
-PrefixSpec = _PrefixAdapter(c.Struct("family" / c.Int8ub, "length" / c.Int8ub, "address" / _AddressBytes))
-AddressSpec = _AddressAdapter(c.Struct("family" / c.Int8ub, "address" / _AddressBytes))
+    RouteBody = c.Struct(
+        "flags" / c.Int8ub,
+        c.Check(lambda ctx: ctx.flags & ~_KNOWN_FLAGS == 0),
+        "prefix" / PrefixSpec,
+        "next_hop" / AddressSpec,
+        "local_pref" / c.Int32ub,
+        "as_path_len" / c.Int16ub,
+        "node" / c.PascalString(c.Int8ub, "utf8"),
+        # a Node route names its Node; an external route names none
+        c.Check(lambda ctx: bool(ctx.flags & FLAG_NODE) == (len(ctx.node) > 0)),
+    )
 
-RouteBody = c.Struct(
-    "flags" / c.Int8ub,
-    c.Check(lambda ctx: ctx.flags & ~_KNOWN_FLAGS == 0),
-    "prefix" / PrefixSpec,
-    "next_hop" / AddressSpec,
-    "local_pref" / c.Int32ub,
-    "as_path_len" / c.Int16ub,
-    "node" / c.PascalString(c.Int8ub, "utf8"),
-    # a Node route names its Node; an external route names none
-    c.Check(lambda ctx: bool(ctx.flags & FLAG_NODE) == (len(ctx.node) > 0)),
-)
+    FrameBody = c.Struct(
+        "type" / c.Int8ub,
+        "seq" / c.Int64ub,
+        "body" / c.Switch(c.this.type, {
+            FrameType.SNAPSHOT_BEGIN: c.Struct("epoch" / c.Int64ub),
+            FrameType.ROUTE: RouteBody,
+            FrameType.WITHDRAW: c.Struct("prefix" / PrefixSpec),
+            FrameType.END_OF_SNAPSHOT: c.Struct("count" / c.Int32ub),
+            FrameType.HEARTBEAT: c.Struct(),
+        }, default=c.Error),
+        c.Terminated,
+    )
 
-FrameBody = c.Struct(
-    "type" / c.Int8ub,
-    "seq" / c.Int64ub,
-    "body" / c.Switch(c.this.type, {
-        FrameType.SNAPSHOT_BEGIN: c.Struct("epoch" / c.Int64ub),
-        FrameType.ROUTE: RouteBody,
-        FrameType.WITHDRAW: c.Struct("prefix" / PrefixSpec),
-        FrameType.END_OF_SNAPSHOT: c.Struct("count" / c.Int32ub),
-        FrameType.HEARTBEAT: c.Struct(),
-    }, default=c.Error),
-    c.Terminated,
-)
+    FrameSpec = c.Prefixed(c.Int32ub, FrameBody)
 
-FrameSpec = c.Prefixed(c.Int32ub, FrameBody)
+    return SimpleNamespace(c=c, PrefixSpec=PrefixSpec, AddressSpec=AddressSpec, RouteBody=RouteBody,
+                           FrameBody=FrameBody, FrameSpec=FrameSpec)
 
 
 def _to_container(frame: Frame) -> dict[str, object]:
@@ -185,7 +194,7 @@ def _to_container(frame: Frame) -> dict[str, object]:
     raise TypeError(f"not a feed frame: {frame!r}")
 
 
-def _from_container(obj: c.Container) -> Frame:
+def _from_container(obj: Any) -> Frame:
     body = obj.body
     match obj.type:
         case FrameType.SNAPSHOT_BEGIN:
@@ -205,9 +214,10 @@ def _from_container(obj: c.Container) -> Frame:
 
 def encode_frame_spec(frame: Frame) -> bytes:
     """Encode through the construct specification (the reference for `encode_frame`)."""
+    s = spec()
     try:
-        data: bytes = FrameSpec.build(_to_container(frame))
-    except (c.ConstructError, ValueError, UnicodeError) as exc:
+        data: bytes = s.FrameSpec.build(_to_container(frame))
+    except (s.c.ConstructError, ValueError, UnicodeError) as exc:
         raise FeedError(f"cannot encode {frame!r}: {exc}") from exc
     if len(data) - 4 > MAX_FRAME_LEN:
         raise FeedError(f"frame of {len(data) - 4} octets exceeds {MAX_FRAME_LEN}")
@@ -218,9 +228,10 @@ def decode_body_spec(body: bytes) -> Frame:
     """Decode one frame body (after its length field) through the construct specification."""
     if len(body) > MAX_FRAME_LEN:
         raise FeedError(f"frame of {len(body)} octets exceeds {MAX_FRAME_LEN}")
+    s = spec()
     try:
-        return _from_container(FrameBody.parse(body))
-    except (c.ConstructError, UnicodeError) as exc:
+        return _from_container(s.FrameBody.parse(body))
+    except (s.c.ConstructError, UnicodeError) as exc:
         raise FeedError(f"bad feed frame: {exc}") from exc
 
 
@@ -369,7 +380,7 @@ def _decode_address(buf: bytes, pos: int, end: int) -> tuple[str, int]:
     return text, pos + size
 
 
-def decode_body(body: bytes) -> Frame:
+def decode_feed_body(body: bytes) -> Frame:
     """Decode one frame body (after its length field); hand-written for routes and withdraws."""
     end = len(body)
     if end > MAX_FRAME_LEN:
@@ -466,7 +477,7 @@ class FeedDecoder:
                     raise FeedError(f"frame of {length} octets exceeds {MAX_FRAME_LEN}")
                 if pos + 4 + length > end:
                     break
-                out.append(decode_body(bytes(buf[pos + 4:pos + 4 + length])))
+                out.append(decode_feed_body(bytes(buf[pos + 4:pos + 4 + length])))
                 pos += 4 + length
         finally:
             self._pos = pos
@@ -476,19 +487,3 @@ class FeedDecoder:
     def pending(self) -> int:
         """Octets of an incomplete frame still buffered."""
         return len(self._buf) - self._pos
-
-
-class SequenceError(FeedError):
-    """A frame arrived out of order: the reader should drop the connection and resync."""
-
-
-class SequenceChecker:
-    """Checks that sequence numbers on one connection go up by one, starting anywhere."""
-
-    def __init__(self) -> None:
-        self.last: int | None = None
-
-    def check(self, frame: Frame) -> None:
-        if self.last is not None and frame.seq != self.last + 1:
-            raise SequenceError(f"expected sequence {self.last + 1}, got {frame.seq}")
-        self.last = frame.seq

@@ -7,10 +7,8 @@ kernel writes nothing; each returns how many changes it made.
 
 from __future__ import annotations
 
-import errno
 import ipaddress
 import logging
-import os
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
@@ -18,6 +16,7 @@ from typing import Any
 from pyroute2 import AsyncIPRoute
 from pyroute2.netlink.exceptions import NetlinkError
 
+from felixd.kernel.rtnl import KernelRefused
 from felixd.state import FdbEntry, IpipDevice, Neighbour, VxlanDevice
 
 log = logging.getLogger(__name__)
@@ -28,17 +27,6 @@ IFF_UP = 0x1
 EOPNOTSUPP = 95
 ENODEV = 19
 OWN_DEVICE_NAMES = ("tunl0", "vxlan.calico", "vxlan-v6.calico")
-
-
-class KernelRefused(OSError):
-    """The kernel refused a change to one of felixd's own devices: which change, and its errno."""
-
-    def __init__(self, code: int, what: str) -> None:
-        super().__init__(code, os.strerror(code))
-        self.what = what
-
-    def __str__(self) -> str:
-        return f"{self.what}: {self.strerror} ({errno.errorcode.get(self.errno or 0, self.errno)})"
 
 
 @dataclass
@@ -216,8 +204,9 @@ class Devices:
 
     # ------------------------------------------------------------ neighbours and FDB
 
-    async def sync_neighbours(self, want: Iterable[Neighbour], devices: Iterable[str]) -> int:
-        """Permanent neighbour entries on our devices: exactly `want` (others on them are removed)."""
+    async def sync_neighbours(self, want: Iterable[Neighbour], devices: Iterable[str], prune: bool = True) -> int:
+        """Permanent neighbour entries on our devices: exactly `want` (others on them are removed unless
+        `prune` is False)."""
         wanted = {(n.dev, n.ip): n.mac.lower() for n in want}
         changes = 0
         for dev in set(devices) | {d for d, _ in wanted}:
@@ -229,7 +218,7 @@ class Devices:
                 if msg["ifindex"] == index and msg["state"] & NUD_PERMANENT:
                     have[msg.get_attr("NDA_DST")] = (msg.get_attr("NDA_LLADDR") or "").lower()
             for ip, mac in have.items():
-                if (dev, ip) not in wanted:
+                if prune and (dev, ip) not in wanted:
                     await self.ipr.neigh("del", ifindex=index, dst=ip, lladdr=mac)
                     changes += 1
             for (wdev, ip), mac in wanted.items():
@@ -239,8 +228,9 @@ class Devices:
         self.stats.changes += changes
         return changes
 
-    async def sync_fdb(self, want: Iterable[FdbEntry], devices: Iterable[str]) -> int:
-        """`self permanent` FDB entries with a remote (MAC -> node) on our VXLAN devices: exactly `want`."""
+    async def sync_fdb(self, want: Iterable[FdbEntry], devices: Iterable[str], prune: bool = True) -> int:
+        """`self permanent` FDB entries with a remote (MAC -> node) on our VXLAN devices: exactly `want`
+        (or at least `want`, when `prune` is False)."""
         wanted = {(f.dev, f.mac.lower(), f.dst) for f in want}
         changes = 0
         for dev in set(devices) | {d for d, _, _ in wanted}:
@@ -253,7 +243,7 @@ class Devices:
                 if msg["ifindex"] != index or dst is None or not msg["state"] & NUD_PERMANENT:
                     continue
                 have.add((dev, (msg.get_attr("NDA_LLADDR") or "").lower(), dst))
-            for _, mac, dst in have - wanted:
+            for _, mac, dst in (have - wanted) if prune else ():
                 await self.ipr.fdb("del", ifindex=index, lladdr=mac, dst=dst, state=NUD_PERMANENT,
                                    flags=NTF_SELF)
                 changes += 1

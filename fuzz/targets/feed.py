@@ -1,9 +1,11 @@
-"""The route-feed decoder felixd runs on bgpd's stream (`proto.feed.FeedDecoder`), with its
-hand-written fast path checked against the construct specification on every frame.
+"""The route-feed decoders: the one felixd runs on bgpd's stream (`proto.feed_wire`, the prefix
+form) and the text one (`proto.feed.FeedDecoder`), both checked against the construct
+specification on every frame.
 
 Input: one split octet, then the stream (read in two parts, as a socket might deliver it).
 Oracle: frames, or FeedError (the documented "drop the connection" outcome) and nothing else; the
-fast path (`decode_body`) and the spec (`decode_body_spec`) agree on every frame body, value or
+fast paths (`decode_feed_body`, and felixd's `decode_wire_body` read back as text) and the spec
+(`decode_body_spec`) agree on every frame body, value or
 error; and every decoded frame encodes back to exactly the bytes it came from (the wire form has
 one encoding per value), through both encoders.
 """
@@ -13,6 +15,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 from fuzz.oracle import Finding
+from proto import prefix as pf
 from proto.feed import (
     MAX_FRAME_LEN,
     EndOfSnapshot,
@@ -21,16 +24,19 @@ from proto.feed import (
     FeedError,
     FeedRoute,
     Frame,
-    decode_body,
+    RouteUpdate,
+    Withdraw,
     decode_body_spec,
+    decode_feed_body,
     encode_frame,
     encode_frame_spec,
 )
+from proto.feed_wire import WireRoute, WireWithdraw, decode_wire_body
 
 NAME = "feed"
 MAX_LEN = 4096
 # the code this target exercises, for the line coverage the campaign reports
-COVERS = ("proto/feed.py",)
+COVERS = ("proto/feed.py", "proto/feed_wire.py")
 
 
 def _outcome(fn, body: bytes) -> Frame | FeedError:  # type: ignore[no-untyped-def]
@@ -40,9 +46,24 @@ def _outcome(fn, body: bytes) -> Frame | FeedError:  # type: ignore[no-untyped-d
         return error
 
 
+def _wire_as_text(body: bytes) -> Frame:
+    """felixd's prefix-form decode of `body`, as the spec's text values."""
+    frame = decode_wire_body(body)
+    if isinstance(frame, WireRoute):
+        return RouteUpdate(frame.seq, FeedRoute(pf.text(frame.prefix), pf.address_text(frame.next_hop), frame.node,
+                                                frame.stale, frame.local_pref, frame.as_path_len))
+    if isinstance(frame, WireWithdraw):
+        return Withdraw(frame.seq, pf.text(frame.prefix))
+    return frame
+
+
 def check_body(body: bytes) -> Frame | None:
-    fast = _outcome(decode_body, body)
+    fast = _outcome(decode_feed_body, body)
     spec = _outcome(decode_body_spec, body)
+    wire = _outcome(_wire_as_text, body)
+    if isinstance(wire, FeedError) != isinstance(spec, FeedError) or \
+            (not isinstance(spec, FeedError) and wire != spec):
+        raise Finding(f"felixd's prefix-form decoder and the spec disagree on {body.hex()}: {wire!r} / {spec!r}")
     if isinstance(fast, FeedError) != isinstance(spec, FeedError):
         raise Finding(f"fast path and spec disagree on {body.hex()}: {fast!r} / {spec!r}")
     if isinstance(fast, FeedError):

@@ -1,7 +1,8 @@
-"""Shared set-up for felixd's kernel tests: namespaces, pods, a netlink change witness."""
+"""Shared set-up for felixd's kernel tests: namespaces, pods, a netlink change witness, a scripted feed."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import socket
 import struct
@@ -9,6 +10,7 @@ from dataclasses import dataclass
 
 from felixd.kernel.netns import NetnsWorker
 from lab.netns import Netns, NetnsSet
+from proto.feed import FeedEncoder, FeedRoute
 
 PREFIX = "tk"
 
@@ -27,6 +29,7 @@ class ChangeWitness:
     def __init__(self, netns: str) -> None:
         self._worker = NetnsWorker(netns)
         self.sock = self._worker.socket(socket.AF_NETLINK, socket.SOCK_RAW | socket.SOCK_CLOEXEC, 0)
+        self.sock.setsockopt(socket.SOL_SOCKET, 33, 16 << 20)  # SO_RCVBUFFORCE: see every message of a load
         self.sock.bind((0, _GROUPS))
         self.sock.setblocking(False)
         self._worker.close()
@@ -43,6 +46,26 @@ class ChangeWitness:
             while pos + 16 <= len(data):
                 length, mtype, _f, _s, _p = _NLMSGHDR.unpack_from(data, pos)
                 types.append(mtype)
+                pos += (max(length, 16) + 3) & ~3
+
+    def drain_routes(self) -> list[tuple[int, str]]:
+        """(message type, prefix) of every route notification since the last drain (others dropped)."""
+        from felixd.kernel.route_codec import RouteParser
+        from felixd.state import key_text
+
+        parser, out = RouteParser({}), []
+        while True:
+            try:
+                data = self.sock.recv(1 << 20)
+            except BlockingIOError:
+                return out
+            pos = 0
+            while pos + 16 <= len(data):
+                length, mtype, _f, _s, _p = _NLMSGHDR.unpack_from(data, pos)
+                if mtype in (24, 25):  # RTM_NEWROUTE, RTM_DELROUTE
+                    kr = parser.parse_slow(data, pos, pos + length)
+                    if kr is not None:
+                        out.append((mtype, key_text(kr[0])))
                 pos += (max(length, 16) + 3) & ~3
 
     def close(self) -> None:
@@ -85,3 +108,46 @@ def add_pod(nss: NetnsSet, host: Netns, host_if: str, ip: str) -> Netns:
     pod.ip("route", "add", "169.254.1.1", "dev", "eth0", "scope", "link")
     pod.ip("route", "add", "default", "via", "169.254.1.1", "dev", "eth0")
     return pod
+
+
+class ScriptedFeed:
+    """A route feed server speaking bgpd's side of the contract (proto.feed's encoder), scripted by the
+    test: each reader gets a snapshot of `routes` when it connects, then what `send` gives it."""
+
+    def __init__(self, path: str, routes: dict[str, FeedRoute] | None = None, epoch: int = 1) -> None:
+        self.path = path
+        self.routes: dict[str, FeedRoute] = dict(routes or {})
+        self.epoch = epoch
+        self.readers: list[tuple[FeedEncoder, asyncio.StreamWriter]] = []
+        self.connected = asyncio.Event()
+        self._server: asyncio.AbstractServer | None = None
+
+    async def start(self) -> ScriptedFeed:
+        self._server = await asyncio.start_unix_server(self._reader, self.path)
+        return self
+
+    async def _reader(self, _r: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        enc = FeedEncoder(self.epoch)
+        writer.write(enc.snapshot(self.routes.values()))
+        self.readers.append((enc, writer))
+        self.connected.set()
+
+    async def send(self, changes: dict[str, FeedRoute | None]) -> None:
+        """Deltas to every reader (a FeedRoute adds or replaces, None withdraws)."""
+        for prefix, r in changes.items():
+            if r is None:
+                self.routes.pop(prefix, None)
+            else:
+                self.routes[prefix] = r
+        for enc, writer in self.readers:
+            writer.write(b"".join(enc.update(r) if r is not None else enc.withdraw(p) for p, r in changes.items()))
+            await writer.drain()
+
+    async def close(self) -> None:
+        for _enc, writer in self.readers:
+            writer.close()
+        self.readers = []
+        if self._server is not None:
+            self._server.close()
+            await self._server.wait_closed()
+            self._server = None

@@ -22,6 +22,8 @@ from felixd.state import (
     RouteKind,
     Sysctl,
     VxlanDevice,
+    route,
+    route_map,
 )
 from lab.netns import Netns, NetnsSet
 from tests.conftest import require_root, require_tools
@@ -65,7 +67,7 @@ def connect(ns: Netns, ip: str, port: int) -> None:
 
 
 def workload(host_if: str, ip: str) -> tuple[Route, frozenset[Sysctl]]:
-    return (Route(f"{ip}/32", dev=host_if, scope_link=True, mode=Mode.WORKLOAD),
+    return (route(f"{ip}/32", dev=host_if, scope_link=True, mode=Mode.WORKLOAD),
             frozenset({Sysctl(f"net/ipv4/conf/{host_if}/proxy_arp", "1"),
                        Sysctl(f"net/ipv4/neigh/{host_if}/proxy_delay", "0"),
                        Sysctl("net/ipv4/ip_forward", "1")}))
@@ -81,7 +83,7 @@ async def test_nat_outgoing_masquerades_only_traffic_leaving_the_pools(nss: Netn
     ra, sa = workload("calia", "10.244.0.5")
     rb, sb = workload("calib", "10.245.0.7")
     desired = DesiredState(
-        routes={ra.key: ra, rb.key: rb},
+        routes=route_map(ra, rb),
         nat=NatOutgoing(nat_pools_v4=frozenset({"10.244.0.0/16"}),
                         all_pools_v4=frozenset({"10.244.0.0/16", "10.245.0.0/16"})),
         sysctls=sa | sb)
@@ -111,12 +113,12 @@ def vxlan_host_state(me: str, my_addr: str, my_block: str, my_vtep: str, my_mac:
                      peer_addr: str, peer_block: str, peer_vtep: str, peer_mac: str) -> DesiredState:
     wl, sysctls = workload(f"cali{me}", pod_ip)
     rs = [
-        Route(peer_block, gateway=peer_vtep, dev="vxlan.calico", onlink=True, mode=Mode.VXLAN),
-        Route(my_block, kind=RouteKind.BLACKHOLE, mode=Mode.LOCAL_BLOCK),
+        route(peer_block, gateway=peer_vtep, dev="vxlan.calico", onlink=True, mode=Mode.VXLAN),
+        route(my_block, kind=RouteKind.BLACKHOLE, mode=Mode.LOCAL_BLOCK),
         wl,
     ]
     return DesiredState(
-        routes={r.key: r for r in rs},
+        routes=route_map(*rs),
         vxlan=VxlanDevice(local=my_addr, mac=my_mac, address=my_vtep, mtu=1450, parent="eth0"),
         neighbours=frozenset({Neighbour("vxlan.calico", peer_vtep, peer_mac)}),
         fdb=frozenset({FdbEntry("vxlan.calico", peer_mac, peer_addr)}),

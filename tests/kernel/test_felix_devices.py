@@ -9,7 +9,17 @@ from collections.abc import Iterator
 import pytest
 
 from felixd.reconcile import Reconciler
-from felixd.state import DesiredState, FdbEntry, Mode, Neighbour, Route, RouteKind, Sysctl, VxlanDevice
+from felixd.state import (
+    DesiredState,
+    FdbEntry,
+    Mode,
+    Neighbour,
+    RouteKind,
+    Sysctl,
+    VxlanDevice,
+    route,
+    route_map,
+)
 from lab.netns import NetnsSet
 from tests.conftest import require_root, require_tools
 from tests.kernel.felix_support import PREFIX, add_pod, two_hosts
@@ -25,11 +35,11 @@ def nss() -> Iterator[NetnsSet]:
 
 def v6_state(me: str, my_addr: str, block: str, vtep: str, mac: str, pod: str,
              peer_addr: str, peer_block: str, peer_vtep: str, peer_mac: str) -> DesiredState:
-    rs = [Route(peer_block, gateway=peer_vtep, dev="vxlan-v6.calico", onlink=True, mode=Mode.VXLAN),
-          Route(block, kind=RouteKind.BLACKHOLE, mode=Mode.LOCAL_BLOCK),
-          Route(f"{pod}/128", dev=f"cali{me}", scope_link=True, mode=Mode.WORKLOAD)]
+    rs = [route(peer_block, gateway=peer_vtep, dev="vxlan-v6.calico", onlink=True, mode=Mode.VXLAN),
+          route(block, kind=RouteKind.BLACKHOLE, mode=Mode.LOCAL_BLOCK),
+          route(f"{pod}/128", dev=f"cali{me}", scope_link=True, mode=Mode.WORKLOAD)]
     return DesiredState(
-        routes={r.key: r for r in rs},
+        routes=route_map(*rs),
         vxlan_v6=VxlanDevice(name="vxlan-v6.calico", local=my_addr, mac=mac, address=vtep, mtu=1430,
                              parent="eth0"),
         neighbours=frozenset({Neighbour("vxlan-v6.calico", peer_vtep, peer_mac)}),

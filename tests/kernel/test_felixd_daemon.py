@@ -201,6 +201,18 @@ async def test_drift_is_repaired_on_the_netlink_event(host: Host) -> None:
     await until(lambda: shape(host, "direct"), 15, "drift repaired", host.kernel)
 
 
+async def test_device_drift_is_repaired_on_the_netlink_event(host: Host) -> None:
+    """Someone else changing felixd's own device (its MTU, its address) is repaired by the event alone."""
+    write_atomic(host.config, cluster("vxlan"))
+    await until(lambda: shape(host, "vxlan"), 30, "vxlan shape")
+    host.ns.ip("link", "set", "vxlan.calico", "mtu", "1400")
+    await until(lambda: "mtu 1450" in host.ns.ip("link", "show", "vxlan.calico").stdout, 15, "MTU repaired")
+    host.ns.ip("-4", "addr", "flush", "dev", "vxlan.calico")
+    await until(lambda: "192.168.226.64/32" in host.ns.ip("-4", "addr", "show", "dev", "vxlan.calico").stdout, 15,
+                "tunnel address repaired")
+    assert shape(host, "vxlan")
+
+
 async def test_bgpd_restart_keeps_routes_then_cleans_up(host: Host) -> None:
     write_atomic(host.config, cluster("direct"))
     await until(lambda: shape(host, "direct"), 30, "direct shape")

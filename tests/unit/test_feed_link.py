@@ -7,12 +7,30 @@ from collections.abc import Callable
 from pathlib import Path
 
 from bgpd.feed_server import FeedServer
-from felixd.feed_client import FeedClient, RouteTable
-from proto.feed import EndOfSnapshot, FeedDecoder, FeedRoute, RouteUpdate, SnapshotBegin, Withdraw
+from felixd.feed_client import FeedClient
+from felixd.feed_table import FeedTable
+from proto import prefix as pf
+from proto.feed import EndOfSnapshot, FeedDecoder, FeedRoute, RouteUpdate, SnapshotBegin, encode_frame
+from proto.feed_wire import WireDecoder, WireFrame
 
 
 def r(prefix: str, nh: str = "10.30.0.56", node: str | None = "worker-2") -> FeedRoute:
     return FeedRoute(prefix=prefix, next_hop=nh, node=node)
+
+
+def P(text: str) -> bytes:  # a prefix, as felixd's tables key it
+    return pf.parse(text)
+
+
+def keys(*texts: str) -> set[bytes]:
+    return {pf.parse(t) for t in texts}
+
+
+def wire(*frames: object) -> list[WireFrame]:
+    """Frames as felixd's decoder turns them out."""
+    dec = WireDecoder()
+    dec.receive_data(b"".join(encode_frame(f) for f in frames))  # type: ignore[arg-type]
+    return dec.frames()
 
 
 async def until(cond: Callable[[], bool], timeout: float = 5.0) -> None:
@@ -25,9 +43,9 @@ async def until(cond: Callable[[], bool], timeout: float = 5.0) -> None:
 
 class Recorder:
     def __init__(self) -> None:
-        self.calls: list[tuple[set[str], bool]] = []
+        self.calls: list[tuple[set[bytes], bool]] = []
 
-    def __call__(self, changed: set[str], full: bool) -> None:
+    def __call__(self, changed: dict[bytes, None], full: bool) -> None:
         self.calls.append((set(changed), full))
 
 
@@ -40,13 +58,14 @@ async def test_snapshot_then_deltas(tmp_path: Path) -> None:
     client.start()
     try:
         await until(lambda: client.table.synced)
-        assert set(client.table.routes) == set(best)
+        assert set(client.table.routes) == keys(*best)
         assert rec.calls[-1][1] is True  # the end of a snapshot asks for a full resync
         server.publish({"192.168.219.64/26": r("192.168.219.64/26", "10.30.0.10", "master"),
                         "192.168.97.192/26": None})
-        await until(lambda: "192.168.219.64/26" in client.table.routes)
-        await until(lambda: "192.168.97.192/26" not in client.table.routes)
-        assert client.table.routes["192.168.219.64/26"].node == "master"
+        await until(lambda: P("192.168.219.64/26") in client.table.routes)
+        await until(lambda: P("192.168.97.192/26") not in client.table.routes)
+        assert client.table.routes[P("192.168.219.64/26")] == pf.parse_address("10.30.0.10")
+        assert rec.calls[-1] == (keys("192.168.219.64/26", "192.168.97.192/26"), False)
     finally:
         await client.close()
         await server.close()
@@ -97,44 +116,62 @@ async def test_bgpd_restart_keeps_routes_stale_then_cleans_up(tmp_path: Path) ->
         await until(lambda: client.table.synced and len(client.table.routes) == 3)
         await server.close()  # bgpd goes away
         await until(lambda: not client.connected)
-        assert set(client.table.routes) == set(first)  # nothing removed
-        assert client.table.stale == set(first)
+        assert set(client.table.routes) == keys(*first)  # nothing removed
+        assert client.table.stale == keys(*first)
         # bgpd comes back knowing two of the three routes: the end marker removes the third
         second = {p: first[p] for p in ("192.168.133.192/26", "192.168.219.64/26")}
         server = FeedServer(path, lambda: list(second.values()))
         await server.start()
         await until(lambda: client.connected and not client.table.stale and len(client.table.routes) == 2)
-        assert set(client.table.routes) == set(second)
+        assert set(client.table.routes) == keys(*second)
         # the end marker reported the removed route (with the refreshed ones) and asked for a resync
-        assert any(full and "192.168.97.192/26" in changed for changed, full in rec.calls[1:])
+        assert any(full and P("192.168.97.192/26") in changed for changed, full in rec.calls[1:])
     finally:
         await client.close()
         await server.close()
 
 
 def test_stale_routes_expire_after_the_restart_time() -> None:
-    table = RouteTable(stale_time=120)
-    table.handle(SnapshotBegin(1, 7), 0)
-    table.handle(RouteUpdate(2, r("192.168.133.192/26")), 0)
-    table.handle(EndOfSnapshot(3, 1), 0)
+    table = FeedTable(stale_time=120)
+    changed: dict[bytes, None] = {}
+    assert table.receive(wire(SnapshotBegin(1, 7), RouteUpdate(2, r("192.168.133.192/26")), EndOfSnapshot(3, 1)),
+                         changed)
     table.disconnected(now=10)
     assert table.expire(now=129) == set()
     assert table.routes
-    assert table.expire(now=130) == {"192.168.133.192/26"}
+    assert table.expire(now=130) == keys("192.168.133.192/26")
     assert not table.routes and table.stale_deadline is None
 
 
 def test_withdraw_and_refresh_clear_staleness() -> None:
-    table = RouteTable()
-    for p in ("a/1", "b/1"):
-        table.routes[p] = r(p)
+    from proto.feed import Withdraw
+
+    table = FeedTable()
+    a, b = "10.1.0.0/16", "10.2.0.0/16"
+    table.receive(wire(RouteUpdate(1, r(a)), RouteUpdate(2, r(b))), {})
     table.disconnected(now=0)
-    table.handle(SnapshotBegin(1, 8), 1)
-    changed, _ = table.handle(RouteUpdate(2, r("a/1")), 1)
-    assert changed == {"a/1"}  # same route, but it is no longer stale: felixd must know
-    assert table.handle(Withdraw(3, "b/1"), 1) == ({"b/1"}, False)
-    assert table.handle(EndOfSnapshot(4, 1), 1) == (set(), True)
-    assert set(table.routes) == {"a/1"}
+    changed: dict[bytes, None] = {}
+    assert not table.receive(wire(SnapshotBegin(1, 8), RouteUpdate(2, r(a))), changed)
+    assert set(changed) == keys(a)  # same route, but it is no longer stale: felixd must know
+    changed = {}
+    assert not table.receive(wire(Withdraw(3, b)), changed)
+    assert set(changed) == keys(b)
+    changed = {}
+    assert table.receive(wire(EndOfSnapshot(4, 1)), changed) and changed == {}
+    assert set(table.routes) == keys(a)
+
+
+def test_only_a_next_hop_change_is_a_change() -> None:
+    """Local preference or AS-path length do not change the kernel route: no write for them."""
+    table = FeedTable()
+    changed: dict[bytes, None] = {}
+    table.receive(wire(RouteUpdate(1, r("10.1.0.0/16"))), changed)
+    assert set(changed) == keys("10.1.0.0/16")
+    changed = {}
+    table.receive(wire(RouteUpdate(2, FeedRoute("10.1.0.0/16", "10.30.0.56", "worker-2", local_pref=50))), changed)
+    assert changed == {}
+    table.receive(wire(RouteUpdate(3, r("10.1.0.0/16", nh="10.30.0.57"))), changed)
+    assert set(changed) == keys("10.1.0.0/16")
 
 
 async def test_several_readers(tmp_path: Path) -> None:
@@ -162,7 +199,7 @@ async def test_readers_wait_for_a_whole_rib_before_their_snapshot(tmp_path: Path
     await server.start()
     rec = Recorder()
     client = FeedClient(server.path, rec)
-    client.table.routes["192.168.97.192/26"] = r("192.168.97.192/26")  # kept from before the restart
+    client.table.routes[P("192.168.97.192/26")] = pf.parse_address("10.30.0.56")  # kept from before the restart
     client.start()
     try:
         await until(lambda: client.connected and len(server.readers) == 1)
@@ -171,11 +208,35 @@ async def test_readers_wait_for_a_whole_rib_before_their_snapshot(tmp_path: Path
             await asyncio.sleep(0)
         assert not client.table.synced
         assert all(reader.seq == 1 for reader in server.readers)  # not a single frame sent yet
-        assert "192.168.97.192/26" in client.table.routes
+        assert P("192.168.97.192/26") in client.table.routes
         ready.set()
-        await until(lambda: client.table.synced and "192.168.219.64/26" in client.table.routes)
-        assert "192.168.97.192/26" not in client.table.routes
-        assert "192.168.133.192/26" in client.table.routes
+        await until(lambda: client.table.synced and P("192.168.219.64/26") in client.table.routes)
+        assert P("192.168.97.192/26") not in client.table.routes
+        assert P("192.168.133.192/26") in client.table.routes
+    finally:
+        await client.close()
+        await server.close()
+
+
+async def test_a_paused_client_changes_nothing_until_resumed(tmp_path: Path) -> None:
+    """While felixd compares the kernel with its feed table (a full sync), the table must not change:
+    bytes that arrive meanwhile wait, and are applied on resume."""
+    server = FeedServer(str(tmp_path / "feed.sock"), lambda: [r("192.168.133.192/26")])
+    await server.start()
+    rec = Recorder()
+    client = FeedClient(server.path, rec)
+    client.start()
+    try:
+        await until(lambda: client.table.synced)
+        client.resume.clear()
+        server.publish({"192.168.97.192/26": r("192.168.97.192/26")})
+        await until(lambda: server.lag == 0)  # written to the socket
+        for _ in range(50):  # the loop runs many times: the frame is read, but not applied
+            await asyncio.sleep(0)
+        assert P("192.168.97.192/26") not in client.table.routes
+        client.resume.set()
+        await until(lambda: P("192.168.97.192/26") in client.table.routes)
+        assert rec.calls[-1] == (keys("192.168.97.192/26"), False)
     finally:
         await client.close()
         await server.close()

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from ipaddress import ip_address, ip_interface, ip_network
+from ipaddress import ip_interface
 
-from felixd.inputs import learned_routes, plan_input
+from felixd.inputs import plan_input
 from felixd.plan import HostInterface, HostRoute, plan
 from felixd.state import Mode
+from proto import prefix as pf
 from proto.resources import load_model
 
 HEAD = "apiVersion: projectcalico.org/v3\n"
@@ -24,12 +25,13 @@ CLUSTER = "---\n".join([
 
 def test_cluster_file_to_plan() -> None:
     model = load_model(CLUSTER)
-    data = plan_input(model, "worker-1", learned_routes([("192.168.97.192/26", "10.30.1.66", False)]),
+    data = plan_input(model, "worker-1", {pf.parse("192.168.97.192/26"): pf.parse_address("10.30.1.66")},
                       (HostInterface("eth0", ip_interface("10.30.0.206/24")),),
-                      (HostRoute(ip_network("0.0.0.0/0"), ip_address("10.30.0.1"), "eth0"),))
+                      (HostRoute(pf.parse("0.0.0.0/0"), pf.parse_address("10.30.0.1"), "eth0"),))
     state = plan(data)
-    r = state.routes[("192.168.97.192/26", 254, 0)]
-    assert (r.gateway, r.dev, r.onlink, r.mode) == ("192.168.97.192", "vxlan.calico", True, Mode.VXLAN)
-    assert state.routes[("192.168.226.65/32", 254, 0)].dev == "cali1b8e4f2a7c0"
+    r = state.routes[pf.parse("192.168.97.192/26")]
+    assert (pf.address_text(r.gateway), r.dev, r.onlink, r.mode) == ("192.168.97.192", "vxlan.calico", True,
+                                                                      Mode.VXLAN)
+    assert state.routes[pf.parse("192.168.226.65/32")].dev == "cali1b8e4f2a7c0"
     assert state.vxlan is not None and state.vxlan.address == "192.168.226.64/32"
     assert state.nat.nat_pools_v4 == {"192.168.0.0/16"}

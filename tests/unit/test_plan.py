@@ -10,7 +10,6 @@ import pytest
 from felixd.plan import (
     HostInterface,
     HostRoute,
-    LearnedRoute,
     PlanInput,
     PlanNode,
     PlanPool,
@@ -18,7 +17,8 @@ from felixd.plan import (
     plan,
     vtep_mac_for,
 )
-from felixd.state import FdbEntry, Mode, Neighbour, Route, RouteKind
+from felixd.state import FdbEntry, Mode, Neighbour, RouteKind, RouteShape
+from proto import prefix as pf
 
 BLOCKS = {
     "master": "192.168.219.64/26",
@@ -39,9 +39,17 @@ def nodes() -> dict[str, PlanNode]:
             for n in BLOCKS}
 
 
-def learned(me: str) -> tuple[LearnedRoute, ...]:
-    return tuple(LearnedRoute(ip_network(BLOCKS[n]), ip_interface(ADDRS[n]).ip)
-                 for n in BLOCKS if n != me)
+def learned(me: str) -> dict[bytes, bytes]:
+    return {pf.parse(BLOCKS[n]): pf.parse_address(ADDRS[n].split("/")[0]) for n in BLOCKS if n != me}
+
+
+def lr(prefix: str, next_hop: str) -> dict[bytes, bytes]:
+    """One learned route, in the prefix form the feed table holds."""
+    return {pf.parse(prefix): pf.parse_address(next_hop)}
+
+
+def host_route(dst: str, gateway: str | None, dev: str | None) -> HostRoute:
+    return HostRoute(pf.parse(dst), pf.parse_address(gateway) if gateway else None, dev)
 
 
 def worker1(pool: PlanPool, **kw: object) -> PlanInput:
@@ -52,7 +60,7 @@ def worker1(pool: PlanPool, **kw: object) -> PlanInput:
         routes=learned("worker-1"),
         workloads=(Workload(ip_network("192.168.226.65/32"), "cali8d4c1a2e"),),
         interfaces=(HostInterface("eth0", ip_interface("10.30.0.206/24"), mtu=1500),),
-        host_routes=(HostRoute(ip_network("0.0.0.0/0"), ip_address("10.30.0.1"), "eth0"),),
+        host_routes=(host_route("0.0.0.0/0", "10.30.0.1", "eth0"),),
     )
     args.update(kw)
     return PlanInput(**args)  # type: ignore[arg-type]
@@ -63,13 +71,26 @@ def pool(ipip: str = "Never", vxlan: str = "Never", nat: bool = True) -> PlanPoo
                     nat_outgoing=nat)
 
 
-def route_for(state, dst: str) -> Route:  # type: ignore[no-untyped-def]
-    hits = [r for r in state.routes.values() if r.dst == dst]
-    assert len(hits) == 1, f"{dst}: {hits}"
-    return hits[0]
+class Shown:
+    """A planned route with its gateway as text, for readable assertions."""
+
+    def __init__(self, shape: RouteShape) -> None:
+        self.kind, self.dev, self.onlink, self.mode = shape.kind, shape.dev, shape.onlink, shape.mode
+        self.scope_link, self.pool = shape.scope_link, shape.pool
+        self.gateway = pf.address_text(shape.gateway) if shape.gateway is not None else None
 
 
-def shape(r: Route) -> tuple[object, ...]:
+def route_for(state, dst: str) -> Shown:  # type: ignore[no-untyped-def]
+    got = state.routes.get(pf.parse(dst))
+    assert got is not None, f"{dst}: not planned"
+    return Shown(got)
+
+
+def planned(state, dst: str) -> bool:  # type: ignore[no-untyped-def]
+    return pf.parse(dst) in state.routes
+
+
+def shape(r: Shown) -> tuple[object, ...]:
     return (r.kind, r.gateway, r.dev, r.onlink, r.mode)
 
 
@@ -113,7 +134,7 @@ def test_cross_subnet_is_direct_inside_and_encapsulated_across(encap: str) -> No
 def test_cross_subnet_seen_from_the_other_subnet() -> None:
     data = worker1(pool(ipip="CrossSubnet"), node="worker-3", routes=learned("worker-3"), workloads=(),
                    interfaces=(HostInterface("eth0", ip_interface("10.30.1.66/24")),),
-                   host_routes=(HostRoute(ip_network("0.0.0.0/0"), ip_address("10.30.1.1"), "eth0"),))
+                   host_routes=(host_route("0.0.0.0/0", "10.30.1.1", "eth0"),))
     state = plan(data)
     for n in ("master", "worker-1", "worker-2"):
         assert route_for(state, BLOCKS[n]).dev == "tunl0"
@@ -155,10 +176,10 @@ def test_kernel_without_ipip_programs_what_it_can() -> None:
     ns = nodes()
     ns["worker-2"] = PlanNode("worker-2", ipv4=ip_interface(ADDRS["worker-2"]),  # type: ignore[arg-type]
                               blocks=(ip_network(BLOCKS["worker-2"]), ip_network("172.16.5.0/26")))
-    routes = (*learned("worker-1"), LearnedRoute(ip_network("172.16.5.0/26"), ip_address("10.30.0.56")))
+    routes = {**learned("worker-1"), **lr("172.16.5.0/26", "10.30.0.56")}
     state = plan(worker1(pools[0], pools=pools, nodes=ns, routes=routes, ipip_supported=False))
     assert state.ipip is None
-    assert not [r for r in state.routes.values() if r.dev == "tunl0"]
+    assert not [s for s in state.routes.values() if s.dev == "tunl0"]
     assert route_for(state, "172.16.5.0/26").dev == "vxlan.calico"
     assert any("IP-in-IP" in w for w in state.warnings)
 
@@ -166,9 +187,7 @@ def test_kernel_without_ipip_programs_what_it_can() -> None:
 def test_multiple_pools_each_choose_their_mode() -> None:
     pools = (pool(ipip="Always"), PlanPool("vx", ip_network("172.16.0.0/16"), vxlan_mode="Always"),
              PlanPool("plain", ip_network("172.17.0.0/16")))
-    routes = (*learned("worker-1"),
-              LearnedRoute(ip_network("172.16.5.0/26"), ip_address("10.30.0.56")),
-              LearnedRoute(ip_network("172.17.5.0/26"), ip_address("10.30.0.56")))
+    routes = {**learned("worker-1"), **lr("172.16.5.0/26", "10.30.0.56"), **lr("172.17.5.0/26", "10.30.0.56")}
     state = plan(worker1(pools[0], pools=pools, routes=routes))
     assert route_for(state, "192.168.133.192/26").dev == "tunl0"
     assert route_for(state, "172.16.5.0/26").dev == "vxlan.calico"
@@ -178,11 +197,10 @@ def test_multiple_pools_each_choose_their_mode() -> None:
 
 
 def test_routes_from_non_nodes_are_direct_and_poolless_needs_policy() -> None:
-    tor = ip_address("10.30.0.1")
-    routes = (LearnedRoute(ip_network("192.168.50.0/26"), tor), LearnedRoute(ip_network("203.0.113.0/24"), tor))
+    routes = {**lr("192.168.50.0/26", "10.30.0.1"), **lr("203.0.113.0/24", "10.30.0.1")}
     state = plan(worker1(pool(ipip="Always"), routes=routes))
     assert shape(route_for(state, "192.168.50.0/26")) == (RouteKind.UNICAST, "10.30.0.1", "eth0", False, Mode.DIRECT)
-    assert not [r for r in state.routes.values() if r.dst == "203.0.113.0/24"]
+    assert not planned(state, "203.0.113.0/24")
     state = plan(worker1(pool(ipip="Always"), routes=routes, install_poolless=True))
     r = route_for(state, "203.0.113.0/24")
     assert (r.gateway, r.dev, r.pool) == ("10.30.0.1", "eth0", None)
@@ -190,16 +208,15 @@ def test_routes_from_non_nodes_are_direct_and_poolless_needs_policy() -> None:
 
 def test_unreachable_next_hop_is_a_warning_not_a_route() -> None:
     state = plan(worker1(pool(), host_routes=()))
-    assert not [r for r in state.routes.values() if r.dst == "192.168.97.192/26"]
+    assert not planned(state, "192.168.97.192/26")
     assert any("10.30.1.66" in w for w in state.warnings)
 
 
 def test_own_blocks_and_own_next_hops_are_never_routed_remotely() -> None:
-    routes = (LearnedRoute(ip_network(BLOCKS["worker-1"]), ip_address("10.30.0.10")),
-              LearnedRoute(ip_network("192.168.1.0/26"), ip_address("10.30.0.206")))
+    routes = {**lr(BLOCKS["worker-1"], "10.30.0.10"), **lr("192.168.1.0/26", "10.30.0.206")}
     state = plan(worker1(pool(ipip="Always"), routes=routes))
     assert route_for(state, BLOCKS["worker-1"]).kind == RouteKind.BLACKHOLE
-    assert not [r for r in state.routes.values() if r.dst == "192.168.1.0/26"]
+    assert not planned(state, "192.168.1.0/26")
 
 
 def test_ipv6_vxlan_pool_uses_the_v6_device() -> None:
@@ -208,7 +225,7 @@ def test_ipv6_vxlan_pool_uses_the_v6_device() -> None:
                       blocks=(ip_network(BLOCKS[n]), ip_network(f"fd00:10:0:{i}::/122")))
           for i, n in enumerate(BLOCKS)}
     v6pool = PlanPool("v6", ip_network("fd00:10::/48"), vxlan_mode="Always")
-    routes = (LearnedRoute(ip_network("fd00:10:0:2::/122"), ip_address("fd00:30::3")),)
+    routes = lr("fd00:10:0:2::/122", "fd00:30::3")
     state = plan(worker1(v6pool, pools=(pool(), v6pool), nodes=ns, routes=routes,
                          interfaces=(HostInterface("eth0", ip_interface("10.30.0.206/24")),
                                      HostInterface("eth0", ip_interface("fd00:30::2/64")))))
@@ -244,7 +261,7 @@ def test_disabled_pool_still_routes() -> None:
 
 def test_workload_routes_wait_for_their_interface() -> None:
     state = plan(worker1(pool(), links=frozenset({"eth0", "lo"})))
-    assert not [r for r in state.routes.values() if r.mode == Mode.WORKLOAD]
+    assert not [s for s in state.routes.values() if s.mode == Mode.WORKLOAD]
     assert not [s for s in state.sysctls if "cali" in s.path]
     state = plan(worker1(pool(), links=frozenset({"eth0", "cali8d4c1a2e"})))
     assert route_for(state, "192.168.226.65/32").dev == "cali8d4c1a2e"

@@ -12,7 +12,7 @@ from collections.abc import Iterator
 import pytest
 
 from felixd.reconcile import Reconciler, ReconcileResult
-from felixd.state import RTPROT_TORTIE, DesiredState, IpipDevice, Mode, Route
+from felixd.state import RTPROT_TORTIE, DesiredState, IpipDevice, Mode, route, route_map
 from tests.vm.inside.ipip_support import (
     Capture,
     Cluster,
@@ -34,14 +34,13 @@ def cluster() -> Iterator[Cluster]:
 
 
 def ipip_state(local: Node, remote: Node) -> DesiredState:
-    route = Route(dst=remote.block, gateway=remote.address, dev="tunl0", onlink=True, mode=Mode.IPIP,
-                  pool="ipip-pool")
-    return DesiredState(routes={route.key: route}, ipip=IpipDevice(address=f"{local.tunnel}/32", mtu=1480))
+    r = route(remote.block, gateway=remote.address, dev="tunl0", onlink=True, mode=Mode.IPIP, pool="ipip-pool")
+    return DesiredState(routes=route_map(r), ipip=IpipDevice(address=f"{local.tunnel}/32", mtu=1480))
 
 
 def direct_state(remote: Node) -> DesiredState:
-    route = Route(dst=remote.block, gateway=remote.address, dev="eth0", mode=Mode.DIRECT, pool="direct-pool")
-    return DesiredState(routes={route.key: route})
+    r = route(remote.block, gateway=remote.address, dev="eth0", mode=Mode.DIRECT, pool="direct-pool")
+    return DesiredState(routes=route_map(r))
 
 
 async def apply(node: Node, desired: DesiredState) -> ReconcileResult:
