@@ -32,6 +32,18 @@ if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
     rm -f /usr/sbin/policy-rc.d
   fi
   system_setup=1
+  # The kernel's neighbour (ARP/NDP) table is one table for all namespaces, with machine-wide limits
+  # (1,024 entries by default): the tiers' labs, meshes and reflector benchmarks running side by side
+  # need more, and a full table drops packets in every namespace (lost pings, stalled sessions).
+  # Raised as container hosts raise it; never lowered.
+  for v in 4 6; do
+    for t in "gc_thresh1 1024" "gc_thresh2 8192" "gc_thresh3 16384"; do
+      set -- $t
+      key=net.ipv$v.neigh.default.$1
+      cur=$(sysctl -n "$key" 2>/dev/null || echo 0)
+      if [ "$cur" -lt "$2" ]; then sysctl -qw "$key=$2" || true; fi
+    done
+  done
   # BIRD 1.6 (Calico's line) conflicts with bird2 as a package: run it from an extraction.
   if [ ! -x .deps/bird16/usr/sbin/bird ]; then
     mkdir -p .deps/bird16 && (cd .deps && rm -f bird_*.deb && apt-get download bird >/dev/null 2>&1 \

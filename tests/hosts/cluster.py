@@ -327,7 +327,16 @@ class RouteWatch:
             with open(path, "wb") as out:
                 self.procs[h] = subprocess.Popen(["ip", "-n", cluster.ns(h), "monitor", "route"], stdout=out,
                                                  stderr=subprocess.STDOUT, start_new_session=True)
-        time.sleep(0.2)  # ip monitor subscribes after it starts: give it a moment before anything happens
+        # ip monitor subscribes some time after it starts: a marker route added and removed in each
+        # host, again until its monitor shows it, proves the monitor listens before anything happens
+        marker = "198.51.100.77"  # ip shows a host route without its /32
+        for h, path in self.files.items():
+            def seen(h: str = h, path: Path = path) -> bool:
+                for verb in ("add", "del"):
+                    subprocess.run(["ip", "-n", cluster.ns(h), "route", verb, "blackhole", marker + "/32", "proto", "201"],
+                                   check=True, capture_output=True)
+                return marker in path.read_text(errors="replace")
+            until(seen, 10, f"{h}'s route monitor listening", interval=0.05)
 
     def stop(self) -> dict[str, list[str]]:
         deleted: dict[str, list[str]] = {}
