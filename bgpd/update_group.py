@@ -150,7 +150,8 @@ class UpdateGroup:
         self.advertised: dict[AfiSafi, dict[bytes, Advert]] = {}
         self.owned: dict[AfiSafi, dict[bytes, PeerInfo]] = {}  # prefixes whose units a member must not get
         # iBGP groups: our own routes per next hop self of the members (see the module docstring)
-        self.per_hop = key.target.ibgp
+        # (a group whose key holds our address already, nextHopMode Self, needs no split)
+        self.per_hop = key.target.ibgp and not key.target.next_hop_self
         self.local_adv: dict[AfiSafi, dict[NextHop, dict[bytes, Advert]]] = {}
         self._hop_exporters: dict[tuple[AfiSafi, NextHop], Exporter] = {}
         self.pending: dict[AfiSafi, dict[bytes, Path | None]] = {}
