@@ -121,6 +121,8 @@ class BgpDaemon:
                 log.info("peer %s removed from the configuration", cfg.address)
                 self._remove_peer(cfg.key, CeaseSubcode.PEER_DECONFIGURED, "peer deconfigured")
             for old, new in d.changed:
+                if speaker.reconfigure_peer(new, now):
+                    continue  # only its BGPFilters changed: applied in place
                 log.info("peer %s changed: restarting its session", new.address)
                 self._remove_peer(old.key, CeaseSubcode.OTHER_CONFIGURATION_CHANGE, "configuration change")
                 transport.peer_added(speaker.add_peer(new, now).transport)

@@ -28,10 +28,9 @@ def parse_v4(text: str) -> list[Entry]:
         f = line.split()
         if len(f) < 8 or not int(f[3], 16) & 1:  # RTF_UP
             continue
-        dest = struct.unpack("<I", bytes.fromhex(f[1]))[0]
-        mask = struct.unpack("<I", bytes.fromhex(f[7]))[0]
-        net = int.from_bytes(struct.pack("<I", dest), "big")
-        plen = bin(mask).count("1")
+        # the address's network-order octets, printed as a host-order (little-endian) number
+        net = struct.unpack("<I", bytes.fromhex(f[1]))[0]
+        plen = bin(struct.unpack("<I", bytes.fromhex(f[7]))[0]).count("1")
         out.append((plen, net, int(f[6]), f[0]))
     return out
 

@@ -63,6 +63,7 @@ from proto.bgp import (
     GracefulRestartCap,
     MultiprotocolCap,
     RefreshSubtype,
+    RouteRefreshCap,
 )
 
 log = logging.getLogger("tortie.bgp")
@@ -294,6 +295,41 @@ class Speaker:
         peer.session.start(now)
         self._touch(peer, now)
         return peer
+
+    def reconfigure_peer(self, cfg: PeerConfig, now: float) -> bool:
+        """Apply a peer's new configuration without restarting its session when only its BGPFilters
+        changed (BIRD reconfigures filters in place): new import rules ask the peer for its routes
+        again (ROUTE-REFRESH), new export rules move it to its new update group, which sends what
+        differs. False: something else changed, or the peer cannot refresh; restart the session."""
+        peer = self.peers[cfg.key]
+        old = peer.cfg
+        if dataclasses.replace(old, filters=cfg.filters) != cfg:
+            return False
+        import_rules = peer_chains(cfg.filters, IMPORT, cfg.ebgp)
+        export_rules = peer_chains(cfg.filters, EXPORT, cfg.ebgp)
+        state = self.rib.peers[peer.info]
+        import_changed = state.policy.options.filters != import_rules
+        remote = peer.remote_open
+        if import_changed and peer.state == State.ESTABLISHED and (
+                remote is None or remote.capability(RouteRefreshCap) is None):
+            return False  # BIRD restarts a peer that cannot send its routes again
+        peer.cfg = cfg
+        if import_changed:
+            state.policy.options.filters = import_rules
+            state.policy._decided.clear()
+            if peer.state == State.ESTABLISHED:
+                for family in peer.families:
+                    peer.session.send_route_refresh(family[0], family[1])
+                self._touch(peer, now)
+        if peer.info.export_filters != export_rules:
+            peer.info.export_filters = export_rules
+            group = peer.group
+            if isinstance(group, UpdateGroup):
+                previous = {f: list(group.advertised_to(peer.info, f)) for f in peer.families}
+                self._leave_group(peer)
+                self._join_group(peer, now, previous)
+        log.info("peer %s: BGPFilters changed, applied without restarting the session", cfg.key)
+        return True
 
     def remove_peer(self, key: str, now: float, subcode: int = CeaseSubcode.PEER_DECONFIGURED,
                     message: str = "") -> Peer:
@@ -596,7 +632,7 @@ class Speaker:
 
     # ------------------------------------------------------------ update groups
 
-    def _join_group(self, peer: Peer, now: float) -> None:
+    def _join_group(self, peer: Peer, now: float, previous: dict[AfiSafi, list[bytes]] | None = None) -> None:
         assert peer.negotiated is not None
         target = ExportTarget.of(peer.info)
         if target.ibgp and target.next_hop_mode != "Self":
@@ -607,7 +643,7 @@ class Speaker:
         group = self.groups.get(key)
         if group is None:
             group = self.groups[key] = UpdateGroup(key, self.export, self.rib.loc, window=self.window)
-        group.join(peer.info, now, peer.enhanced_refresh)
+        group.join(peer.info, now, peer.enhanced_refresh, previous)
         peer.group = group
         self._schedule.update(group, group.next_deadline())
 
