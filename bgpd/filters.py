@@ -122,18 +122,38 @@ class RuleChain:
 
     rules: tuple[Rule, ...]
     uses_interface: bool = field(default=False, compare=False)
+    # prefix_class, compiled: the bits that hold for every prefix, and one test per rule whose CIDR
+    # condition depends on the prefix (it runs per prefix: one call per rule, not two)
+    always: int = field(default=0, compare=False)
+    tests: tuple[tuple[int, Callable[[bytes], bool]], ...] = field(default=(), compare=False)
 
     @classmethod
     def of(cls, rules: Iterable[Rule]) -> RuleChain:
         rs = tuple(rules)
-        return cls(rs, any(r.interface is not None for r in rs))
+        always = 0
+        tests: list[tuple[int, Callable[[bytes], bool]]] = []
+        for i, rule in enumerate(rs):
+            bit, cidr = 1 << i, rule.cidr
+            if cidr is None:
+                always |= bit
+            elif cidr.length_range is not None and cidr.operator in ("Equal", "NotEqual"):
+                always |= bit if cidr.operator == "NotEqual" else 0  # never equal to a prefix set
+            elif cidr.operator == "Equal":
+                tests.append((bit, cidr.network.__eq__))
+            elif cidr.operator == "NotEqual":
+                tests.append((bit, cidr.network.__ne__))
+            elif cidr.operator == "In" and cidr.inside is not None:
+                tests.append((bit, cidr.inside))
+            else:
+                tests.append((bit, cidr))
+        return cls(rs, any(r.interface is not None for r in rs), always, tuple(tests))
 
     def prefix_class(self, prefix: bytes) -> int:
         """Bit i: rule i's CIDR condition holds for `prefix` (always, for a rule without one)."""
-        cls = 0
-        for i, rule in enumerate(self.rules):
-            if rule.cidr is None or rule.cidr(prefix):
-                cls |= 1 << i
+        cls = self.always
+        for bit, test in self.tests:
+            if test(prefix):
+                cls |= bit
         return cls
 
     def decide(self, cls: int, attrs: PathAttributes, local_pref: int, remote: bool,

@@ -52,19 +52,33 @@ class Within:
     network: bytes
     lo: int
     hi: int
+    # from `network`, for the per-prefix test: its version, the whole octets it fixes and the end
+    # of them, and the mask and value of its partial octet (mask 0: none)
+    _version: int = field(init=False, compare=False, repr=False)
+    _head: bytes = field(init=False, compare=False, repr=False)
+    _end: int = field(init=False, compare=False, repr=False)
+    _mask: int = field(init=False, compare=False, repr=False)
+    _last: int = field(init=False, compare=False, repr=False)
+
+    def __post_init__(self) -> None:
+        net = self.network
+        whole, spare = divmod(net[1], 8)
+        end = 2 + whole
+        mask = 0xFF00 >> spare & 0xFF if spare else 0
+        for name, value in (("_version", net[0]), ("_head", net[2:end]), ("_end", end), ("_mask", mask),
+                            ("_last", net[end] & mask if mask else 0)):
+            object.__setattr__(self, name, value)
 
     def __call__(self, prefix: bytes) -> bool:
-        net = self.network
-        if prefix[0] != net[0]:
+        if prefix[0] != self._version:
             return False
         length = prefix[1]
         if length < self.lo or length > self.hi:
             return False
-        plen = net[1]
-        whole, spare = divmod(plen, 8)
-        if prefix[2 : 2 + whole] != net[2 : 2 + whole]:
+        end = self._end
+        if prefix[2:end] != self._head:
             return False
-        return not spare or (prefix[2 + whole] & (0xFF00 >> spare) & 0xFF) == net[2 + whole]
+        return not self._mask or prefix[end] & self._mask == self._last
 
 
 def within(network: bytes) -> Within:

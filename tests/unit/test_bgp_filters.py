@@ -11,7 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from bgpd.advertise import Advertisement, ClusterRoutes, taggers
-from bgpd.filters import EXPORT, IMPORT, compile_chain, peer_chains
+from bgpd.filters import EXPORT, IMPORT, Rule, RuleChain, compile_chain, peer_chains
 from bgpd.policy import ExportPolicy, ExportTarget, Identity, ImportOptions, PoolSet
 from bgpd.rib.path import PeerInfo, path
 from bgpd.rib.rib import Rib
@@ -107,6 +107,30 @@ def test_cidr_in_agrees_with_ipaddress(a: int, alen: int, b: int, blen: int, lo:
     lo2, hi2 = max(net.prefixlen, lo), hi
     want = inside and lo2 <= route.prefixlen <= hi2
     assert CidrMatch.of(pf.from_network(net), "In", (lo, hi))(pf.from_network(route)) is want
+
+
+OPERATORS = ("Equal", "NotEqual", "In", "NotIn")
+CIDR_RULE = st.tuples(st.integers(0, 2**32 - 1), st.integers(0, 32), st.sampled_from(OPERATORS),
+                      st.none() | st.tuples(st.none() | st.integers(0, 32), st.none() | st.integers(0, 32)),
+                      st.booleans())
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(CIDR_RULE, min_size=1, max_size=8), st.lists(st.tuples(st.integers(0, 2**32 - 1),
+                                                                      st.integers(0, 32)), min_size=1, max_size=20))
+def test_compiled_prefix_class_agrees_with_each_rule(rules: list[tuple[int, int, str, object, bool]],
+                                                     prefixes: list[tuple[int, int]]) -> None:
+    """The chain's compiled per-prefix test gives the bits the rules' CIDR conditions give one by one."""
+    built = []
+    for i, (a, alen, op, length, has_cidr) in enumerate(rules):
+        net = pf.from_network(ipaddress.ip_network((a, alen), strict=False))
+        cidr = CidrMatch.of(net, op, length) if has_cidr else None  # type: ignore[arg-type]
+        built.append(Rule(where=f"rule {i + 1}", accept=True, cidr=cidr))
+    chain = RuleChain.of(built)
+    for b, blen in prefixes:
+        p = pf.from_network(ipaddress.ip_network((b, blen), strict=False))
+        want = sum(1 << i for i, r in enumerate(built) if r.cidr is None or r.cidr(p))
+        assert chain.prefix_class(p) == want
 
 
 def test_ipv6_cidr_and_family_mismatch() -> None:
