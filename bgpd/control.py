@@ -13,11 +13,12 @@ from collections.abc import Callable
 
 from bgpd.fsm import State
 from bgpd.peer import Peer
+from bgpd.policy import ExportTarget
 from bgpd.rib.path import Path
 from bgpd.speaker import FAMILIES, FAMILY_NAMES, Speaker
 from bgpd.transport import Transport
 from proto import prefix as pf
-from proto.bgp import IPV4_UNICAST, EnhancedRouteRefreshCap, MsgType, RouteRefreshCap
+from proto.bgp import IPV4_UNICAST, AfiSafi, EnhancedRouteRefreshCap, MsgType, RouteRefreshCap
 from proto.bgp.constants import Origin
 from runtime.control import ControlError
 
@@ -82,7 +83,8 @@ class Control:
             session = p.session
             neg = p.negotiated
             pr = sp.rib.peers.get(p.info)
-            received = sum(len(r) for r in pr.ins.values()) if pr else 0
+            accepted = sum(len(r) for r in pr.ins.values()) if pr else 0
+            received = accepted + (sum(len(r.filtered) for r in pr.ins.values()) if pr else 0)
             advertised = sum(len(sp.advertised(p, f)) for f in p.families)
             remote = session.remote_open
             caps = {
@@ -113,7 +115,7 @@ class Control:
                 else round(self.now() - session.established_at, 3),
                 "capabilities": caps,
                 "messages": self.messages(p),
-                "prefixes": {"received": received, "accepted": received,
+                "prefixes": {"received": received, "accepted": accepted,
                              "rejected": dict(pr.policy.rejected) if pr else {}, "advertised": advertised},
                 "graceful_restart_state": gr_state,
                 "last_notification_sent": p.last_sent, "last_notification_received": p.last_received,
@@ -145,21 +147,49 @@ class Control:
             return rows
         p = self.peer(peer)
         if direction == "out":
-            for family in families:
-                for key, adv in sorted(sp.advertised(p, family).items(), key=lambda kv: pf.sort_key(kv[0])):
-                    if want is not None and key != want:
-                        continue
-                    rows.append(_advert_entry(pf.text(key), adv, p.key))
-            return rows
+            return self._rib_out(p, families, want)
         pr = sp.rib.peers.get(p.info)
         if pr is None:
             return []
         for family in families:
             loc = sp.rib.loc[family]
-            for key, path in pr.ins[family].iter_paths():
+            rib_in = pr.ins[family]
+            for key, path in rib_in.iter_paths():
                 if want is not None and key != want:
                     continue
                 rows.append(_entry(pf.text(key), path, loc.best.get(key) is path, ""))
+            # what import policy rejected, and why (BIRD's `show route filtered`)
+            for key, path, reason in rib_in.iter_filtered():
+                if want is not None and key != want:
+                    continue
+                rows.append({**_entry(pf.text(key), path, False, reason), "filtered": True})
+        return rows
+
+    def _rib_out(self, p: Peer, families: list[AfiSafi], want: bytes | None) -> list[dict[str, object]]:
+        """What we advertise to the peer and, where an export rule or the default policy decided,
+        why; with export rules, also the routes a rule keeps from it."""
+        sp = self.speaker
+        rows: list[dict[str, object]] = []
+        target = ExportTarget.of(p.info)
+        for family in families:
+            loc = sp.rib.loc[family]
+            chain = target.filters.get(family) if target.filters is not None else None
+            explain = chain is not None or family in sp.export.taggers
+            advertised = sp.advertised(p, family)
+            for key, adv in sorted(advertised.items(), key=lambda kv: pf.sort_key(kv[0])):
+                if want is not None and key != want:
+                    continue
+                best = loc.best.get(key)
+                why = sp.export.decide(key, best, target, family)[1] if explain and best is not None else ""
+                rows.append(_advert_entry(pf.text(key), adv, p.key, why))
+            if chain is None:
+                continue
+            for key, best in sorted(loc.best.items(), key=lambda kv: pf.sort_key(kv[0])):
+                if key in advertised or (want is not None and key != want):
+                    continue
+                adv, why = sp.export.decide(key, best, target, family)
+                if adv is None and why.startswith("rejected by"):
+                    rows.append({**_entry(pf.text(key), best, False, why), "to": p.key, "filtered": True})
         return rows
 
     # ------------------------------------------------------------ actions
@@ -207,9 +237,9 @@ def _entry(prefix: str, path: Path, best: bool, reason: str) -> dict[str, object
             "stale": path.stale, "local_pref": path.local_pref, **_attrs_entry(path.attrs)}
 
 
-def _advert_entry(prefix: str, adv: object, to: str) -> dict[str, object]:
+def _advert_entry(prefix: str, adv: object, to: str, reason: str = "") -> dict[str, object]:
     attrs = getattr(adv, "attrs", None)
     nh = getattr(adv, "next_hop", ())
     return {"prefix": prefix, "next_hop": nh[0] if nh else "self", "from": "local", "to": to, "best": True,
-            "reason": "", "stale": False, "local_pref": getattr(attrs, "local_pref", None),
+            "reason": reason, "stale": False, "local_pref": getattr(attrs, "local_pref", None),
             **_attrs_entry(attrs)}

@@ -20,6 +20,7 @@ from pathlib import Path
 from bgpd.control import Control
 from bgpd.feed_server import FeedServer
 from bgpd.fsm import State
+from bgpd.interfaces import KernelInterfaces
 from bgpd.metrics import BgpMetrics, forget_peer, refresh
 from bgpd.speaker import Speaker, pools_from_networks
 from bgpd.topology import Topology, TopologyError, build, diff
@@ -68,6 +69,8 @@ class BgpDaemon:
         pools = pools_from_networks(p.cidr for p in model.pools)
         speaker = Speaker(topo, pools, self.loop.time(), restarting=restarting)
         speaker.clock = time.perf_counter
+        # read only when a BGPFilter rule tests an interface
+        speaker.set_interface_resolver(KernelInterfaces())
         speaker.observe_update = self.metrics.update_processing_seconds.observe
         transport = Transport(speaker, after=self._after_service)
         for peer in speaker.peers.values():
@@ -118,6 +121,8 @@ class BgpDaemon:
                 log.info("peer %s removed from the configuration", cfg.address)
                 self._remove_peer(cfg.key, CeaseSubcode.PEER_DECONFIGURED, "peer deconfigured")
             for old, new in d.changed:
+                if speaker.reconfigure_peer(new, now):
+                    continue  # only its BGPFilters changed: applied in place
                 log.info("peer %s changed: restarting its session", new.address)
                 self._remove_peer(old.key, CeaseSubcode.OTHER_CONFIGURATION_CHANGE, "configuration change")
                 transport.peer_added(speaker.add_peer(new, now).transport)
@@ -126,8 +131,12 @@ class BgpDaemon:
             if d.originate_changed:
                 speaker.set_originated(topo, now)
             speaker.topology = topo
-            if old_model is None or {p.cidr for p in old_model.pools} != {p.cidr for p in model.pools}:
-                speaker.set_pools(pools_from_networks(p.cidr for p in model.pools), now)
+            pools_changed = old_model is None or {p.cidr for p in old_model.pools} != {p.cidr for p in model.pools}
+            pools = pools_from_networks(p.cidr for p in model.pools) if pools_changed else None
+            if d.routes_changed:
+                speaker.set_routes(topo, now, pools)
+            elif pools is not None:
+                speaker.set_pools(pools, now)
             transport.service()
         self.metrics.config_reloads.labels("ok").inc()
         self.metrics.last_reload.set(time.time())

@@ -144,6 +144,9 @@ class RibFeed(_Source):
         super().__init__()
         self.loc_ribs = loc_ribs
         self._tails: dict[Path, tuple[int, bytes, int]] = {}
+        # prefixes never programmed into the kernel (service ranges, Calico's /rejectcidrs): felixd
+        # gets a withdrawal instead of such a route
+        self.excluded: Callable[[bytes], bool] | None = None
 
     @staticmethod
     def routable(best: Path | None) -> bool:
@@ -152,6 +155,11 @@ class RibFeed(_Source):
 
     def changes(self, changes: list[Change]) -> None:
         """Loc-RIB changes, queued for every reader (there are none: nothing to do)."""
+        if not self.readers:
+            return
+        excluded = self.excluded
+        if excluded is not None:
+            changes = [(p, None) if b is not None and excluded(p) else (p, b) for p, b in changes]
         for reader in self.readers:
             reader.pending.update(changes)
 
@@ -163,13 +171,15 @@ class RibFeed(_Source):
                 reader.pending.update(self._snapshot_items())
 
     def _snapshot_items(self) -> Iterator[tuple[bytes, Path | None]]:
+        excluded = self.excluded
         for loc in self.loc_ribs.values():
             best = loc.best
             # the keys now; each route as it is when its slice is written (newer is fine: the
             # reader's backlog has every change since it registered)
             for key in list(best):
                 path = best.get(key)
-                if path is not None and not path.source.local and path.next_hop:
+                if path is not None and not path.source.local and path.next_hop and (
+                        excluded is None or not excluded(key)):
                     yield key, path
 
     def _tail(self, best: Path, prefix: bytes) -> tuple[int, bytes, int]:

@@ -24,8 +24,11 @@ from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
 
+from bgpd.advertise import ClusterRoutes, Tagger
+from bgpd.filters import FamilyChains, RuleChain, Verdict
 from bgpd.reflection import reflected_attributes, reflection_loop, reflects
 from bgpd.rib.path import DEFAULT_LOCAL_PREF, Advert, NextHop, Path, PeerInfo, advert
+from bgpd.route_match import local_pref_of_priority
 from proto.bgp.as4 import merge_as4
 from proto.bgp.attributes import readvertised
 from proto.bgp.constants import (
@@ -146,6 +149,10 @@ class ImportOptions:
     accept_outside_pools: bool = False
     max_prefixes: int | None = None  # paths per family, ADD-PATH paths counted one by one
     allow_local_as: int = 0  # BGPPeer numAllowedLocalASNumbers (BIRD `allow local as`)
+    filters: FamilyChains | None = None  # BGPFilter import rules (bgpd.filters), tried before the pools
+
+
+InterfaceOf = Callable[[str], "str | None"]
 
 
 @dataclass
@@ -159,7 +166,9 @@ class ImportPolicy:
     rejected: Counter[str] = field(default_factory=Counter)  # reason -> prefixes rejected
     # the session in use: with a 2-octet AS speaker, AS4_PATH carries the real path (RFC 6793)
     four_octet_as: bool = True
+    interface_of: InterfaceOf | None = None  # next hop -> interface, for BGPFilter `interface` rules
     _checked: dict[tuple[PathAttributes, NextHop], PathAttributes | str] = field(default_factory=dict)
+    _decided: dict[tuple[PathAttributes, NextHop, int], Verdict | None] = field(default_factory=dict)
 
     def set_four_octet_as(self, on: bool) -> None:
         if on != self.four_octet_as:
@@ -221,6 +230,49 @@ class ImportPolicy:
             self.rejected["outside-pools"] += len(prefixes) - len(ok)
         return ok
 
+    def chain(self, family: AfiSafi) -> RuleChain | None:
+        """The peer's BGPFilter import rules for `family`, if it has any."""
+        filters = self.options.filters
+        return filters.get(family) if filters is not None else None
+
+    def by_rules(self, chain: RuleChain, prefixes: Sequence[bytes], family: AfiSafi, add_path: bool,
+                 attrs: PathAttributes, next_hop: NextHop) -> list[tuple[PathAttributes | str, list[bytes]]]:
+        """Import through the peer's BGPFilter rules: the prefixes by outcome, each an attribute set
+        to store (the accepting rule's operations applied) or the reason they are rejected. Prefixes no
+        rule decides go to the pool filter. Per prefix only the rules' CIDR conditions are tested;
+        the rest is decided once per (attribute set, next hop, class of prefix)."""
+        offset = 4 if add_path else 0
+        classes: dict[int, list[bytes]] = {}
+        prefix_class = chain.prefix_class
+        for p in prefixes:
+            classes.setdefault(prefix_class(p[offset:] if offset else p), []).append(p)
+        out: list[tuple[PathAttributes | str, list[bytes]]] = []
+        for cls, group in classes.items():
+            key = (attrs, next_hop, cls)
+            if key in self._decided:
+                verdict = self._decided[key]
+            else:
+                interface = self.interface_of(next_hop[0]) \
+                    if chain.uses_interface and next_hop and self.interface_of is not None else None
+                local_pref = attrs.local_pref if attrs.local_pref is not None else DEFAULT_LOCAL_PREF
+                verdict = chain.decide(cls, attrs, local_pref, True, interface)
+                if len(self._decided) > 4096:
+                    self._decided.clear()
+                self._decided[key] = verdict
+            if verdict is None:
+                ok = self.filter(group, family, add_path)
+                if ok:
+                    out.append((attrs, list(ok)))
+                if len(ok) != len(group):
+                    kept = set(ok)
+                    out.append(("outside-pools", [p for p in group if p not in kept]))
+            elif verdict.attrs is not None:
+                out.append((verdict.attrs, group))
+            else:
+                self.rejected["bgp-filter"] += len(group)
+                out.append((verdict.reason, group))
+        return out
+
     def reject(self, reason: str, count: int) -> None:
         self.rejected[reason] += count
 
@@ -267,11 +319,15 @@ class ExportTarget:
     keep_next_hop: bool = False
     next_hop_self: tuple[tuple[AfiSafi, NextHop], ...] = ()  # our address on the session, per family
     local_asn: int | None = None  # the AS this session uses (BGPPeer localASNumber); None: the node's
+    next_hop_mode: str = ""  # BGPPeer nextHopMode: "Self" or "Keep" on every route; "" (Auto): BGP's rules
+    filters: FamilyChains | None = None  # BGPFilter export rules
 
     @classmethod
     def of(cls, peer: PeerInfo) -> ExportTarget:
+        filters = peer.export_filters
         return cls(peer.ebgp, peer.mesh, peer.rr_client, peer.keep_next_hop,
-                   tuple(sorted(peer.next_hop_self.items())), peer.local_asn)
+                   tuple(sorted(peer.next_hop_self.items())), peer.local_asn, peer.next_hop_mode,
+                   filters if isinstance(filters, FamilyChains) else None)
 
     @property
     def ibgp(self) -> bool:
@@ -285,9 +341,17 @@ class ExportTarget:
 
 
 class ExportPolicy:
-    def __init__(self, identity: Identity, pools: dict[AfiSafi, PoolSet]) -> None:
+    """Export for every target: BGP's rules (`advert_for`), then the target's BGPFilter export rules,
+    then the default policy: learned routes only inside `pools` (the pools with BGP export on, and a
+    reflector's service ranges), and the prefix advertisements' communities (`taggers`)."""
+
+    def __init__(self, identity: Identity, pools: dict[AfiSafi, PoolSet],
+                 routes: ClusterRoutes | None = None, taggers: dict[AfiSafi, Tagger] | None = None) -> None:
         self.identity = identity
         self.pools = pools
+        self.routes = routes if routes is not None else ClusterRoutes()
+        self.taggers = taggers or {}
+        self.interface_of: InterfaceOf | None = None  # next hop -> interface, for BGPFilter `interface`
 
     def advert(self, best: Path, target: PeerInfo, family: AfiSafi) -> Advert | None:
         """What the peer `target` gets for a prefix whose best path is `best` (prefix filters aside):
@@ -300,14 +364,18 @@ class ExportPolicy:
             return None
         return self.advert_for(best, ExportTarget.of(target), family)
 
-    def advert_for(self, best: Path, target: ExportTarget, family: AfiSafi) -> Advert | None:
-        """What a peer like `target` gets for `best`, whoever the peer is. Which member of an update
-        group must not get it (the route's source, its originator) is the group's business."""
+    def advert_for(self, best: Path, target: ExportTarget, family: AfiSafi,
+                   attrs: PathAttributes | None = None) -> Advert | None:
+        """What a peer like `target` gets for `best`, whoever the peer is, by BGP's rules; `attrs` is the
+        route's attribute set after export rules changed it (default: the path's). Which member of an
+        update group must not get it (the route's source, its originator) is the group's business."""
         src = best.source
         ident = self.identity
+        base = best.attrs if attrs is None else attrs
         # passed on: unknown transitive attributes get the Partial bit, non-transitive ones go
-        attrs = best.attrs if src.local or not best.attrs.unknown else readvertised(best.attrs)
+        attrs = base if src.local or not base.unknown else readvertised(base)
         self_hop = target.self_hop(family)
+        mode = target.next_hop_mode
         if target.mesh and not src.local:
             return None  # the mesh only carries each node's own blocks
         if src.ibgp:
@@ -315,9 +383,12 @@ class ExportPolicy:
                 return None
             if target.ibgp:
                 assert ident.cluster_id is not None
-                return advert(reflected_attributes(attrs, src, ident.cluster_id), best.next_hop)
+                out = reflected_attributes(attrs, src, ident.cluster_id)
+                if mode == "Self" and self_hop:
+                    return advert(_with_next_hop(out, self_hop, family), self_hop)
+                return advert(out, best.next_hop)
         if target.ebgp:
-            if target.keep_next_hop and best.next_hop:
+            if (target.keep_next_hop or mode == "Keep") and best.next_hop:
                 next_hop = best.next_hop
             elif self_hop:
                 next_hop = self_hop
@@ -334,7 +405,8 @@ class ExportPolicy:
             )
             return advert(out, next_hop)
         # iBGP target: our own routes with next hop self, eBGP-learned ones unchanged (RFC 4271 5.1.3)
-        if src.local:
+        # unless the peer wants next hop self on everything
+        if src.local or mode == "Self":
             if not self_hop:
                 return None
             next_hop = self_hop
@@ -343,26 +415,89 @@ class ExportPolicy:
         out = replace(
             attrs,
             next_hop=next_hop[0] if family == IPV4_UNICAST and "." in next_hop[0] else None,
-            local_pref=best.local_pref,
+            local_pref=attrs.local_pref if attrs.local_pref is not None else best.local_pref,
         )
         return advert(out, next_hop)
 
+    # ------------------------------------------------------------ export rules and the default policy
+
+    def decide(self, prefix: bytes, best: Path, target: ExportTarget, family: AfiSafi,
+               chain: RuleChain | None = None, tagger: Tagger | None = None) -> tuple[Advert | None, str]:
+        """The advert for one prefix and the reason when an export rule or the default policy
+        decided it ("" when BGP's rules alone did). Uncached: `exporter` caches the same work per
+        (path, prefix class); `tortiectl bgp rib --out` asks this per prefix."""
+        if chain is None and target.filters is not None:
+            chain = target.filters.get(family)
+        if tagger is None:
+            tagger = self.taggers.get(family)
+        pools = self.pools.get(family)
+        inside = best.source.local or (pools is not None and pools.covers(prefix))
+        return self._decide(best, target, family, chain, chain.prefix_class(prefix) if chain else 0,
+                            inside, tagger, tagger.prefix_class(prefix) if tagger else 0)
+
+    def _decide(self, best: Path, target: ExportTarget, family: AfiSafi, chain: RuleChain | None, cls: int,
+                inside: bool, tagger: Tagger | None, tag: int) -> tuple[Advert | None, str]:
+        if self.advert_for(best, target, family) is None:
+            return None, ""  # BGP's rules: not to peers like this one, whatever the filters say
+        if chain is not None:
+            local = best.source.local
+            if local:
+                local_pref = local_pref_of_priority(self.routes.priority(family))
+            else:
+                local_pref = best.attrs.local_pref if best.attrs.local_pref is not None else DEFAULT_LOCAL_PREF
+            interface = None
+            if chain.uses_interface and not local and best.next_hop and self.interface_of is not None:
+                interface = self.interface_of(best.next_hop[0])
+            verdict = chain.decide(cls, best.attrs, local_pref, not local, interface)
+            if verdict is not None:
+                if verdict.attrs is None:
+                    return None, verdict.reason
+                return self.advert_for(best, target, family, verdict.attrs), verdict.reason
+        if not inside:
+            return None, "default policy: learned routes leave only inside pools with BGP export"
+        attrs = tagger.apply(best.attrs, tag) if tagger is not None and tag else None
+        return self.advert_for(best, target, family, attrs), "prefix advertisement" if attrs is not None else ""
+
     def exporter(self, target: ExportTarget, family: AfiSafi) -> Exporter:
-        """A per-prefix export function for peers like `target`, doing the per-path work once."""
-        cache: dict[Path, Advert | None] = {}
+        """A per-prefix export function for peers like `target`, doing the per-path work once: per
+        (path, prefix class) when the target has export rules or the node prefix advertisements."""
         pools = self.pools.get(family)
         covers = pools.covers if pools is not None else (lambda _p: False)
+        chain = target.filters.get(family) if target.filters is not None else None
+        tagger = self.taggers.get(family)
         advert_for = self.advert_for
-        ebgp = target.ebgp
+        if chain is None and tagger is None:
+            cache: dict[Path, Advert | None] = {}
 
-        def export(prefix: bytes, best: Path) -> Advert | None:
-            a = cache.get(best, _NOT_CACHED)
+            def export(prefix: bytes, best: Path) -> Advert | None:
+                a = cache.get(best, _NOT_CACHED)
+                if a is _NOT_CACHED:
+                    if len(cache) > 4096:
+                        cache.clear()
+                    a = cache[best] = advert_for(best, target, family)
+                if a is not None and not best.source.local and not covers(prefix):
+                    return None
+                return a  # type: ignore[return-value]
+
+            return export
+
+        decide = self._decide
+        classed: dict[tuple[Path, int, bool, int], Advert | None] = {}
+        rule_class = chain.prefix_class if chain is not None else (lambda _p: 0)
+        tag_class = tagger.prefix_class if tagger is not None else (lambda _p: 0)
+
+        def export_by_class(prefix: bytes, best: Path) -> Advert | None:
+            inside = best.source.local or covers(prefix)
+            key = (best, rule_class(prefix), inside, tag_class(prefix))
+            a = classed.get(key, _NOT_CACHED)
             if a is _NOT_CACHED:
-                if len(cache) > 4096:
-                    cache.clear()
-                a = cache[best] = advert_for(best, target, family)
-            if a is not None and ebgp and not best.source.local and not covers(prefix):
-                return None
+                if len(classed) > 4096:
+                    classed.clear()
+                a = classed[key] = decide(best, target, family, chain, key[1], inside, tagger, key[3])[0]
             return a  # type: ignore[return-value]
 
-        return export
+        return export_by_class
+
+
+def _with_next_hop(attrs: PathAttributes, hop: NextHop, family: AfiSafi) -> PathAttributes:
+    return replace(attrs, next_hop=hop[0] if family == IPV4_UNICAST and "." in hop[0] else None)

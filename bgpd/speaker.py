@@ -26,7 +26,9 @@ from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
+from bgpd.advertise import taggers
 from bgpd.feed_out import RibFeed
+from bgpd.filters import EXPORT, IMPORT, InterfaceOf, peer_chains
 from bgpd.fsm import State
 from bgpd.graceful import GracefulHelper, RestartDeferral, keeps_routes
 from bgpd.neighbor import Neighbor
@@ -61,6 +63,7 @@ from proto.bgp import (
     GracefulRestartCap,
     MultiprotocolCap,
     RefreshSubtype,
+    RouteRefreshCap,
 )
 
 log = logging.getLogger("tortie.bgp")
@@ -112,6 +115,20 @@ def pools_from_networks(networks: Iterable[ipaddress.IPv4Network | ipaddress.IPv
     return {f: PoolSet([n for n in nets if n.version == (4 if f == IPV4_UNICAST else 6)], f) for f in FAMILIES}
 
 
+def import_pools(pools: dict[AfiSafi, PoolSet], topo: Topology) -> dict[AfiSafi, PoolSet]:
+    """What import accepts by default: the IPPools, and the service ranges other nodes advertise."""
+    services = topo.routes.service_ranges
+    if not services:
+        return pools
+    return pools_from_networks([*(n for ps in pools.values() for n in ps.networks), *services])
+
+
+def export_pools(pools: dict[AfiSafi, PoolSet], topo: Topology) -> dict[AfiSafi, PoolSet]:
+    """Where the default export policy passes learned routes on (`bgpd.advertise.ClusterRoutes`)."""
+    ranges = topo.routes.export_ranges
+    return pools if ranges is None else pools_from_networks(ranges)
+
+
 class Speaker:
     def __init__(self, topology: Topology, pools: dict[AfiSafi, PoolSet], now: float, *,
                  restarting: bool = False, rng: RandomSource | None = None,
@@ -124,11 +141,15 @@ class Speaker:
         self.connect_delay = connect_delay
         self.window = window
         self.restarting = restarting
-        self.rib = Rib(self.identity, pools, node=topology.node)
-        self.export = ExportPolicy(self.identity, pools)
+        self.pools = pools
+        self.rib = Rib(self.identity, import_pools(pools, topology), node=topology.node)
+        self.export = ExportPolicy(self.identity, export_pools(pools, topology), topology.routes,
+                                   taggers(topology.routes.advertisements))
         self.gr = GracefulHelper(self.rib)
         self.deferral: RestartDeferral | None = None
         self.feed = RibFeed(self.rib.loc)
+        self._kernel_excluded(topology)
+        self.interface_of: InterfaceOf | None = None  # set by the daemon: next hop -> interface
         self.peers: dict[str, Peer] = {}
         self.groups: dict[GroupKey, UpdateGroup] = {}
         self._by_info: dict[PeerInfo, Peer] = {}
@@ -191,13 +212,42 @@ class Speaker:
         self.topology = topo
         self._apply(self._originate(topo), now)
 
+    def set_interface_resolver(self, interface_of: InterfaceOf | None) -> None:
+        """How BGPFilter `interface` rules learn a next hop's interface (the daemon reads the kernel's
+        routes; tests give a table). Decisions already made stay until the routes come again."""
+        self.interface_of = interface_of
+        self.export.interface_of = interface_of
+        for state in self.rib.peers.values():
+            state.policy.interface_of = interface_of
+
+    def _kernel_excluded(self, topo: Topology) -> None:
+        ranges = topo.routes.service_ranges
+        if not ranges:
+            self.feed.excluded = None
+            return
+        sets = pools_from_networks(ranges)
+        by_version = {4: sets[IPV4_UNICAST].covers, 6: sets[IPV6_UNICAST].covers}
+        self.feed.excluded = lambda prefix: by_version[prefix[0]](prefix)
+
+    def set_routes(self, topo: Topology, now: float, pools: dict[AfiSafi, PoolSet] | None = None) -> None:
+        """Prefix advertisements, service ranges or export ranges changed (a reload): import and the
+        feed follow, every group exports afresh (what differs is sent), and peers are asked for their
+        routes again so routes newly inside a service range are learned."""
+        self.topology = topo
+        self.export.routes = topo.routes
+        self.export.taggers = taggers(topo.routes.advertisements)
+        self._kernel_excluded(topo)
+        self.set_pools(pools if pools is not None else self.pools, now)
+
     def set_pools(self, pools: dict[AfiSafi, PoolSet], now: float) -> None:
         """The IPPools changed: import filters from now on, and every group exports afresh. Peers
         that can are asked for their routes again, so routes newly inside a pool are learned."""
-        self.rib.pools = pools
+        self.pools = pools
+        inbound = import_pools(pools, self.topology)
+        self.rib.pools = inbound
         for state in self.rib.peers.values():
-            state.policy.pools = pools
-        self.export.pools = pools
+            state.policy.pools = inbound
+        self.export.pools = export_pools(pools, self.topology)
         for group in self.groups.values():
             group.reload(now)
             self._schedule.update(group, group.next_deadline())
@@ -214,10 +264,14 @@ class Speaker:
         next_hop_self: dict[AfiSafi, tuple[str, ...]] = {}
         for addr in topo.addresses:
             next_hop_self.setdefault(_family_of(str(addr)), (str(addr),))
+        mode = cfg.next_hop_mode if cfg.next_hop_mode in ("Self", "Keep") else ""
         info = PeerInfo(str(cfg.address), str(cfg.address), cfg.asn, cfg.local_asn, mesh=cfg.peer_type == MESH,
                         rr_client=cfg.rr_client, node=cfg.node, keep_next_hop=cfg.keep_original_next_hop,
-                        next_hop_self=next_hop_self)
-        self.rib.add_peer(info, ImportOptions(max_prefixes=cfg.max_prefixes, allow_local_as=cfg.allow_local_as))
+                        next_hop_self=next_hop_self, next_hop_mode=mode,
+                        export_filters=peer_chains(cfg.filters, EXPORT, cfg.ebgp))
+        state = self.rib.add_peer(info, ImportOptions(max_prefixes=cfg.max_prefixes, allow_local_as=cfg.allow_local_as,
+                                                      filters=peer_chains(cfg.filters, IMPORT, cfg.ebgp)))
+        state.policy.interface_of = self.interface_of
         gr = GracefulRestartConfig(restart_time=int(cfg.restart_time), restarting=self.restarting,
                                    forwarding_preserved=frozenset(FAMILIES), notification=True)
         session_cfg = SessionConfig(
@@ -241,6 +295,41 @@ class Speaker:
         peer.session.start(now)
         self._touch(peer, now)
         return peer
+
+    def reconfigure_peer(self, cfg: PeerConfig, now: float) -> bool:
+        """Apply a peer's new configuration without restarting its session when only its BGPFilters
+        changed (BIRD reconfigures filters in place): new import rules ask the peer for its routes
+        again (ROUTE-REFRESH), new export rules move it to its new update group, which sends what
+        differs. False: something else changed, or the peer cannot refresh; restart the session."""
+        peer = self.peers[cfg.key]
+        old = peer.cfg
+        if dataclasses.replace(old, filters=cfg.filters) != cfg:
+            return False
+        import_rules = peer_chains(cfg.filters, IMPORT, cfg.ebgp)
+        export_rules = peer_chains(cfg.filters, EXPORT, cfg.ebgp)
+        state = self.rib.peers[peer.info]
+        import_changed = state.policy.options.filters != import_rules
+        remote = peer.remote_open
+        if import_changed and peer.state == State.ESTABLISHED and (
+                remote is None or remote.capability(RouteRefreshCap) is None):
+            return False  # BIRD restarts a peer that cannot send its routes again
+        peer.cfg = cfg
+        if import_changed:
+            state.policy.options.filters = import_rules
+            state.policy._decided.clear()
+            if peer.state == State.ESTABLISHED:
+                for family in peer.families:
+                    peer.session.send_route_refresh(family[0], family[1])
+                self._touch(peer, now)
+        if peer.info.export_filters != export_rules:
+            peer.info.export_filters = export_rules
+            group = peer.group
+            if isinstance(group, UpdateGroup):
+                previous = {f: list(group.advertised_to(peer.info, f)) for f in peer.families}
+                self._leave_group(peer)
+                self._join_group(peer, now, previous)
+        log.info("peer %s: BGPFilters changed, applied without restarting the session", cfg.key)
+        return True
 
     def remove_peer(self, key: str, now: float, subcode: int = CeaseSubcode.PEER_DECONFIGURED,
                     message: str = "") -> Peer:
@@ -543,10 +632,10 @@ class Speaker:
 
     # ------------------------------------------------------------ update groups
 
-    def _join_group(self, peer: Peer, now: float) -> None:
+    def _join_group(self, peer: Peer, now: float, previous: dict[AfiSafi, list[bytes]] | None = None) -> None:
         assert peer.negotiated is not None
         target = ExportTarget.of(peer.info)
-        if target.ibgp:
+        if target.ibgp and target.next_hop_mode != "Self":
             # iBGP members differ in next hop self only for our own routes: one group for all
             # (bgpd.update_group keeps those routes per address)
             target = dataclasses.replace(target, next_hop_self=())
@@ -554,7 +643,7 @@ class Speaker:
         group = self.groups.get(key)
         if group is None:
             group = self.groups[key] = UpdateGroup(key, self.export, self.rib.loc, window=self.window)
-        group.join(peer.info, now, peer.enhanced_refresh)
+        group.join(peer.info, now, peer.enhanced_refresh, previous)
         peer.group = group
         self._schedule.update(group, group.next_deadline())
 

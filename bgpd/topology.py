@@ -30,6 +30,7 @@ import ipaddress
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from bgpd.advertise import ClusterRoutes, cluster_routes
 from proto.resources import DEFAULT_SECRETS_DIR, BGPFilter, BGPPeer, ClusterModel, Node, Password
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
@@ -64,10 +65,10 @@ class PeerConfig:
     allow_local_as: int = 0  # numAllowedLocalASNumbers: how often our AS may appear in a received path
     source_address: IPAddress | None = None
     max_prefixes: int | None = None
-    # parsed and carried, not acted on yet (proto/resources/pending.py refuses them)
-    next_hop_mode: str | None = None
+    next_hop_mode: str | None = None  # Auto, Self, Keep
+    filters: tuple[BGPFilter, ...] = field(default=())  # the BGPFilters its BGPPeer names, in order
+    # parsed and carried, not acted on yet (proto/resources/pending.py refuses it)
     reachable_by: IPAddress | None = None
-    filters: tuple[BGPFilter, ...] = field(default=())
     source: str = ""  # which resource made this peering (for logs and `bgp neighbors`)
 
     @property
@@ -88,8 +89,9 @@ class Topology:
     cluster_id: ipaddress.IPv4Address | None
     addresses: tuple[IPAddress, ...]
     peers: dict[str, PeerConfig]
-    originate: tuple[IPNetwork, ...]  # this node's blocks to advertise
+    originate: tuple[IPNetwork, ...]  # this node's blocks to advertise, and its service ranges
     bind_mode: str | None = None  # BGPConfiguration bindMode; None and NodeIP bind the node's addresses
+    routes: ClusterRoutes = field(default_factory=ClusterRoutes)  # prefix advertisements, services, export
 
     @property
     def is_route_reflector(self) -> bool:
@@ -259,6 +261,8 @@ def build(model: ClusterModel, node_name: str, secrets_dir: Path = DEFAULT_SECRE
         # Tunnel both need the block's route; LoadBalancer pools are refused until implemented.
         if pool is not None and not pool.disable_bgp_export:
             originate.append(block.cidr)
+    routes = cluster_routes(model, me)
+    originate += [n for n in routes.services if n not in originate]
     return Topology(
         node=me.name,
         asn=my_asn,
@@ -269,6 +273,7 @@ def build(model: ClusterModel, node_name: str, secrets_dir: Path = DEFAULT_SECRE
         peers=peers,
         originate=tuple(sorted(originate, key=lambda n: (n.version, int(n.network_address)))),
         bind_mode=model.bgp_config.bind_mode,
+        routes=routes,
     )
 
 
@@ -279,6 +284,7 @@ class TopologyDiff:
     changed: tuple[tuple[PeerConfig, PeerConfig], ...]  # (old, new): the session restarts
     originate_changed: bool
     identity_changed: bool  # AS, router id, cluster id, port or listen addresses: every session restarts
+    routes_changed: bool = False  # prefix advertisements, service ranges or export ranges
 
 
 def diff(old: Topology, new: Topology) -> TopologyDiff:
@@ -297,4 +303,5 @@ def diff(old: Topology, new: Topology) -> TopologyDiff:
         ),
         originate_changed=old.originate != new.originate,
         identity_changed=identity,
+        routes_changed=old.routes != new.routes,
     )

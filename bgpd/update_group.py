@@ -121,12 +121,16 @@ class Output:
 
 
 class Member:
-    __slots__ = ("enhanced_refresh", "hops", "info", "joining", "refresh")
+    __slots__ = ("enhanced_refresh", "hops", "info", "joining", "previous", "refresh")
 
-    def __init__(self, info: PeerInfo, enhanced_refresh: bool) -> None:
+    def __init__(self, info: PeerInfo, enhanced_refresh: bool,
+                 previous: Mapping[AfiSafi, Iterable[bytes]] | None = None) -> None:
         self.info = info
         self.enhanced_refresh = enhanced_refresh
         self.joining = True  # needs the whole table, then End-of-RIB
+        # what another group advertised to it before it moved here (its export rules changed): what
+        # this group does not advertise is withdrawn when it joins, and End-of-RIB is not sent again
+        self.previous = {f: set(p) for f, p in previous.items()} if previous is not None else None
         self.refresh: set[AfiSafi] = set()  # families to send again (route refresh)
         self.hops: dict[AfiSafi, NextHop] = dict(info.next_hop_self)  # our address on its session
 
@@ -150,7 +154,8 @@ class UpdateGroup:
         self.advertised: dict[AfiSafi, dict[bytes, Advert]] = {}
         self.owned: dict[AfiSafi, dict[bytes, PeerInfo]] = {}  # prefixes whose units a member must not get
         # iBGP groups: our own routes per next hop self of the members (see the module docstring)
-        self.per_hop = key.target.ibgp
+        # (a group whose key holds our address already, nextHopMode Self, needs no split)
+        self.per_hop = key.target.ibgp and not key.target.next_hop_self
         self.local_adv: dict[AfiSafi, dict[NextHop, dict[bytes, Advert]]] = {}
         self._hop_exporters: dict[tuple[AfiSafi, NextHop], Exporter] = {}
         self.pending: dict[AfiSafi, dict[bytes, Path | None]] = {}
@@ -183,13 +188,16 @@ class UpdateGroup:
 
     # ------------------------------------------------------------ membership
 
-    def join(self, info: PeerInfo, now: float, enhanced_refresh: bool = False) -> None:
+    def join(self, info: PeerInfo, now: float, enhanced_refresh: bool = False,
+             previous: Mapping[AfiSafi, Iterable[bytes]] | None = None) -> None:
         """A member's session is Established (and the speaker is not deferring its decision): it gets
-        the whole table, then End-of-RIB for every family, at the next flush."""
+        the whole table, then End-of-RIB for every family, at the next flush. A member that comes from
+        another group on the same session (`previous`: what that group advertised to it) gets the
+        whole table and the withdrawal of what it had that this group does not advertise."""
         if info in self.members:
             return
         before = len(self.members)
-        member = self.members[info] = Member(info, enhanced_refresh)
+        member = self.members[info] = Member(info, enhanced_refresh, previous)
         self._by_router_id[info.router_id] = member
         if not self._loaded:
             self._load()
@@ -273,13 +281,18 @@ class UpdateGroup:
         if joiners or refreshers:
             history = self._full_units()
             if joiners:
+                for m in joiners:
+                    if m.previous is not None:
+                        self._withdraw_previous(m, out)
                 _distribute(history, joiners, out)
                 eor = [self.packer.end_of_rib(f) for f in self.families]
                 for m in joiners:
                     o = out.setdefault(m.info, Output())
-                    o.chunks.extend(eor)
-                    o.updates += len(eor)
+                    if m.previous is None:
+                        o.chunks.extend(eor)
+                        o.updates += len(eor)
                     m.joining = False
+                    m.previous = None
             for m in refreshers:
                 o = out.setdefault(m.info, Output())
                 for family in sorted(m.refresh):
@@ -292,6 +305,16 @@ class UpdateGroup:
                         o.refreshes += 1
                 m.refresh.clear()
         return out
+
+    def _withdraw_previous(self, member: Member, out: dict[PeerInfo, Output]) -> None:
+        assert member.previous is not None
+        o = out.setdefault(member.info, Output())
+        for family, had in member.previous.items():
+            gone = sorted(had - set(self.advertised_to(member.info, family))) if family in self.families else []
+            if gone:
+                messages = self.packer.pack_withdrawals(family, gone, self.negotiated)
+                o.chunks.extend(messages)
+                o.updates += len(messages)
 
     def _delta(self, encode: bool = True) -> list[Unit]:
         """Export what changed since the last flush and (with `encode`) encode it; the table follows."""

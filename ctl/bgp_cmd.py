@@ -3,7 +3,8 @@
 `neighbors` prints one block per peer, like `birdc show protocols all`: state and uptime, what was
 negotiated, timers, message and prefix counters, the last error and graceful-restart state.
 `rib` prints the Loc-RIB (every candidate per prefix, best first, with why it won or lost) or, with
-`--peer`, that peer's Adj-RIB-In (or Adj-RIB-Out with `--out`).
+`--peer`, that peer's Adj-RIB-In with the routes import policy rejected and why (or, with `--out`,
+the Adj-RIB-Out, with the export rule that decided each route and the routes a rule kept back).
 """
 
 from __future__ import annotations
@@ -212,7 +213,7 @@ def rib_rows(entries: Sequence[Mapping[str, Any]], wide: bool = False) -> list[l
     rows = []
     for i in order:
         e = entries[i]
-        best = "yes" if e.get("best") else "no"
+        best = "filtered" if e.get("filtered") else "yes" if e.get("best") else "no"
         if e.get("stale"):
             best += " (stale)"
         row = [str(e.get("prefix", "")), _or_dash(e.get("next_hop")), _or_dash(e.get("from")), best,

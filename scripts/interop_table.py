@@ -23,7 +23,8 @@ DAEMON_NAMES = {"bird16": "BIRD 1.6.8", "bird2": "BIRD 2.0.12", "gobgp": "GoBGP 
 ORDER = ("ibgp-mesh", "ebgp-tor", "ebgp-tor-4octet", "md5-match", "md5-mismatch", "refresh-tortie-asks",
          "refresh-daemon-asks", "shutdown-tortie-to-daemon", "shutdown-daemon-to-tortie", "max-prefixes",
          "rr-tortie-reflects", "rr-daemon-reflects", "gr-tortie-restarts", "gr-daemon-restarts", "scale-100k",
-         "bgppeer-local-as", "bgppeer-allow-local-as", "bgppeer-ttl-security", "bgppeer-keepalive-time")
+         "bgppeer-local-as", "bgppeer-allow-local-as", "bgppeer-ttl-security", "bgppeer-keepalive-time",
+         "bgppeer-next-hop-mode", "bgpfilter-communities")
 WHAT = {
     "ibgp-mesh": "daemon as a node-to-node mesh Node (IPv4 + IPv6 sessions): Established, capabilities on both "
                  "sides (4-octet AS, route refresh, GR, ADD-PATH, family), blocks and withdrawals both ways",
@@ -49,6 +50,12 @@ WHAT = {
                             "drops on the GTSM side when only one side uses it",
     "bgppeer-keepalive-time": "keepaliveTime 2s: the daemon counts tortie's KEEPALIVEs every ~2 s; hold time "
                               "stays 90",
+    "bgppeer-next-hop-mode": "nextHopMode Auto and Keep: a block learned over the mesh reaches the eBGP daemon "
+                             "with next hop self (Auto) or the learned next hop (Keep)",
+    "bgpfilter-communities": "BGPFilter export Reject and Accept with AS-path prepend and a community, "
+                             "prefixAdvertisements' standard and large communities seen by the daemon; import "
+                             "Reject by CIDR and by community, shown with the rule; a changed import rule applied "
+                             "by ROUTE-REFRESH without a session restart",
 }
 SYMBOL = {"pass": "pass", "FAIL": "**FAIL**", "ERROR": "**ERROR**", "skip": "skip"}
 DEFAULT_RESULTS = Path(__file__).resolve().parent.parent / "build" / "interop" / "results.json"

@@ -3,7 +3,9 @@
 Keyed by the prefix without its ADD-PATH identifier, so the decision process finds every path for a
 prefix with one lookup per peer. The value is one `Path`, or a tuple of `Path`s when the peer sent
 several ADD-PATH paths for the prefix (each `Path` carries its own identifier). Only accepted routes
-are kept: a route refresh, not a second copy of the table, recovers what policy dropped.
+are kept: a route refresh, not a second copy of the table, recovers what policy dropped. What policy
+rejected is remembered beside them, with the reason, for the operator (BIRD's `import keep filtered`):
+`filtered`, keyed like the NLRI (with the ADD-PATH identifier), until the peer withdraws or replaces it.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ def entry_paths(entry: Entry) -> tuple[Path, ...]:
 
 
 class AdjRibIn:
-    __slots__ = ("add_path", "family", "path_count", "routes", "source")
+    __slots__ = ("add_path", "family", "filtered", "path_count", "routes", "source")
 
     def __init__(self, source: PeerInfo, family: AfiSafi, add_path: bool = False) -> None:
         self.source = source
@@ -30,6 +32,7 @@ class AdjRibIn:
         self.add_path = add_path  # prefixes arrive with a 4-octet path identifier in front
         self.routes: dict[bytes, Entry] = {}
         self.path_count = 0  # differs from len(routes) only with ADD-PATH
+        self.filtered: dict[bytes, tuple[Path, str]] = {}  # NLRI -> (path as received, why rejected)
 
     def __len__(self) -> int:
         return self.path_count
@@ -39,8 +42,27 @@ class AdjRibIn:
 
     # ---------------------------------------------------------------- changes from UPDATEs
 
+    def keep_filtered(self, prefixes: Iterable[bytes], attrs: PathAttributes, next_hop: NextHop,
+                      reason: str) -> None:
+        """Remember prefixes import policy rejected (after `withdraw` took them out of the table)."""
+        entry = (path(self.source, attrs, next_hop), reason)
+        filtered = self.filtered
+        for nlri in prefixes:
+            filtered[nlri] = entry
+
+    def iter_filtered(self) -> Iterable[tuple[bytes, Path, str]]:
+        """(plain prefix, path as received, reason) for each rejected route."""
+        strip = 4 if self.add_path else 0
+        for nlri, (p, reason) in self.filtered.items():
+            yield (nlri[strip:] if strip and len(nlri) in (10, 22) else nlri), p, reason
+
     def announce(self, prefixes: Iterable[bytes], attrs: PathAttributes, next_hop: NextHop) -> list[bytes]:
         """Store the prefixes with this attribute set; returns the (plain) prefixes whose entry changed."""
+        if self.filtered:
+            prefixes = list(prefixes)
+            pop = self.filtered.pop
+            for nlri in prefixes:
+                pop(nlri, None)
         if self.add_path:
             return self._announce_add_path(prefixes, attrs, next_hop)
         p = path(self.source, attrs, next_hop)
@@ -91,6 +113,11 @@ class AdjRibIn:
     def withdraw(self, prefixes: Iterable[bytes]) -> list[bytes]:
         """Remove the prefixes; returns the (plain) prefixes that were present."""
         routes = self.routes
+        if self.filtered:
+            prefixes = list(prefixes)
+            pop_filtered = self.filtered.pop
+            for nlri in prefixes:
+                pop_filtered(nlri, None)
         changed = []
         if not self.add_path:
             pop = routes.pop
@@ -130,13 +157,16 @@ class AdjRibIn:
     def clear(self) -> list[bytes]:
         changed = list(self.routes)
         self.routes.clear()
+        self.filtered.clear()
         self.path_count = 0
         return changed
 
     # ---------------------------------------------------------------- stale marking (GR, RFC 7313)
 
     def mark_stale(self) -> list[bytes]:
-        """Mark every route stale (graceful restart helper, enhanced route refresh BoRR)."""
+        """Mark every route stale (graceful restart helper, enhanced route refresh BoRR). What was
+        rejected is forgotten: the peer sends it again."""
+        self.filtered.clear()
         twins: dict[int, Path] = {}
 
         def twin(p: Path) -> Path:

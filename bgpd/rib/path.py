@@ -47,11 +47,13 @@ class PeerInfo:
         "address_key",
         "asn",
         "ebgp",
+        "export_filters",
         "keep_next_hop",
         "local",
         "local_asn",
         "mesh",
         "name",
+        "next_hop_mode",
         "next_hop_self",
         "node",
         "router_id",
@@ -73,6 +75,8 @@ class PeerInfo:
         node: str | None = None,
         keep_next_hop: bool = False,
         next_hop_self: dict[AfiSafi, NextHop] | None = None,
+        next_hop_mode: str = "",
+        export_filters: object | None = None,
     ) -> None:
         self.name = name
         self.address = address
@@ -84,6 +88,8 @@ class PeerInfo:
         self.local = local
         self.node = node  # the cluster Node behind this peer, if any (for the feed)
         self.keep_next_hop = keep_next_hop  # eBGP: BGPPeer keepOriginalNextHop
+        self.next_hop_mode = next_hop_mode  # BGPPeer nextHopMode Self or Keep ("" for Auto)
+        self.export_filters = export_filters  # its BGPFilter export rules (bgpd.filters.FamilyChains)
         # our own address on this session per family, for next-hop-self
         self.next_hop_self: dict[AfiSafi, NextHop] = dict(next_hop_self or {})
         self.address_key = address_key(address)

@@ -178,20 +178,36 @@ class Rib:
         if rib_in is None:
             state.policy.reject("family-not-configured", len(prefixes))
             return
-        checked = state.policy.check(attrs, next_hop)
+        policy = state.policy
+        checked = policy.check(attrs, next_hop)
         if isinstance(checked, str):
             # a route that fails the checks replaces (withdraws) what the peer sent before for it
-            state.policy.reject(checked, len(prefixes))
+            policy.reject(checked, len(prefixes))
             self._withdraw(state, family, prefixes, result.changes)
+            rib_in.keep_filtered(prefixes, attrs, next_hop, checked)
             return
-        accepted = state.policy.filter(prefixes, family, rib_in.add_path)
-        if len(accepted) != len(prefixes):
-            kept = set(accepted)
-            dropped = [p for p in prefixes if p not in kept]
-            self._withdraw(state, family, dropped, result.changes)
-        if accepted:
-            changed = rib_in.announce(accepted, checked, next_hop)
+        chain = policy.chain(family)
+        groups: list[tuple[PathAttributes, Sequence[bytes]]] = []
+        if chain is None:
+            accepted = policy.filter(prefixes, family, rib_in.add_path)
+            if len(accepted) != len(prefixes):
+                kept = set(accepted)
+                dropped = [p for p in prefixes if p not in kept]
+                self._withdraw(state, family, dropped, result.changes)
+                rib_in.keep_filtered(dropped, checked, next_hop, "outside-pools")
+            if accepted:
+                groups.append((checked, accepted))
+        else:
+            for outcome, group in policy.by_rules(chain, prefixes, family, rib_in.add_path, checked, next_hop):
+                if isinstance(outcome, str):
+                    self._withdraw(state, family, group, result.changes)
+                    rib_in.keep_filtered(group, checked, next_hop, outcome)
+                else:
+                    groups.append((outcome, group))
+        for stored, group in groups:
+            changed = rib_in.announce(group, stored, next_hop)
             _add(result.changes, family, self.loc[family].update(changed, rib_in))
-            error = state.policy.over_limit(family, len(rib_in))
+        if groups:
+            error = policy.over_limit(family, len(rib_in))
             if error is not None and result.error is None:
                 result.error = error

@@ -24,29 +24,11 @@ class NotYet:
 
 
 NOT_YET: tuple[NotYet, ...] = (
-    NotYet("BGPPeer", "spec.filters", lambda r: bool(r.filters),  # type: ignore[attr-defined]
-           "applying BGPFilter rules to this peer's imports and exports"),
     NotYet("BGPPeer", "spec.reachableBy", lambda r: r.reachable_by is not None,  # type: ignore[attr-defined]
            "a static route to the peer's address through the reachableBy gateway"),
     NotYet("BGPPeer", "spec.localWorkloadSelector",
            lambda r: r.local_workload_selector is not None,  # type: ignore[attr-defined]
            "peering with workloads on the node"),
-    NotYet("BGPPeer", "spec.nextHopMode",
-           lambda r: r.next_hop_mode in ("Self", "Keep"),  # type: ignore[attr-defined]
-           "next hop self or keep on every route to this peer (Auto, tortie's behaviour, is accepted; "
-           "keepOriginalNextHop keeps the next hop towards eBGP peers)"),
-    NotYet("BGPConfiguration", "spec.prefixAdvertisements",
-           lambda r: bool(r.prefix_advertisements),  # type: ignore[attr-defined]
-           "BGP communities on the advertised routes"),
-    NotYet("BGPConfiguration", "spec.serviceClusterIPs",
-           lambda r: bool(r.service_cluster_ips),  # type: ignore[attr-defined]
-           "advertising Kubernetes service cluster IPs"),
-    NotYet("BGPConfiguration", "spec.serviceExternalIPs",
-           lambda r: bool(r.service_external_ips),  # type: ignore[attr-defined]
-           "advertising Kubernetes service external IPs"),
-    NotYet("BGPConfiguration", "spec.serviceLoadBalancerIPs",
-           lambda r: bool(r.service_load_balancer_ips),  # type: ignore[attr-defined]
-           "advertising Kubernetes LoadBalancer service IPs"),
     NotYet("BGPConfiguration", "spec.localWorkloadPeeringIPV4",
            lambda r: r.local_workload_peering_ipv4 is not None,  # type: ignore[attr-defined]
            "peering with workloads on the node"),

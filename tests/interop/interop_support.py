@@ -120,10 +120,13 @@ def bgp_peer(name: str, **spec: Any) -> dict[str, Any]:
     return {"kind": "BGPPeer", "metadata": {"name": name}, "spec": spec}
 
 
-def cluster(*resources: dict[str, Any], asn: int = 64512, mesh: bool = True) -> str:
+def cluster(*resources: dict[str, Any], asn: int = 64512, mesh: bool = True,
+            config: dict[str, Any] | None = None) -> str:
+    """The cluster file: the default BGPConfiguration (with `config`'s extra spec fields), the pools,
+    then `resources`."""
     docs: list[dict[str, Any]] = [
         {"kind": "BGPConfiguration", "metadata": {"name": "default"},
-         "spec": {"asNumber": asn, "nodeToNodeMeshEnabled": mesh, "logSeverityScreen": "Info"}},
+         "spec": {"asNumber": asn, "nodeToNodeMeshEnabled": mesh, "logSeverityScreen": "Info", **(config or {})}},
         {"kind": "IPPool", "metadata": {"name": "pool4"},
          "spec": {"cidr": POOL4, "blockSize": 26, "vxlanMode": "Always", "ipipMode": "Never"}},
         {"kind": "IPPool", "metadata": {"name": "pool6"}, "spec": {"cidr": POOL6, "blockSize": 122}},
@@ -226,8 +229,13 @@ class Tortie:
         return self.call("rib", timeout=60, **params)  # type: ignore[no-any-return]
 
     def routes_from(self, address: str) -> dict[str, dict[str, Any]]:
-        """Prefix -> entry for what tortie holds from this peer (its Adj-RIB-In)."""
-        return {r["prefix"]: r for r in self.rib(peer=address)}
+        """Prefix -> entry for what tortie holds from this peer (its Adj-RIB-In, without what import
+        policy rejected)."""
+        return {r["prefix"]: r for r in self.rib(peer=address) if not r.get("filtered")}
+
+    def filtered_from(self, address: str) -> dict[str, dict[str, Any]]:
+        """Prefix -> entry (with the reason) for what import policy rejected from this peer."""
+        return {r["prefix"]: r for r in self.rib(peer=address) if r.get("filtered")}
 
     def wait_state(self, address: str, state: str = "Established", timeout: float = 40) -> None:
         if not poll(lambda: self.state(address) == state, timeout):

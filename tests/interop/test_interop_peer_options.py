@@ -8,6 +8,8 @@
   drops tortie's packets when tortie does not use GTSM. The drops are the kernel's own counter
   (TcpExtTCPMinTTLDrop in /proc/net/netstat of the dropping side's namespace).
 - `keepaliveTime`: tortie sends KEEPALIVEs at that interval, counted by FRR.
+- `nextHopMode`: t1 passes t2's block (learned over the mesh) on to the eBGP daemon with next hop
+  self by default (`Auto`) and with t2's address, the learned one, under `Keep`.
 """
 
 from __future__ import annotations
@@ -25,6 +27,13 @@ from tests.interop.interop_support import (
     DAEMONS,
     T1_BLOCK,
     Fabric,
+    Tortie,
+    bgp_peer,
+    block,
+    both_views,
+    cluster,
+    make_daemon,
+    node,
     pair,
     peer_cluster,
     v4,
@@ -134,3 +143,35 @@ def test_keepalive_time(kind: str, fabric: Fabric, work: Path) -> None:
         assert poll(lambda: keepalives_received(d, v4(1)) >= start + 4, 20, 0.5), "keepalives too slow"
         per = (time.monotonic() - t0) / 4
         assert per < 4, f"{per:.1f} s between keepalives"
+
+
+T2_BLOCK = "192.168.2.0/26"
+
+
+@pytest.mark.interop("bgppeer-next-hop-mode")
+@pytest.mark.parametrize("mode", ["Auto", "Keep"])
+@pytest.mark.parametrize("kind", DAEMONS)
+def test_next_hop_mode(kind: str, mode: str, fabric: Fabric, work: Path) -> None:
+    cfg = work / "cluster.yaml"
+    write_atomic(cfg, cluster(
+        node("t1", 1, ipv6=False), node("t2", 2, ipv6=False), block("t1", T1_BLOCK), block("t2", T2_BLOCK),
+        bgp_peer("tor", node="t1", peerIP=v4(10), asNumber=TOR_AS, nextHopMode=mode), asn=TORTIE_AS))
+    t1 = Tortie(fabric, "t1", "t1", cfg, work)
+    t2 = Tortie(fabric, "t2", "t2", cfg, work)
+    d = make_daemon(kind, fabric, work, asn=TOR_AS, neighbors=[Neighbor(v4(1), TORTIE_AS, passive=True)], routes=[])
+    try:
+        d.start()
+        t1.start()
+        t2.start()
+        with both_views(t1, t2, d):
+            t1.wait_state(v4(10), timeout=60)
+            t1.wait_state(v4(2), timeout=60)
+            own = wait_daemon_route(d, T1_BLOCK, timeout=30)
+            assert own.next_hop == v4(1), own  # our own block: our address in either mode
+            learned = wait_daemon_route(d, T2_BLOCK, timeout=30)
+            assert learned.next_hop == (v4(2) if mode == "Keep" else v4(1)), learned
+            assert learned.as_path == [TORTIE_AS], learned
+    finally:
+        t2.stop()
+        t1.stop()
+        d.stop()

@@ -695,16 +695,8 @@ def test_workload_nat_outside_its_networks() -> None:
 # --- fields tortie parses but refuses until it implements them -----------------------------------
 
 NOT_YET_DOCS = {
-    "spec.filters": doc("BGPFilter", "importV4: [{action: Reject}]", name="f") + "---\n"
-                    + peer("peerIP: 10.0.0.1\nasNumber: 65000\nfilters: [f]"),
     "spec.reachableBy": peer("peerIP: 10.0.0.1\nasNumber: 65000\nreachableBy: 10.0.0.254"),
     "spec.localWorkloadSelector": peer("localWorkloadSelector: has(bgp)\nasNumber: 65000"),
-    "spec.nextHopMode": peer("peerIP: 10.0.0.1\nasNumber: 65000\nnextHopMode: Self"),
-    "spec.prefixAdvertisements": bgpconfig("communities: [{name: a, value: '65000:100'}]\n"
-                                           "prefixAdvertisements: [{cidr: 192.168.0.0/16, communities: [a, '1:2:3']}]"),
-    "spec.serviceClusterIPs": bgpconfig("serviceClusterIPs: [{cidr: 10.96.0.0/12}]"),
-    "spec.serviceExternalIPs": bgpconfig("serviceExternalIPs: [{cidr: 192.0.2.0/24}]"),
-    "spec.serviceLoadBalancerIPs": bgpconfig("serviceLoadBalancerIPs: [{cidr: 198.51.100.0/24}]"),
     "spec.localWorkloadPeeringIPV4": bgpconfig("localWorkloadPeeringIPV4: 169.254.0.179"),
     "spec.localWorkloadPeeringIPV6": bgpconfig("localWorkloadPeeringIPV6: 'fe80::179'"),
     "spec.allowedUses": pool("cidr: 10.0.0.0/16\nallowedUses: [LoadBalancer]"),

@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 
 from ctl import daemons
+from ctl.bgp_cmd import rib_rows
 from runtime.control import ControlError
 from tests.unit.daemon_stub import StubDaemons, run_ctl, stub_daemons
 
@@ -250,3 +251,14 @@ def test_rib_json_empty_and_usage(bgpd: StubDaemons, capsys: pytest.CaptureFixtu
     ran = run_ctl(capsys, "bgp", "rib", "--out", "--run-dir", str(bgpd.run_dir))
     assert ran.code == 2 and "--out needs --peer" in ran.err
     assert len(bgpd.calls) == calls  # refused before asking the daemon
+
+
+def test_rib_rows_show_filtered_routes_with_the_rule() -> None:
+    rows = rib_rows([
+        {"prefix": "192.168.20.0/24", "next_hop": "10.77.0.10", "from": "10.77.0.10", "best": False,
+         "filtered": True, "reason": "rejected by BGPFilter in importV4 rule 1", "as_path": "65001"},
+        {"prefix": "192.168.21.0/24", "next_hop": "10.77.0.10", "from": "10.77.0.10", "best": True,
+         "reason": "only route", "as_path": "65001"},
+    ])
+    assert [r[3] for r in rows] == ["filtered", "yes"]
+    assert rows[0][-1] == "rejected by BGPFilter in importV4 rule 1"

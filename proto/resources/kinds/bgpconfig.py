@@ -86,8 +86,7 @@ def _cidr_blocks(value: Any) -> tuple[IPNetwork, ...]:
 class BGPConfiguration(Resource):
     kind: ClassVar[str] = "BGPConfiguration"
     aliases: ClassVar[tuple[str, ...]] = ("bgpconfiguration", "bgpconfigurations", "bgpconfig", "bgpconfigs")
-    KEPT: ClassVar[tuple[str, ...]] = ("ignoredInterfaces", "serviceLoadBalancerAggregation",
-                                       "programClusterRoutes", "ipv4NormalRoutePriority", "ipv6NormalRoutePriority")
+    KEPT: ClassVar[tuple[str, ...]] = ("ignoredInterfaces", "programClusterRoutes")
 
     name: str = "default"
     as_number: int = DEFAULT_AS_NUMBER
@@ -97,12 +96,16 @@ class BGPConfiguration(Resource):
     node_mesh_max_restart_time: float | None = None  # seconds; None: the speaker's default (120 s)
     log_severity_screen: str = "Info"
     bind_mode: str | None = None  # None (unset): tortie listens on the Node's addresses, like NodeIP
-    # parsed and carried for phase 2; refused while not implemented (proto/resources/pending.py)
     communities: tuple[NamedCommunity, ...] = ()
     prefix_advertisements: tuple[PrefixAdvertisement, ...] = ()
     service_cluster_ips: tuple[IPNetwork, ...] = ()
     service_external_ips: tuple[IPNetwork, ...] = ()
     service_load_balancer_ips: tuple[IPNetwork, ...] = ()
+    service_load_balancer_aggregation: str | None = None  # Enabled (the default when unset) or Disabled
+    # the priority (LOCAL_PREF 2^31-1-p) a BGPFilter sees on this node's own routes; None: 1024
+    ipv4_normal_route_priority: int | None = None
+    ipv6_normal_route_priority: int | None = None
+    # parsed and carried; refused while not implemented (proto/resources/pending.py)
     local_workload_peering_ipv4: IPAddress | None = None
     local_workload_peering_ipv6: IPAddress | None = None
     # tortie's extensions (Calico keeps these in FelixConfiguration)
@@ -147,6 +150,10 @@ class BGPConfiguration(Resource):
             "service_cluster_ips": spec.get("serviceClusterIPs", _cidr_blocks, ()),
             "service_external_ips": spec.get("serviceExternalIPs", _cidr_blocks, ()),
             "service_load_balancer_ips": spec.get("serviceLoadBalancerIPs", _cidr_blocks, ()),
+            "service_load_balancer_aggregation": spec.get("serviceLoadBalancerAggregation",
+                                                          f.one_of("Enabled", "Disabled")),
+            "ipv4_normal_route_priority": spec.get("ipv4NormalRoutePriority", f.integer(1, 2147483646)),
+            "ipv6_normal_route_priority": spec.get("ipv6NormalRoutePriority", f.integer(1, 2147483646)),
             "local_workload_peering_ipv4": spec.get("localWorkloadPeeringIPV4", f.ipv4_address),
             "local_workload_peering_ipv6": spec.get("localWorkloadPeeringIPV6", f.ipv6_address),
             "prometheus_metrics_enabled": spec.get("prometheusMetricsEnabled", f.boolean, True),
@@ -155,10 +162,7 @@ class BGPConfiguration(Resource):
             "explicit": explicit,
         }
         spec.keep("ignoredInterfaces", f.string_list(_ignored_interface))
-        spec.keep("serviceLoadBalancerAggregation", f.one_of("Enabled", "Disabled"))
         spec.keep("programClusterRoutes", f.one_of("Enabled", "Disabled"))
-        spec.keep("ipv4NormalRoutePriority", f.integer(1, 2147483646))
-        spec.keep("ipv6NormalRoutePriority", f.integer(1, 2147483646))
         # CRD rules (x-kubernetes-validations) and validateBGPConfigurationSpec
         if out["node_to_node_mesh_enabled"] is False:
             if out["node_mesh_password"] is not None:
@@ -199,6 +203,11 @@ class BGPConfiguration(Resource):
                           ("serviceLoadBalancerIPs", self.service_load_balancer_ips)):
             if nets:
                 spec[key] = [{"cidr": str(n)} for n in nets]
+        for key, value in (("serviceLoadBalancerAggregation", self.service_load_balancer_aggregation),
+                           ("ipv4NormalRoutePriority", self.ipv4_normal_route_priority),
+                           ("ipv6NormalRoutePriority", self.ipv6_normal_route_priority)):
+            if value is not None:
+                spec[key] = value
         if self.local_workload_peering_ipv4 is not None:
             spec["localWorkloadPeeringIPV4"] = str(self.local_workload_peering_ipv4)
         if self.local_workload_peering_ipv6 is not None:

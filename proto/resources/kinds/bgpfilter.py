@@ -3,7 +3,7 @@
 Rules from Calico v3.32: api `pkg/apis/projectcalico/v3/bgpfilter.go` (fields, enums, limits and the CRD's
 x-kubernetes-validations) and libcalico-go `lib/validator/v3/validator.go` (validateBGPFilterRule,
 validateBGPFilterOperation, bgpFilterInterface, bgpFilterPrefixLength). A BGPFilter on its own changes
-nothing; it acts once a BGPPeer names it in `filters` (which tortie refuses until it applies them).
+nothing; it acts once a BGPPeer names it in `filters` (bgpd/filters.py applies it).
 """
 
 from __future__ import annotations
