@@ -54,6 +54,7 @@ log = logging.getLogger("tortie.felix")
 BATCH = 4096  # feed changes planned and written at once at most (one bulk netlink chunk)
 BACKLOG = 2 * BATCH  # feed changes waiting beyond which the feed socket is not read
 EVENT_DEBOUNCE = 0.02  # a burst of netlink events (a link flapping, a flush) is handled once
+PERIODIC_QUIET = 1.0  # seconds without feed deltas before a due periodic check runs
 TRIM_AFTER = 8192  # route writes after which an idle worker returns freed heap memory to the system
 
 
@@ -87,6 +88,8 @@ class FelixDaemon:
         self._touched: dict[RouteKey, tuple[int, bool]] = {}
         self._full_waiters: list[asyncio.Future[ReconcileResult]] = []
         self._trimmed_at = 0  # route messages written when the heap was last trimmed
+        self._last_delta = -PERIODIC_QUIET  # monotonic time of the last feed delta written
+        self._quiet_timer: asyncio.TimerHandle | None = None
 
     @property
     def model(self) -> ClusterModel | None:
@@ -99,7 +102,9 @@ class FelixDaemon:
     # ---------------------------------------------------------------- the worker
 
     def request_full(self, trigger: str) -> None:
-        self._full = self._full or trigger
+        # the first trigger names the sync, except that any other outranks a waiting periodic one
+        if self._full is None or self._full == "periodic":
+            self._full = trigger
         self._wake.set()
 
     def _on_feed(self, changed: dict[Prefix, Address | None], ended: bool) -> None:
@@ -155,7 +160,7 @@ class FelixDaemon:
         """Run the most urgent job; False when there is none."""
         prog, feed = self.programmer, self.feed
         assert feed is not None
-        if self._full is not None:
+        if self._full is not None and not self._periodic_waits():
             trigger, self._full = self._full, None
             waiters, self._full_waiters = self._full_waiters, []
             try:
@@ -178,12 +183,30 @@ class FelixDaemon:
             await prog.repair(touched)
             return True
         if self._pending:
+            self._last_delta = time.monotonic()
             if await prog.delta(self._take()):
                 prog.update_gauges(feed.table)
             else:
                 self.request_full("feed")
             return True
         return False
+
+    def _periodic_waits(self) -> bool:
+        """The periodic check is drift repair, not news: it waits while feed deltas stream in (a full
+        sync in the middle of a table load dumps and compares the whole kernel table, holding the feed
+        meanwhile: at 1M routes, every interval). It runs once the feed has been quiet for
+        PERIODIC_QUIET seconds; a timer wakes the worker then."""
+        if self._full != "periodic":
+            return False
+        quiet = time.monotonic() - self._last_delta
+        if not self._pending and quiet >= PERIODIC_QUIET:
+            return False
+        if self._quiet_timer is None:
+            def wake() -> None:
+                self._quiet_timer = None
+                self._wake.set()
+            self._quiet_timer = asyncio.get_running_loop().call_later(max(0.0, PERIODIC_QUIET - quiet), wake)
+        return True
 
     def _trim(self, after: int) -> None:
         """Hand the heap's freed memory back to the system once `after` route writes went by since the
