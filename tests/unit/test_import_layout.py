@@ -22,9 +22,7 @@ ONCE = ("RouteTable", "Path", "decode_body", "Origin")
 # Class names still defined in two packages (known; a new clash fails the test below).
 KNOWN_CLASHES = {
     "Event": {"bgpd", "datastore"},  # an FSM event, an inotify event
-    "HostInterface": {"felixd", "startup"},
     "Neighbor": {"bgpd", "lab"},
-    "Route": {"felixd", "lab"},
     "Topology": {"bgpd", "lab"},
 }
 
