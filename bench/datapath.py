@@ -17,7 +17,8 @@ ms resolution) and stops when all N routes are in the receiver's kernel table, c
 number from netlink route events on a socket opened in that namespace (no process per poll). Every
 20 ms the sender's CLI is poked (BIRD sleeps up to 3 s in poll(), and without a wake-up its last
 UPDATEs leave late) and the receiver's own count is read over its control socket, which gives the
-time until the receiver holds all N (tortie-bgpd's `neighbors` prefixes, BIRD's `show route count`):
+time until the receiver holds all N (tortie-bgpd's `neighbors` prefixes, BIRD's imported counter from
+`show protocols all`, which it keeps, not `show route count`, which walks its table):
 the split between ingest and kernel programming. Also recorded: CPU seconds of each receiving
 daemon during the ingest, and peak RSS (VmHWM) of tortie-bgpd, tortie-felixd (and their sum) and
 BIRD. Results: bench/results/datapath.json, one key per route count.
@@ -26,7 +27,10 @@ BIRD. Results: bench/results/datapath.json, one key per route count.
 from __future__ import annotations
 
 import argparse
+import os
+import signal
 import statistics
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -45,11 +49,35 @@ from runtime.control import ControlError, call
 RTPROT_TORTIE = 80
 POLL = 0.02  # seconds between CLI pokes / receiver RIB counts
 MB = 1_000_000
+RECEIVER_PROTOCOL = "from_speaker"  # the BIRD receiver's session to the sender (bench.fulltable)
 
 TARGETS = {
     100_000: "into the kernel within 1.5x BIRD's time; at most 120 MB RSS for tortie-bgpd + tortie-felixd",
     1_000_000: "into the kernel within 2x BIRD's time; at most 250 B of tortie-bgpd RSS per route (felixd connected)",
 }
+
+
+def profile_start(work: Path, which: str, pids: dict[str, int], n: int) -> list[subprocess.Popen[bytes]]:
+    """With TORTIE_BENCH_PROFILE set (py-spy's path), sample every receiving daemon during the ingest:
+    speedscope files in the work directory (kept with --keep)."""
+    spy = os.environ.get("TORTIE_BENCH_PROFILE")
+    if not spy:
+        return []
+    procs = []
+    for name, pid in pids.items():
+        out = work / f"profile-{which}-{name}-{n}.speedscope.json"
+        procs.append(subprocess.Popen([spy, "record", "--pid", str(pid), "--rate", "250", "--format",
+                                       "speedscope", "--output", str(out), "--nonblocking"],
+                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+    time.sleep(0.3)  # py-spy attaches before the clock starts
+    return procs
+
+
+def profile_stop(procs: list[subprocess.Popen[bytes]]) -> None:
+    for proc in procs:
+        proc.send_signal(signal.SIGINT)
+    for proc in procs:
+        proc.wait(timeout=60)
 
 
 def bgpd_received(sock: str) -> int:
@@ -103,6 +131,7 @@ class Datapath:
         self.proto = {"tortie": RTPROT_TORTIE, "bird": RTPROT_BIRD}
         self.pids = {"tortie": {"bgpd": self.bgpd.pid, "felixd": self.felixd.pid},
                      "bird": {"bird": self.bird_proc.pid}}
+        self.rounds_seen: list[str] = []
         self.baseline = {name: memory(pid)["VmRSS"] for group in self.pids.values() for name, pid in group.items()}
 
     def _died(self) -> bool:
@@ -113,22 +142,29 @@ class Datapath:
         return False
 
     def held(self, which: str) -> int:
-        return bgpd_received(self.bgpd_sock) if which == "tortie" else self.receiver.route_count()
+        return bgpd_received(self.bgpd_sock) if which == "tortie" else self.receiver.imported(RECEIVER_PROTOCOL)
 
     def ingest(self, which: str) -> dict[str, Any]:
         """Enable the sender's session to `which`; time until all N are in its kernel (and RIB)."""
         proto = f"to_{which}"
         table, rtproto = self.kernel[which], self.proto[which]
         usage = Usage(self.pids[which])
+        profilers = profile_start(self.lab.work, which, self.pids[which], len(self.rounds_seen))
         self.speaker.cmd(f"enable {proto}")
         start = wait(lambda: self.speaker.established_at(proto), 60, f"{proto} Established", 0.005)
         held_at = kernel_at = None
         cpu: dict[str, float] = {}
+        marks = [self.n * q // 10 for q in range(1, 10)]  # the kernel's count at each tenth: stalls show
+        progress: list[float] = []
         deadline = time.monotonic() + self.timeout
         next_poll = time.monotonic()
         while kernel_at is None:
             pump_all([table], max(0.0, min(POLL, next_poll - time.monotonic())))
-            if table.count(rtproto) >= self.n:
+            have = table.count(rtproto)
+            while marks and have >= marks[0]:
+                marks.pop(0)
+                progress.append(round(time.time() - start, 3))
+            if have >= self.n:
                 kernel_at = time.time()
                 cpu = usage.cpu()
                 break
@@ -143,10 +179,12 @@ class Datapath:
             if now > deadline:
                 raise BenchError(f"{which}: {table.count(rtproto)} of {self.n} routes in the kernel after "
                                  f"{self.timeout:g} s (RIB holds {self.held(which)})")
+        profile_stop(profilers)
+        self.rounds_seen.append(which)
         if held_at is None:  # the kernel completed between two RIB polls
             held_at = kernel_at
         return {"kernel_seconds": round(kernel_at - start, 3), "held_seconds": round(held_at - start, 3),
-                "cpu_seconds": cpu, "netlink_resyncs": table.resyncs}
+                "kernel_tenths_seconds": progress, "cpu_seconds": cpu, "netlink_resyncs": table.resyncs}
 
     def reset(self) -> None:
         self.speaker.cmd("disable to_tortie")
@@ -155,7 +193,7 @@ class Datapath:
         def empty() -> bool:
             pump_all(list(self.kernel.values()), 0)
             return (all(t.count(self.proto[w]) == 0 for w, t in self.kernel.items())
-                    and self.receiver.route_count() == 0 and bgpd_received(self.bgpd_sock) <= 0
+                    and self.receiver.imported(RECEIVER_PROTOCOL) == 0 and bgpd_received(self.bgpd_sock) <= 0
                     and not bgpd_established(self.bgpd_sock))
 
         wait(empty, self.timeout, "both receivers to flush the table from RIB and kernel", 0.2)
@@ -174,7 +212,8 @@ def run(n: int, rounds: int, timeout: float, keep: bool) -> dict[str, Any]:
                 got = bench.ingest(which)
                 per[which].append(got)
                 print(f"round {r + 1}: {which:6s} kernel {got['kernel_seconds']:8.3f} s  "
-                      f"RIB {got['held_seconds']:8.3f} s  CPU {got['cpu_seconds']}", flush=True)
+                      f"RIB {got['held_seconds']:8.3f} s  CPU {got['cpu_seconds']}  "
+                      f"tenths {got['kernel_tenths_seconds']}", flush=True)
             peak = bench.peak_rss()
             if r + 1 < rounds:
                 bench.reset()

@@ -41,6 +41,7 @@ class FeedServer:
         self.on_clients = on_clients
         self.ready = ready
         self._wakes: dict[FeedReader, asyncio.Event] = {}
+        self._streaming: dict[FeedReader, asyncio.StreamWriter] = {}  # readers past their snapshot
         self._tasks: set[asyncio.Task[None]] = set()
         self._server: asyncio.AbstractServer | None = None
 
@@ -82,10 +83,27 @@ class FeedServer:
             task.cancel()
 
     def wake(self) -> None:
-        """Tell readers with a backlog to write it (after the source got changes)."""
+        """Write what readers past their snapshot have pending now, as far as their sockets take it;
+        tell their tasks about the rest (after the source got changes).
+
+        Written here, not by the reader's task: waking a task takes a few turns of the event loop,
+        and in each turn bgpd hands the speaker another slice of input (128 KiB of UPDATEs, tens of
+        thousands of prefixes), so a table load reached felixd only once bgpd held most of it. Now
+        the feed follows the ingest UPDATE by UPDATE, and felixd programs while bgpd still reads."""
         for reader, event in self._wakes.items():
             if reader.pending:
-                event.set()
+                writer = self._streaming.get(reader)
+                if writer is not None and reader in self.source.readers:  # not one of a replaced source
+                    self._write_now(reader, writer)
+                if reader.pending:
+                    event.set()
+
+    def _write_now(self, reader: FeedReader, writer: asyncio.StreamWriter) -> None:
+        """Frames while the socket and the transport's buffer (up to its high-water mark) take them."""
+        transport = writer.transport
+        high = transport.get_write_buffer_limits()[1]
+        while reader.pending and not transport.is_closing() and transport.get_write_buffer_size() < high:
+            writer.write(self.source.drain(reader))
 
     def publish(self, changes: Mapping[str, FeedRoute | None]) -> None:
         """Queue changes to a scripted `RouteFeed` source (tests, benchmarks)."""
@@ -110,6 +128,7 @@ class FeedServer:
             for chunk in source.snapshot(reader, self.epoch):
                 writer.write(chunk)
                 await writer.drain()
+            self._streaming[reader] = writer
             while True:
                 if not reader.pending:
                     try:
@@ -127,6 +146,7 @@ class FeedServer:
         finally:
             source.remove_reader(reader)
             self._wakes.pop(reader, None)
+            self._streaming.pop(reader, None)
             if task is not None:
                 self._tasks.discard(task)
             self._clients_changed()

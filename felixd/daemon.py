@@ -54,6 +54,7 @@ log = logging.getLogger("tortie.felix")
 BATCH = 4096  # feed changes planned and written at once at most (one bulk netlink chunk)
 BACKLOG = 2 * BATCH  # feed changes waiting beyond which the feed socket is not read
 EVENT_DEBOUNCE = 0.02  # a burst of netlink events (a link flapping, a flush) is handled once
+PERIODIC_QUIET = 1.0  # seconds without feed deltas before a due periodic check runs
 TRIM_AFTER = 8192  # route writes after which an idle worker returns freed heap memory to the system
 
 
@@ -87,6 +88,9 @@ class FelixDaemon:
         self._touched: dict[RouteKey, tuple[int, bool]] = {}
         self._full_waiters: list[asyncio.Future[ReconcileResult]] = []
         self._trimmed_at = 0  # route messages written when the heap was last trimmed
+        self._last_feed = -PERIODIC_QUIET  # monotonic time the feed last brought or wrote a change
+        self._quiet_timer: asyncio.TimerHandle | None = None
+        self._full_done = time.monotonic()  # when the last full sync ended
 
     @property
     def model(self) -> ClusterModel | None:
@@ -99,13 +103,16 @@ class FelixDaemon:
     # ---------------------------------------------------------------- the worker
 
     def request_full(self, trigger: str) -> None:
-        self._full = self._full or trigger
+        # the first trigger names the sync, except that any other outranks a waiting periodic one
+        if self._full is None or self._full == "periodic":
+            self._full = trigger
         self._wake.set()
 
     def _on_feed(self, changed: dict[Prefix, Address | None], ended: bool) -> None:
         if ended:
             self.request_full("feed")
         elif changed:
+            self._last_feed = time.monotonic()
             pending = self._pending
             if pending:
                 # a prefix already waiting keeps the next hop it had when it first changed
@@ -155,7 +162,7 @@ class FelixDaemon:
         """Run the most urgent job; False when there is none."""
         prog, feed = self.programmer, self.feed
         assert feed is not None
-        if self._full is not None:
+        if self._full is not None and not self._periodic_waits():
             trigger, self._full = self._full, None
             waiters, self._full_waiters = self._full_waiters, []
             try:
@@ -166,6 +173,7 @@ class FelixDaemon:
                 raise
             for w in waiters:
                 w.set_result(result)
+            self._last_feed = self._full_done = time.monotonic()  # the feed was held meanwhile, not quiet
             return True
         if self._host_dirty:
             self._host_dirty = False
@@ -178,12 +186,30 @@ class FelixDaemon:
             await prog.repair(touched)
             return True
         if self._pending:
+            self._last_feed = time.monotonic()
             if await prog.delta(self._take()):
                 prog.update_gauges(feed.table)
             else:
                 self.request_full("feed")
             return True
         return False
+
+    def _periodic_waits(self) -> bool:
+        """The periodic check is drift repair, not news: it waits while feed changes stream in (a full
+        sync in the middle of a table load dumps and compares the whole kernel table, holding the feed
+        meanwhile: at 1M routes, every interval). It runs once the feed has been quiet for
+        PERIODIC_QUIET seconds; a timer wakes the worker then."""
+        if self._full != "periodic":
+            return False
+        quiet = time.monotonic() - self._last_feed
+        if not self._pending and quiet >= PERIODIC_QUIET:
+            return False
+        if self._quiet_timer is None:
+            def wake() -> None:
+                self._quiet_timer = None
+                self._wake.set()
+            self._quiet_timer = asyncio.get_running_loop().call_later(max(0.0, PERIODIC_QUIET - quiet), wake)
+        return True
 
     def _trim(self, after: int) -> None:
         """Hand the heap's freed memory back to the system once `after` route writes went by since the
@@ -206,9 +232,16 @@ class FelixDaemon:
                 self.metrics.netlink_errors.labels("sync").inc()
 
     async def _periodic(self) -> None:
+        """A full check `resync_interval` after the last full sync ended (whatever its trigger): at 1M
+        routes one takes tens of seconds on a loaded machine, and counted from its start the next
+        would be due at once."""
         while True:
-            await asyncio.sleep(self.resync_interval)
+            wait = self._full_done + self.resync_interval - time.monotonic()
+            if wait > 0:
+                await asyncio.sleep(wait)
+                continue
             self.request_full("periodic")
+            await asyncio.sleep(self.resync_interval)
 
     async def _kernel_events(self, events: KernelEvents) -> None:
         while True:
@@ -356,6 +389,8 @@ class FelixDaemon:
         loop.add_signal_handler(signal.SIGHUP, reload)
 
         def carry_expired() -> None:
+            if not self.programmer.carrying:
+                return  # the feed's snapshot came first: nothing is carried (no full sync mid-load)
             self.programmer.carry_expired = True  # dropped by the next plan, not under a running sync
             self.request_full("stale")
 

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 
 from felixd.kernel.netlink_bulk import BulkNetlink, Link
 from felixd.kernel.rtnl import RT_SCOPE_HOST, RT_SCOPE_LINK
-from felixd.plan_input import HostInterface, HostRoute
+from felixd.plan_input import HostAddress, HostRoute
 from felixd.state import MAIN_TABLE
 
 OWN_DEVICES = frozenset({"tunl0", "vxlan.calico", "vxlan-v6.calico"})
@@ -25,7 +25,7 @@ OWN_DEVICES = frozenset({"tunl0", "vxlan.calico", "vxlan-v6.calico"})
 
 @dataclass(frozen=True)
 class HostState:
-    interfaces: tuple[HostInterface, ...]
+    interfaces: tuple[HostAddress, ...]
     routes: tuple[HostRoute, ...]
     links: dict[str, Link]  # every interface but felixd's own devices
     # felixd's own devices as they are (link, addresses): not the host's, so not part of what the
@@ -42,7 +42,7 @@ def read_host_sync(bulk: BulkNetlink, own_proto: int = 80,
     """Run in the namespace's worker thread (or anywhere the socket may be used)."""
     links = bulk.link_states()
     names = {link.index: name for name, link in links.items()}
-    interfaces: list[HostInterface] = []
+    interfaces: list[HostAddress] = []
     device_addresses: dict[str, set[tuple[bytes, int]]] = {}
     for index, _version, raw, plen, scope in bulk.addresses():
         dev = names.get(index)
@@ -53,7 +53,7 @@ def read_host_sync(bulk: BulkNetlink, own_proto: int = 80,
         iface = ipaddress.ip_interface((ipaddress.ip_address(raw), plen))
         if iface.ip.is_loopback or iface.ip.is_link_local:
             continue
-        interfaces.append(HostInterface(dev=dev, address=iface, mtu=links[dev].mtu))
+        interfaces.append(HostAddress(dev=dev, address=iface, mtu=links[dev].mtu))
     routes: list[HostRoute] = []
     for family in (socket.AF_INET, socket.AF_INET6):
         for key, kind, gateway, dev, _onlink, _scope, _proto, _oif in bulk.dump_routes(

@@ -5,7 +5,7 @@ from __future__ import annotations
 import ipaddress
 from collections.abc import Mapping
 
-from felixd.plan_input import HostInterface, HostRoute, PlanInput, PlanNode, PlanPool, Workload
+from felixd.plan_input import HostAddress, HostRoute, PlanInput, PlanNode, PlanPool, Workload
 from proto.prefix import Address, Prefix
 from proto.resources import ClusterModel
 
@@ -38,7 +38,7 @@ def plan_workloads(model: ClusterModel, node: str) -> tuple[Workload, ...]:
 
 
 def plan_input(model: ClusterModel, node: str, routes: Mapping[Prefix, Address],
-               interfaces: tuple[HostInterface, ...], host_routes: tuple[HostRoute, ...], *,
+               interfaces: tuple[HostAddress, ...], host_routes: tuple[HostRoute, ...], *,
                install_poolless: bool = False, ipip_supported: bool = True,
                links: frozenset[str] | None = None) -> PlanInput:
     return PlanInput(node=node, nodes=plan_nodes(model), pools=plan_pools(model), routes=routes,

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from felixd.plan_index import PlanIndex
 from felixd.plan_input import (
-    HostInterface,
+    HostAddress,
     HostRoute,
     PlanInput,
     PlanNode,
@@ -25,7 +25,7 @@ from felixd.plan_input import (
 from felixd.state import DesiredState
 from proto.resources import vtep_mac_for
 
-__all__ = ["vtep_mac_for", "PlanPool", "PlanNode", "Workload", "HostInterface", "HostRoute", "PlanInput",
+__all__ = ["vtep_mac_for", "PlanPool", "PlanNode", "Workload", "HostAddress", "HostRoute", "PlanInput",
            "PlanIndex", "Planner", "plan"]
 
 

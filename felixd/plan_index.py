@@ -16,7 +16,7 @@ from typing import NamedTuple
 
 from felixd.plan_input import (
     CROSS_SUBNET,
-    HostInterface,
+    HostAddress,
     HostRoute,
     IPNetwork,
     PlanInput,
@@ -132,7 +132,7 @@ class PlanIndex:
         links = self.data.links
         return [w for w in self.data.workloads if links is None or w.interface in links]
 
-    def uplink(self, version: int) -> HostInterface | None:
+    def uplink(self, version: int) -> HostAddress | None:
         mine = self.me.address(version)
         for iface in self.data.interfaces:
             if iface.address.ip == mine:
@@ -145,7 +145,7 @@ class PlanIndex:
     def resolve(self, next_hop: Address) -> tuple[Address, str] | None:
         """(gateway, device) towards a next hop, like BIRD's `gateway recursive`."""
         iface = self.connected.lookup(next_hop)
-        if isinstance(iface, HostInterface):
+        if isinstance(iface, HostAddress):
             return next_hop, iface.dev
         hit = self.host_routes.lookup(next_hop)
         if isinstance(hit, HostRoute) and hit.dev is not None:

@@ -87,7 +87,7 @@ class Workload:
 
 
 @dataclass(frozen=True)
-class HostInterface:
+class HostAddress:
     """An address on this host, with its connected subnet (e.g. eth0 10.30.0.206/24)."""
 
     dev: str
@@ -112,7 +112,7 @@ class PlanInput:
     # learned routes: prefix -> next hop, as the feed table holds them (not copied)
     routes: Mapping[Prefix, Address] = field(default_factory=lambda: MappingProxyType({}))
     workloads: tuple[Workload, ...] = ()
-    interfaces: tuple[HostInterface, ...] = ()
+    interfaces: tuple[HostAddress, ...] = ()
     host_routes: tuple[HostRoute, ...] = ()
     install_poolless: bool = False  # routes for prefixes outside every pool (e.g. from a ToR)
     ipip_supported: bool = True

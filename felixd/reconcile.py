@@ -32,7 +32,7 @@ from felixd.kernel.nft import NatTable
 from felixd.kernel.route_codec import KernelRoute
 from felixd.kernel.routes import KernelRoutes
 from felixd.kernel.sysctl import SysctlError, Sysctls
-from felixd.state import RTPROT_TORTIE, DesiredState, Op, Route, RouteError, RouteKey, RouteOp, key_text
+from felixd.state import RTPROT_TORTIE, DesiredState, Op, RouteEntry, RouteError, RouteKey, RouteOp, key_text
 
 if TYPE_CHECKING:
     from felixd.kernel.devices import Devices, DeviceStats
@@ -265,11 +265,11 @@ class Reconciler:
                 await self._apply([op for op in ops if op[1] in keys], res, path)
         return res
 
-    async def apply_routes(self, replace: Iterable[Route] = (), delete: Iterable[Route | RouteKey] = (),
+    async def apply_routes(self, replace: Iterable[RouteEntry] = (), delete: Iterable[RouteEntry | RouteKey] = (),
                            path: WritePath = "auto") -> ReconcileResult:
-        """`apply_ops` for Route values (tests, tools)."""
+        """`apply_ops` for RouteEntry values (tests, tools)."""
         ops: list[RouteOp] = [(Op.REPLACE, r.key, r.shape, self.protocol) for r in replace]
-        ops += [(Op.DELETE, r.key if isinstance(r, Route) else r, None, self.protocol) for r in delete]
+        ops += [(Op.DELETE, r.key if isinstance(r, RouteEntry) else r, None, self.protocol) for r in delete]
         return await self.apply_ops(ops, path)
 
     async def read_routes(self, desired: DesiredState | None = None) -> dict[RouteKey, KernelRoute]:

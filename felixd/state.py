@@ -106,7 +106,7 @@ class RouteShape:
 BLACKHOLE = RouteShape(kind=RouteKind.BLACKHOLE, mode=Mode.LOCAL_BLOCK)
 
 
-class Route(NamedTuple):
+class RouteEntry(NamedTuple):
     """One route as an API value (tests, tortiectl, a reconciler call): its key and its shape."""
 
     key: RouteKey
@@ -123,14 +123,14 @@ class Route(NamedTuple):
 
 def route(dst: str, *, kind: RouteKind = RouteKind.UNICAST, gateway: str | None = None, dev: str | None = None,
           onlink: bool = False, scope_link: bool = False, mode: Mode = Mode.DIRECT, pool: str | None = None,
-          table: int = MAIN_TABLE, metric: int = 0) -> Route:
+          table: int = MAIN_TABLE, metric: int = 0) -> RouteEntry:
     """A route from text (tests and tools; felixd itself never goes through text)."""
     shape = RouteShape(kind=kind, gateway=pf.parse_address(gateway) if gateway is not None else None, dev=dev,
                        onlink=onlink, scope_link=scope_link, mode=mode, pool=pool)
-    return Route(route_key(pf.parse(dst), table, metric), shape)
+    return RouteEntry(route_key(pf.parse(dst), table, metric), shape)
 
 
-def route_map(*routes: Route) -> dict[RouteKey, RouteShape]:
+def route_map(*routes: RouteEntry) -> dict[RouteKey, RouteShape]:
     return {r.key: r.shape for r in routes}
 
 

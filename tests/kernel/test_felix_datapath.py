@@ -18,7 +18,7 @@ from felixd.state import (
     Mode,
     NatOutgoing,
     Neighbour,
-    Route,
+    RouteEntry,
     RouteKind,
     Sysctl,
     VxlanDevice,
@@ -66,7 +66,7 @@ def connect(ns: Netns, ip: str, port: int) -> None:
     ns.exec(sys.executable, "-c", code, timeout=15)
 
 
-def workload(host_if: str, ip: str) -> tuple[Route, frozenset[Sysctl]]:
+def workload(host_if: str, ip: str) -> tuple[RouteEntry, frozenset[Sysctl]]:
     return (route(f"{ip}/32", dev=host_if, scope_link=True, mode=Mode.WORKLOAD),
             frozenset({Sysctl(f"net/ipv4/conf/{host_if}/proxy_arp", "1"),
                        Sysctl(f"net/ipv4/neigh/{host_if}/proxy_delay", "0"),

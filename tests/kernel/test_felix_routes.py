@@ -20,7 +20,7 @@ from felixd.state import (
     Mode,
     NatOutgoing,
     Neighbour,
-    Route,
+    RouteEntry,
     RouteKey,
     RouteKind,
     RouteShape,
@@ -39,7 +39,7 @@ VTEP_MAC_A = "66:00:00:00:00:01"
 VTEP_MAC_C = "66:00:00:00:00:03"
 
 
-def routes(*rs: Route) -> dict[RouteKey, RouteShape]:
+def routes(*rs: RouteEntry) -> dict[RouteKey, RouteShape]:
     return route_map(*rs)
 
 
@@ -141,7 +141,7 @@ async def test_ipip_shape_or_clear_report(host: Host) -> None:
     assert "10.244.3.0/26 via 172.31.0.2 dev tunl0 onlink" in route_lines(host.ns, "-4", "proto", "80")
 
 
-def many_routes(host: Host, n: int, gw: str = "172.31.0.2") -> list[Route]:
+def many_routes(host: Host, n: int, gw: str = "172.31.0.2") -> list[RouteEntry]:
     out = []
     for i in range(n):
         block = f"10.{100 + i // 1024}.{(i // 4) % 256}.{(i % 4) * 64}/26"
@@ -169,7 +169,7 @@ async def test_bulk_and_incremental_paths_make_identical_state(nss: NetnsSet) ->
     base = plan(a)
     first = many_routes(a, 400)
     # second plan: every fifth route removed (all four shapes), direct routes moved, twenty new
-    second = [Route(r.key, dataclasses.replace(r.shape, gateway=GW3)) if r.shape.gateway == GW2 else r
+    second = [RouteEntry(r.key, dataclasses.replace(r.shape, gateway=GW3)) if r.shape.gateway == GW2 else r
               for i, r in enumerate(first) if i % 5 != 1] + many_routes(a, 420)[400:420]
     gone = {r.key for r in first} - {r.key for r in second}
     changed = {r.key for r in second} - {r.key for r in first} | {

@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 
 from felixd.delta import mode_counts, plan_delta
 from felixd.feed_table import FeedTable
-from felixd.plan import HostInterface, HostRoute, PlanInput, PlanNode, PlanPool, Workload
+from felixd.plan import HostAddress, HostRoute, PlanInput, PlanNode, PlanPool, Workload
 from felixd.plan_index import PlanIndex
 from felixd.planned import PlannedRoutes
 from felixd.state import IP_FORWARD, Op
@@ -35,7 +35,7 @@ def index(install_poolless: bool) -> PlanIndex:
         pools=(PlanPool("vx", ip_network("192.168.0.0/16"), vxlan_mode="CrossSubnet"),
                PlanPool("plain", ip_network("172.17.0.0/16"))),
         workloads=(Workload(ip_network("192.168.226.65/32"), "cali1"),),
-        interfaces=(HostInterface("eth0", ip_interface("10.30.0.206/24")),),
+        interfaces=(HostAddress("eth0", ip_interface("10.30.0.206/24")),),
         host_routes=(HostRoute(pf.parse("0.0.0.0/0"), pf.parse_address("10.30.0.1"), "eth0"),),
         install_poolless=install_poolless)
     return PlanIndex(data)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from ipaddress import ip_interface
 
 from felixd.inputs import plan_input
-from felixd.plan import HostInterface, HostRoute, plan
+from felixd.plan import HostAddress, HostRoute, plan
 from felixd.state import Mode
 from proto import prefix as pf
 from proto.resources import load_model
@@ -26,7 +26,7 @@ CLUSTER = "---\n".join([
 def test_cluster_file_to_plan() -> None:
     model = load_model(CLUSTER)
     data = plan_input(model, "worker-1", {pf.parse("192.168.97.192/26"): pf.parse_address("10.30.1.66")},
-                      (HostInterface("eth0", ip_interface("10.30.0.206/24")),),
+                      (HostAddress("eth0", ip_interface("10.30.0.206/24")),),
                       (HostRoute(pf.parse("0.0.0.0/0"), pf.parse_address("10.30.0.1"), "eth0"),))
     state = plan(data)
     r = state.routes[pf.parse("192.168.97.192/26")]

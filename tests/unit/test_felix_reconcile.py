@@ -27,17 +27,17 @@ from felixd.kernel.rtnl import (
     RTN_UNICAST,
     RTNH_F_ONLINK,
 )
-from felixd.state import Op, Route, RouteKind, key_parts, route, route_map
+from felixd.state import Op, RouteEntry, RouteKind, key_parts, route, route_map
 from proto import prefix as pf
 
 
-def kr(r: Route, protocol: int = 80, oif: int = 2) -> KernelRoute:
+def kr(r: RouteEntry, protocol: int = 80, oif: int = 2) -> KernelRoute:
     """The kernel's copy of a route, as a dump reports it."""
     version = r.prefix[0]
     return (r.key, *r.shape.signature(version), protocol, oif)  # type: ignore[return-value]
 
 
-def diff(desired: list[Route], actual: list[tuple[Route, int]], protocol: int = 80,
+def diff(desired: list[RouteEntry], actual: list[tuple[RouteEntry, int]], protocol: int = 80,
          foreign: set[object] | None = None) -> RouteDiff:
     out = RouteDiff(foreign=set(foreign or ()))  # type: ignore[arg-type]
     return diff_routes(route_map(*desired), [kr(r, p) for r, p in actual], protocol, out)
@@ -108,7 +108,7 @@ def test_classify_owned_and_foreign() -> None:
 
 
 @st.composite
-def routes(draw: st.DrawFn) -> Route:
+def routes(draw: st.DrawFn) -> RouteEntry:
     v6 = draw(st.booleans())
     bits = 128 if v6 else 32
     plen = draw(st.integers(0, bits))
@@ -126,7 +126,7 @@ def routes(draw: st.DrawFn) -> Route:
 
 @settings(max_examples=150, deadline=None)
 @given(routes(), st.integers(1, 2**32 - 2), st.integers(1, 255))
-def test_bulk_encoding_read_back_by_pyroute2(r: Route, seq: int, proto: int) -> None:
+def test_bulk_encoding_read_back_by_pyroute2(r: RouteEntry, seq: int, proto: int) -> None:
     flags = NLM_F_REQUEST | NLM_F_CREATE | NLM_F_REPLACE
     wire = encode_route(RTM_NEWROUTE, flags, seq, r.key, r.shape, 7, proto)
     msg = rtmsg(wire)
@@ -159,7 +159,7 @@ def test_bulk_encoding_read_back_by_pyroute2(r: Route, seq: int, proto: int) -> 
 
 @settings(max_examples=100, deadline=None)
 @given(routes(), st.integers(1, 255))
-def test_bulk_delete_matches_only_prefix_table_protocol_metric(r: Route, proto: int) -> None:
+def test_bulk_delete_matches_only_prefix_table_protocol_metric(r: RouteEntry, proto: int) -> None:
     msg = rtmsg(encode_route(RTM_DELROUTE, NLM_F_REQUEST, 1, r.key, r.shape, 7, proto))
     msg.decode()
     assert msg["type"] == 0 and msg["scope"] == RT_SCOPE_NOWHERE and msg["proto"] == proto
@@ -235,7 +235,7 @@ def test_nft_sets_compare_as_nft_stores_them() -> None:
 @settings(max_examples=100, deadline=None)
 @given(st.lists(st.tuples(routes(), st.booleans(), st.sampled_from([80, 81])), min_size=1, max_size=30),
        st.integers(1, 2**31))
-def test_batch_encoder_equals_one_message_at_a_time(items: list[tuple[Route, bool, int]], first: int) -> None:
+def test_batch_encoder_equals_one_message_at_a_time(items: list[tuple[RouteEntry, bool, int]], first: int) -> None:
     """The batch encoder reuses a template while consecutive routes share it; every message must still be
     the one `encode_route` builds for that route alone (and the last one asks for the ACK)."""
     from felixd.kernel.netlink_bulk import BulkNetlink

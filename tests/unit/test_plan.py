@@ -8,7 +8,7 @@ from ipaddress import ip_address, ip_interface, ip_network
 import pytest
 
 from felixd.plan import (
-    HostInterface,
+    HostAddress,
     HostRoute,
     PlanInput,
     PlanNode,
@@ -59,7 +59,7 @@ def worker1(pool: PlanPool, **kw: object) -> PlanInput:
         pools=(pool,),
         routes=learned("worker-1"),
         workloads=(Workload(ip_network("192.168.226.65/32"), "cali8d4c1a2e"),),
-        interfaces=(HostInterface("eth0", ip_interface("10.30.0.206/24"), mtu=1500),),
+        interfaces=(HostAddress("eth0", ip_interface("10.30.0.206/24"), mtu=1500),),
         host_routes=(host_route("0.0.0.0/0", "10.30.0.1", "eth0"),),
     )
     args.update(kw)
@@ -133,7 +133,7 @@ def test_cross_subnet_is_direct_inside_and_encapsulated_across(encap: str) -> No
 
 def test_cross_subnet_seen_from_the_other_subnet() -> None:
     data = worker1(pool(ipip="CrossSubnet"), node="worker-3", routes=learned("worker-3"), workloads=(),
-                   interfaces=(HostInterface("eth0", ip_interface("10.30.1.66/24")),),
+                   interfaces=(HostAddress("eth0", ip_interface("10.30.1.66/24")),),
                    host_routes=(host_route("0.0.0.0/0", "10.30.1.1", "eth0"),))
     state = plan(data)
     for n in ("master", "worker-1", "worker-2"):
@@ -227,8 +227,8 @@ def test_ipv6_vxlan_pool_uses_the_v6_device() -> None:
     v6pool = PlanPool("v6", ip_network("fd00:10::/48"), vxlan_mode="Always")
     routes = lr("fd00:10:0:2::/122", "fd00:30::3")
     state = plan(worker1(v6pool, pools=(pool(), v6pool), nodes=ns, routes=routes,
-                         interfaces=(HostInterface("eth0", ip_interface("10.30.0.206/24")),
-                                     HostInterface("eth0", ip_interface("fd00:30::2/64")))))
+                         interfaces=(HostAddress("eth0", ip_interface("10.30.0.206/24")),
+                                     HostAddress("eth0", ip_interface("fd00:30::2/64")))))
     r = route_for(state, "fd00:10:0:2::/122")
     assert (r.gateway, r.dev, r.onlink) == ("fd00:10:0:2::", "vxlan-v6.calico", True)
     assert state.vxlan_v6 is not None and state.vxlan_v6.mtu == 1430
