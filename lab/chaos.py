@@ -108,6 +108,23 @@ def plan(hosts: list[str], kinds: tuple[str, ...], every_host: bool) -> list[tup
     return [(k, hosts[i % len(hosts)]) for i, k in enumerate(host_kinds)]
 
 
+BREAKAGES: tuple[tuple[str, str, str], ...] = (
+    ("a field's value", "cidr: 192.168.0.0/16", "cidr: 192.168.0.0/33"),
+    ("not YAML", "blockSize: 26", "blockSize: [26"),
+    ("a field's type", "asNumber: 64512", "asNumber: sixty-four"),
+    ("an unknown kind", "kind: IPPool", "kind: IPPoool"),
+)
+
+
+def bad_config(good: bytes, index: int) -> bytes:
+    """A broken copy of a cluster file; `index` picks the breakage (BREAKAGES, in turn)."""
+    _, old, new = BREAKAGES[index % len(BREAKAGES)]
+    text = good.decode()
+    if old not in text:
+        raise ValueError(f"the cluster file has no {old!r} to break")
+    return text.replace(old, new, 1).encode()
+
+
 def _gone(pid: int) -> bool:
     try:
         done, _ = os.waitpid(pid, os.WNOHANG)
@@ -266,19 +283,6 @@ class Chaos:
         tmp.write_bytes(data)
         os.replace(tmp, self.lab.config)
 
-    def bad_config(self, index: int) -> bytes:
-        """A broken copy of the cluster file; `index` picks the breakage."""
-        good = self.good_config.decode()
-        breakages = [
-            lambda t: t.replace("cidr: 192.168.0.0/16", "cidr: 192.168.0.0/33", 1),  # a field's value
-            lambda t: t.replace("blockSize: 26", "blockSize: [26", 1),  # not YAML
-            lambda t: t.replace("asNumber: 64512", "asNumber: sixty-four", 1),  # a field's type
-            lambda t: t.replace("kind: IPPool", "kind: IPPoool", 1),  # an unknown kind
-        ]
-        bad = breakages[index % len(breakages)](good)
-        assert bad != good, f"breakage {index} changed nothing"
-        return bad.encode()
-
     def _reloads(self, result: str) -> dict[tuple[str, str], float]:
         metric = {"bgpd": "tortie_bgp_config_reloads_total", "felixd": "tortie_felix_config_reloads_total"}
         return {(h, d): self.counter(h, d, metric[d], f'result="{result}"') for h in self.hosts for d in PORTS}
@@ -289,14 +293,15 @@ class Chaos:
         index = self.hosts.index(host)
         invalid, ok = self._reloads("invalid"), self._reloads("ok")
         t0 = time.monotonic()
-        self._write_config(self.bad_config(index))
+        self._write_config(bad_config(self.good_config, index))
         poll(lambda: all(v > invalid[k] for k, v in self._reloads("invalid").items()), 60,
              "every daemon to refuse the bad cluster file", interval=0.2)
         refused = time.monotonic() - t0
         self._write_config(self.good_config)
         poll(lambda: all(v > ok[k] for k, v in self._reloads("ok").items()), 60,
              "every daemon to reload the good cluster file", interval=0.2)
-        return t0, f"breakage {index % 4}: refused by all in {refused:.2f} s, good file back"
+        what = BREAKAGES[index % len(BREAKAGES)][0]
+        return t0, f"bad {what}: refused by every daemon in {refused:.2f} s, good file back"
 
     def _rogue_peer(self, host: str) -> tuple[float, str]:
         if self.rogue is None:

@@ -2,6 +2,8 @@
 
     python -m lab.prober --port 7007 --rate 25 --timeout 1.0 pod-2=192.168.133.194 pod-3=...
 
+(NAME=IP:PORT aims at another port than the prober's own.)
+
 Run inside a pod's network namespace. Each probe carries its target's index, a sequence number and
 its send time (CLOCK_MONOTONIC, which every namespace on the machine shares); the target echoes it
 unchanged. Probes are resolved in order per target: answered within `timeout`, or lost (a late
@@ -47,10 +49,11 @@ class Target:
 def parse_targets(specs: list[str], port: int) -> list[Target]:
     out = []
     for spec in specs:
-        name, sep, ip = spec.partition("=")
-        if not sep or not name or not ip:
-            raise SystemExit(f"target {spec!r}: want NAME=IP")
-        out.append(Target(name, (ip, port)))
+        name, sep, addr = spec.partition("=")
+        ip, colon, own_port = addr.partition(":")
+        if not sep or not name or not ip or (colon and not own_port.isdigit()):
+            raise SystemExit(f"target {spec!r}: want NAME=IP or NAME=IP:PORT")
+        out.append(Target(name, (ip, int(own_port) if colon else port)))
     return out
 
 
@@ -162,7 +165,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--port", type=int, default=7007)
     ap.add_argument("--rate", type=float, default=25.0, help="probes a second to each target")
     ap.add_argument("--timeout", type=float, default=1.0, help="seconds before an unanswered probe is lost")
-    ap.add_argument("targets", nargs="*", metavar="NAME=IP")
+    ap.add_argument("targets", nargs="*", metavar="NAME=IP[:PORT]")
     args = ap.parse_args(argv)
     try:
         Prober(parse_targets(args.targets, args.port), args.port, args.rate, args.timeout).run()

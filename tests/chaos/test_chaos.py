@@ -7,7 +7,8 @@ flapped host is whole within 1 s of its link's return."""
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from dataclasses import asdict
 from pathlib import Path
 
 import pytest
@@ -27,10 +28,12 @@ def lab_chaos(tmp_path_factory: pytest.TempPathFactory, chaos_runs: list[ChaosRu
 
 
 @pytest.mark.parametrize(("kind", "host"), plan(HOSTS, HOST_KINDS, EVERY_HOST))
-def test_event(lab_chaos: tuple[Chaos, ChaosRun], kind: str, host: str) -> None:
+def test_event(lab_chaos: tuple[Chaos, ChaosRun], kind: str, host: str,
+               record_property: Callable[[str, object], None]) -> None:
     chaos, run = lab_chaos
     result = chaos.run(kind, host)
     run.events.append(result)
+    record_property("chaos", asdict(result))
     assert result.met, f"{kind} on {host} missed its goal ({result.goal}): {result.row()}"
 
 

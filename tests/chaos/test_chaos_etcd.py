@@ -3,7 +3,8 @@ stopped and started again, with every pair of pods probed: 0 probes lost."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from dataclasses import asdict
 from pathlib import Path
 
 import pytest
@@ -24,8 +25,10 @@ def etcd_chaos(tmp_path_factory: pytest.TempPathFactory, chaos_runs: list[ChaosR
 
 
 @pytest.mark.parametrize(("kind", "member"), [*(("etcd-kill", m) for m in MEMBERS), ("etcd-all", "all")])
-def test_etcd_event(etcd_chaos: tuple[Chaos, ChaosRun], kind: str, member: str) -> None:
+def test_etcd_event(etcd_chaos: tuple[Chaos, ChaosRun], kind: str, member: str,
+                    record_property: Callable[[str, object], None]) -> None:
     chaos, run = etcd_chaos
     result = chaos.run(kind, member)
     run.events.append(result)
+    record_property("chaos", asdict(result))
     assert result.met, f"{kind} ({member}) missed its goal ({result.goal}): {result.row()}"
