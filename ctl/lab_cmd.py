@@ -141,7 +141,10 @@ def cmd_chaos(args: argparse.Namespace) -> int:
         missing = [h for h in hosts if h not in chaos.hosts]
         if missing:
             raise UsageError(f"no host {', '.join(missing)}; have: {', '.join(chaos.hosts)}")
-        took = chaos.start()
+        try:
+            took = chaos.start()
+        except (RuntimeError, TimeoutError) as exc:
+            raise CtlError(f"the lab is not ready for chaos: {exc}") from None
         print(f"probing {len(chaos.matrix.pairs)} pairs of pods at {args.rate:g}/s each; whole after {took:.1f} s",
               flush=True)
         plan: list[tuple[str, str]] = []

@@ -49,7 +49,7 @@ FLAP_WHOLE = 1.0  # the flapped host must be whole within this long of its link 
 GOALS = {
     "bgpd-kill": "0 lost", "bgpd-term": "0 lost", "felixd-kill": "0 lost", "felixd-term": "0 lost",
     "bad-config": "0 lost", "rogue-peer": "0 lost", "etcd-kill": "0 lost", "etcd-all": "0 lost",
-    "link-flap": f"other hosts 0 lost; whole {FLAP_WHOLE:g} s after the link returns",
+    "link-flap": f"other hosts 0 lost; whole within {FLAP_WHOLE:g} s of the link's return",
 }
 
 

@@ -45,8 +45,7 @@ def chaos_lab(tmp: Path, runs: list[ChaosRun], datastore: str) -> Iterator[tuple
         chaos = Chaos(lab, rate=RATE)
         converged = chaos.start()
         print(f"\nchaos lab on {datastore}: whole after {converged:.1f} s")
-        run = new_run(lab, chaos, f"TORTIE_CHAOS_HOSTS={'all' if EVERY_HOST else ''} make test-chaos".replace(
-            "TORTIE_CHAOS_HOSTS= ", ""))
+        run = new_run(lab, chaos, "make chaos (TORTIE_CHAOS_HOSTS=all)" if EVERY_HOST else "make test-chaos")
         runs.append(run)
         yield chaos, run
     finally:
