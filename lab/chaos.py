@@ -241,9 +241,12 @@ class Chaos:
             return False
         if r.kind != "link-flap":
             return r.lost == 0
+        return self.others_lost(r) == 0 and r.whole_s <= FLAP_WHOLE
+
+    def others_lost(self, r: EventResult) -> int:
+        """Probes lost between pods of which neither is on the event's host."""
         mine = set(self.pods_of.get(r.target, []))
-        others = sum(n for pair, n in r.lost_pairs.items() if not mine & set(pair.split(">")))
-        return others == 0 and r.whole_s <= FLAP_WHOLE
+        return sum(n for pair, n in r.lost_pairs.items() if not mine & set(pair.split(">")))
 
     def _restart(self, host: str, daemon: str, sig: int) -> tuple[float, str]:
         label = f"{daemon}-{host}"
