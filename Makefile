@@ -2,16 +2,17 @@
 #            end, even after another failed), print one summary table, fail if any tier failed.
 # make unit: the fast tier, after every change.
 # make fuzz: every fuzz target for FUZZ_SECONDS each (default 600); make soak-long: the 1-hour soak.
+# make chaos: every chaos event on every host, written to docs/reliability.md with its date and commit.
 # make interop-table: one full interop run, written to docs/interop.md with its date and commit.
 # make deb: the Debian package (build/deb); make test-hosts: Debian 12 hosts under real systemd.
 .PHONY: test setup lint unit test-unit test-fuzz test-kernel test-interop test-e2e test-vm test-soak \
-	test-hosts hosts-prep deb fuzz soak-long interop-table demo clean
+	test-chaos test-hosts hosts-prep deb fuzz soak-long chaos interop-table demo clean
 
 PYTEST_PAR ?= -n 2 --dist loadfile
 REPORTS := build/test-reports
 # the tiers of `make test`, in order; each writes $(REPORTS)/NAME.exit (and NAME.json)
-TIERS := lint unit fuzz kernel interop e2e vm soak hosts
-TIER_TARGETS := lint test-unit test-fuzz test-kernel test-interop test-e2e test-vm test-soak test-hosts
+TIERS := lint unit fuzz kernel interop e2e vm soak chaos hosts
+TIER_TARGETS := lint test-unit test-fuzz test-kernel test-interop test-e2e test-vm test-soak test-chaos test-hosts
 FUZZ_SECONDS ?= 600
 # inside `make test`: a few seconds per target, the whole step well under two minutes
 FUZZ_TEST_SECONDS ?= 6
@@ -54,6 +55,10 @@ test-vm: setup
 test-soak: setup
 	@TORTIE_SOAK_SECONDS=$(SOAK_SECONDS) scripts/pytest-tier soak tests/soak -q
 
+# chaos with traffic, short: each kind of event once, on a rotating host (a few minutes)
+test-chaos: setup
+	@scripts/pytest-tier chaos tests/chaos -q
+
 # the fuzzing campaign: FUZZ_SECONDS per target, two at a time, corpus kept under build/fuzz
 fuzz: setup
 	.venv/bin/python -m fuzz.run --seconds $(FUZZ_SECONDS) --jobs 2 --keep-going --coverage \
@@ -68,6 +73,12 @@ interop-table: setup
 	@rm -f build/interop/results.json
 	@scripts/pytest-tier interop tests/interop $(PYTEST_PAR) -q; rc=$$?; \
 	.venv/bin/python scripts/interop_table.py build/interop/results.json docs/interop.md && exit $$rc
+
+# every kind of chaos event on every host, then docs/reliability.md's chaos table from exactly that run
+chaos: setup
+	@rm -f build/chaos/results.json
+	@TORTIE_CHAOS_HOSTS=all scripts/pytest-tier chaos tests/chaos -q; rc=$$?; \
+	.venv/bin/python scripts/chaos_table.py build/chaos/results.json docs/reliability.md && exit $$rc
 
 # Debian 12 hosts under real systemd (systemd-nspawn), the .deb installed on each, Prometheus.
 # make test starts building its host image and .deb in the background first (hosts-prep).

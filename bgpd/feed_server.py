@@ -132,7 +132,10 @@ class FeedServer:
             while True:
                 if not reader.pending:
                     try:
-                        await asyncio.wait_for(wake.wait(), self.heartbeat)
+                        # not asyncio.wait_for: on Python 3.11 it swallows a cancel that arrives as the
+                        # event is set (a SIGTERM stop does both), and close() then waited forever
+                        async with asyncio.timeout(self.heartbeat):
+                            await wake.wait()
                     except TimeoutError:
                         writer.write(source.heartbeat(reader))
                         await writer.drain()

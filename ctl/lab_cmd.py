@@ -8,8 +8,11 @@ import sys
 from pathlib import Path
 
 from ctl.common import EXIT_OK, CtlError, UsageError, print_table
+from lab.chaos import ETCD_KINDS, HOST_KINDS, KINDS, Chaos, EventResult, new_run
 from lab.cluster import Lab
-from lab.topology import SEED_CLUSTER, STATE_DIR, LabState
+from lab.topology import REPO, SEED_CLUSTER, STATE_DIR, LabState
+
+CHAOS_CLUSTER = REPO / "configs" / "chaos-cluster.yaml"
 
 
 def register(subparsers: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
@@ -34,6 +37,21 @@ def register(subparsers: argparse._SubParsersAction, common: argparse.ArgumentPa
     sd = verbs.add_parser("srcdst", help="the cloud source/destination check on subnet 1")
     sd.add_argument("state", choices=["on", "off"])
     sd.set_defaults(handler=cmd_srcdst)
+    ch = verbs.add_parser("chaos", help="faults one at a time under pod-to-pod traffic: probes lost, time to whole")
+    ch.add_argument("--up", action="store_true",
+                    help="bring up a fresh lab first (from --cluster, on --datastore) and take it down after")
+    ch.add_argument("--keep", action="store_true", help="with --up: leave the lab up afterwards")
+    ch.add_argument("--cluster", type=Path, default=CHAOS_CLUSTER, metavar="FILE",
+                    help="with --up: the cluster file (default configs/chaos-cluster.yaml)")
+    ch.add_argument("--datastore", choices=["file", "etcd"], default="file", help="with --up")
+    ch.add_argument("--prefix", default="tl-", help="with --up: the namespaces' name prefix (default tl-)")
+    ch.add_argument("--hosts", default="", metavar="H1,H2", help="hosts to hit (default: every host)")
+    ch.add_argument("--events", default="", metavar="KIND,...",
+                    help="event kinds, in order (default: every kind the lab supports): " + ", ".join(KINDS))
+    ch.add_argument("--rate", type=float, default=25.0, help="probes a second per pair of pods (default 25)")
+    ch.add_argument("--json", type=Path, metavar="FILE",
+                    help="write the results (scripts/chaos_table.py renders them)")
+    ch.set_defaults(handler=cmd_chaos)
 
 
 def _root() -> None:
@@ -98,3 +116,66 @@ def cmd_srcdst(args: argparse.Namespace) -> int:
         raise CtlError(str(exc)) from None
     print(f"source/destination check {args.state}", file=sys.stderr)
     return EXIT_OK
+
+
+def cmd_chaos(args: argparse.Namespace) -> int:
+    _root()
+    import json
+
+    kinds = [k for k in args.events.split(",") if k] or list(KINDS)
+    unknown = [k for k in kinds if k not in KINDS]
+    if unknown:
+        raise UsageError(f"unknown event kinds {', '.join(unknown)}; have: {', '.join(KINDS)}")
+    lab = Lab(Path(args.lab_dir), prefix=args.prefix) if args.up else _lab(args)
+    if args.up:
+        lab.up(args.cluster, datastore=args.datastore)
+        print(f"lab up from {args.cluster} on the {args.datastore} datastore; state in {lab.dir}", flush=True)
+    chaos: Chaos | None = None
+    failed = False
+    try:
+        try:
+            chaos = Chaos(lab, rate=args.rate, log=lambda line: print(line, flush=True))
+        except RuntimeError as exc:
+            raise CtlError(str(exc)) from None
+        hosts = [h for h in args.hosts.split(",") if h] or chaos.hosts
+        missing = [h for h in hosts if h not in chaos.hosts]
+        if missing:
+            raise UsageError(f"no host {', '.join(missing)}; have: {', '.join(chaos.hosts)}")
+        try:
+            took = chaos.start()
+        except (RuntimeError, TimeoutError) as exc:
+            raise CtlError(f"the lab is not ready for chaos: {exc}") from None
+        print(f"probing {len(chaos.matrix.pairs)} pairs of pods at {args.rate:g}/s each; whole after {took:.1f} s",
+              flush=True)
+        plan: list[tuple[str, str]] = []
+        for h in hosts:
+            plan += [(k, h) for k in kinds if k in HOST_KINDS and (k != "rogue-peer" or chaos.rogue is not None)
+                     and (k != "bad-config" or not chaos.on_etcd)]
+        if any(k in ETCD_KINDS for k in kinds):
+            if lab.etcd is None:
+                print("etcd events skipped: they need a lab on etcd started by this command (--up --datastore etcd)")
+            else:
+                plan += [("etcd-kill", m) for m in chaos.etcd_members() if "etcd-kill" in kinds]
+                plan += [("etcd-all", "all")] if "etcd-all" in kinds else []
+        run = new_run(lab, chaos, "tortiectl lab chaos " + " ".join(sys.argv[3:]))
+        for kind, target in plan:
+            print(f"-> {kind} on {target}", flush=True)
+            try:
+                result = chaos.run(kind, target)
+            except (RuntimeError, TimeoutError) as exc:
+                result = EventResult(kind, target, -1, {}, 0, None, 0.0, "", False, f"error: {exc}")
+                print(f"   {kind} on {target} failed: {exc}", flush=True)
+            run.events.append(result)
+            failed = failed or not result.met
+        sent, answered, lost = chaos.matrix.totals()
+        print(f"\n{len(run.events)} events; {sent} probes sent, {answered} answered, {lost} lost in all; "
+              f"goals missed: {', '.join(f'{e.kind} on {e.target}' for e in run.events if not e.met) or 'none'}")
+        if args.json:
+            args.json.write_text(json.dumps({"every_host": not args.hosts, "runs": [run.to_json()]}, indent=1))
+            print(f"results in {args.json} (scripts/chaos_table.py {args.json} docs/reliability.md renders them)")
+    finally:
+        if chaos is not None:
+            chaos.stop()
+        if args.up and not args.keep:
+            lab.down()
+    return 1 if failed else EXIT_OK

@@ -305,7 +305,10 @@ async def resync_loop(rec: Reconciler, desired: Callable[[], DesiredState], *, i
     try:
         while True:
             try:
-                await asyncio.wait_for(events.changed.wait(), timeout=interval)
+                # asyncio.timeout, not wait_for: Python 3.11's wait_for can swallow a cancel that
+                # arrives as the event is set, and the loop would then outlive its stop
+                async with asyncio.timeout(interval):
+                    await events.changed.wait()
                 await asyncio.sleep(debounce)
             except TimeoutError:
                 pass

@@ -8,7 +8,9 @@ DIR/TIER.json (every test's outcome and skip or failure reason: tests/tier_repor
 A tier fails when its command failed, it left no report, a test in it failed, or, where skips fail
 (tests/skip_policy.py: under CI, or as root on a machine `make test` set up), it ran no test at
 all, a skip in it is not on tests/skip-allowlist.yaml, or (the VM tier) its guest did not run the
-in-guest tests (at least one passed, none failed, no skip that is not allowed). The exit status is 1
+in-guest tests (at least one passed, none failed, no skip that is not allowed), or (the chaos tier) ran
+no event; the chaos tier's line says how many events ran, the probes lost and which missed a goal.
+The exit status is 1
 if any tier failed. The last line reads `total: N passed, N failed, N skipped`.
 """
 
@@ -81,7 +83,22 @@ def judge(name: str, reports: Path, strict: bool, allowlist: list[Any]) -> Tier:
         tier.problems.append("ran no test")
     if name == "vm" and tier.report is not None:
         judge_guest(tier, tests, strict, allowlist)
+    if name == "chaos" and tier.report is not None:
+        judge_chaos(tier, tests, strict)
     return tier
+
+
+def judge_chaos(tier: Tier, tests: list[dict[str, Any]], strict: bool) -> None:
+    """The chaos tier's events (each test's "chaos" entry): how many ran, probes lost, the longest
+    time to a whole matrix, and which missed their goal. Where skips fail, it must have run events."""
+    events = [t["chaos"] for t in tests if isinstance(t.get("chaos"), dict)]
+    lost = sum(int(e.get("lost", 0)) for e in events)
+    wholes = [float(e["whole_s"]) for e in events if e.get("whole_s") is not None]
+    missed = [f"{e.get('kind')} on {e.get('target')}" for e in events if not e.get("met")]
+    tier.note = (f"{len(events)} events, {lost} probes lost, longest to whole "
+                 f"{max(wholes) if wholes else 0:.2f} s" + (f"; goal missed: {', '.join(missed)}" if missed else ""))
+    if strict and not events:
+        tier.problems.append("no chaos event ran")
 
 
 def judge_guest(tier: Tier, tests: list[dict[str, Any]], strict: bool, allowlist: list[Any]) -> None:

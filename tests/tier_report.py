@@ -4,7 +4,8 @@ controller under pytest-xdist, which receives every worker's reports).
 
 A test's outcome is the worst of its phases: a failure in setup or teardown is an error, a skip in
 setup or call a skip. Entries a test adds to its report's user_properties under the key "guest"
-(the VM tier: the in-guest results) are kept as that test's guest cases.
+(the VM tier: the in-guest results) are kept as that test's guest cases, and under "chaos" (the
+chaos tier: the event's lost probes and time to whole) as its chaos event.
 """
 
 from __future__ import annotations
@@ -48,8 +49,8 @@ class TierReport:
         else:
             self._set(report.nodeid, "failed" if report.when == "call" else "error", _failure_text(report))
         for key, value in report.user_properties:
-            if key == "guest":
-                self.tests[report.nodeid]["guest"] = value
+            if key in ("guest", "chaos"):
+                self.tests[report.nodeid][key] = value
 
     def pytest_collectreport(self, report: pytest.CollectReport) -> None:
         if report.failed:
