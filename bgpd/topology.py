@@ -67,8 +67,9 @@ class PeerConfig:
     max_prefixes: int | None = None
     next_hop_mode: str | None = None  # Auto, Self, Keep
     filters: tuple[BGPFilter, ...] = field(default=())  # the BGPFilters its BGPPeer names, in order
-    # the gateway of felixd's static route to this peer (bgpd itself does nothing with it)
-    reachable_by: IPAddress | None = None
+    # the gateway of felixd's static route to this peer: bgpd does nothing with it, so a change of it
+    # alone is no change of the peering (BIRD's BGP protocol is untouched when its static route changes)
+    reachable_by: IPAddress | None = field(default=None, compare=False)
     source: str = ""  # which resource made this peering (for logs and `bgp neighbors`)
 
     @property
