@@ -30,14 +30,18 @@ pytestmark = pytest.mark.asyncio(loop_scope="module")
 BIN = Path(sys.executable).parent
 HEAD = "apiVersion: projectcalico.org/v3\n"
 BASE = "---\n".join([
-    f"{HEAD}kind: Node\nmetadata: {{name: me}}\nspec: {{bgp: {{ipv4Address: 10.30.0.206/24}}}}\n",
+    f"{HEAD}kind: Node\nmetadata: {{name: me}}\n"
+    "spec: {bgp: {ipv4Address: 10.30.0.206/24, ipv6Address: 'fd00:30::206/64'}}\n",
     f"{HEAD}kind: Node\nmetadata: {{name: other}}\nspec: {{bgp: {{ipv4Address: 10.30.0.56/24}}}}\n",
     f"{HEAD}kind: IPPool\nmetadata: {{name: pods}}\nspec: {{cidr: 10.244.0.0/16, blockSize: 26}}\n",
     f"{HEAD}kind: BlockAffinity\nmetadata: {{name: me}}\nspec: {{node: me, cidr: 10.244.0.0/26}}\n",
 ])
 TOR = (f"---\n{HEAD}kind: BGPPeer\nmetadata: {{name: tor}}\n"
-       "spec: {peerIP: 10.99.0.1, asNumber: 65001, reachableBy: 10.30.0.1}\n")
+       "spec: {peerIP: 10.99.0.1, asNumber: 65001, reachableBy: 10.30.0.1}\n"
+       f"---\n{HEAD}kind: BGPPeer\nmetadata: {{name: tor6}}\n"
+       "spec: {peerIP: 'fd00:99::1', asNumber: 65001, reachableBy: 'fd00:30::1'}\n")
 PEER_ROUTE = "10.99.0.1 via 10.30.0.1 dev eth0"
+PEER_ROUTE6 = "fd00:99::1 via fd00:30::1 dev eth0"
 OTHER_BLOCK = "10.244.1.0/26"
 
 
@@ -55,6 +59,9 @@ class Felix:
 
     def ours(self) -> list[str]:
         return route_lines(self.ns, "-4", "proto", "80")
+
+    def ours6(self) -> list[str]:
+        return route_lines(self.ns, "-6", "proto", "80")
 
     def write(self, text: str) -> None:
         tmp = self.config.with_suffix(".tmp")
@@ -93,7 +100,10 @@ async def felix(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Felix
         nss.veth(ns, "eth0", gw, "up0")
         ns.ip("addr", "add", "10.30.0.206/24", "dev", "eth0")
         gw.ip("addr", "add", "10.30.0.1/24", "dev", "up0")
+        ns.ip("addr", "add", "fd00:30::206/64", "dev", "eth0", "nodad")
+        gw.ip("addr", "add", "fd00:30::1/64", "dev", "up0", "nodad")
         gw.ip("addr", "add", "10.99.0.1/32", "dev", "lo")  # the ToR's loopback: not on any shared subnet
+        gw.ip("addr", "add", "fd00:99::1/128", "dev", "lo")
         config = tmp / "cluster.yaml"
         config.write_text(BASE + TOR)
         run_dir = tmp / "run"
@@ -119,6 +129,9 @@ async def test_the_static_route_to_the_peer_is_in_the_kernel_and_carries_traffic
     row = next(r for r in rows if r["prefix"] == "10.99.0.1/32")  # what `tortiectl routes` shows
     assert (row["mode"], row["gateway"], row["dev"], row["in_kernel"]) == ("reachable-by", "10.30.0.1", "eth0", True), row
     assert await asyncio.to_thread(pings, felix.ns, "10.99.0.1"), "the peer's loopback answers through the route"
+    await until(lambda: any(ln.startswith(PEER_ROUTE6) for ln in felix.ours6()), 15, "the IPv6 route",
+                lambda: "\n".join(felix.ours6()))
+    assert await asyncio.to_thread(pings, felix.ns, "fd00:99::1")
 
 
 async def test_it_survives_a_resync_and_a_learned_route_to_the_same_prefix(felix: Felix) -> None:
@@ -156,6 +169,7 @@ async def test_a_changed_gateway_moves_it_and_a_deleted_peer_removes_it(felix: F
     felix.write(BASE)
     await until(lambda: not any(ln.startswith("10.99.0.1 ") for ln in felix.ours()), 30,
                 "the route gone with its BGPPeer", felix.diag)
+    assert not any(ln.startswith("fd00:99::1 ") for ln in felix.ours6()), felix.ours6()
     assert "10.244.2.0/26 via 10.30.0.56 dev eth0" in felix.ours()  # the rest untouched
     assert not await asyncio.to_thread(pings, felix.ns, "10.99.0.1"), "no route, no answer"
     felix.write(BASE + TOR)  # back, for a rerun of any test above in the same module
