@@ -67,8 +67,9 @@ class PeerConfig:
     max_prefixes: int | None = None
     next_hop_mode: str | None = None  # Auto, Self, Keep
     filters: tuple[BGPFilter, ...] = field(default=())  # the BGPFilters its BGPPeer names, in order
-    # parsed and carried, not acted on yet (proto/resources/pending.py refuses it)
-    reachable_by: IPAddress | None = None
+    # the gateway of felixd's static route to this peer: bgpd does nothing with it, so a change of it
+    # alone is no change of the peering (BIRD's BGP protocol is untouched when its static route changes)
+    reachable_by: IPAddress | None = field(default=None, compare=False)
     source: str = ""  # which resource made this peering (for logs and `bgp neighbors`)
 
     @property
@@ -129,7 +130,10 @@ def _seconds(value: float | None) -> float | None:
     return None if value is None else float(round(value))
 
 
-def build(model: ClusterModel, node_name: str, secrets_dir: Path = DEFAULT_SECRETS_DIR) -> Topology:
+def build(model: ClusterModel, node_name: str, secrets_dir: Path = DEFAULT_SECRETS_DIR, *,
+          passwords: bool = True) -> Topology:
+    """This node's peerings and routes. `passwords=False` leaves every password out (None) without
+    reading a secret: felixd needs the peerings (their `reachableBy` routes), never their keys."""
     me = model.node(node_name)
     if me.ipv4_address is None:
         raise TopologyError(f"Node {node_name} has no spec.bgp.ipv4Address: it is the BGP router id")
@@ -151,7 +155,7 @@ def build(model: ClusterModel, node_name: str, secrets_dir: Path = DEFAULT_SECRE
     def options(bp: BGPPeer) -> dict[str, object]:
         """What setPeerConfigFieldsFromV3Resource and the TTL/filter/next-hop fields give every peering."""
         return {
-            "password": _read_password(bp.password, secrets_dir),
+            "password": _read_password(bp.password, secrets_dir) if passwords else None,
             "restart_time": _seconds(bp.max_restart_time) or DEFAULT_RESTART_TIME,
             "keepalive_time": _seconds(bp.keepalive_time),
             "ttl_security": bp.ttl_security or None,
@@ -237,7 +241,7 @@ def build(model: ClusterModel, node_name: str, secrets_dir: Path = DEFAULT_SECRE
 
     if model.bgp_config.node_to_node_mesh_enabled and not me.is_route_reflector:
         mesh = model.bgp_config
-        password = _read_password(mesh.node_mesh_password, secrets_dir)
+        password = _read_password(mesh.node_mesh_password, secrets_dir) if passwords else None
         restart = _seconds(mesh.node_mesh_max_restart_time) or DEFAULT_RESTART_TIME
         for other in model.nodes:
             if other.name == me.name or other.is_route_reflector:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import ipaddress
 from collections.abc import Mapping
 
-from felixd.plan_input import HostAddress, HostRoute, PlanInput, PlanNode, PlanPool, Workload
+from felixd.plan_input import HostAddress, HostRoute, PeerRoute, PlanInput, PlanNode, PlanPool, Workload
 from proto.prefix import Address, Prefix
 from proto.resources import ClusterModel
 
@@ -37,10 +37,30 @@ def plan_workloads(model: ClusterModel, node: str) -> tuple[Workload, ...]:
     return tuple(out)
 
 
+def plan_peer_routes(model: ClusterModel, node: str) -> tuple[PeerRoute, ...]:
+    """The static routes this node's BGP peers ask for with `reachableBy`.
+
+    Which peerings a node makes is bgpd's topology (global BGPPeers before node-specific ones, the
+    first peering to an address wins, reverse peerings, never to itself), so the same code decides
+    here; it is imported only when some BGPPeer has `reachableBy` (it brings the BGP codec with it).
+    """
+    if not any(p.reachable_by is not None for p in model.peers):
+        return ()
+    from bgpd.topology import TopologyError, build
+
+    try:
+        peers = build(model, node, passwords=False).peers.values()
+    except TopologyError:
+        return ()  # no BGP on this node (bgpd says why), so no peers to reach
+    return tuple(PeerRoute(peer=p.address, gateway=p.reachable_by, source=p.source) for p in peers
+                 if p.reachable_by is not None and p.reachable_by.version == p.address.version)
+
+
 def plan_input(model: ClusterModel, node: str, routes: Mapping[Prefix, Address],
                interfaces: tuple[HostAddress, ...], host_routes: tuple[HostRoute, ...], *,
                install_poolless: bool = False, ipip_supported: bool = True,
                links: frozenset[str] | None = None) -> PlanInput:
     return PlanInput(node=node, nodes=plan_nodes(model), pools=plan_pools(model), routes=routes,
                      workloads=plan_workloads(model, node), interfaces=interfaces, host_routes=host_routes,
-                     install_poolless=install_poolless, ipip_supported=ipip_supported, links=links)
+                     install_poolless=install_poolless, ipip_supported=ipip_supported, links=links,
+                     peer_routes=plan_peer_routes(model, node))

@@ -120,6 +120,16 @@ class PlanIndex:
         self._pool_octets = {v: 2 + (max((p.cidr.prefixlen for p in data.pools if p.cidr.version == v), default=0)
                                          + 7) // 8 for v in (4, 6)}
         self._shapes: dict[RouteShape, RouteShape] = {}
+        # static routes to reachableBy peers: this host's own, like its blocks and workloads
+        self.route_warnings: list[str] = []
+        self.peer_routes = self._peer_routes()
+        if self.peer_routes:
+            self.local_keys |= frozenset(self.peer_routes)
+            # a learned route whose next hop is such a peer (a ToR's loopback) resolves through its
+            # route, as BIRD's `gateway recursive` resolves through Calico's static one
+            self.host_routes = Lpm([(r.dst, r) for r in data.host_routes] + [
+                (key, HostRoute(dst=key, gateway=shape.gateway, dev=shape.dev))
+                for key, shape in self.peer_routes.items()])
 
     def shape(self, shape: RouteShape) -> RouteShape:
         """The one shared object equal to `shape`."""
@@ -151,6 +161,23 @@ class PlanIndex:
         if isinstance(hit, HostRoute) and hit.dev is not None:
             return (hit.gateway or next_hop), hit.dev
         return None
+
+    def _peer_routes(self) -> dict[Prefix, RouteShape]:
+        """`peer/32 via gateway` for each reachableBy peer, the gateway on a connected subnet (BIRD's
+        static `via` wants a neighbour on a directly connected network; so does the kernel)."""
+        out: dict[Prefix, RouteShape] = {}
+        for pr in self.data.peer_routes:
+            gateway = pf.from_ip(pr.gateway)
+            iface = self.connected.lookup(gateway)
+            if gateway in self.own_addresses or not isinstance(iface, HostAddress):
+                why = "is this host's own address" if gateway in self.own_addresses else \
+                    "is not on a subnet connected to this host"
+                self.route_warnings.append(f"{pr.source}: reachableBy {pr.gateway} {why}; the static route "
+                                           f"to peer {pr.peer} is not installed")
+                continue
+            out[pf.host(pf.from_ip(pr.peer))] = self.shape(RouteShape(gateway=gateway, dev=iface.dev,
+                                                                      mode=Mode.REACHABLE_BY))
+        return out
 
     def same_subnet(self, remote: Address) -> bool:
         iface = self.me.ipv4 if remote[0] == 4 else self.me.ipv6
@@ -231,8 +258,10 @@ class PlanIndex:
     # --- a full plan
 
     def local_routes(self) -> dict[RouteKey, RouteShape]:
-        """Blackholes for this node's blocks and /32s (/128s) to its workloads."""
-        out: dict[RouteKey, RouteShape] = {}
+        """Blackholes for this node's blocks, /32s (/128s) to its workloads and to its reachableBy peers
+        (a peer's static route wins over the same prefix learned by BGP, as Calico's BIRD prefers its
+        static protocol)."""
+        out: dict[RouteKey, RouteShape] = dict(self.peer_routes)
         for block in sorted(self.me.blocks, key=lambda b: (b.version, int(b.network_address))):
             pool = self.pool_for(block)
             out[pf.from_network(block)] = self.shape(RouteShape(kind=RouteKind.BLACKHOLE, mode=Mode.LOCAL_BLOCK,
@@ -269,7 +298,7 @@ class PlanIndex:
             if d.neighbour is not None:
                 neighbours.add(d.neighbour)
                 fdb.add(d.fdb)  # type: ignore[arg-type]
-        warnings = list(self.device_warnings)
+        warnings = self.device_warnings + self.route_warnings
         for reason, (first, n) in reasons.items():
             where = pf.text(first) if n == 1 else f"{pf.text(first)} and {n - 1} more"
             warnings.append(f"{where}: {reason}")

@@ -87,6 +87,16 @@ class Workload:
 
 
 @dataclass(frozen=True)
+class PeerRoute:
+    """A BGP peer of this node whose BGPPeer has `reachableBy`: Calico's static route `peer/32 via
+    gateway` (its BIRD `protocol static`), which felixd writes because bgpd never touches the kernel."""
+
+    peer: IPAddress
+    gateway: IPAddress
+    source: str = ""  # the BGPPeer that asks for it (for warnings)
+
+
+@dataclass(frozen=True)
 class HostAddress:
     """An address on this host, with its connected subnet (e.g. eth0 10.30.0.206/24)."""
 
@@ -117,3 +127,4 @@ class PlanInput:
     install_poolless: bool = False  # routes for prefixes outside every pool (e.g. from a ToR)
     ipip_supported: bool = True
     links: frozenset[str] | None = None  # interfaces present on the host (None: do not check)
+    peer_routes: tuple[PeerRoute, ...] = ()  # static routes to this node's reachableBy peers

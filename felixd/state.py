@@ -39,6 +39,7 @@ class Mode(StrEnum):
     DIRECT = "direct"
     LOCAL_BLOCK = "local-block"
     WORKLOAD = "workload"
+    REACHABLE_BY = "reachable-by"  # a BGP peer's /32 (/128) through its BGPPeer's reachableBy gateway
 
 
 # A Prefix, or (Prefix, table, metric as the kernel stores it) off the main table or default metric.

@@ -24,7 +24,7 @@ ORDER = ("ibgp-mesh", "ebgp-tor", "ebgp-tor-4octet", "md5-match", "md5-mismatch"
          "refresh-daemon-asks", "shutdown-tortie-to-daemon", "shutdown-daemon-to-tortie", "max-prefixes",
          "rr-tortie-reflects", "rr-daemon-reflects", "gr-tortie-restarts", "gr-daemon-restarts", "scale-100k",
          "bgppeer-local-as", "bgppeer-allow-local-as", "bgppeer-ttl-security", "bgppeer-keepalive-time",
-         "bgppeer-next-hop-mode", "bgpfilter-communities")
+         "bgppeer-next-hop-mode", "bgppeer-reachable-by", "bgpfilter-communities")
 WHAT = {
     "ibgp-mesh": "daemon as a node-to-node mesh Node (IPv4 + IPv6 sessions): Established, capabilities on both "
                  "sides (4-octet AS, route refresh, GR, ADD-PATH, family), blocks and withdrawals both ways",
@@ -52,6 +52,9 @@ WHAT = {
                               "stays 90",
     "bgppeer-next-hop-mode": "nextHopMode Auto and Keep: a block learned over the mesh reaches the eBGP daemon "
                              "with next hop self (Auto) or the learned next hop (Keep)",
+    "bgppeer-reachable-by": "the daemon as a ToR speaking from its loopback, which t1 reaches only through "
+                            "felixd's reachableBy route: Established, its routes (next hop the loopback) "
+                            "programmed via the gateway; the route goes with the field",
     "bgpfilter-communities": "BGPFilter export Reject and Accept with AS-path prepend and a community, "
                              "prefixAdvertisements' standard and large communities seen by the daemon; import "
                              "Reject by CIDR and by community, shown with the rule; a changed import rule applied "

@@ -24,8 +24,6 @@ class NotYet:
 
 
 NOT_YET: tuple[NotYet, ...] = (
-    NotYet("BGPPeer", "spec.reachableBy", lambda r: r.reachable_by is not None,  # type: ignore[attr-defined]
-           "a static route to the peer's address through the reachableBy gateway"),
     NotYet("BGPPeer", "spec.localWorkloadSelector",
            lambda r: r.local_workload_selector is not None,  # type: ignore[attr-defined]
            "peering with workloads on the node"),

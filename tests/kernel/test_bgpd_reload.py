@@ -147,8 +147,8 @@ def test_removing_the_bgppeer_drops_only_that_session(reload: Reload) -> None:
 
 
 @pytest.mark.parametrize(("spec", "refusal"), [
-    ({"peerIP": BIRD_ADDR, "asNumber": BIRD_AS, "reachableBy": "10.81.0.254"},
-     "spec.reachableBy: not implemented yet"),
+    ({"peerIP": BIRD_ADDR, "asNumber": BIRD_AS, "reachableBy": "fd00::254"},
+     "spec.reachableBy: ReachableBy and PeerIP address family mismatched"),
     ({"peerIP": BIRD_ADDR, "asNumber": BIRD_AS, "localASNumber": 0}, "spec.localASNumber: AS 0 is reserved"),
 ])
 def test_a_refused_bgppeer_leaves_the_running_configuration_alone(reload: Reload, spec: dict[str, Any],

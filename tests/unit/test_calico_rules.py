@@ -405,6 +405,10 @@ def test_peer_options_parse() -> None:
     ("peerSelector: all()\nreachableBy: 10.0.0.254", "reachableBy must be empty when peerIP is empty"),
     ("peerIP: 10.0.0.1\nasNumber: 1\nreachableBy: fd00::1", "ReachableBy and PeerIP address family mismatched"),
     ("peerIP: 10.0.0.1\nasNumber: 1\nreachableBy: gateway", "'gateway' is not an IP address"),
+    ("peerIP: fe80::1\nasNumber: 1\nreachableBy: fe80::2%eth0", "'fe80::2%eth0' is not an IP address"),
+    ("peerIP: 10.0.0.1:1790\nasNumber: 1\nreachableBy: 10.0.0.254", None),  # the family of the address, not the port
+    ("peerIP: fd00::1\nasNumber: 1\nreachableBy: fd00::254", None),
+    ("peerIP: 10.0.0.1\nasNumber: 1\nreachableBy: 10.0.0.254\nnodeSelector: rack == 'a'", None),
     ("localWorkloadSelector: has(bgp)\npeerIP: 10.0.0.1", "peerIP must be empty when localWorkloadSelector is set"),
     ("localWorkloadSelector: has(bgp)\npeerSelector: all()", "peerSelector must be empty when localWorkloadSelector"),
     ("localWorkloadSelector: has(bgp)", "asNumber is required when localWorkloadSelector is set"),
@@ -695,7 +699,6 @@ def test_workload_nat_outside_its_networks() -> None:
 # --- fields tortie parses but refuses until it implements them -----------------------------------
 
 NOT_YET_DOCS = {
-    "spec.reachableBy": peer("peerIP: 10.0.0.1\nasNumber: 65000\nreachableBy: 10.0.0.254"),
     "spec.localWorkloadSelector": peer("localWorkloadSelector: has(bgp)\nasNumber: 65000"),
     "spec.localWorkloadPeeringIPV4": bgpconfig("localWorkloadPeeringIPV4: 169.254.0.179"),
     "spec.localWorkloadPeeringIPV6": bgpconfig("localWorkloadPeeringIPV6: 'fe80::179'"),

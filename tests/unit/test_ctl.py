@@ -264,7 +264,7 @@ metadata: {name: tor}
 spec:
   peerIP: 10.30.0.1
   asNumber: 65001
-  reachableBy: 10.30.0.254
+  reachableBy: fd00::254
 ---
 apiVersion: projectcalico.org/v3
 kind: IPPool
@@ -286,9 +286,8 @@ def test_apply_refusals_name_file_document_field_and_rule_and_change_nothing(see
     ran = seeded("apply", "-f", "calico.yaml")
     assert ran.code == 1 and ran.out == ""
     lines = ran.err.splitlines()
-    assert lines[0] == ("calico.yaml: document 2 (BGPPeer tor), line 13: spec.reachableBy: not implemented yet: a "
-                        "static route to the peer's address through the reachableBy gateway. tortie refuses the "
-                        "field rather than ignore it, since it would change routing")
+    assert lines[0] == ("calico.yaml: document 2 (BGPPeer tor), line 13: spec.reachableBy: ReachableBy and PeerIP "
+                        "address family mismatched")
     assert lines[1].startswith("calico.yaml: document 3 (IPPool Upper), line 17: metadata.name: 'Upper': name must "
                                "consist of lower case alphanumeric characters")
     assert lines[2] == ("calico.yaml: document 4 (BGPConfiguration default), line 25: spec.nodeMeshPassword: "

@@ -237,8 +237,8 @@ def test_bind_mode() -> None:
     assert anywhere.listen_addresses == ("0.0.0.0",) and diff(plain, anywhere).identity_changed
 
 
-def test_pending_fields_are_carried_in_peer_config() -> None:
-    """Refused at load until implemented; a model built in code shows they reach PeerConfig."""
+def test_peer_options_are_carried_in_peer_config() -> None:
+    """filters, reachableBy and nextHopMode reach PeerConfig."""
     import dataclasses
 
     from proto.resources import BGPFilter, BGPPeer, ClusterModel
@@ -251,6 +251,21 @@ def test_pending_fields_are_carried_in_peer_config() -> None:
     p = build(model, "worker-1").peers["10.30.0.1"]
     assert p.filters == (flt,) and p.reachable_by == ip_address("10.30.0.254") and p.next_hop_mode == "Self"
     assert dataclasses.replace(p, filters=()) != p  # a filter change restarts the session
+
+
+def test_a_reachable_by_change_alone_leaves_the_peering_as_it_is() -> None:
+    """reachableBy is felixd's static route to the peer; bgpd does nothing with it, so changing or
+    removing it is no change of the session (as BIRD keeps its BGP protocol when the static one changes)."""
+    tor = "peerIP: 10.30.0.1\nasNumber: 65001"
+    before = build(load_model(seed(peer_doc("tor", tor + "\nreachableBy: 10.30.0.254"))), "worker-1")
+    for spec in (tor + "\nreachableBy: 10.30.0.253", tor):
+        after = build(load_model(seed(peer_doc("tor", spec))), "worker-1")
+        d = diff(before, after)
+        assert not (d.added or d.removed or d.changed), d
+    assert before.peers["10.30.0.1"].reachable_by == ip_address("10.30.0.254")
+    keepalive = build(load_model(seed(peer_doc("tor", tor + "\nreachableBy: 10.30.0.254\nkeepaliveTime: 5s"))),
+                      "worker-1")
+    assert diff(before, keepalive).changed  # anything else still is
 
 
 def test_global_peer_to_a_node_is_one_way_node_specific_is_not() -> None:

@@ -41,10 +41,10 @@ class BGPPeer(Resource):
     ttl_security: int | None = None  # hops (GTSM); 0 is off
     source_address: str = "UseNodeIP"
     reverse_peering: str | None = None  # Auto (default) or Manual
-    # parsed and carried for phase 2; refused while not implemented (proto/resources/pending.py)
     filters: tuple[str, ...] = ()
+    # Calico's static route `peerIP/32 via reachableBy` (felixd writes it; bgpd never touches the kernel)
     reachable_by: IPAddress | None = None
-    local_workload_selector: Selector | None = None
+    local_workload_selector: Selector | None = None  # refused until implemented (proto/resources/pending.py)
     max_prefixes: int | None = None  # tortie's extension: tear the session down above this many
 
     def applies_to(self, node: Node) -> bool:
@@ -85,7 +85,7 @@ class BGPPeer(Resource):
             "source_address": spec.get("sourceAddress", f.one_of("UseNodeIP", "None"), "UseNodeIP"),
             "reverse_peering": spec.get("reversePeering", f.one_of("Auto", "Manual")),
             "filters": spec.get("filters", f.string_list(f.name), ()),
-            "reachable_by": spec.get("reachableBy", f.address),
+            "reachable_by": spec.get("reachableBy", _reachable_by),
             "local_workload_selector": spec.get("localWorkloadSelector", _max_selector(sel)),
             "max_prefixes": spec.get("maxPrefixes", f.integer(1, 2**32 - 1)),
         }
@@ -167,6 +167,14 @@ def _peer_ip(value: Any) -> tuple[IPAddress, int | None]:
     if isinstance(value, str) and len(value) > 64:
         raise ValueError("may not be longer than 64 characters")
     return f.peer_ip(value)
+
+
+def _reachable_by(value: Any) -> IPAddress:
+    """An address as Go's net.ParseIP reads it (validateReachableByField): no IPv6 zone (`%eth0`)."""
+    addr = f.address(value)
+    if getattr(addr, "scope_id", None) is not None:
+        raise ValueError(f"{value!r} is not an IP address")
+    return addr
 
 
 def _max_selector(conv: Any) -> Any:
