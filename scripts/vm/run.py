@@ -112,7 +112,7 @@ def guest_env(extra: Mapping[str, str] | None = None) -> dict[str, str]:
 
 def run_in_vm(cmd: Sequence[str], *, cwd: str | Path = "/", env: Mapping[str, str] | None = None,
               timeout: float = 300, image: Image | None = None, job_dir: Path | None = None,
-              on_line: Callable[[str], None] | None = None) -> Result:
+              on_line: Callable[[str], None] | None = None, memory_mb: int = 1024, cpus: int = 1) -> Result:
     """Boot, run `cmd` in `cwd`, and return once the guest is gone (or `timeout` seconds passed).
 
     `job_dir` (a host directory, made temporary when None) is what the guest sees at
@@ -124,7 +124,7 @@ def run_in_vm(cmd: Sequence[str], *, cwd: str | Path = "/", env: Mapping[str, st
     if job_dir is None:
         with tempfile.TemporaryDirectory(prefix="tortie-vm-") as tmp:
             return run_in_vm(cmd, cwd=cwd, env=env, timeout=timeout, image=image, job_dir=Path(tmp),
-                             on_line=on_line)
+                             on_line=on_line, memory_mb=memory_mb, cpus=cpus)
     marker = f"TORTIE-VM-{secrets.token_hex(6)}"
     (job_dir / JOB_SCRIPT).write_text(job_script(cmd, str(cwd), guest_env(env), marker))
     (job_dir / "rc").unlink(missing_ok=True)
@@ -135,7 +135,7 @@ def run_in_vm(cmd: Sequence[str], *, cwd: str | Path = "/", env: Mapping[str, st
     returncode: int | None = None
     timed_out = False
     # Piped, never a file: QEMU writing to a regular file through /proc/self/fd interleaves badly.
-    proc = subprocess.Popen(qemu_command(image, job_dir), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+    proc = subprocess.Popen(qemu_command(image, job_dir, memory_mb, cpus), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT)
     assert proc.stdout is not None
     try:
