@@ -163,7 +163,8 @@ class Story:
         out, err = io.StringIO(), io.StringIO()
         with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
             try:
-                code = ctl_main(["--config", str(self.lab.config), *args, "--run-dir", str(self.lab.run_dir(host))])
+                code = ctl_main(["--config", str(self.lab.daemon_config), *args, "--run-dir",
+                                 str(self.lab.run_dir(host))])
             except SystemExit as exc:
                 code = exc.code if isinstance(exc.code, int) else 1
         return subprocess.CompletedProcess(["tortiectl", *args], code, out.getvalue(), err.getvalue())

@@ -229,6 +229,73 @@ class Topology:
     def ns(self, role: str) -> Netns:
         return Netns(self.state.namespaces.get(role, f"{self.prefix}{role}"))
 
+    def _add_ns(self, role: str) -> Netns:
+        """One more namespace of the lab (recorded first, so `down` removes it), loopback up."""
+        ns = Netns(f"{self.prefix}{role}")
+        self.state.namespaces[role] = ns.name
+        self.state.save(self.state_dir)
+        run(["ip", "netns", "add", ns.name])
+        ns.ip("link", "set", "lo", "up")
+        return ns
+
+    def _attach(self, fabric: Netns, name: str, address: str, subnet: str, address6: str = "") -> None:
+        """One more host on a subnet, after `up` (for hosts that join later)."""
+        self._add_ns(name)
+        port = _port("vf", name)
+        fabric.ip("link", "add", port, "type", "veth", "peer", "name", "eth0", "netns", self.ns(name).name)
+        fabric.ip("link", "set", port, "master", f"br-{subnet}")
+        fabric.ip("link", "set", port, "up")
+        self._host_batch(name, address, subnet, address6).run()
+
+    def _add_pod(self, pod: Pod) -> None:
+        """One more pod on its host, after `up`."""
+        self._add_ns(pod.name)
+        host = Batch(self.ns(pod.host))
+        self._pod_link(host, pod)
+        host.run()
+        self._pod_batch(pod).run()
+
+    def _host_batch(self, name: str, address: str, subnet: str, address6: str) -> Batch:
+        sn = self.scenario.subnet(subnet)
+        b = Batch(self.ns(name), "link set lo up")
+        b.cmd(f"addr add {address} dev eth0")
+        if address6:
+            b.sysctl("net.ipv6.conf.eth0.accept_dad=0")
+            b.cmd(f"addr add {address6} dev eth0 nodad")
+        b.up(["eth0"])
+        b.late(f"route add default via {sn.gateway} dev eth0")
+        if address6:
+            b.late(f"route add default via {sn.gateway6} dev eth0")
+        if name not in {e.name for e in self.scenario.externals}:  # hosts route for their pods
+            b.sysctl("net.ipv4.ip_forward=1")
+            if address6:
+                # Hosts route their pods' IPv6 traffic (Calico's felix sets this too).
+                b.sysctl("net.ipv6.conf.all.forwarding=1")
+        return b
+
+    def _pod_link(self, host: Batch, pod: Pod) -> None:
+        host.cmd(f"link add {pod.host_iface} type veth peer name eth0 netns {self.ns(pod.name).name}")
+        if pod.ip6:
+            # Calico's pod wiring for IPv6: the host side's MAC makes fe80::ecee:eeff:feee:eeee.
+            host.cmd(f"link set {pod.host_iface} address {POD_GATEWAY_MAC}")
+            host.sysctl(f"net.ipv6.conf.{pod.host_iface}.accept_dad=0")
+        host.up([pod.host_iface])
+
+    def _pod_batch(self, pod: Pod) -> Batch:
+        b = Batch(self.ns(pod.name), "link set lo up")
+        b.cmd(f"addr add {pod.ip}/32 dev eth0")
+        if pod.ip6:
+            b.sysctl("net.ipv6.conf.eth0.accept_dad=0")
+            b.cmd(f"addr add {pod.ip6}/128 dev eth0 nodad")
+        b.up(["eth0"])
+        # Calico's pod routing: everything goes to a link-local gateway answered by proxy ARP (IPv4),
+        # or to the host side's link-local address (IPv6).
+        b.late("route add 169.254.1.1 dev eth0 scope link")
+        b.late("route add default via 169.254.1.1 dev eth0")
+        if pod.ip6:
+            b.late(f"route add default via {POD_GATEWAY_V6} dev eth0")
+        return b
+
     def up(self) -> None:
         """Every namespace, link, address and route, in a few `ip -batch` runs (one per namespace and
         phase) rather than a process per command: under the VM tier's emulation each process start
@@ -262,48 +329,14 @@ class Topology:
         fabric.up(_port("vf", name) for name, *_ in attached)
         fabric.run()
 
-        hosts: dict[str, Batch] = {}
-        for name, address, subnet, address6 in attached:
-            sn = self.scenario.subnet(subnet)
-            b = hosts[name] = Batch(self.ns(name), "link set lo up")
-            b.cmd(f"addr add {address} dev eth0")
-            if address6:
-                b.sysctl("net.ipv6.conf.eth0.accept_dad=0")
-                b.cmd(f"addr add {address6} dev eth0 nodad")
-            b.up(["eth0"])
-            b.late(f"route add default via {sn.gateway} dev eth0")
-            if address6:
-                b.late(f"route add default via {sn.gateway6} dev eth0")
-            if any(h.name == name for h in sc.hosts):
-                b.sysctl("net.ipv4.ip_forward=1")
-                if address6:
-                    # Hosts route their pods' IPv6 traffic (Calico's felix sets this too).
-                    b.sysctl("net.ipv6.conf.all.forwarding=1")
+        hosts = {name: self._host_batch(name, address, subnet, address6)
+                 for name, address, subnet, address6 in attached}
         for pod in sc.pods:
-            b = hosts[pod.host]
-            b.cmd(f"link add {pod.host_iface} type veth peer name eth0 netns {self.ns(pod.name).name}")
-            if pod.ip6:
-                # Calico's pod wiring for IPv6: the host side's MAC makes fe80::ecee:eeff:feee:eeee.
-                b.cmd(f"link set {pod.host_iface} address {POD_GATEWAY_MAC}")
-                b.sysctl(f"net.ipv6.conf.{pod.host_iface}.accept_dad=0")
-            b.up([pod.host_iface])
+            self._pod_link(hosts[pod.host], pod)
         for b in hosts.values():
             b.run()
-
         for pod in sc.pods:
-            b = Batch(self.ns(pod.name), "link set lo up")
-            b.cmd(f"addr add {pod.ip}/32 dev eth0")
-            if pod.ip6:
-                b.sysctl("net.ipv6.conf.eth0.accept_dad=0")
-                b.cmd(f"addr add {pod.ip6}/128 dev eth0 nodad")
-            b.up(["eth0"])
-            # Calico's pod routing: everything goes to a link-local gateway answered by proxy ARP
-            # (IPv4), or to the host side's link-local address (IPv6).
-            b.late("route add 169.254.1.1 dev eth0 scope link")
-            b.late("route add default via 169.254.1.1 dev eth0")
-            if pod.ip6:
-                b.late(f"route add default via {POD_GATEWAY_V6} dev eth0")
-            b.run()
+            self._pod_batch(pod).run()
         self.set_srcdst(True)
 
     def srcdst_rules(self, on: bool) -> str:
