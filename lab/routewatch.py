@@ -6,7 +6,8 @@ One rtnetlink socket per namespace, subscribed to the IPv4 and IPv6 route groups
 short-lived thread that joins the namespace first (a socket stays in the namespace it was made in).
 Events only say "something changed there"; the routes themselves are read with `ip -j route`, once
 per burst of events, so the cost is a few reads per switch rather than a poll loop. A read every
-second covers events lost to a full socket buffer.
+`rescan` seconds covers events lost to a full socket buffer (rare: keep it slow, since under the VM's
+emulation every read costs two process starts).
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ from lab.netns import run
 CLONE_NEWNET = 0x40000000
 RTMGRP_IPV4_ROUTE = 0x40
 RTMGRP_IPV6_ROUTE = 0x400
-RESCAN_SECONDS = 1.0
+RESCAN_SECONDS = 2.0
 PROTO = "80"
 
 
@@ -108,8 +109,12 @@ class RouteWatch:
     """Started before a change, so that every host's routes are followed as they change, and joined
     after it. `wait` is the same, in the caller's thread."""
 
-    def __init__(self, namespaces: Mapping[str, str]) -> None:
+    def __init__(self, namespaces: Mapping[str, str], rescan: float = RESCAN_SECONDS, settle: float = 0.0) -> None:
+        """`settle`: after an event, how long to let its burst finish before reading (one read per
+        burst; the time taken is then up to `settle` late)."""
         self.namespaces = dict(namespaces)  # host -> namespace
+        self.rescan = rescan
+        self.settle = settle
         self.socks = {host: _netlink_socket_in(ns) for host, ns in self.namespaces.items()}
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -170,7 +175,7 @@ class RouteWatch:
         while pending:
             now = time.monotonic()
             for host in list(pending):
-                if host in dirty or now - last_read[host] >= RESCAN_SECONDS:
+                if host in dirty or now - last_read[host] >= self.rescan:
                     dirty.discard(host)
                     woke = now
                     last_read[host] = time.monotonic()
@@ -180,7 +185,10 @@ class RouteWatch:
             if not pending or time.monotonic() >= end or self._stop.is_set():
                 break
             socks = {self.socks[h].fileno(): h for h in pending}
-            ready, _, _ = select.select(list(socks), [], [], min(RESCAN_SECONDS, max(0.0, end - time.monotonic())))
+            ready, _, _ = select.select(list(socks), [], [], min(self.rescan, max(0.0, end - time.monotonic())))
+            if ready and self.settle:
+                time.sleep(self.settle)  # let the burst finish: one read for it
+                ready, _, _ = select.select(list(socks), [], [], 0)
             for fd in ready:
                 host = socks[fd]
                 self._drain(self.socks[host])

@@ -108,7 +108,8 @@ class Story:
         self.say(f"namespaces, fabric and pods ready in {time.monotonic() - t0:.1f} s")
         topo = self.lab.topology
         assert topo is not None
-        self.watch = RouteWatch({h.name: topo.ns(h.name).name for h in sc.hosts})
+        self.watch = RouteWatch({h.name: topo.ns(h.name).name for h in sc.hosts}, rescan=2.0 * self.slow,
+                                settle=0.05 * self.slow if self.slow > 1 else 0.0)
         self.probers = Probers({name: topo.ns(name).name for name in [p.name for p in sc.pods]})
         self.probers.start(timeout=60 * self.slow)
         first = article.step("1")
@@ -185,7 +186,8 @@ class Story:
                 pass
             if time.monotonic() - t0 > deadline:
                 raise TimeoutError("the BGP mesh (or felixd) did not come up")
-            time.sleep(0.2)  # polling the daemons' control sockets
+            # polling the daemons' control sockets; gently, as every call is work for eight daemons
+            time.sleep(0.2 * self.slow)
 
     def ipip_supported(self) -> bool:
         from runtime.control import call
@@ -216,8 +218,9 @@ class Story:
                 return time.monotonic() - since
             if time.monotonic() - since > deadline:
                 return None
-            # A refusal comes back at once: rounds at most 50 a second, so polling stays cheap.
-            time.sleep(max(0.0, 0.02 - (time.monotonic() - started)))
+            # A refusal comes back at once: rounds at most 50 a second (5 under the VM's emulation, where
+            # a busy loop here would take the CPU the daemons need), so polling stays cheap.
+            time.sleep(max(0.0, 0.02 * self.slow - (time.monotonic() - started)))
 
     def matrix(self, expected: Mapping[Pair, bool], v6: bool = False) -> dict[Pair, bool]:
         """One probe per pair with the fixed time-out (the pairs that must work get three tries)."""
