@@ -64,7 +64,9 @@ def cluster_yaml() -> str:
     cloud source/destination check on, on any kernel), every mesh session with a TCP MD5 password."""
     seed = (REPO / "configs" / "seed-cluster.yaml").read_text()
     pool = (REPO / "configs" / "ippool-vxlan.yaml").read_text().strip()
-    docs = seed.split("\n---\n")
+    # The seed is dual stack; this tier runs its IPv4 half (its checks count IPv4 sessions and routes).
+    seed = re.sub(r"^ *(ipv6Address: \S+|- fd00:\S+)\n", "", seed, flags=re.M)
+    docs = [d for d in seed.split("\n---\n") if "default-ipv6-ippool" not in d and "cidr: fd00:" not in d]
     docs = [pool + "\n" if "kind: IPPool" in d else d for d in docs]
     text = "\n---\n".join(docs)
     return text.replace("  nodeToNodeMeshEnabled: true\n",
