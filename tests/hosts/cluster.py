@@ -24,7 +24,8 @@ from pathlib import Path
 from typing import TypeVar
 
 from lab.netns import unique_name
-from lab.topology import REPO, External, Scenario, Topology, seed_scenario
+from lab.topology import REPO, External, Scenario, Topology, scenario_from_model
+from proto.resources import load_model
 from tests.hosts.machines import Machine, base_image
 
 T = TypeVar("T")
@@ -206,7 +207,7 @@ class HostsCluster:
 
 
 def scenario_with_monitor() -> Scenario:
-    sc = seed_scenario()
+    sc = scenario_from_model(load_model(cluster_yaml(), "hosts cluster"))  # the IPv4 half, as configured
     return dataclasses.replace(sc, externals=(*sc.externals, MONITOR))
 
 
