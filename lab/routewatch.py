@@ -17,6 +17,7 @@ import json
 import os
 import select
 import socket
+import subprocess
 import threading
 import time
 from collections.abc import Mapping
@@ -29,6 +30,7 @@ CLONE_NEWNET = 0x40000000
 RTMGRP_IPV4_ROUTE = 0x40
 RTMGRP_IPV6_ROUTE = 0x400
 RESCAN_SECONDS = 2.0
+READ_SECONDS = 30.0
 PROTO = "80"
 
 
@@ -61,12 +63,13 @@ def _netlink_socket_in(netns: str) -> socket.socket:
     return made["sock"]  # type: ignore[return-value]
 
 
-def kernel_routes(netns: str) -> dict[str, RouteShape | str]:
+def kernel_routes(netns: str, timeout: float = READ_SECONDS) -> dict[str, RouteShape | str]:
     """felixd's routes (protocol 80) in a namespace, IPv4 and IPv6: destination -> shape (a string
-    for routes without a gateway: `blackhole`, or `dev <name>`)."""
+    for routes without a gateway: `blackhole`, or `dev <name>`). subprocess.TimeoutExpired when `ip`
+    takes longer than `timeout`."""
     out: dict[str, RouteShape | str] = {}
     for family in ("-4", "-6"):
-        proc = run(["ip", "-n", netns, "-j", family, "route", "show", "proto", PROTO], check=False)
+        proc = run(["ip", "-n", netns, "-j", family, "route", "show", "proto", PROTO], check=False, timeout=timeout)
         try:
             rows = json.loads(proc.stdout or "[]")
         except ValueError:
@@ -109,12 +112,15 @@ class RouteWatch:
     """Started before a change, so that every host's routes are followed as they change, and joined
     after it. `wait` is the same, in the caller's thread."""
 
-    def __init__(self, namespaces: Mapping[str, str], rescan: float = RESCAN_SECONDS, settle: float = 0.0) -> None:
+    def __init__(self, namespaces: Mapping[str, str], rescan: float = RESCAN_SECONDS, settle: float = 0.0,
+                 read_timeout: float = READ_SECONDS) -> None:
         """`settle`: after an event, how long to let its burst finish before reading (one read per
-        burst; the time taken is then up to `settle` late)."""
+        burst; the time taken is then up to `settle` late). `read_timeout`: a read of a host's routes
+        that takes longer is abandoned and retried (a starved machine, not a wrong route)."""
         self.namespaces = dict(namespaces)  # host -> namespace
         self.rescan = rescan
         self.settle = settle
+        self.read_timeout = read_timeout
         self.socks = {host: _netlink_socket_in(ns) for host, ns in self.namespaces.items()}
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -179,7 +185,10 @@ class RouteWatch:
                     dirty.discard(host)
                     woke = now
                     last_read[host] = time.monotonic()
-                    if not mismatches(wants[host], kernel_routes(self.namespaces[host])):
+                    have = self._read(host)
+                    if have is None:
+                        dirty.add(host)  # read again on the next round
+                    elif not mismatches(wants[host], have):
                         result.seconds[host] = max(0.0, woke - since)
                         pending.discard(host)
             if not pending or time.monotonic() >= end or self._stop.is_set():
@@ -194,5 +203,14 @@ class RouteWatch:
                 self._drain(self.socks[host])
                 dirty.add(host)
         for host in pending:
-            result.missing[host] = mismatches(wants[host], kernel_routes(self.namespaces[host]))
+            have = self._read(host)
+            result.missing[host] = [f"its routes could not be read within {self.read_timeout:.0f} s"] \
+                if have is None else mismatches(wants[host], have)
         return result
+
+    def _read(self, host: str) -> dict[str, RouteShape | str] | None:
+        """The host's routes; None when `ip` did not answer in time (the caller tries again)."""
+        try:
+            return kernel_routes(self.namespaces[host], self.read_timeout)
+        except subprocess.TimeoutExpired:
+            return None

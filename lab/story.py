@@ -109,7 +109,7 @@ class Story:
         topo = self.lab.topology
         assert topo is not None
         self.watch = RouteWatch({h.name: topo.ns(h.name).name for h in sc.hosts}, rescan=2.0 * self.slow,
-                                settle=0.05 * self.slow if self.slow > 1 else 0.0)
+                                settle=0.05 * self.slow if self.slow > 1 else 0.0, read_timeout=30.0 * self.slow)
         self.probers = Probers({name: topo.ns(name).name for name in [p.name for p in sc.pods]})
         self.probers.start(timeout=60 * self.slow)
         first = article.step("1")
@@ -244,7 +244,7 @@ class Story:
         lines = []
         for family in ("-4", "-6"):
             proc = subprocess.run(["ip", "-n", ns, family, "route", "show"], capture_output=True, text=True,
-                                  timeout=30)
+                                  timeout=30 * self.slow)
             lines += [ln.replace(" metric 1024", "").replace(" pref medium", "").rstrip()
                       for ln in proc.stdout.splitlines() if " proto 80" in ln]
         return "\n".join(lines)
@@ -406,7 +406,7 @@ class Story:
         sc = self.scenario
         for host in sc.hosts:
             want = {k: v for k, v in article.expected_routes(model, sc, host.name).items() if ":" in k}
-            have = kernel_routes(self.lab.ns(host.name).name)
+            have = kernel_routes(self.lab.ns(host.name).name, 30.0 * self.slow)
             problems = mismatches(want, have)
             if problems:
                 ds.route_problems[host.name] = problems

@@ -17,6 +17,7 @@ import shutil
 import sys
 import tempfile
 import time
+import traceback
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,6 +31,7 @@ from scripts.vm.run import QEMU, VmError, accelerator, run_in_vm  # noqa: E402
 
 IPIP_KEYS = ("1", "3")
 RESULTS = "run.json"
+STOPPED = 3  # the guest's exit status when the story stopped with an error (its results are partial)
 TIMES = CACHE / "demo-vm-seconds.json"  # how long the last runs took here, for the next estimate
 # Under emulation Python runs about ten times slower than on the host: every time-out scales.
 SLOW_IN_VM = 10.0
@@ -117,6 +119,8 @@ def run_ipip_steps(on_line: Callable[[str], None] | None = None, timeout: float 
                 out.problem = f"unreadable results from the VM: {exc}"
         if result.timed_out:
             out.problem = f"the VM ran out of time ({timeout:.0f} s)"
+        elif result.returncode == STOPPED:
+            out.problem = "the story in the VM stopped with an error (its traceback is in the lines above)"
         elif out.run is None and not out.problem:
             out.problem = f"the VM wrote no results (exit {result.returncode})"
         if out.run is not None and not result.timed_out:
@@ -142,14 +146,21 @@ def guest(out: Path, keys: Sequence[str] = IPIP_KEYS) -> int:
     t0 = time.monotonic()
     print("vm: building the lab (four hosts, eight daemons, three pods) ...", flush=True)
     story = Story(lab, say=lambda s: print(s, flush=True), slow=SLOW_IN_VM, where="vm")
+    stopped = False
     try:
         story.up(time_first_step=True)
         print(f"vm: lab up in {time.monotonic() - t0:.0f} s", flush=True)
         run = story.run(list(keys), nat=False, dual=False)
+    except Exception:  # the steps done so far still go back to the host, the rest reported as not run
+        traceback.print_exc()
+        sys.stderr.flush()
+        run, stopped = story.run_record, True
     finally:
         story.close()
         lab.down()
     out.write_text(run.dumps())
+    if stopped:
+        return STOPPED
     return 0 if all(s.ok for s in run.steps) else 1
 
 

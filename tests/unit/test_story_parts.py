@@ -4,18 +4,21 @@ JSON form, the report's grid, and the story's timing rule (pairs that must fail 
 from __future__ import annotations
 
 import ipaddress
+import socket
 import struct
+import subprocess
+import time
 from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
 
-from lab import article, report
+from lab import article, report, routewatch
 from lab.article import PAIRS, RouteShape, expected_routes
 from lab.capture import _packets, decode_vxlan, summarise
 from lab.probe import Probe
 from lab.results import CaptureSummary, DualStack, Flow, NatResult, Run, StepResult
-from lab.routewatch import Converged, mismatches
+from lab.routewatch import Converged, RouteWatch, mismatches
 from lab.story import Story, replace_pool
 from lab.topology import SEED_CLUSTER, seed_scenario
 from proto.resources import load_model
@@ -88,6 +91,34 @@ def test_route_mismatches_say_what_differs() -> None:
     [problem] = mismatches(want, {"10.0.0.0/26": RouteShape("10.0.0.0/26", "1.1.1.1", "eth0")})
     assert "want `10.0.0.0/26 via 1.1.1.1 dev tunl0 onlink`" in problem and "dev eth0" in problem
     assert "nothing" in mismatches(want, {})[0]
+
+
+
+def test_a_route_read_that_times_out_is_retried_not_fatal(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Under the VM's emulation on a loaded machine one `ip route` once took over 30 s: the watch
+    tries again instead of ending the story; a host never read is reported, not raised."""
+    pairs = [socket.socketpair() for _ in range(2)]
+    socks = iter(a for a, _ in pairs)
+    monkeypatch.setattr(routewatch, "_netlink_socket_in", lambda _ns: next(socks))
+    want = {"10.0.0.0/26": RouteShape("10.0.0.0/26", "1.1.1.1", "tunl0", True)}
+    reads: dict[str, int] = {"h1": 0, "h2": 0}
+
+    def fake_routes(ns: str, timeout: float) -> dict[str, RouteShape | str]:
+        reads[ns] += 1
+        if ns == "h2" or reads[ns] == 1:
+            raise subprocess.TimeoutExpired(["ip"], timeout)
+        return dict(want)
+
+    monkeypatch.setattr(routewatch, "kernel_routes", fake_routes)
+    watch = RouteWatch({"h1": "h1", "h2": "h2"}, rescan=0.01, read_timeout=1.0)
+    try:
+        got = watch.wait({"h1": want, "h2": want}, time.monotonic(), 0.3)
+    finally:
+        watch.close()
+        for _, b in pairs:
+            b.close()
+    assert reads["h1"] == 2 and "h1" in got.seconds
+    assert got.missing == {"h2": ["its routes could not be read within 1 s"]} and got.all is None
 
 
 def _vxlan_packet(outer: tuple[str, str], inner: tuple[str, str], vni: int = 4096) -> bytes:
