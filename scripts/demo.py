@@ -121,7 +121,8 @@ def main() -> int:
         result.steps = sorted([*result.steps, *vm_steps], key=lambda r: [s.key for s in article.STEPS].index(r.key))
         result.vm = vm_info
         print_summary(result)
-        ok = all(r.ok or r.skipped for r in result.steps) and bool(result.nat and result.nat.ok) and \
+        # A step not run is a failure too: every step of the article runs on any kernel (the VM).
+        ok = all(r.ok for r in result.steps) and bool(result.nat and result.nat.ok) and \
             (result.dual_stack is None or result.dual_stack.ok)
         model = load_model(SEED_CLUSTER.read_text(), str(SEED_CLUSTER))
         blocks = {n.name: [str(b.cidr) for b in model.blocks_for(n)] for n in model.nodes}
@@ -144,6 +145,8 @@ def main() -> int:
         else:
             lab.down()
             print("\nlab down")
+    if not ok:
+        print("demo: not every step ran and showed what the article shows (see the summary above)", file=sys.stderr)
     return 0 if ok else 1
 
 
