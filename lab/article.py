@@ -70,7 +70,7 @@ def step(key: str) -> Step:
 
 
 @dataclass(frozen=True)
-class RouteShape:
+class PredictedRoute:
     """A remote block's route as `ip route` prints its essentials."""
 
     dst: str
@@ -100,7 +100,7 @@ def _pool_of(model: ClusterModel, block: ipaddress.IPv4Network | ipaddress.IPv6N
     return max(pools, key=lambda p: p.cidr.prefixlen) if pools else None
 
 
-def expected_routes(model: ClusterModel, scenario: Scenario, host: str) -> dict[str, RouteShape]:
+def expected_routes(model: ClusterModel, scenario: Scenario, host: str) -> dict[str, PredictedRoute]:
     """The route `host` must hold for each block of every other node, by the article's rules:
     IP-in-IP `via <node> dev tunl0 onlink`; VXLAN `via <the node's VTEP: first address of its lowest
     block> dev vxlan.calico onlink` (vxlan-v6.calico for IPv6); direct `via <node> dev eth0` inside the
@@ -109,7 +109,7 @@ def expected_routes(model: ClusterModel, scenario: Scenario, host: str) -> dict[
     me_node = model.node(host)
     me = scenario.host(host)
     subnet = scenario.subnet(me.subnet)
-    out: dict[str, RouteShape] = {}
+    out: dict[str, PredictedRoute] = {}
     for other in model.nodes:
         if other.name == host:
             continue
@@ -128,14 +128,14 @@ def expected_routes(model: ClusterModel, scenario: Scenario, host: str) -> dict[
             if mode is not None and _cross_subnet(pool) and same_subnet:
                 mode = None
             if mode == "ipip":
-                out[str(block)] = RouteShape(str(block), str(theirs.ip), DEVICE[("ipip", 4)], onlink=True)
+                out[str(block)] = PredictedRoute(str(block), str(theirs.ip), DEVICE[("ipip", 4)], onlink=True)
             elif mode == "vxlan":
                 configured = other.ipv4_vxlan_tunnel_addr if v == 4 else None
                 vtep = configured or next(b for b in blocks if b.version == v).network_address
-                out[str(block)] = RouteShape(str(block), str(vtep), DEVICE[("vxlan", v)], onlink=True)
+                out[str(block)] = PredictedRoute(str(block), str(vtep), DEVICE[("vxlan", v)], onlink=True)
             else:
                 gateway = str(theirs.ip) if same_subnet else (subnet.gateway if v == 4 else subnet.gateway6)
-                out[str(block)] = RouteShape(str(block), gateway, UPLINK)
+                out[str(block)] = PredictedRoute(str(block), gateway, UPLINK)
     return out
 
 

@@ -23,7 +23,7 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from lab.article import RouteShape
+from lab.article import PredictedRoute
 from lab.netns import run
 
 CLONE_NEWNET = 0x40000000
@@ -63,11 +63,11 @@ def _netlink_socket_in(netns: str) -> socket.socket:
     return made["sock"]  # type: ignore[return-value]
 
 
-def kernel_routes(netns: str, timeout: float = READ_SECONDS) -> dict[str, RouteShape | str]:
+def kernel_routes(netns: str, timeout: float = READ_SECONDS) -> dict[str, PredictedRoute | str]:
     """felixd's routes (protocol 80) in a namespace, IPv4 and IPv6: destination -> shape (a string
     for routes without a gateway: `blackhole`, or `dev <name>`). subprocess.TimeoutExpired when `ip`
     takes longer than `timeout`."""
-    out: dict[str, RouteShape | str] = {}
+    out: dict[str, PredictedRoute | str] = {}
     for family in ("-4", "-6"):
         proc = run(["ip", "-n", netns, "-j", family, "route", "show", "proto", PROTO], check=False, timeout=timeout)
         try:
@@ -81,19 +81,19 @@ def kernel_routes(netns: str, timeout: float = READ_SECONDS) -> dict[str, RouteS
             if r.get("type") == "blackhole":
                 out[dst] = "blackhole"
             elif "gateway" in r:
-                out[dst] = RouteShape(dst, r["gateway"], r.get("dev", ""), "onlink" in r.get("flags", []))
+                out[dst] = PredictedRoute(dst, r["gateway"], r.get("dev", ""), "onlink" in r.get("flags", []))
             else:
                 out[dst] = f"dev {r.get('dev', '')}"
     return out
 
 
-def mismatches(expected: Mapping[str, RouteShape], have: Mapping[str, RouteShape | str]) -> list[str]:
+def mismatches(expected: Mapping[str, PredictedRoute], have: Mapping[str, PredictedRoute | str]) -> list[str]:
     """What differs, in words; empty when every expected route is there exactly."""
     out = []
     for dst, want in sorted(expected.items()):
         got = have.get(dst)
         if got != want:
-            shown = got.text() if isinstance(got, RouteShape) else (f"{dst} {got}" if got else "nothing")
+            shown = got.text() if isinstance(got, PredictedRoute) else (f"{dst} {got}" if got else "nothing")
             out.append(f"{dst}: want `{want.text()}`, kernel has `{shown}`")
     return out
 
@@ -127,7 +127,7 @@ class RouteWatch:
         self._result: Converged | None = None
         self._error: BaseException | None = None
 
-    def start(self, wants: Mapping[str, Mapping[str, RouteShape]], since: float, deadline: float) -> None:
+    def start(self, wants: Mapping[str, Mapping[str, PredictedRoute]], since: float, deadline: float) -> None:
         def body() -> None:
             try:
                 self._result = self.wait(wants, since, deadline)
@@ -170,7 +170,7 @@ class RouteWatch:
             except OSError:  # ENOBUFS: events were lost; the read that follows sees the outcome
                 return
 
-    def wait(self, wants: Mapping[str, Mapping[str, RouteShape]], since: float, deadline: float) -> Converged:
+    def wait(self, wants: Mapping[str, Mapping[str, PredictedRoute]], since: float, deadline: float) -> Converged:
         """Until every host holds its `wants[host]` routes, or `deadline` seconds after `since` (both on
         time.monotonic()); a host's time is when the event that completed its routes arrived."""
         result = Converged()
@@ -208,7 +208,7 @@ class RouteWatch:
                 if have is None else mismatches(wants[host], have)
         return result
 
-    def _read(self, host: str) -> dict[str, RouteShape | str] | None:
+    def _read(self, host: str) -> dict[str, PredictedRoute | str] | None:
         """The host's routes; None when `ip` did not answer in time (the caller tries again)."""
         try:
             return kernel_routes(self.namespaces[host], self.read_timeout)

@@ -23,7 +23,7 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 from lab import article
-from lab.article import PAIRS, Pair, RouteShape, Step
+from lab.article import PAIRS, Pair, PredictedRoute, Step
 from lab.capture import capture
 from lab.cluster import Lab
 from lab.netns import run, unique_name
@@ -234,7 +234,7 @@ class Story:
 
     # ---------------------------------------------------------------- routes
 
-    def _wants(self, model: ClusterModel) -> dict[str, dict[str, RouteShape]]:
+    def _wants(self, model: ClusterModel) -> dict[str, dict[str, PredictedRoute]]:
         sc = self.scenario
         return {h.name: article.expected_routes(model, sc, h.name) for h in sc.hosts}
 

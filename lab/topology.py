@@ -180,7 +180,7 @@ def _port(kind: str, name: str) -> str:
     return f"{kind}-{short}"[:15]
 
 
-class Batch:
+class IpBatch:
     """What one namespace needs, run as: `ip -batch` (links and addresses), one `sysctl` for every
     setting (after the links exist, before they come up: a link-local address is made at link-up),
     `ip -batch` again (links up, then the routes that need them up).
@@ -250,14 +250,14 @@ class Topology:
     def _add_pod(self, pod: Pod) -> None:
         """One more pod on its host, after `up`."""
         self._add_ns(pod.name)
-        host = Batch(self.ns(pod.host))
+        host = IpBatch(self.ns(pod.host))
         self._pod_link(host, pod)
         host.run()
         self._pod_batch(pod).run()
 
-    def _host_batch(self, name: str, address: str, subnet: str, address6: str) -> Batch:
+    def _host_batch(self, name: str, address: str, subnet: str, address6: str) -> IpBatch:
         sn = self.scenario.subnet(subnet)
-        b = Batch(self.ns(name), "link set lo up")
+        b = IpBatch(self.ns(name), "link set lo up")
         b.cmd(f"addr add {address} dev eth0")
         if address6:
             b.sysctl("net.ipv6.conf.eth0.accept_dad=0")
@@ -273,7 +273,7 @@ class Topology:
                 b.sysctl("net.ipv6.conf.all.forwarding=1")
         return b
 
-    def _pod_link(self, host: Batch, pod: Pod) -> None:
+    def _pod_link(self, host: IpBatch, pod: Pod) -> None:
         host.cmd(f"link add {pod.host_iface} type veth peer name eth0 netns {self.ns(pod.name).name}")
         if pod.ip6:
             # Calico's pod wiring for IPv6: the host side's MAC makes fe80::ecee:eeff:feee:eeee.
@@ -281,8 +281,8 @@ class Topology:
             host.sysctl(f"net.ipv6.conf.{pod.host_iface}.accept_dad=0")
         host.up([pod.host_iface])
 
-    def _pod_batch(self, pod: Pod) -> Batch:
-        b = Batch(self.ns(pod.name), "link set lo up")
+    def _pod_batch(self, pod: Pod) -> IpBatch:
+        b = IpBatch(self.ns(pod.name), "link set lo up")
         b.cmd(f"addr add {pod.ip}/32 dev eth0")
         if pod.ip6:
             b.sysctl("net.ipv6.conf.eth0.accept_dad=0")
@@ -309,7 +309,7 @@ class Topology:
         attached = [(h.name, h.address, h.subnet, h.address6) for h in sc.hosts] + \
             [(e.name, e.address, e.subnet, "") for e in sc.externals]
 
-        fabric = Batch(self.ns("fabric"), "link set lo up")
+        fabric = IpBatch(self.ns("fabric"), "link set lo up")
         fabric.sysctl("net.ipv4.ip_forward=1")
         if sc.dual_stack:
             fabric.sysctl("net.ipv6.conf.all.forwarding=1")

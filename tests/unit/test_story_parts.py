@@ -14,7 +14,7 @@ from types import SimpleNamespace
 import pytest
 
 from lab import article, report, routewatch
-from lab.article import PAIRS, RouteShape, expected_routes
+from lab.article import PAIRS, PredictedRoute, expected_routes
 from lab.capture import _packets, decode_vxlan, summarise
 from lab.probe import Probe
 from lab.results import CaptureSummary, DualStack, Flow, NatResult, Run, StepResult
@@ -86,9 +86,9 @@ def test_pool_document_and_replace_pool() -> None:
 
 
 def test_route_mismatches_say_what_differs() -> None:
-    want = {"10.0.0.0/26": RouteShape("10.0.0.0/26", "1.1.1.1", "tunl0", True)}
-    assert mismatches(want, {"10.0.0.0/26": RouteShape("10.0.0.0/26", "1.1.1.1", "tunl0", True)}) == []
-    [problem] = mismatches(want, {"10.0.0.0/26": RouteShape("10.0.0.0/26", "1.1.1.1", "eth0")})
+    want = {"10.0.0.0/26": PredictedRoute("10.0.0.0/26", "1.1.1.1", "tunl0", True)}
+    assert mismatches(want, {"10.0.0.0/26": PredictedRoute("10.0.0.0/26", "1.1.1.1", "tunl0", True)}) == []
+    [problem] = mismatches(want, {"10.0.0.0/26": PredictedRoute("10.0.0.0/26", "1.1.1.1", "eth0")})
     assert "want `10.0.0.0/26 via 1.1.1.1 dev tunl0 onlink`" in problem and "dev eth0" in problem
     assert "nothing" in mismatches(want, {})[0]
 
@@ -100,10 +100,10 @@ def test_a_route_read_that_times_out_is_retried_not_fatal(monkeypatch: pytest.Mo
     pairs = [socket.socketpair() for _ in range(2)]
     socks = iter(a for a, _ in pairs)
     monkeypatch.setattr(routewatch, "_netlink_socket_in", lambda _ns: next(socks))
-    want = {"10.0.0.0/26": RouteShape("10.0.0.0/26", "1.1.1.1", "tunl0", True)}
+    want = {"10.0.0.0/26": PredictedRoute("10.0.0.0/26", "1.1.1.1", "tunl0", True)}
     reads: dict[str, int] = {"h1": 0, "h2": 0}
 
-    def fake_routes(ns: str, timeout: float) -> dict[str, RouteShape | str]:
+    def fake_routes(ns: str, timeout: float) -> dict[str, PredictedRoute | str]:
         reads[ns] += 1
         if ns == "h2" or reads[ns] == 1:
             raise subprocess.TimeoutExpired(["ip"], timeout)
