@@ -133,8 +133,12 @@ class Lab:
         root = self.dir / "www" / pod
         root.mkdir(parents=True, exist_ok=True)
         (root / "index.html").write_text(f"{pod}\n")
-        self._spawn(topo, f"http-{pod}", pod, [sys.executable, "-m", "http.server", "80", "--bind", "0.0.0.0",
-                                              "--directory", str(root)], f"http-{pod}.log")
+        # busybox's httpd starts at once (Python's takes seconds under the VM tier's emulation); both
+        # serve IPv4 and IPv6.
+        busybox = shutil.which("busybox")
+        argv = [busybox, "httpd", "-f", "-p", "80", "-h", str(root)] if busybox else \
+            [sys.executable, "-m", "http.server", "80", "--bind", "::", "--directory", str(root)]
+        self._spawn(topo, f"http-{pod}", pod, argv, f"http-{pod}.log")
 
     def start_daemons(self, host: str, which: tuple[str, ...] = ("bgpd", "felixd")) -> None:
         topo = self.topology or self.load()

@@ -15,6 +15,7 @@ APT_PACKAGES=(
   # make deb (Debian's packaging tools) and the hosts tier (real systemd hosts, Prometheus)
   dpkg-dev debhelper dh-virtualenv python3.11-dev libyaml-dev build-essential lintian
   systemd-container mmdebstrap util-linux prometheus
+  chromium  # headless: tests/e2e/test_report.py renders the demo's report
 )
 
 if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then

@@ -86,3 +86,28 @@ def test_down_removes_every_namespace(tmp_path: Path) -> None:
 
     listed = run(["ip", "netns", "list"]).stdout
     assert not [n for n in names if n in listed.split()]
+
+
+def test_ipv6_hosts_and_pods_and_the_check_covers_ipv6(topo: Topology) -> None:
+    """Dual stack: hosts reach each other over IPv6 across the gateway; pods reach their host's
+    Calico-style gateway (fe80::ecee:eeff:feee:eeee); direct pod traffic over IPv6 on subnet 1 is
+    dropped by the cloud check like IPv4's, and passes without it."""
+    w1, w2 = topo.ns("worker-1"), topo.ns("worker-2")
+    assert ping(topo, "worker-1", "fd00:10:30::56")
+    assert ping(topo, "worker-1", "fd00:10:30:1::66")
+    pod1, pod2 = topo.scenario.pod("pod-1"), topo.scenario.pod("pod-2")
+    assert pod1.ip6 == "fd00:192:168:226::1" and pod2.ip6 == "fd00:192:168:133::2"
+    for host, pod in ((w1, pod1), (w2, pod2)):
+        host.ip("-6", "route", "replace", f"{pod.ip6}/128", "dev", pod.host_iface)
+    assert ping(topo, "worker-1", pod1.ip6), "the pod must answer its host over its veth"
+    w1.ip("-6", "route", "replace", "fd00:192:168:133::/122", "via", "fd00:10:30::56", "dev", "eth0")
+    w2.ip("-6", "route", "replace", "fd00:192:168:226::/122", "via", "fd00:10:30::206", "dev", "eth0")
+    try:
+        topo.set_srcdst(True)
+        assert not ping(topo, "pod-1", pod2.ip6), "src/dst check must drop pod-addressed IPv6 frames"
+        topo.set_srcdst(False)
+        assert ping(topo, "pod-1", pod2.ip6)
+    finally:
+        topo.set_srcdst(True)
+        w1.ip("-6", "route", "del", "fd00:192:168:133::/122", check=False)
+        w2.ip("-6", "route", "del", "fd00:192:168:226::/122", check=False)

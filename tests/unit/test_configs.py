@@ -36,24 +36,38 @@ def test_seed_cluster() -> None:
     assert {n.name: str(n.ipv4_address) for n in model.nodes} == {
         "master": "10.30.0.10/24", "worker-1": "10.30.0.206/24", "worker-2": "10.30.0.56/24",
         "worker-3": "10.30.1.66/24"}
+    # dual stack: the IPv6 addresses mirror the IPv4 ones, worker-3 on its own IPv6 subnet too
+    assert {n.name: str(n.ipv6_address) for n in model.nodes} == {
+        "master": "fd00:10:30::10/64", "worker-1": "fd00:10:30::206/64", "worker-2": "fd00:10:30::56/64",
+        "worker-3": "fd00:10:30:1::66/64"}
     cfg = model.bgp_config
     assert cfg.as_number == 64512 and cfg.node_to_node_mesh_enabled
     assert all(model.as_number_of(n) == 64512 and not n.is_route_reflector for n in model.nodes)
-    (pool,) = model.pools
+    pool, pool6 = model.pools
     assert (pool.name, str(pool.cidr), pool.block_size, pool.ipip_mode, pool.vxlan_mode, pool.nat_outgoing) == (
         "default-ipv4-ippool", "192.168.0.0/16", 26, "Always", "Never", True)
     assert pool.mode == "ipip"
-    assert {b.node: str(b.cidr) for b in model.blocks} == {
-        "master": "192.168.219.64/26", "worker-1": "192.168.226.64/26", "worker-2": "192.168.133.192/26",
-        "worker-3": "192.168.97.192/26"}
+    # Calico has no IP-in-IP on IPv6 pools: VXLAN
+    assert (pool6.name, str(pool6.cidr), pool6.block_size, pool6.ipip_mode, pool6.vxlan_mode, pool6.mode) == (
+        "default-ipv6-ippool", "fd00:192:168::/48", 122, "Never", "Always", "vxlan")
+    blocks: dict[str, list[str]] = {}
+    for b in model.blocks:
+        blocks.setdefault(b.node, []).append(str(b.cidr))
+    assert blocks == {
+        "master": ["192.168.219.64/26", "fd00:192:168:219::/122"],
+        "worker-1": ["192.168.226.64/26", "fd00:192:168:226::/122"],
+        "worker-2": ["192.168.133.192/26", "fd00:192:168:133::/122"],
+        "worker-3": ["192.168.97.192/26", "fd00:192:168:97::/122"]}
     pods = {w.name: (w.node, [str(n) for n in w.ip_networks], w.interface_name) for w in model.workloads}
     assert {k: v[:2] for k, v in pods.items()} == {
-        "pod-1": ("worker-1", ["192.168.226.65/32"]), "pod-2": ("worker-2", ["192.168.133.194/32"]),
-        "pod-3": ("worker-3", ["192.168.97.193/32"])}
+        "pod-1": ("worker-1", ["192.168.226.65/32", "fd00:192:168:226::1/128"]),
+        "pod-2": ("worker-2", ["192.168.133.194/32", "fd00:192:168:133::2/128"]),
+        "pod-3": ("worker-3", ["192.168.97.193/32", "fd00:192:168:97::1/128"])}
     for node_name, nets, iface in pods.values():
         assert iface.startswith("cali") and len(iface) <= 15
-        (block,) = model.blocks_for(node_name)
-        assert all(n.subnet_of(block.cidr) for n in [ipaddress.ip_network(x) for x in nets])
+        node_blocks = [b.cidr for b in model.blocks_for(node_name)]
+        assert all(any(n.subnet_of(b) for b in node_blocks if b.version == n.version)  # type: ignore[arg-type]
+                   for n in [ipaddress.ip_network(x) for x in nets])
 
 
 @pytest.mark.parametrize(("name", "ipip", "vxlan", "mode"), [

@@ -49,7 +49,7 @@ def ctl(tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.
 @pytest.fixture
 def seeded(ctl):  # type: ignore[no-untyped-def]
     ran = ctl("apply", "-f", str(SEED))
-    assert ran.code == 0 and ran.out == "Successfully applied 13 resource(s)\n"
+    assert ran.code == 0 and ran.out == "Successfully applied 18 resource(s)\n"  # dual stack: 4 nodes, 2 pools, 8 blocks
     return ctl
 
 
@@ -97,9 +97,9 @@ def test_get_output_is_valid_apply_input(seeded, tmp_path: Path, kind: str, fmt:
 def test_get_tables(seeded) -> None:  # type: ignore[no-untyped-def]
     assert seeded("get", "nodes").out.split() == ["NAME", "master", "worker-1", "worker-2", "worker-3"]
     wide = seeded("get", "node", "-o", "wide").out.splitlines()
-    assert wide[1].split() == ["master", "(64512)", "10.30.0.10/24"]
-    assert seeded("get", "wep").out.splitlines()[1].split() == ["pod-1", "worker-1", "192.168.226.65/32",
-                                                                "cali83dbd022cd5"]
+    assert wide[1].split() == ["master", "(64512)", "10.30.0.10/24", "fd00:10:30::10/64"]
+    assert seeded("get", "wep").out.splitlines()[1].split() == [
+        "pod-1", "worker-1", "192.168.226.65/32,fd00:192:168:226::1/128", "cali83dbd022cd5"]
     assert seeded("get", "bgppeers").out.split() == ["NAME", "PEERIP", "NODE", "ASN"]  # none yet
     assert seeded("get", "bgpconfig", "default").out.splitlines()[1].split() == ["default", "Info", "true", "64512"]
 

@@ -481,7 +481,7 @@ def test_model_lookups() -> None:
     assert model.node("worker-1").ipv4_address == ipaddress.ip_interface("10.30.0.206/24")
     with pytest.raises(NotFoundError):
         model.node("nope")
-    assert [str(b.cidr) for b in model.blocks_for("worker-2")] == ["192.168.133.192/26"]
+    assert [str(b.cidr) for b in model.blocks_for("worker-2")] == ["192.168.133.192/26", "fd00:192:168:133::/122"]
     assert [w.name for w in model.workloads_for(model.node("worker-3"))] == ["pod-3"]
     assert model.pool_for("192.168.97.193").name == "default-ipv4-ippool"  # type: ignore[union-attr]
     assert model.pool_for(ipaddress.ip_network("192.168.97.192/26")) is not None

@@ -108,3 +108,35 @@ def test_junit_report_is_split_per_in_vm_module(tmp_path: Path) -> None:
         Case("tests.vm.inside.test_ipip::test_ok", "passed"),
         Case("tests.vm.inside.test_ipip::test_bad", "failed", "boom\ntrace")]
     assert [c.outcome for c in run.module_cases("test_ipip_more")] == ["skipped"]
+
+
+def test_qemu_command_takes_memory_and_cpus(tmp_path: Path) -> None:
+    from scripts.vm.image import Image
+    from scripts.vm.run import qemu_command
+
+    image = Image("6.1.0-99-amd64", tmp_path / "vmlinux", tmp_path / "initramfs", tmp_path / "modules")
+    cmd = qemu_command(image, tmp_path, memory_mb=1536, cpus=2)
+    assert cmd[cmd.index("-smp") + 1] == "2" and cmd[cmd.index("-m") + 1] == "1536"
+    assert "-nic" in cmd and cmd[cmd.index("-nic") + 1] == "none"  # still no network card
+
+
+def test_demo_vm_estimate_follows_the_runs_recorded_here(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from scripts.vm import steps
+
+    monkeypatch.setattr(steps, "TIMES", tmp_path / "times.json")
+    monkeypatch.setattr(steps, "accelerator", lambda: ["-accel", "tcg", "-cpu", "max"])
+    seconds, basis = steps.estimate()
+    assert seconds > 0 and "emulation" in basis  # nothing recorded yet: the default guess, said as such
+    for s in (500.0, 300.0, 420.0):
+        steps._record(s)
+    seconds, basis = steps.estimate()
+    assert seconds == 420.0 and "5.0 to 8.3 min" in basis and "last 3 runs" in basis
+
+
+def test_demo_vm_guest_command_runs_the_steps_with_this_interpreter() -> None:
+    import sys
+
+    from scripts.vm.steps import guest_command
+
+    assert guest_command("/run/tortie-vm/run.json") == [sys.executable, "-m", "scripts.vm.steps", "--guest",
+                                                        "--out", "/run/tortie-vm/run.json"]
