@@ -125,6 +125,8 @@ class Control:
                 "graceful_restart_state": gr_state,
                 "last_notification_sent": p.last_sent, "last_notification_received": p.last_received,
                 "source": p.cfg.source,
+                # start storms (issue 12): both sides connecting at once, and sessions that had to restart
+                "collisions": p.neighbor.collisions, "established_count": p.established_count,
             })
         return rows
 
