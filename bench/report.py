@@ -324,7 +324,8 @@ def scale_mesh(targets: list[Target]) -> list[str]:
     rows = []
     for n, e in part.items():
         if "median" not in e:
-            rows.append([n, "", e.get("skipped") or f"failed: {e.get('failed', '?')[:80]}", "", "", "", "", run_cell(e)])
+            rows.append([n, "", e.get("skipped") or f"failed: {e.get('failed', '?')[:80]}", "", "", "", "", "", "",
+                         run_cell(e)])
             continue
         m = e["median"]
 
@@ -341,10 +342,28 @@ def scale_mesh(targets: list[Target]) -> list[str]:
                      " / ".join(cell(v, lambda x: f"{x['cpu_seconds']:.1f}") for v in ("tortie", "tortie_felixd", "bird")),
                      " / ".join(cell(v, lambda x: f"{x['new_block_seconds']:.2f}")
                                 for v in ("tortie", "tortie_felixd", "bird")) + " s",
+                     " / ".join(cell(v, lambda x: f"{x['collisions']} / {x['session_restarts']}"
+                                     if "collisions" in x else NR) for v in ("tortie", "tortie_felixd")),
                      run_cell(e)])
     return table(["N", "rounds", "tortie-bgpd (RIB)", "bgpd + felixd (kernel)", "BIRD 2 (kernel)",
                   "peak RSS per speaker, max (bgpd / bgpd+felixd / BIRD)", "CPU s, all speakers (same order)",
-                  "one new block -> every node (same order)", "run"], rows) + footer(list(part.values()))
+                  "one new block -> every node (same order)",
+                  "start storm: collisions / session restarts (bgpd / bgpd+felixd)", "run"], rows) + footer(list(part.values()))
+
+
+def idle(targets: list[Target]) -> list[str]:
+    e = (load("idle.json") or {}).get("idle")
+    if not e:
+        return ["No results yet: run `bench/idle.py`."]
+    t, b = e["median"]["tortie"], e["median"]["bird"]
+    rows = [["start (spawn -> control socket answers)", f"{t['start_s']:.3f} s", f"{b['start_s']:.3f} s",
+             f"{t['start_s'] / b['start_s']:.0f}x" if b["start_s"] else "-"],
+            ["CPU to that point", f"{t['start_cpu_s']:.2f} s", f"{b['start_cpu_s']:.2f} s", "-"],
+            ["resident set, idle", f"{t['rss_mb']:.1f} MB", f"{b['rss_mb']:.1f} MB", f"{t['rss_mb'] / b['rss_mb']:.1f}x"],
+            ["peak resident set", f"{t['peak_rss_mb']:.1f} MB", f"{b['peak_rss_mb']:.1f} MB",
+             f"{t['peak_rss_mb'] / b['peak_rss_mb']:.1f}x"]]
+    head = [f"median of {len(e['rounds']['tortie'])} rounds", "tortie-bgpd", "BIRD 2", "ratio"]
+    return [*table(head, rows), "", f"Run: {run_cell(e)}.", *footer([e])]
 
 
 def _scale_targets(targets: list[Target], part_name: str, part: dict[str, Any], want: dict[str, list[str]],
@@ -374,12 +393,12 @@ def targets_table(targets: list[Target]) -> list[str]:
 # ---------------------------------------------------------------- README
 
 
-SECTIONS = ("datapath", "scale-reflector", "scale-mesh", "ingest", "program", "feed_to_kernel", "codec")
+SECTIONS = ("datapath", "idle", "scale-reflector", "scale-mesh", "ingest", "program", "feed_to_kernel", "codec")
 
 
 def generate() -> dict[str, list[str]]:
     targets: list[Target] = []
-    blocks = {"datapath": datapath(targets), "scale-reflector": scale_reflector(targets),
+    blocks = {"datapath": datapath(targets), "idle": idle(targets), "scale-reflector": scale_reflector(targets),
               "scale-mesh": scale_mesh(targets), "ingest": ingest(targets), "program": program(targets),
               "feed_to_kernel": feed_to_kernel(targets), "codec": codec(targets)}
     blocks["targets"] = targets_table(targets)

@@ -95,6 +95,20 @@ def rib_count(sock: str) -> int:
         return -1
 
 
+def storm(socks: list[str]) -> dict[str, int]:
+    """What the start storm cost the tortie-bgpd speakers (issue 12): connection collisions resolved
+    (tortie_bgp_connection_collisions_total), and sessions established more than once per peer."""
+    collisions = restarts = 0
+    for sock in socks:
+        try:
+            rows = call(sock, "neighbors")
+        except (ControlError, OSError):
+            continue
+        collisions += sum(int(r.get("collisions", 0)) for r in rows)
+        restarts += sum(max(0, int(r.get("established_count", 0)) - 1) for r in rows)
+    return {"collisions": collisions, "session_restarts": restarts}
+
+
 class Pending:
     """Nodes whose check has not yet passed, checked one at a time in order: a poll stops at the first
     node still short, so all polls together query each node about once plus once per poll."""
@@ -180,6 +194,8 @@ class MeshBench:
             if kern is not None:
                 out["kernel_seconds"] = round(kern.done_at - t0, 3)
             out["cpu_seconds"] = round(cpu, 2)
+            if variant != "bird":
+                out.update(storm(socks))
 
             # one new block on node 0, until every other node holds it
             rest = list(range(1, n))

@@ -8,6 +8,7 @@ edge; the speaker holds `proto.prefix` values.
 from __future__ import annotations
 
 import ipaddress
+import sys
 import time
 from collections.abc import Callable
 
@@ -22,6 +23,7 @@ from proto.bgp import IPV4_UNICAST, AfiSafi, EnhancedRouteRefreshCap, MsgType, R
 from proto.bgp.constants import Origin
 from runtime.control import ControlError
 
+ON_DEMAND = ("construct", "ssl")
 STATE_NAMES = {State.IDLE: "Idle", State.CONNECT: "Connect", State.ACTIVE: "Active", State.OPENSENT: "OpenSent",
                State.OPENCONFIRM: "OpenConfirm", State.ESTABLISHED: "Established"}
 
@@ -66,6 +68,9 @@ class Control:
         }
         if self.status_extra is not None:
             out.update(self.status_extra())
+        # what a speaker loads only on demand and has loaded (docs/architecture.md): construct for a
+        # malformed message, OpenSSL for an etcd over TLS
+        out["loaded_on_demand"] = [name for name in ON_DEMAND if sys.modules.get(name) is not None]
         return out
 
     @staticmethod
@@ -120,6 +125,8 @@ class Control:
                 "graceful_restart_state": gr_state,
                 "last_notification_sent": p.last_sent, "last_notification_received": p.last_received,
                 "source": p.cfg.source,
+                # start storms (issue 12): both sides connecting at once, and sessions that had to restart
+                "collisions": p.neighbor.collisions, "established_count": p.established_count,
             })
         return rows
 

@@ -21,8 +21,6 @@ from __future__ import annotations
 
 import atexit
 import os
-import shutil
-import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -104,6 +102,9 @@ _INLINE_DIR: list[str] = []
 
 def _inline_dir() -> str:
     if not _INLINE_DIR:
+        import shutil  # here, not at import: they bring bz2, lzma and random into every daemon
+        import tempfile
+
         _INLINE_DIR.append(tempfile.mkdtemp(prefix="tortie-etcd-"))
         atexit.register(shutil.rmtree, _INLINE_DIR[0], True)
     return _INLINE_DIR[0]

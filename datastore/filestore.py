@@ -14,7 +14,6 @@ import contextlib
 import fcntl
 import os
 import re
-import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -87,6 +86,8 @@ class FileDatastore(Datastore):
             mode = self.path.stat().st_mode & 0o7777
         except FileNotFoundError:
             mode = 0o644
+        import tempfile  # only to write (tortiectl), not to read: it brings shutil, bz2, lzma, random
+
         fd, tmp = tempfile.mkstemp(prefix=f".{self.path.name}.", suffix=".tmp", dir=self.path.parent)
         try:
             with os.fdopen(fd, "w") as f:

@@ -7,7 +7,6 @@ the watcher falls back to polling when they do not.
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import os
 import struct
 from collections.abc import Iterator
@@ -38,7 +37,9 @@ class Event:
 
 def _libc() -> ctypes.CDLL | None:
     try:
-        lib = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+        # the process's own symbols, libc's among them: ctypes.util.find_library would run ldconfig
+        # and bring shutil, tempfile, bz2 and lzma into every daemon
+        lib = ctypes.CDLL(None, use_errno=True)
         lib.inotify_init1.argtypes = [ctypes.c_int]
         lib.inotify_add_watch.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_uint32]
         return lib

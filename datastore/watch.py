@@ -9,7 +9,6 @@ in asyncio code, use `asyncio_queue(loop)`.
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import logging
 import os
 import queue
@@ -21,6 +20,7 @@ from typing import TYPE_CHECKING, Literal, Protocol
 
 import datastore.inotify as inotify
 from datastore.events import WatchEvent
+from proto.digest import sha256
 from proto.resources import ClusterModel, ValidationError
 
 if TYPE_CHECKING:
@@ -204,4 +204,4 @@ class Watch:
 
 
 def _digest(text: str | None) -> bytes | None:
-    return None if text is None else hashlib.sha256(text.encode()).digest()
+    return None if text is None else sha256(text.encode())

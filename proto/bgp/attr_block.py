@@ -28,7 +28,6 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
-from proto.bgp.attr_spec import FLAG_BITS, AttributeBlock
 from proto.bgp.attr_table import (
     ATTRIBUTES,
     BY_CODE,
@@ -144,6 +143,8 @@ def walk(block: bytes) -> tuple[list[RawAttribute], int | None]:
 
 def walk_spec(block: bytes) -> tuple[list[RawAttribute], int | None]:
     """The walk through the construct specification of the block."""
+    from proto.bgp.attr_spec import FLAG_BITS, AttributeBlock
+
     parsed = AttributeBlock.parse(block)
     entries = []
     for item in parsed.attributes:

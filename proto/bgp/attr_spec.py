@@ -4,7 +4,8 @@ construct parses or builds and the model values of `proto.bgp.model`.
 
 This is the reference the hand-written codecs (`proto.bgp.attr_values`, the block walk in
 `proto.bgp.attr_block`) are tested against, and the path `decode_update_spec` takes. The
-attribute table (`proto.bgp.attr_table`) puts each value spec in its attribute's row.
+attribute table (`proto.bgp.attr_table`) names each value spec in its attribute's row and imports
+this module when a row's spec is first read: a running speaker never does.
 """
 
 from __future__ import annotations
@@ -16,7 +17,6 @@ from construct import (
     Array,
     Bytes,
     Check,
-    Construct,
     FlagsEnum,
     GreedyBytes,
     GreedyRange,
@@ -104,11 +104,6 @@ CommunitiesSpec = list_spec(Int32ub)
 ClusterListSpec = list_spec(IPv4Bytes)
 ExtendedCommunitiesSpec = list_spec(Bytes(8))
 LargeCommunitiesSpec = list_spec(Struct("g" / Int32ub, "l1" / Int32ub, "l2" / Int32ub))
-
-
-def per_width(spec: Construct) -> tuple[Construct, Construct]:
-    """(2-octet AS session, 4-octet AS session): most attributes read the same under both."""
-    return (spec, spec)
 
 
 # ---------------------------------------------------------------- parsed <-> model values

@@ -12,17 +12,19 @@ and a formatter. Every other module reads attributes through this table: the blo
 MP_REACH_NLRI and MP_UNREACH_NLRI have rows too (name, flags, action, spec) but no value codec
 here: what they carry depends on the address family, so `proto.bgp.update` decodes them per
 message with the family table.
+
+A row names its specification and the conversions by their names in `proto.bgp.attr_spec`, and
+`spec`, `from_spec` and `to_spec` look them up there: that module (and construct) is imported the
+first time one of them is read, by the spec path and the tests, never by a running speaker.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from types import ModuleType
 from typing import Any
 
-from construct import Construct, ConstructError
-
-import proto.bgp.attr_spec as S
 import proto.bgp.attr_text as T
 import proto.bgp.attr_values as V
 from proto.bgp.attr_values import Malformed
@@ -46,6 +48,12 @@ Decoder = Callable[[bytes], Any]
 Encoder = Callable[[Any], bytes]
 
 
+def _spec_module() -> ModuleType:
+    import proto.bgp.attr_spec as spec
+
+    return spec
+
+
 @dataclass(frozen=True, slots=True)
 class AttributeDef:
     """One row of the attribute table."""
@@ -56,14 +64,32 @@ class AttributeDef:
     flags: int  # the Optional and Transitive bits it must carry
     action: ErrorAction  # RFC 7606: what a malformed one costs
     error_subcode: int  # UPDATE error subcode of a value that breaks its specification
-    spec: tuple[Construct, Construct]  # value specification (2-octet AS session, 4-octet AS session)
-    from_spec: Callable[[Any], Any] | None = None  # parsed construct container -> model value
-    to_spec: Callable[[Any], Any] | None = None  # model value -> what the spec builds from
+    # in proto.bgp.attr_spec: the value specification (2-octet AS session, 4-octet AS session), the
+    # conversion of what it parses to the model value, and of the model value to what it builds
+    spec_names: tuple[str, str]
+    from_spec_name: str | None = None
+    to_spec_name: str | None = None
     check: Callable[[Any], None] | None = None  # semantic rule after parsing (raises Malformed)
     decode: tuple[Decoder, Decoder] | None = None  # hand-written, per AS width; raises Malformed
     encode: tuple[Encoder, Encoder] | None = None  # hand-written, per AS width
     text: Callable[[Any], str] | None = None  # for logs and tortiectl
     is_list: bool = False  # a list attribute: an empty list is sent as absent (empty is malformed)
+
+    @property
+    def spec(self) -> tuple[Any, Any]:
+        """The construct value specification (2-octet AS session, 4-octet AS session)."""
+        module = _spec_module()
+        return (getattr(module, self.spec_names[0]), getattr(module, self.spec_names[1]))
+
+    @property
+    def from_spec(self) -> Callable[[Any], Any] | None:
+        """Parsed construct container -> model value."""
+        return None if self.from_spec_name is None else getattr(_spec_module(), self.from_spec_name)
+
+    @property
+    def to_spec(self) -> Callable[[Any], Any] | None:
+        """Model value -> what the specification builds from."""
+        return None if self.to_spec_name is None else getattr(_spec_module(), self.to_spec_name)
 
 
 # ---------------------------------------------------------------- semantic rules of the spec path
@@ -84,7 +110,11 @@ def check_next_hop(address: str) -> None:
 
 LENGTH = UpdateError.ATTRIBUTE_LENGTH_ERROR
 OPTIONAL_ERROR = UpdateError.OPTIONAL_ATTRIBUTE_ERROR
-_both = S.per_width
+
+
+def _both(name: str) -> tuple[str, str]:
+    """(2-octet AS session, 4-octet AS session): most attributes read the same under both."""
+    return (name, name)
 
 
 def _same(fn: Callable[..., Any]) -> tuple[Callable[..., Any], Callable[..., Any]]:
@@ -93,87 +123,87 @@ def _same(fn: Callable[..., Any]) -> tuple[Callable[..., Any], Callable[..., Any
 
 _ROWS = (
     AttributeDef(
-        AttrCode.ORIGIN, "ORIGIN", "origin", WELL_KNOWN, WITHDRAW, LENGTH, _both(S.OriginSpec),
-        S.origin_from, S.origin_to, check_origin,
+        AttrCode.ORIGIN, "ORIGIN", "origin", WELL_KNOWN, WITHDRAW, LENGTH, _both("OriginSpec"),
+        "origin_from", "origin_to", check_origin,
         _same(V.decode_origin), _same(V.encode_origin), T.origin_text,
     ),
     AttributeDef(
         AttrCode.AS_PATH, "AS_PATH", "as_path", WELL_KNOWN, WITHDRAW, UpdateError.MALFORMED_AS_PATH,
-        (S.AsPath2Spec, S.AsPath4Spec), S.segments_from, S.segments_to, None,
+        ("AsPath2Spec", "AsPath4Spec"), "segments_from", "segments_to", None,
         (V.decode_as_path2, V.decode_as_path4), (V.encode_as_path2, V.encode_as_path4), T.as_path_text,
     ),
     AttributeDef(
-        AttrCode.NEXT_HOP, "NEXT_HOP", "next_hop", WELL_KNOWN, WITHDRAW, LENGTH, _both(S.Ipv4Spec),
-        S.address_from, S.address_to, check_next_hop,
+        AttrCode.NEXT_HOP, "NEXT_HOP", "next_hop", WELL_KNOWN, WITHDRAW, LENGTH, _both("Ipv4Spec"),
+        "address_from", "address_to", check_next_hop,
         _same(V.decode_next_hop), _same(V.encode_ipv4), T.plain_text,
     ),
     AttributeDef(
         AttrCode.MULTI_EXIT_DISC, "MULTI_EXIT_DISC", "med", OPT_NON_TRANSITIVE, WITHDRAW, LENGTH,
-        _both(S.U32Spec), S.number_from, S.number_to, None,
+        _both("U32Spec"), "number_from", "number_to", None,
         _same(V.decode_med), _same(V.encode_u32), T.plain_text,
     ),
     AttributeDef(
-        AttrCode.LOCAL_PREF, "LOCAL_PREF", "local_pref", WELL_KNOWN, WITHDRAW, LENGTH, _both(S.U32Spec),
-        S.number_from, S.number_to, None,
+        AttrCode.LOCAL_PREF, "LOCAL_PREF", "local_pref", WELL_KNOWN, WITHDRAW, LENGTH, _both("U32Spec"),
+        "number_from", "number_to", None,
         _same(V.decode_local_pref), _same(V.encode_u32), T.plain_text,
     ),
     AttributeDef(
         AttrCode.ATOMIC_AGGREGATE, "ATOMIC_AGGREGATE", "atomic_aggregate", WELL_KNOWN, DISCARD, LENGTH,
-        _both(S.EmptySpec), S.present_from, S.present_to, None,
+        _both("EmptySpec"), "present_from", "present_to", None,
         _same(V.decode_atomic_aggregate), _same(V.encode_atomic_aggregate), T.flag_text,
     ),
     AttributeDef(
         AttrCode.AGGREGATOR, "AGGREGATOR", "aggregator", OPT_TRANSITIVE, DISCARD, LENGTH,
-        (S.Aggregator2Spec, S.Aggregator4Spec), S.aggregator_from, S.aggregator_to, None,
+        ("Aggregator2Spec", "Aggregator4Spec"), "aggregator_from", "aggregator_to", None,
         (V.decode_aggregator2, V.decode_aggregator4), (V.encode_aggregator2, V.encode_aggregator4),
         T.aggregator_text,
     ),
     AttributeDef(
         AttrCode.COMMUNITIES, "COMMUNITIES", "communities", OPT_TRANSITIVE, WITHDRAW, OPTIONAL_ERROR,
-        _both(S.CommunitiesSpec), S.entries_from, S.entries_to, None,
+        _both("CommunitiesSpec"), "entries_from", "entries_to", None,
         _same(V.decode_communities), _same(V.encode_communities), T.communities_text, is_list=True,
     ),
     AttributeDef(
         AttrCode.ORIGINATOR_ID, "ORIGINATOR_ID", "originator_id", OPT_NON_TRANSITIVE, WITHDRAW, LENGTH,
-        _both(S.Ipv4Spec), S.address_from, S.address_to, None,
+        _both("Ipv4Spec"), "address_from", "address_to", None,
         _same(V.decode_originator_id), _same(V.encode_ipv4), T.plain_text,
     ),
     AttributeDef(
         AttrCode.CLUSTER_LIST, "CLUSTER_LIST", "cluster_list", OPT_NON_TRANSITIVE, WITHDRAW,
-        OPTIONAL_ERROR, _both(S.ClusterListSpec), S.addresses_from, S.addresses_to, None,
+        OPTIONAL_ERROR, _both("ClusterListSpec"), "addresses_from", "addresses_to", None,
         _same(V.decode_cluster_list), _same(V.encode_cluster_list), T.addresses_text, is_list=True,
     ),
     # RFC 4760 section 7, RFC 7606 sections 5.3 and 7.11: a malformed MP attribute resets the
     # session (3/9), except a next hop of the wrong length (treat-as-withdraw, in update.py)
     AttributeDef(
         AttrCode.MP_REACH_NLRI, "MP_REACH_NLRI", None, OPT_NON_TRANSITIVE, RESET, OPTIONAL_ERROR,
-        _both(S.MpReachSpec),
+        _both("MpReachSpec"),
     ),
     AttributeDef(
         AttrCode.MP_UNREACH_NLRI, "MP_UNREACH_NLRI", None, OPT_NON_TRANSITIVE, RESET, OPTIONAL_ERROR,
-        _both(S.MpUnreachSpec),
+        _both("MpUnreachSpec"),
     ),
     AttributeDef(
         AttrCode.EXTENDED_COMMUNITIES, "EXTENDED_COMMUNITIES", "extended_communities", OPT_TRANSITIVE,
-        WITHDRAW, OPTIONAL_ERROR, _both(S.ExtendedCommunitiesSpec), S.entries_from, S.entries_to, None,
+        WITHDRAW, OPTIONAL_ERROR, _both("ExtendedCommunitiesSpec"), "entries_from", "entries_to", None,
         _same(V.decode_extended_communities), _same(V.encode_extended_communities),
         T.extended_communities_text, is_list=True,
     ),
     # RFC 6793 section 6: a malformed AS4_PATH or AS4_AGGREGATOR is discarded
     AttributeDef(
         AttrCode.AS4_PATH, "AS4_PATH", "as4_path", OPT_TRANSITIVE, DISCARD, OPTIONAL_ERROR,
-        _both(S.AsPath4Spec), S.segments_from, S.segments_to, None,
+        _both("AsPath4Spec"), "segments_from", "segments_to", None,
         _same(V.decode_as4_path), _same(V.encode_as_path4), T.as_path_text,
     ),
     AttributeDef(
         AttrCode.AS4_AGGREGATOR, "AS4_AGGREGATOR", "as4_aggregator", OPT_TRANSITIVE, DISCARD, LENGTH,
-        _both(S.Aggregator4Spec), S.aggregator_from, S.aggregator_to, None,
+        _both("Aggregator4Spec"), "aggregator_from", "aggregator_to", None,
         _same(V.decode_as4_aggregator), _same(V.encode_aggregator4), T.aggregator_text,
     ),
     # RFC 8092 section 5: a malformed LARGE_COMMUNITIES is treat-as-withdraw
     AttributeDef(
         AttrCode.LARGE_COMMUNITIES, "LARGE_COMMUNITIES", "large_communities", OPT_TRANSITIVE, WITHDRAW,
-        OPTIONAL_ERROR, _both(S.LargeCommunitiesSpec), S.large_from, S.large_to, None,
+        OPTIONAL_ERROR, _both("LargeCommunitiesSpec"), "large_from", "large_to", None,
         _same(V.decode_large_communities), _same(V.encode_large_communities), T.large_communities_text,
         is_list=True,
     ),
@@ -206,6 +236,8 @@ def decode_value(code: int, value: bytes, four: bool) -> Any:
 
 def decode_value_spec(code: int, value: bytes, four: bool) -> Any:
     """The same through the construct specification and the row's semantic rule."""
+    from construct import ConstructError
+
     row = ATTRIBUTES[code]
     try:
         parsed = row.spec[four].parse(value)

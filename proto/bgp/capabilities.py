@@ -1,36 +1,24 @@
-"""Capabilities (RFC 5492) carried in OPEN optional parameter 2.
+"""Capabilities (RFC 5492) carried in OPEN optional parameter 2: the hand-written codec.
 
 Known codes: multiprotocol (RFC 4760), route refresh (RFC 2918), extended next hop (RFC 8950),
 extended message (RFC 8654), graceful restart (RFC 4724, N bit RFC 8538), 4-octet AS (RFC 6793),
 ADD-PATH (RFC 7911), enhanced route refresh (RFC 7313), FQDN (draft-walton-bgp-hostname-capability).
 Any other code is kept opaque. A known capability whose value does not have its defined shape is a
 malformed OPEN: OPEN Message Error / Unspecific (2/0), as RFC 5492 names no subcode for it.
+
+The construct specification is `proto.bgp.capability_spec`. This module decodes and encodes what
+is well formed without it; a list it does not accept, or a capability with a field out of range,
+goes to the specification, which raises the error (and says precisely what is wrong). So a speaker
+whose peers send well-formed OPENs never loads construct. tests/unit/test_bgp_open.py holds both
+paths equal with Hypothesis, on valid and mutated input.
 """
 
 from __future__ import annotations
 
-from typing import Any
+import struct
+from collections.abc import Callable
 
-from construct import (
-    BitsInteger,
-    BitStruct,
-    ConstructError,
-    Flag,
-    FocusedSeq,
-    GreedyBytes,
-    GreedyRange,
-    Int8ub,
-    Int16ub,
-    Int32ub,
-    PascalString,
-    Prefixed,
-    Struct,
-    Switch,
-    Terminated,
-    this,
-)
-
-from proto.bgp.constants import CapCode, ErrorCode
+from proto.bgp.constants import CapCode
 from proto.bgp.model import (
     AddPathCap,
     AnyCapability,
@@ -41,159 +29,179 @@ from proto.bgp.model import (
     FourOctetAsCap,
     FqdnCap,
     GracefulRestartCap,
-    MessageError,
     MultiprotocolCap,
     RouteRefreshCap,
 )
 
+_ENTRY_HHH = struct.Struct(">HHH")
+_ENTRY_HBB = struct.Struct(">HBB")
+_HB = struct.Struct(">HB")
+_U32 = struct.Struct(">I")
 
-def _entries(entry: Any) -> Any:
-    # GreedyRange stops quietly at a truncated entry: Terminated turns that into an error.
-    return FocusedSeq("entries", "entries" / GreedyRange(entry), Terminated)
+# ---------------------------------------------------------------- decoding
+# Each value decoder returns the model value, or None when the value does not have its shape.
 
 
-Empty = Terminated
+def _multiprotocol(v: bytes) -> AnyCapability | None:
+    if len(v) != 4:
+        return None
+    return MultiprotocolCap((v[0] << 8) | v[1], v[3])  # v[2] is reserved
 
-MultiprotocolValue = Struct("afi" / Int16ub, "reserved" / Int8ub, "safi" / Int8ub, Terminated)
 
-ExtendedNextHopValue = _entries(Struct("afi" / Int16ub, "safi" / Int16ub, "nexthop_afi" / Int16ub))
+def _empty(kind: type) -> Callable[[bytes], AnyCapability | None]:
+    def decode(v: bytes) -> AnyCapability | None:
+        return None if v else kind()
 
-GracefulRestartValue = Struct(
-    "header"
-    / BitStruct(
-        "restarting" / Flag,
-        "notification" / Flag,
-        "reserved" / BitsInteger(2),
-        "restart_time" / BitsInteger(12),
-    ),
-    "families"
-    / GreedyRange(
-        Struct(
-            "afi" / Int16ub,
-            "safi" / Int8ub,
-            "flags" / BitStruct("forwarding" / Flag, "reserved" / BitsInteger(7)),
-        )
-    ),
-    Terminated,
-)
+    return decode
 
-FourOctetAsValue = Struct("asn" / Int32ub, Terminated)
 
-AddPathValue = _entries(Struct("afi" / Int16ub, "safi" / Int8ub, "mode" / Int8ub))
+def _extended_next_hop(v: bytes) -> AnyCapability | None:
+    if len(v) % 6:
+        return None
+    return ExtendedNextHopCap(tuple(_ENTRY_HHH.iter_unpack(v)))
 
-# Names are kept as octets here and decoded in Python, so a name that is not UTF-8 survives a round
-# trip (surrogateescape) instead of ending the session over a cosmetic field.
-FqdnValue = Struct(
-    "hostname" / PascalString(Int8ub, "latin-1"),
-    "domain" / PascalString(Int8ub, "latin-1"),
-    Terminated,
-)
 
-VALUE_SPECS: dict[int, Any] = {
-    CapCode.MULTIPROTOCOL: MultiprotocolValue,
-    CapCode.ROUTE_REFRESH: Empty,
-    CapCode.EXTENDED_NEXT_HOP: ExtendedNextHopValue,
-    CapCode.EXTENDED_MESSAGE: Empty,
-    CapCode.GRACEFUL_RESTART: GracefulRestartValue,
-    CapCode.FOUR_OCTET_AS: FourOctetAsValue,
-    CapCode.ADD_PATH: AddPathValue,
-    CapCode.ENHANCED_ROUTE_REFRESH: Empty,
-    CapCode.FQDN: FqdnValue,
+def _graceful_restart(v: bytes) -> AnyCapability | None:
+    if len(v) < 2 or (len(v) - 2) % 4:
+        return None
+    return GracefulRestartCap(
+        restart_time=((v[0] & 0x0F) << 8) | v[1],
+        restarting=bool(v[0] & 0x80),
+        notification=bool(v[0] & 0x40),
+        families=tuple(
+            ((v[i] << 8) | v[i + 1], v[i + 2], bool(v[i + 3] & 0x80)) for i in range(2, len(v), 4)
+        ),
+    )
+
+
+def _four_octet_as(v: bytes) -> AnyCapability | None:
+    if len(v) != 4:
+        return None
+    return FourOctetAsCap(int.from_bytes(v, "big"))
+
+
+def _add_path(v: bytes) -> AnyCapability | None:
+    if len(v) % 4:
+        return None
+    return AddPathCap(tuple(_ENTRY_HBB.iter_unpack(v)))
+
+
+def _name(raw: bytes) -> str:
+    # kept as octets on the wire: a name that is not UTF-8 survives a round trip (surrogateescape)
+    return raw.decode("utf-8", errors="surrogateescape")
+
+
+def _fqdn(v: bytes) -> AnyCapability | None:
+    if not v:
+        return None
+    host_end = 1 + v[0]
+    if host_end >= len(v) or host_end + 1 + v[host_end] != len(v):
+        return None
+    return FqdnCap(_name(v[1:host_end]), _name(v[host_end + 1 :]))
+
+
+_DECODERS: dict[int, Callable[[bytes], AnyCapability | None]] = {
+    CapCode.MULTIPROTOCOL: _multiprotocol,
+    CapCode.ROUTE_REFRESH: _empty(RouteRefreshCap),
+    CapCode.EXTENDED_NEXT_HOP: _extended_next_hop,
+    CapCode.EXTENDED_MESSAGE: _empty(ExtendedMessageCap),
+    CapCode.GRACEFUL_RESTART: _graceful_restart,
+    CapCode.FOUR_OCTET_AS: _four_octet_as,
+    CapCode.ADD_PATH: _add_path,
+    CapCode.ENHANCED_ROUTE_REFRESH: _empty(EnhancedRouteRefreshCap),
+    CapCode.FQDN: _fqdn,
 }
-
-CapabilitySpec = Struct(
-    "code" / Int8ub,
-    "value" / Prefixed(Int8ub, Switch(this.code, VALUE_SPECS, default=GreedyBytes)),
-)
-
-RawCapability = Struct("code" / Int8ub, "value" / Prefixed(Int8ub, GreedyBytes))
-
-CapabilityList = _entries(CapabilitySpec)
+_BY_CODE = tuple(_DECODERS.get(code) for code in range(256))
 
 
-def _name(raw: str) -> str:
-    return raw.encode("latin-1").decode("utf-8", errors="surrogateescape")
-
-
-def _to_model(code: int, value: Any) -> AnyCapability:
-    if code == CapCode.MULTIPROTOCOL:
-        return MultiprotocolCap(value.afi, value.safi)
-    if code == CapCode.ROUTE_REFRESH:
-        return RouteRefreshCap()
-    if code == CapCode.EXTENDED_NEXT_HOP:
-        return ExtendedNextHopCap(tuple((e.afi, e.safi, e.nexthop_afi) for e in value))
-    if code == CapCode.EXTENDED_MESSAGE:
-        return ExtendedMessageCap()
-    if code == CapCode.GRACEFUL_RESTART:
-        return GracefulRestartCap(
-            restart_time=value.header.restart_time,
-            restarting=value.header.restarting,
-            notification=value.header.notification,
-            families=tuple((f.afi, f.safi, f.flags.forwarding) for f in value.families),
-        )
-    if code == CapCode.FOUR_OCTET_AS:
-        return FourOctetAsCap(value.asn)
-    if code == CapCode.ADD_PATH:
-        return AddPathCap(tuple((e.afi, e.safi, e.mode) for e in value))
-    if code == CapCode.ENHANCED_ROUTE_REFRESH:
-        return EnhancedRouteRefreshCap()
-    if code == CapCode.FQDN:
-        return FqdnCap(_name(value.hostname), _name(value.domain))
-    return Capability(code, value)
+def fast_capabilities(value: bytes) -> tuple[AnyCapability, ...] | None:
+    """The capabilities in one type-2 parameter's value, or None when the list is not well formed
+    (the specification then says how)."""
+    out: list[AnyCapability] = []
+    end = len(value)
+    i = 0
+    while i < end:
+        start = i + 2
+        if start > end:
+            return None
+        stop = start + value[i + 1]
+        if stop > end:
+            return None
+        decoder = _BY_CODE[value[i]]
+        if decoder is None:
+            out.append(Capability(value[i], value[start:stop]))
+        else:
+            cap = decoder(value[start:stop])
+            if cap is None:
+                return None
+            out.append(cap)
+        i = stop
+    return tuple(out)
 
 
 def decode_capabilities(value: bytes) -> tuple[AnyCapability, ...]:
-    """The capabilities in the value of one optional parameter of type 2."""
+    """The capabilities in the value of one optional parameter of type 2. Raises MessageError
+    (2/0) for a malformed list."""
+    found = fast_capabilities(value)
+    if found is not None:
+        return found
+    from proto.bgp.capability_spec import decode_capabilities_spec
+
+    return decode_capabilities_spec(value)
+
+
+# ---------------------------------------------------------------- encoding
+
+
+def _octets(name: str) -> bytes:
+    return name.encode("utf-8", errors="surrogateescape")
+
+
+def _value(cap: AnyCapability) -> tuple[int, bytes] | None:
+    """(code, value octets), or None when a field does not fit (the specification then raises)."""
     try:
-        parsed = CapabilityList.parse(value)
-    except ConstructError as error:
-        raise MessageError(ErrorCode.OPEN_MESSAGE, 0, reason=f"malformed capability: {error}") from None
-    return tuple(_to_model(cap.code, cap.value) for cap in parsed)
-
-
-def _octets(name: str) -> str:
-    return name.encode("utf-8", errors="surrogateescape").decode("latin-1")
-
-
-def _to_wire(cap: AnyCapability) -> tuple[int, Any]:
-    if isinstance(cap, MultiprotocolCap):
-        return CapCode.MULTIPROTOCOL, {"afi": cap.afi, "reserved": 0, "safi": cap.safi}
-    if isinstance(cap, RouteRefreshCap):
-        return CapCode.ROUTE_REFRESH, None
-    if isinstance(cap, ExtendedNextHopCap):
-        return CapCode.EXTENDED_NEXT_HOP, [{"afi": a, "safi": s, "nexthop_afi": n} for a, s, n in cap.entries]
-    if isinstance(cap, ExtendedMessageCap):
-        return CapCode.EXTENDED_MESSAGE, None
-    if isinstance(cap, GracefulRestartCap):
-        return CapCode.GRACEFUL_RESTART, {
-            "header": {
-                "restarting": cap.restarting,
-                "notification": cap.notification,
-                "reserved": 0,
-                "restart_time": cap.restart_time,
-            },
-            "families": [
-                {"afi": a, "safi": s, "flags": {"forwarding": f, "reserved": 0}} for a, s, f in cap.families
-            ],
-        }
-    if isinstance(cap, FourOctetAsCap):
-        return CapCode.FOUR_OCTET_AS, {"asn": cap.asn}
-    if isinstance(cap, AddPathCap):
-        return CapCode.ADD_PATH, [{"afi": a, "safi": s, "mode": m} for a, s, m in cap.families]
-    if isinstance(cap, EnhancedRouteRefreshCap):
-        return CapCode.ENHANCED_ROUTE_REFRESH, None
-    if isinstance(cap, FqdnCap):
-        return CapCode.FQDN, {"hostname": _octets(cap.hostname), "domain": _octets(cap.domain)}
-    if isinstance(cap, Capability):
-        return cap.code, cap.value
+        if isinstance(cap, MultiprotocolCap):
+            return CapCode.MULTIPROTOCOL, _ENTRY_HBB.pack(cap.afi, 0, cap.safi)
+        if isinstance(cap, RouteRefreshCap):
+            return CapCode.ROUTE_REFRESH, b""
+        if isinstance(cap, ExtendedNextHopCap):
+            return CapCode.EXTENDED_NEXT_HOP, b"".join(_ENTRY_HHH.pack(*entry) for entry in cap.entries)
+        if isinstance(cap, ExtendedMessageCap):
+            return CapCode.EXTENDED_MESSAGE, b""
+        if isinstance(cap, GracefulRestartCap):
+            if not 0 <= cap.restart_time <= 0x0FFF:
+                return None
+            head = (0x8000 if cap.restarting else 0) | (0x4000 if cap.notification else 0) | cap.restart_time
+            families = b"".join(
+                _HB.pack(afi, safi) + (b"\x80" if forwarding else b"\x00") for afi, safi, forwarding in cap.families
+            )
+            return CapCode.GRACEFUL_RESTART, head.to_bytes(2, "big") + families
+        if isinstance(cap, FourOctetAsCap):
+            return CapCode.FOUR_OCTET_AS, _U32.pack(cap.asn)
+        if isinstance(cap, AddPathCap):
+            return CapCode.ADD_PATH, b"".join(_ENTRY_HBB.pack(*entry) for entry in cap.families)
+        if isinstance(cap, EnhancedRouteRefreshCap):
+            return CapCode.ENHANCED_ROUTE_REFRESH, b""
+        if isinstance(cap, FqdnCap):
+            host, domain = _octets(cap.hostname), _octets(cap.domain)
+            if len(host) > 255 or len(domain) > 255:
+                return None
+            return CapCode.FQDN, bytes((len(host),)) + host + bytes((len(domain),)) + domain
+        if isinstance(cap, Capability):
+            return (cap.code, cap.value) if type(cap.value) is bytes else None
+    except (struct.error, TypeError, OverflowError):
+        return None
     raise TypeError(f"not a capability: {cap!r}")
 
 
 def encode_capability(cap: AnyCapability) -> bytes:
     """One capability TLV. Raises ValueError when it does not fit its fields."""
-    code, value = _to_wire(cap)
-    try:
-        raw = value if isinstance(cap, Capability) else VALUE_SPECS[code].build(value)
-        return RawCapability.build({"code": code, "value": raw})
-    except ConstructError as error:
-        raise ValueError(f"cannot encode {cap!r}: {error}") from None
+    found = _value(cap)
+    if found is not None and len(found[1]) <= 255:
+        try:
+            return bytes((found[0], len(found[1]))) + found[1]
+        except (ValueError, TypeError):  # a code that is not an octet
+            pass
+    from proto.bgp.capability_spec import encode_capability_spec
+
+    return encode_capability_spec(cap)

@@ -1,15 +1,14 @@
 """The 19-octet message header (RFC 4271 section 4.1) and its checks (section 6.1).
 
-`Header` is the construct specification; `check_header` turns a parsed header into the NOTIFICATION
-RFC 4271 prescribes. The hot path is `fast_check` (a `LengthTable` lookup), written out inline in the
-framer and in `decode_message`; they call `parse_header` only when it refuses a header, so every
-header error comes from the specification. tests/unit/test_bgp_header.py keeps all three in
+The construct specification is `proto.bgp.message_spec.Header`; `check_header` turns a parsed
+header into the NOTIFICATION RFC 4271 prescribes. The hot path is `fast_check` (a `LengthTable`
+lookup), written out inline in the framer and in `decode_message`; they call `parse_header` only
+when it refuses a header, so every header error comes from the specification, and construct is
+loaded by the first bad header, not before. tests/unit/test_bgp_header.py keeps all three in
 agreement with the specification.
 """
 
 from __future__ import annotations
-
-from construct import Bytes, Int8ub, Int16ub, Struct
 
 from proto.bgp.constants import (
     HEADER_LEN,
@@ -20,12 +19,6 @@ from proto.bgp.constants import (
     MsgType,
 )
 from proto.bgp.model import MessageError
-
-Header = Struct(
-    "marker" / Bytes(16),
-    "length" / Int16ub,
-    "type" / Int8ub,
-)
 
 # Smallest legal total length per type (RFC 4271 section 4, RFC 2918). ROUTE-REFRESH is only held to
 # the header size here: RFC 7313 wants its own error (7/1 with the whole message) for a BoRR/EoRR of
@@ -80,12 +73,16 @@ def parse_header(data: bytes, max_len: int) -> tuple[int, int]:
     """The specification: parse 19 octets with construct, check them, return (length, type)."""
     if len(data) < HEADER_LEN:
         raise ValueError("a header needs 19 octets")
+    from proto.bgp.message_spec import Header
+
     parsed = Header.parse(data[:HEADER_LEN])
     check_header(parsed.marker, parsed.length, parsed.type, max_len)
     return parsed.length, parsed.type
 
 
 def build_header(length: int, msg_type: int) -> bytes:
+    from proto.bgp.message_spec import Header
+
     return Header.build({"marker": MARKER, "length": length, "type": msg_type})
 
 

@@ -7,15 +7,16 @@ route feed and felixd. Both clear the trailing bits beyond the prefix length (RF
 their value is irrelevant), so one route always has one key. A prefix longer than the address, or a
 list that ends inside an entry, raises `NlriError`; the caller turns it into the NOTIFICATION its
 field calls for. `join` is the way back to the wire.
+
+The specification (`entry_struct`, `split_spec`) imports construct when first used: a running
+speaker splits with the hand-written code only.
 """
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable
-from typing import NamedTuple
-
-from construct import Bytes, Check, Int8ub, Int32ub, StreamError, Struct, this
-from construct.core import CheckError, ConstructError
+from typing import Any, NamedTuple
 
 from proto import prefix as pf
 from proto.bgp.constants import AFI
@@ -33,8 +34,11 @@ class NlriError(ValueError):
 # ---------------------------------------------------------------- the specification
 
 
-def entry_struct(max_bits: int, add_path: bool) -> Struct:
+@functools.cache
+def entry_struct(max_bits: int, add_path: bool) -> Any:
     """One NLRI entry: [path identifier], length in bits, the fewest octets that hold it."""
+    from construct import Bytes, Check, Int8ub, Int32ub, Struct, this
+
     fields = [
         "length" / Int8ub,
         Check(this.length <= max_bits),
@@ -44,8 +48,6 @@ def entry_struct(max_bits: int, add_path: bool) -> Struct:
         fields.insert(0, "path_id" / Int32ub)
     return Struct(*fields)
 
-
-ENTRIES = {(bits, add_path): entry_struct(bits, add_path) for bits in (32, 128) for add_path in (False, True)}
 
 _FAR = 1 << 30  # an octet count that cannot fit: sends too-long prefix lengths to the error branch
 
@@ -100,10 +102,13 @@ def _entry(parsed: object, version: int, add_path: bool) -> bytes:
 
 def split_spec(data: bytes, afi: int, add_path: bool = False) -> list[bytes]:
     """Decode an NLRI list with the construct specification (slow, the reference)."""
+    from construct import ConstructError, StreamError
+    from construct.core import CheckError
+
     family = shape(afi)
     max_bits = family.max_length
     version = family.version
-    entry = ENTRIES[(max_bits, add_path)]
+    entry = entry_struct(max_bits, add_path)
     out: list[bytes] = []
     offset = 0
     while offset < len(data):

@@ -1,10 +1,16 @@
-"""NOTIFICATION (RFC 4271 section 4.5): wire format, and the RFC 9003 shutdown communication carried
-by Cease / Administrative Shutdown and Cease / Administrative Reset. The names of the codes and
-subcodes live in `proto.bgp.error_names` (re-exported here)."""
+"""NOTIFICATION (RFC 4271 section 4.5): wire format, the RFC 9003 shutdown communication carried by
+Cease / Administrative Shutdown and Cease / Administrative Reset, and the RFC 8538 Hard Reset that
+carries another NOTIFICATION. The names of the codes and subcodes live in `proto.bgp.error_names`
+(re-exported here).
+
+The codec is hand-written: code, subcode, and the data kept as octets (the shutdown communication
+and the Hard Reset's inner NOTIFICATION are read from them on request). The construct specification
+is `proto.bgp.message_spec.NotificationSpec`; `decode_notification_spec` and
+`encode_notification_spec` go through it, and tests/unit/test_bgp_notification.py holds both paths
+equal. Encoding a code or subcode out of range goes to the specification to raise its error.
+"""
 
 from __future__ import annotations
-
-from construct import GreedyBytes, Int8ub, Struct
 
 from proto.bgp.constants import HEADER_LEN, CeaseSubcode, ErrorCode, HeaderError
 from proto.bgp.error_names import (
@@ -21,22 +27,18 @@ from proto.bgp.model import MessageError, Notification
 __all__ = [
     "CODE_NAMES",
     "SUBCODE_NAMES",
-    "NotificationSpec",
     "decode_notification",
+    "decode_notification_spec",
     "describe",
     "encode_notification",
+    "encode_notification_spec",
     "is_known",
     "notification_with_shutdown",
     "shutdown_message",
 ]
 
-NotificationSpec = Struct(
-    "code" / Int8ub,
-    "subcode" / Int8ub,
-    "data" / GreedyBytes,
-)
 
-def decode_notification(body: bytes) -> Notification:
+def _check_length(body: bytes) -> None:
     if len(body) < 2:  # the header check already demands 21 octets; this guards direct callers
         raise MessageError(
             ErrorCode.MESSAGE_HEADER,
@@ -44,11 +46,36 @@ def decode_notification(body: bytes) -> Notification:
             (HEADER_LEN + len(body)).to_bytes(2, "big"),
             "NOTIFICATION shorter than 21 octets",
         )
+
+
+def decode_notification(body: bytes) -> Notification:
+    _check_length(body)
+    return Notification(body[0], body[1], body[2:])
+
+
+def encode_notification(notification: Notification) -> bytes:
+    data = notification.data
+    if type(data) is bytes:
+        try:
+            return bytes((notification.code, notification.subcode)) + data
+        except (ValueError, TypeError):
+            pass
+    return encode_notification_spec(notification)  # it raises the error
+
+
+def decode_notification_spec(body: bytes) -> Notification:
+    """The same as `decode_notification`, through the construct specification."""
+    from proto.bgp.message_spec import NotificationSpec
+
+    _check_length(body)
     parsed = NotificationSpec.parse(body)
     return Notification(parsed.code, parsed.subcode, parsed.data)
 
 
-def encode_notification(notification: Notification) -> bytes:
+def encode_notification_spec(notification: Notification) -> bytes:
+    """The same as `encode_notification`, through the construct specification."""
+    from proto.bgp.message_spec import NotificationSpec
+
     return NotificationSpec.build(
         {"code": notification.code, "subcode": notification.subcode, "data": notification.data}
     )

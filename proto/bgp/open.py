@@ -1,5 +1,6 @@
 """OPEN (RFC 4271 section 4.2) with optional parameters in both the classic form and the RFC 9072
-extended form (Non-Ext OP Len 255, Non-Ext OP Type 255, a 2-octet length, 2-octet parameter lengths).
+extended form (Non-Ext OP Len 255, Non-Ext OP Type 255, a 2-octet length, 2-octet parameter lengths):
+the hand-written codec a running speaker uses.
 
 Checks, in this order (RFC 4271 section 6.2; the version first, since a different version may mean
 a different layout): version 4, else 2/1 with the 2-octet largest supported version; My AS not 0
@@ -9,197 +10,149 @@ Unspecific), of type 2 only (else 2/4), and whose capabilities must be well form
 4-octet AS capability carrying AS 0 is 2/2 (RFC 7607). Checks against configuration (peer AS,
 identifier equal to ours) belong to the session.
 
+The construct specification is `proto.bgp.open_spec`; the checks and the parameter layout both
+paths share are in `proto.bgp.open_rules`. The fixed fields, and optional parameters that are well
+formed, all of type 2 and carry well-formed capabilities, are decoded here; any other OPEN goes to
+the specification, which raises the error and says precisely what is wrong. Encoding a field that
+is out of range goes to the specification to raise too. So a speaker whose peers send well-formed
+OPENs never loads construct. tests/unit/test_bgp_open.py holds both paths equal with Hypothesis on
+valid and mutated input.
+
 Encoding puts all capabilities in one parameter, as BIRD and GoBGP do (several when the classic form
 runs out of room). FRR sends one capability per parameter instead; to give back a received OPEN's
 exact bytes the decoder records the grouping in `Open.capability_groups` (capabilities per
-parameter) and the encoder follows it, when the model has that field (see GROUPS_FIELD).
+parameter) and the encoder follows it.
 """
 
 from __future__ import annotations
 
-import ipaddress
-from typing import Any
+import struct
 
-from construct import (
-    Bytes,
-    Computed,
-    Const,
-    ConstructError,
-    FixedSized,
-    FocusedSeq,
-    GreedyBytes,
-    GreedyRange,
-    IfThenElse,
-    Int8ub,
-    Int16ub,
-    Peek,
-    Prefixed,
-    Struct,
-    Terminated,
-    this,
+from proto.bgp.capabilities import encode_capability, fast_capabilities
+from proto.bgp.model import AnyCapability, Open, OptionalParameter
+from proto.bgp.open_rules import (
+    BGP_VERSION,
+    CAPABILITIES_PARAMETER,
+    EXTENDED_PARAMETERS,
+    FIXED_LEN,
+    GROUPS_FIELD,
+    check_fixed,
+    finish_open,
+    open_error,
+    parameters_to_send,
+    router_id_octets,
 )
 
-from proto.bgp.capabilities import decode_capabilities, encode_capability
-from proto.bgp.constants import ErrorCode, OpenError
-from proto.bgp.model import FourOctetAsCap, MessageError, Open, OptionalParameter
+__all__ = ["BGP_VERSION", "GROUPS_FIELD", "decode_open", "encode_open", "fast_open"]
 
-BGP_VERSION = 4
-CAPABILITIES_PARAMETER = 2
-EXTENDED_PARAMETERS = 255  # RFC 9072: Non-Ext OP Len and Non-Ext OP Type both 255
-MAX_CLASSIC_PARAMETERS = 255
-
-# `capability_groups: tuple[int, ...] = field(default=(), compare=False)` on model.Open. Read this
-# way so the codec works with and without it while the shared model is being settled.
-GROUPS_FIELD = "capability_groups"
-_HAS_GROUPS = GROUPS_FIELD in getattr(Open, "__dataclass_fields__", {})
-
-OpenFixed = Struct(
-    "version" / Int8ub,
-    "asn" / Int16ub,
-    "hold_time" / Int16ub,
-    "router_id" / Bytes(4),
-)
-
-Parameter = Struct("type" / Int8ub, "value" / Prefixed(Int8ub, GreedyBytes))
-ExtendedParameter = Struct("type" / Int8ub, "value" / Prefixed(Int16ub, GreedyBytes))
+_FIXED = struct.Struct(">BHH")  # version, My AS, hold time (the BGP identifier follows)
 
 
-def _list(entry: Any) -> Any:
-    return FocusedSeq("entries", "entries" / GreedyRange(entry), Terminated)
+# ---------------------------------------------------------------- decoding
 
 
-OpenSpec = Struct(
-    "fixed" / OpenFixed,
-    "non_ext_len" / Int8ub,
-    "non_ext_type" / Peek(Int8ub),
-    "extended"
-    / Computed(
-        lambda ctx: ctx.non_ext_len == EXTENDED_PARAMETERS and ctx.non_ext_type == EXTENDED_PARAMETERS
-    ),
-    "parameters"
-    / IfThenElse(
-        this.extended,
-        FocusedSeq(
-            "parameters",
-            Const(bytes((EXTENDED_PARAMETERS,))),
-            "parameters" / Prefixed(Int16ub, _list(ExtendedParameter)),
-        ),
-        FixedSized(this.non_ext_len, _list(Parameter)),
-    ),
-    Terminated,
-)
+def _parameter_values(body: bytes) -> tuple[list[bytes], bool] | None:
+    """The values of the optional parameters and whether the RFC 9072 form was used, or None when
+    they do not fill the message exactly or one is not of type 2."""
+    size = len(body)
+    if size <= FIXED_LEN:
+        return None
+    values: list[bytes] = []
+    if body[FIXED_LEN] == EXTENDED_PARAMETERS and size > FIXED_LEN + 1 and body[FIXED_LEN + 1] == EXTENDED_PARAMETERS:
+        if size < FIXED_LEN + 4 or FIXED_LEN + 4 + ((body[FIXED_LEN + 2] << 8) | body[FIXED_LEN + 3]) != size:
+            return None
+        i = FIXED_LEN + 4
+        while i < size:
+            start = i + 3
+            if start > size:
+                return None
+            stop = start + ((body[i + 1] << 8) | body[i + 2])
+            if stop > size or body[i] != CAPABILITIES_PARAMETER:
+                return None
+            values.append(body[start:stop])
+            i = stop
+        return values, True
+    if FIXED_LEN + 1 + body[FIXED_LEN] != size:
+        return None
+    i = FIXED_LEN + 1
+    while i < size:
+        start = i + 2
+        if start > size:
+            return None
+        stop = start + body[i + 1]
+        if stop > size or body[i] != CAPABILITIES_PARAMETER:
+            return None
+        values.append(body[start:stop])
+        i = stop
+    return values, False
 
 
-def _open_error(subcode: int, reason: str, data: bytes = b"") -> MessageError:
-    return MessageError(ErrorCode.OPEN_MESSAGE, subcode, data, reason)
+def fast_open(body: bytes) -> Open | None:
+    """The OPEN when its fixed fields pass their checks (else MessageError) and its optional
+    parameters are well formed, of type 2, with well-formed capabilities; None for any other."""
+    if len(body) < FIXED_LEN:
+        return None
+    version, asn, hold_time = _FIXED.unpack_from(body)
+    router_id = body[5:FIXED_LEN]
+    check_fixed(version, asn, hold_time, router_id)
+    found = _parameter_values(body)
+    if found is None:
+        return None
+    values, extended = found
+    capabilities: list[AnyCapability] = []
+    groups: list[int] = []
+    for value in values:
+        group = fast_capabilities(value)
+        if group is None:
+            return None
+        capabilities.extend(group)
+        groups.append(len(group))
+    return finish_open(asn, hold_time, router_id, capabilities, groups, extended)
 
 
 def decode_open(body: bytes) -> Open:
-    if len(body) < OpenFixed.sizeof():
+    """The OPEN body (without the header). Raises MessageError with the NOTIFICATION to send."""
+    if len(body) < FIXED_LEN:
         # Only reachable when called without the header check (which demands 29 octets in all).
-        raise _open_error(0, "OPEN shorter than its fixed part")
-    fixed = OpenFixed.parse(body)
-    if fixed.version != BGP_VERSION:
-        raise _open_error(
-            OpenError.UNSUPPORTED_VERSION_NUMBER,
-            f"version {fixed.version}",
-            BGP_VERSION.to_bytes(2, "big"),
-        )
-    if fixed.asn == 0:
-        raise _open_error(OpenError.BAD_PEER_AS, "My Autonomous System is 0")
-    if fixed.hold_time in (1, 2):
-        raise _open_error(OpenError.UNACCEPTABLE_HOLD_TIME, f"hold time {fixed.hold_time}")
-    if fixed.router_id == b"\x00\x00\x00\x00":
-        raise _open_error(OpenError.BAD_BGP_IDENTIFIER, "BGP identifier 0.0.0.0")
-    try:
-        parsed = OpenSpec.parse(body)
-    except ConstructError as error:
-        raise _open_error(0, f"malformed optional parameters: {error}") from None
-    capabilities: list[Any] = []
-    groups: list[int] = []
-    for parameter in parsed.parameters:
-        if parameter.type != CAPABILITIES_PARAMETER:
-            raise _open_error(
-                OpenError.UNSUPPORTED_OPTIONAL_PARAMETER, f"optional parameter type {parameter.type}"
-            )
-        group = decode_capabilities(parameter.value)
-        capabilities.extend(group)
-        groups.append(len(group))
-    extra: dict[str, Any] = {GROUPS_FIELD: tuple(groups)} if _HAS_GROUPS else {}
-    opened = Open(
-        asn=fixed.asn,
-        hold_time=fixed.hold_time,
-        router_id=str(ipaddress.IPv4Address(fixed.router_id)),
-        capabilities=tuple(capabilities),
-        version=fixed.version,
-        extended_params=parsed.extended,
-        **extra,
-    )
-    four = opened.capability(FourOctetAsCap)
-    if isinstance(four, FourOctetAsCap) and four.asn == 0:
-        raise _open_error(OpenError.BAD_PEER_AS, "4-octet AS capability carries AS 0")
-    return opened
+        raise open_error(0, "OPEN shorter than its fixed part")
+    opened = fast_open(body)
+    if opened is not None:
+        return opened
+    from proto.bgp.open_spec import decode_open_spec
+
+    return decode_open_spec(body)
 
 
-def _capability_parameters(open_: Open, room: int) -> list[OptionalParameter]:
-    """The capabilities as type-2 parameters: grouped as recorded when decoded (if the groups fit
-    and still describe these capabilities), else in as few parameters as fit `room` octets each."""
-    tlvs = [encode_capability(cap) for cap in open_.capabilities]
-    groups: tuple[int, ...] = getattr(open_, GROUPS_FIELD, ())
-    if groups and sum(groups) == len(tlvs):
-        parameters, start = [], 0
-        for size in groups:
-            parameters.append(OptionalParameter(CAPABILITIES_PARAMETER, b"".join(tlvs[start : start + size])))
-            start += size
-        if all(len(p.value) <= room for p in parameters):
-            return parameters
-    parameters = []
-    current = b""
-    for tlv in tlvs:
-        if current and len(current) + len(tlv) > room:
-            parameters.append(OptionalParameter(CAPABILITIES_PARAMETER, current))
-            current = b""
-        current += tlv
-    if current:
-        parameters.append(OptionalParameter(CAPABILITIES_PARAMETER, current))
-    return parameters
+# ---------------------------------------------------------------- encoding
+
+
+def _parameters_wire(parameters: list[OptionalParameter], extended: bool) -> bytes | None:
+    """The octets after the fixed fields, or None when something does not fit."""
+    width, limit = (2, 65535) if extended else (1, 255)
+    parts = []
+    for p in parameters:
+        if type(p.value) is not bytes or len(p.value) > limit or type(p.type) is not int or not 0 <= p.type <= 255:
+            return None
+        parts.append(bytes((p.type,)) + len(p.value).to_bytes(width, "big") + p.value)
+    block = b"".join(parts)
+    if len(block) > limit:
+        return None
+    if extended:
+        return bytes((EXTENDED_PARAMETERS, EXTENDED_PARAMETERS)) + len(block).to_bytes(2, "big") + block
+    return bytes((len(block),)) + block
 
 
 def encode_open(open_: Open) -> bytes:
     """The OPEN body. The RFC 9072 form is used when `extended_params` asks for it or when the
     parameters do not fit the classic 255 octets. Raises ValueError for values that do not fit."""
-    try:
-        router_id = ipaddress.IPv4Address(open_.router_id).packed
-    except ValueError as error:
-        raise ValueError(f"router id {open_.router_id!r}: {error}") from None
-    fixed = {"version": open_.version, "asn": open_.asn, "hold_time": open_.hold_time, "router_id": router_id}
-    classic = [*_capability_parameters(open_, 255), *open_.other_parameters]
-    classic_len = sum(2 + len(p.value) for p in classic)
-    extended = (
-        open_.extended_params
-        or classic_len > MAX_CLASSIC_PARAMETERS
-        or any(len(p.value) > 255 for p in open_.other_parameters)
-        # a classic block of exactly 255 octets starting with type 255 would read as RFC 9072
-        or (classic_len == MAX_CLASSIC_PARAMETERS and classic[0].type == EXTENDED_PARAMETERS)
-    )
-    try:
-        if extended:
-            parameters = [*_capability_parameters(open_, 65535), *open_.other_parameters]
-            return OpenSpec.build(
-                {
-                    "fixed": fixed,
-                    "non_ext_len": EXTENDED_PARAMETERS,
-                    "non_ext_type": EXTENDED_PARAMETERS,
-                    "parameters": [{"type": p.type, "value": p.value} for p in parameters],
-                }
-            )
-        return OpenSpec.build(
-            {
-                "fixed": fixed,
-                "non_ext_len": classic_len,
-                "non_ext_type": None,
-                "parameters": [{"type": p.type, "value": p.value} for p in classic],
-            }
-        )
-    except ConstructError as error:
-        raise ValueError(f"cannot encode OPEN: {error}") from None
+    router_id = router_id_octets(open_)
+    parameters, extended = parameters_to_send(open_, encode_capability)
+    wire = _parameters_wire(parameters, extended)
+    if wire is not None:
+        try:
+            return _FIXED.pack(open_.version, open_.asn, open_.hold_time) + router_id + wire
+        except struct.error:
+            pass
+    from proto.bgp.open_spec import encode_open_spec
+
+    return encode_open_spec(open_)

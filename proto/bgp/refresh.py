@@ -7,11 +7,15 @@ Message Error / Invalid Message Length with the complete message as data. Any ot
 gets Message Header Error / Bad Message Length with the length, as RFC 4271 section 6.1 does for
 the fixed-size KEEPALIVE. A 4-octet message with an unknown subtype is decoded as is: RFC 7313 says
 to ignore it, which is the session's business.
+
+The codec is hand-written; the construct specification is `proto.bgp.message_spec.RouteRefreshSpec`
+(`decode_refresh_spec`, `encode_refresh_spec`), and tests/unit/test_bgp_refresh.py holds both paths
+equal. Encoding a field out of range goes to the specification to raise its error.
 """
 
 from __future__ import annotations
 
-from construct import Int8ub, Int16ub, Struct
+import struct
 
 from proto.bgp.constants import (
     HEADER_LEN,
@@ -24,16 +28,11 @@ from proto.bgp.constants import (
 )
 from proto.bgp.model import MessageError, RouteRefresh
 
-RouteRefreshSpec = Struct(
-    "afi" / Int16ub,
-    "subtype" / Int8ub,  # "Reserved" in RFC 2918
-    "safi" / Int8ub,
-)
-
 BODY_LEN = 4
+_BODY = struct.Struct(">HBB")  # AFI, subtype ("Reserved" in RFC 2918), SAFI
 
 
-def decode_refresh(body: bytes) -> RouteRefresh:
+def _check_length(body: bytes) -> None:
     if len(body) != BODY_LEN:
         length = HEADER_LEN + len(body)
         if len(body) >= 3 and body[2] in (RefreshSubtype.BORR, RefreshSubtype.EORR):
@@ -50,9 +49,32 @@ def decode_refresh(body: bytes) -> RouteRefresh:
             length.to_bytes(2, "big"),
             f"ROUTE-REFRESH of length {length}",
         )
+
+
+def decode_refresh(body: bytes) -> RouteRefresh:
+    _check_length(body)
+    afi, subtype, safi = _BODY.unpack(body)
+    return RouteRefresh(afi, safi, subtype)
+
+
+def encode_refresh(refresh: RouteRefresh) -> bytes:
+    try:
+        return _BODY.pack(refresh.afi, refresh.subtype, refresh.safi)
+    except struct.error:
+        return encode_refresh_spec(refresh)  # it raises the error
+
+
+def decode_refresh_spec(body: bytes) -> RouteRefresh:
+    """The same as `decode_refresh`, through the construct specification."""
+    from proto.bgp.message_spec import RouteRefreshSpec
+
+    _check_length(body)
     parsed = RouteRefreshSpec.parse(body)
     return RouteRefresh(parsed.afi, parsed.safi, parsed.subtype)
 
 
-def encode_refresh(refresh: RouteRefresh) -> bytes:
+def encode_refresh_spec(refresh: RouteRefresh) -> bytes:
+    """The same as `encode_refresh`, through the construct specification."""
+    from proto.bgp.message_spec import RouteRefreshSpec
+
     return RouteRefreshSpec.build({"afi": refresh.afi, "subtype": refresh.subtype, "safi": refresh.safi})

@@ -1,8 +1,9 @@
 """UPDATE messages (RFC 4271 section 4.3, RFC 4760, RFC 7911, RFC 8950): decode and encode the body.
 
 `decode_update` is the hot path: two length fields, one cache lookup for the attribute block and
-the hand-written NLRI split. `decode_update_spec` is the same through the construct specification,
-uncached; tests hold the two equal on valid and invalid input.
+the hand-written NLRI split. `decode_update_spec` is the same through the construct specification
+(`proto.bgp.message_spec.UpdateBody`, `proto.bgp.attr_spec`, imported on first use), uncached;
+tests hold the two equal on valid and invalid input.
 
 Order of checks (both paths): the two length fields (3/1, RFC 4271 section 6.3), then the path
 attributes (session-resetting errors first met in block order: 3/2, 3/1 for a repeated MP
@@ -22,12 +23,9 @@ import socket
 import struct
 from typing import Any
 
-from construct import ConstructError, GreedyBytes, Int16ub, Prefixed, Struct
-
 import proto.bgp.nlri as nlri_mod
 from proto.bgp.attr_block import RawAttribute, spec_block
 from proto.bgp.attr_cache import cached_block, caches
-from proto.bgp.attr_spec import MpReachSpec, MpUnreachSpec
 from proto.bgp.attr_table import DISCARD, EXTENDED, MP_FLAGS, WITHDRAW
 from proto.bgp.attributes import encode_attribute, encoded_block, encoded_parts, ordered
 from proto.bgp.constants import HEADER_LEN, IPV4_UNICAST, AttrCode, ErrorCode, UpdateError
@@ -42,12 +40,6 @@ from proto.bgp.model import (
     Update,
 )
 from proto.bgp.nlri import NlriError
-
-UpdateBody = Struct(
-    "withdrawn" / Prefixed(Int16ub, GreedyBytes),
-    "attributes" / Prefixed(Int16ub, GreedyBytes),
-    "nlri" / GreedyBytes,
-)
 
 _MP_REACH = AttrCode.MP_REACH_NLRI
 _MP_UNREACH = AttrCode.MP_UNREACH_NLRI
@@ -105,6 +97,10 @@ def _mp_reach(
     value: bytes, raw: bytes, negotiated: Negotiated, spec: bool
 ) -> MpReach | AttributeProblem | tuple[MpReach, AttributeProblem]:
     if spec:
+        from construct import ConstructError
+
+        from proto.bgp.attr_spec import MpReachSpec
+
         try:
             parsed = MpReachSpec.parse(value)
         except ConstructError as exc:
@@ -152,6 +148,10 @@ def _mp_reach(
 
 def _mp_unreach(value: bytes, raw: bytes, negotiated: Negotiated, spec: bool) -> MpUnreach | AttributeProblem:
     if spec:
+        from construct import ConstructError
+
+        from proto.bgp.attr_spec import MpUnreachSpec
+
         try:
             parsed = MpUnreachSpec.parse(value)
         except ConstructError as exc:
@@ -192,6 +192,10 @@ def _decode(body: bytes, negotiated: Negotiated, spec: bool, known: Any = None) 
     """Both paths past the fast return of `decode_update`; `known` is the block's result when the
     caller already has it (so the fast path does not look the block up twice)."""
     if spec:
+        from construct import ConstructError
+
+        from proto.bgp.message_spec import UpdateBody
+
         try:
             parsed = UpdateBody.parse(body)
         except ConstructError as exc:

@@ -3,13 +3,14 @@ names Calico derives)."""
 
 from __future__ import annotations
 
-import hashlib
 import ipaddress
 import re
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from proto.digest import sha1, sha1_hex
 
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
@@ -134,13 +135,13 @@ def parse_duration(text: str) -> float:
 
 def vtep_mac_for(node_name: str) -> str:
     """The VTEP MAC Calico derives for a node without `vxlanTunnelMACAddr`: 0x66, then SHA-1(name)[0:5]."""
-    digest = hashlib.sha1(node_name.encode()).digest()
+    digest = sha1(node_name.encode())
     return ":".join(f"{b:02x}" for b in b"f" + digest[:5])
 
 
 def workload_interface_name(workload_id: str, prefix: str = "cali") -> str:
     """Calico's host-side veth name: prefix + the first hex digits of SHA-1(id), 15 characters in all."""
-    return prefix + hashlib.sha1(workload_id.encode()).hexdigest()[: 15 - len(prefix)]
+    return prefix + sha1_hex(workload_id.encode())[: 15 - len(prefix)]
 
 
 def parse_as_number(value: Any) -> int:

@@ -23,7 +23,8 @@ from proto.bgp import (
     encode_message,
     encode_message_body,
 )
-from proto.bgp.header import Header, parse_header
+from proto.bgp.header import parse_header
+from proto.bgp.message_spec import Header
 
 KEEPALIVE_WIRE = b"\xff" * 16 + b"\x00\x13\x04"
 
@@ -48,6 +49,26 @@ def test_keepalive_with_body(extra: int) -> None:
     with pytest.raises(MessageError) as caught:
         Framer().feed(data)
     assert caught.value.data == length.to_bytes(2, "big")
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.binary(max_size=70), st.sampled_from([4096, 65535]))
+def test_keepalive_body_equals_header_spec(body: bytes, max_len: int) -> None:
+    """A KEEPALIVE has no body to decode: its whole check is the header's length rule, which the
+    specification gives (RFC 4271 section 6.1: exactly 19 octets)."""
+    length = 19 + len(body)
+    negotiated = Negotiated(extended_message=max_len == 65535)
+    try:
+        parse_header(KEEPALIVE_WIRE[:16] + length.to_bytes(2, "big") + b"\x04", max_len)
+        spec: object = "ok"
+    except MessageError as error:
+        spec = (error.code, error.subcode, error.data)
+    try:
+        decode_message_body(4, body, negotiated)
+        hand: object = "ok"
+    except MessageError as error:
+        hand = (error.code, error.subcode, error.data)
+    assert hand == spec
 
 
 def test_truncated_and_padded_messages() -> None:

@@ -11,7 +11,8 @@ from hypothesis import strategies as st
 
 from proto.bgp import Framer, MessageError, Negotiated, decode_message
 from proto.bgp.constants import HEADER_LEN, MARKER, MsgType
-from proto.bgp.header import Header, build_header, fast_check, length_table, parse_header
+from proto.bgp.header import build_header, fast_check, length_table, parse_header
+from proto.bgp.message_spec import Header
 
 MAX_LENS = st.sampled_from([4096, 65535])
 

@@ -1,5 +1,5 @@
-"""proto.bgp's module structure: no import cycles (the package's __init__ included), and modules of
-a size one can hold in mind."""
+"""proto.bgp's module structure: no import cycles (the package's __init__ included), modules of a
+size one can hold in mind, and construct out of the import path of a running speaker."""
 
 from __future__ import annotations
 
@@ -71,3 +71,28 @@ def test_only_the_package_init_imports_from_the_package() -> None:
 def test_module_size(path: Path) -> None:
     lines = len(path.read_text().splitlines())
     assert lines <= MAX_LINES, f"{path.name} has {lines} lines: split it by concept"
+
+
+def _module_level_imports(path: Path) -> set[str]:
+    """Modules imported by the statements at the top of `path` (not inside functions)."""
+    found: set[str] = set()
+    for node in ast.parse(path.read_text()).body:
+        if isinstance(node, ast.Import):
+            found.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            found.add(node.module)
+            found.update(f"{node.module}.{alias.name}" for alias in node.names)
+    return found
+
+
+@pytest.mark.parametrize("path", sorted(PACKAGE.glob("*.py")), ids=lambda p: p.name)
+def test_construct_loads_only_with_a_specification_module(path: Path) -> None:
+    """construct and the specification modules (`*_spec`) are imported at module level only by
+    specification modules: everything else imports them inside the function that needs them, so
+    importing the codec (and a speaker running it on well-formed input) never loads construct.
+    tests/unit/test_bgp_lazy_spec.py checks the same on a running speaker."""
+    if path.stem.endswith("_spec"):
+        return
+    specs = {f"proto.bgp.{p.stem}" for p in PACKAGE.glob("*_spec.py")}
+    eager = {m for m in _module_level_imports(path) if m.split(".")[0] == "construct" or m in specs}
+    assert not eager, f"{path.name} imports {sorted(eager)} at module level: import it where it is used"

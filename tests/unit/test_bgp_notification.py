@@ -1,23 +1,41 @@
 """NOTIFICATION: round trips, descriptions of every code and subcode, RFC 9003 shutdown
-communication, length errors and the size limit on what we send."""
+communication, length errors, the size limit on what we send, and the hand-written codec against
+the construct specification."""
 
 from __future__ import annotations
+
+from typing import Any
+from unittest import mock
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from proto.bgp import (
+    CeaseSubcode,
+    ErrorCode,
     MessageError,
     Negotiated,
     Notification,
     decode_message,
     describe,
     encode_message,
+    hard_reset,
+    hard_reset_inner,
     notification_with_shutdown,
     shutdown_message,
 )
-from proto.bgp.notification import CODE_NAMES, SUBCODE_NAMES, NotificationSpec, decode_notification, is_known
+from proto.bgp import notification as notification_mod
+from proto.bgp.message_spec import NotificationSpec
+from proto.bgp.notification import (
+    CODE_NAMES,
+    SUBCODE_NAMES,
+    decode_notification,
+    decode_notification_spec,
+    encode_notification,
+    encode_notification_spec,
+    is_known,
+)
 
 notifications = st.builds(Notification, st.integers(0, 255), st.integers(0, 255), st.binary(max_size=200))
 
@@ -146,3 +164,58 @@ def test_decode_notification_alone_guards_its_length(body: bytes) -> None:
     with pytest.raises(MessageError) as caught:
         decode_notification(body)
     assert (caught.value.code, caught.value.subcode) == (1, 2)
+
+
+# ---------------------------------------------------------------- hand-written against the spec
+
+# what NOTIFICATIONs carry in practice: RFC 9003 shutdown communications, RFC 8538 Hard Resets
+# (around any of these), and anything at all
+shutdowns = st.builds(notification_with_shutdown, st.sampled_from([2, 4]), st.text(max_size=300))
+carried = st.one_of(notifications, shutdowns)
+kinds = st.one_of(notifications, shutdowns, st.builds(hard_reset, carried))
+
+
+def decoded(decode: Any, body: bytes) -> Any:
+    try:
+        return ("ok", decode(body))
+    except MessageError as error:
+        return ("error", error.code, error.subcode, error.data)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.one_of(kinds.map(encode_notification_spec), st.binary(max_size=40)))
+def test_decode_equals_spec(body: bytes) -> None:
+    result = decoded(decode_notification, body)
+    assert result == decoded(decode_notification_spec, body)
+    if result[0] == "ok":
+        notification = result[1]
+        assert encode_notification(notification) == body
+        inner = hard_reset_inner(notification)
+        if notification.code == ErrorCode.CEASE and notification.subcode == CeaseSubcode.HARD_RESET:
+            assert inner == (decoded(decode_notification, notification.data)[1] if len(body) >= 4 else None)
+
+
+def encoded(encode: Any, notification: Notification) -> Any:
+    try:
+        return ("ok", encode(notification))
+    except Exception as error:  # out of range: construct's error, whichever path asked
+        return ("raised", type(error), str(error))
+
+
+wide = st.one_of(st.integers(-2, 300), st.sampled_from([True, 1.5, None]))
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.one_of(kinds, st.builds(Notification, wide, wide, st.one_of(st.binary(max_size=8), st.just(bytearray(b"x"))))))
+def test_encode_equals_spec(notification: Notification) -> None:
+    assert encoded(encode_notification, notification) == encoded(encode_notification_spec, notification)
+
+
+@settings(max_examples=100, deadline=None)
+@given(kinds)
+def test_encode_in_range_never_asks_the_spec(notification: Notification) -> None:
+    expected = encode_notification_spec(notification)
+    refuse = mock.Mock(side_effect=AssertionError("the specification was asked"))
+    with mock.patch.object(notification_mod, "encode_notification_spec", refuse):
+        assert encode_notification(notification) == expected
+    refuse.assert_not_called()

@@ -1,5 +1,6 @@
 """OPEN and capabilities: round trips for every capability in both parameter forms, exact bytes for
-canonical input, every error of RFC 4271 section 6.2 that the codec owns, and negotiation."""
+canonical input, every error of RFC 4271 section 6.2 that the codec owns, and negotiation
+(test_bgp_open_paths.py holds the hand-written codec equal to the construct specification)."""
 
 from __future__ import annotations
 
@@ -30,9 +31,11 @@ from proto.bgp import (
     encode_message,
     negotiate,
 )
-from proto.bgp.capabilities import CapabilitySpec, encode_capability
+from proto.bgp.capabilities import encode_capability
+from proto.bgp.capability_spec import CapabilitySpec
 from proto.bgp.constants import CapCode
-from proto.bgp.open import GROUPS_FIELD, OpenSpec, decode_open, encode_open
+from proto.bgp.open import GROUPS_FIELD, decode_open, encode_open
+from proto.bgp.open_spec import OpenSpec
 
 u8 = st.integers(0, 255)
 u16 = st.integers(0, 65535)
@@ -449,3 +452,4 @@ def test_real_frr_open() -> None:
     again = encode_message(decoded, Negotiated())
     assert decode_message(again, Negotiated()) == decoded
     assert again == wire
+

@@ -19,6 +19,7 @@ from proto import prefix as pf
 from proto.bgp import nlri as nlri_mod
 from proto.bgp.attr_spec import MpReachSpec, MpUnreachSpec
 from proto.bgp.constants import IPV4_UNICAST, IPV6_UNICAST, UpdateError
+from proto.bgp.message_spec import UpdateBody
 from proto.bgp.model import (
     AsPathSegment,
     MessageError,
@@ -30,7 +31,6 @@ from proto.bgp.model import (
 )
 from proto.bgp.prefix import prefix_from_network
 from proto.bgp.update import (
-    UpdateBody,
     address_bytes,
     decode_update,
     decode_update_spec,
