@@ -128,6 +128,10 @@ class BgpDaemon:
                 transport.peer_added(speaker.add_peer(new, now).transport)
             for cfg in d.added:
                 transport.peer_added(speaker.add_peer(cfg, now).transport)
+            for _old, new in d.bfd_changed:
+                log.info("peer %s: BFD settings changed", new.address)
+                speaker.peers[new.key].cfg = new
+                speaker.set_bfd(new.key, new.bfd, now)
             if d.originate_changed:
                 speaker.set_originated(topo, now)
             speaker.topology = topo
@@ -140,8 +144,9 @@ class BgpDaemon:
             transport.service()
         self.metrics.config_reloads.labels("ok").inc()
         self.metrics.last_reload.set(time.time())
-        log.info("configuration applied (revision %s): %d peers, %d added, %d removed, %d changed",
-                 getattr(model, "revision", "?"), len(topo.peers), len(d.added), len(d.removed), len(d.changed))
+        log.info("configuration applied (revision %s): %d peers, %d added, %d removed, %d changed, "
+                 "%d with new BFD settings", getattr(model, "revision", "?"), len(topo.peers), len(d.added),
+                 len(d.removed), len(d.changed), len(d.bfd_changed))
 
     def _remove_peer(self, key: str, subcode: int, message: str) -> None:
         speaker, transport = self.speaker, self.transport

@@ -248,6 +248,15 @@ class Session:
         self._hold_down = hold_down
         self._fire(Event.AutomaticStop, now)
 
+    def retry_now(self, now: float) -> None:
+        """The peer is reachable again (its BFD session came Up): connect now instead of waiting out
+        the back-off or the ConnectRetryTimer. A passive session keeps waiting to be connected to."""
+        if self.state == State.IDLE and self.auto_restart:
+            self.automatic_start(now)
+        elif self.state == State.ACTIVE and not self._passive:
+            self.connect_retry.stop()
+            self._fire(Event.ConnectRetryTimer_Expires, now)
+
     def connection_made(self, now: float, outbound: bool = True) -> bool:
         """A TCP connection to the peer is up: ours (Tcp_CR_Acked) or theirs (TcpConnectionConfirmed).
         Returns False when this session does not take it; the caller then closes it, or gives it to a

@@ -21,12 +21,15 @@ from __future__ import annotations
 import dataclasses
 import ipaddress
 import logging
+import random
 import time
 from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 from bgpd.advertise import taggers
+from bgpd.bfd_session import BfdSession, StateChange
+from bgpd.bfd_table import BfdTable
 from bgpd.feed_out import RibFeed
 from bgpd.filters import EXPORT, IMPORT, InterfaceOf, peer_chains
 from bgpd.fsm import State
@@ -54,6 +57,8 @@ from bgpd.timers import RandomSource
 from bgpd.topology import MESH, PeerConfig, Topology
 from bgpd.update_group import DEFAULT_WINDOW, EncodingKey, GroupKey, UpdateGroup
 from proto import prefix as pf
+from proto.bfd import STATE_NAMES as BFD_STATE_NAMES
+from proto.bfd import BfdState, diag_text
 from proto.bgp import (
     IPV4_UNICAST,
     IPV6_UNICAST,
@@ -65,6 +70,7 @@ from proto.bgp import (
     RefreshSubtype,
     RouteRefreshCap,
 )
+from proto.tortie_annotations import BfdSettings
 
 log = logging.getLogger("tortie.bgp")
 
@@ -158,6 +164,8 @@ class Speaker:
         self._events: deque[AdapterEvent] = deque()
         self._output: dict[Session, None] = {}  # sessions with bytes to write, in order
         self._schedule = Schedule()
+        self.bfd = BfdTable(rng if isinstance(rng, random.Random) else None)
+        self._bfd_output: dict[BfdSession, None] = {}  # sessions with datagrams to send, in order
         # instrumentation, set by the daemon: a clock and where to report UPDATE processing times
         self.clock: Callable[[], float] | None = None
         self.observe_update: Callable[[float], None] | None = None
@@ -182,6 +190,13 @@ class Speaker:
 
     def next_deadline(self) -> float | None:
         return self._schedule.next_deadline()
+
+    def bfd_with_output(self) -> list[BfdSession]:
+        """BFD sessions with datagrams to send (`session.data_to_send()`), from `session.local` to
+        `session.remote`, UDP port 3784, TTL 255. A `closed` one is gone once they are sent."""
+        out = list(self._bfd_output)
+        self._bfd_output.clear()
+        return out
 
     @property
     def deferring(self) -> bool:
@@ -290,6 +305,8 @@ class Speaker:
         peer = Peer(cfg, info, Neighbor(session_cfg, self.rng), transport)
         self.peers[cfg.key] = peer
         self._by_info[info] = peer
+        if cfg.bfd is not None:
+            self.set_bfd(cfg.key, cfg.bfd, now)
         log.info("peer %s (%s, AS %d%s) configured", cfg.address, cfg.peer_type, cfg.asn,
                  ", passive" if cfg.passive else "")
         peer.session.start(now)
@@ -335,6 +352,7 @@ class Speaker:
                     message: str = "") -> Peer:
         """Cease to the peer (Peer De-configured by default) and forget it and its routes."""
         peer = self.peers.pop(key)
+        self._bfd_close(key, now)
         for session in peer.neighbor.sessions():
             session.stop(now, message, subcode)
         self._touch(peer, now)
@@ -454,6 +472,9 @@ class Speaker:
                                 "its stale routes are withdrawn")
                 self._apply(changes, now)
                 self._schedule.update(_GR, self.gr.next_deadline())
+            elif isinstance(obj, BfdSession):
+                obj.handle_timer(now)
+                self._bfd_touch(obj, now)
             elif obj == _DEFERRAL and self.deferral is not None:
                 self._apply(self.deferral.poll(now), now)
                 self._check_deferral(now)
@@ -591,14 +612,16 @@ class Speaker:
         if session not in peer.neighbor.sessions():
             self._schedule.remove(session)  # a lost collision, a replaced session: gone for good
             self._owner.pop(session, None)
+        bfd_failed, peer.bfd_failed = peer.bfd_failed, False
         if session is not peer.established:
             return  # a connection that never carried the peer's routes (a lost collision, a failed start)
         peer.established = None
         self._leave_group(peer)
         if ev.was_established:
-            # RFC 4724: a NOTIFICATION ends graceful restart; RFC 8538 (N bit): only a Hard Reset does
+            # RFC 4724: a NOTIFICATION ends graceful restart; RFC 8538 (N bit): only a Hard Reset does. A
+            # path BFD saw fail is no restart either: the routes go now, not after the restart time
             keep = keeps_routes(peer.remote_gr, True, ev.notification_sent, ev.notification_received)
-            cap = peer.remote_gr if keep else None
+            cap = peer.remote_gr if keep and not bfd_failed else None
             changes = self.gr.peer_down(peer.info, now, cap)
             self._schedule.update(_GR, self.gr.next_deadline())
             if cap is not None:
@@ -629,6 +652,82 @@ class Speaker:
             if peer.established is not None and peer.group is None:
                 self._join_group(peer, now)
         self.feed.resend_all()
+
+    # ------------------------------------------------------------ BFD
+
+    def set_bfd(self, key: str, settings: BfdSettings | None, now: float) -> None:
+        """BFD for the peer `key` on (new settings applied without a restart) or off (None)."""
+        peer = self.peers[key]
+        if settings is None:
+            self._bfd_close(key, now)
+            return
+        s = self.bfd.sessions.get(key)
+        if s is not None:
+            s.reconfigure(settings, now)
+        else:
+            local = peer.transport.source_address or next(
+                (str(a) for a in self.topology.addresses if _family_of(str(a)) == _family_of(key)), None)
+            if local is None:
+                log.warning("peer %s: no local address of its family for BFD", key)
+                return
+            s = self.bfd.add(key, settings, local, key, now)
+            log.info("peer %s: BFD on (%s -> %s, rx %d ms, tx %d ms, multiplier %d)", key, local, key,
+                     settings.min_rx_ms, settings.min_tx_ms, settings.multiplier)
+        peer.bfd = s
+        self._bfd_touch(s, now)
+
+    def _bfd_close(self, key: str, now: float) -> None:
+        s = self.bfd.remove(key, now)
+        peer = self.peers.get(key)
+        if peer is not None:
+            peer.bfd = None
+        if s is not None:
+            self._bfd_touch(s, now)  # its AdminDown goes out; the schedule forgets it
+
+    def stop_bfd(self, now: float) -> None:
+        """Every BFD session AdminDown (bgpd stopping): peers are told, and do not count it as a
+        failure of the path (RFC 5882 3.2), so a graceful restart keeps its routes."""
+        for s in self.bfd.sessions.values():
+            s.admin_down(now)
+            self._bfd_touch(s, now)
+
+    def bfd_receive(self, data: bytes, source: str, destination: str | None, ttl: int | None,
+                    now: float) -> None:
+        """A datagram on UDP 3784 from `source` to `destination` with this TTL (None: unknown)."""
+        s = self.bfd.receive(data, source, destination, ttl, now)
+        if s is not None:
+            self._bfd_touch(s, now)
+
+    def _bfd_touch(self, s: BfdSession, now: float) -> None:
+        while (ev := s.next_event()) is not None:
+            self._bfd_event(s, ev, now)
+        if s.has_output:
+            self._bfd_output[s] = None
+        self._schedule.update(s, None if s.closed else s.next_deadline())
+
+    def _bfd_event(self, s: BfdSession, ev: StateChange, now: float) -> None:
+        peer = self.peers.get(s.name)
+        if peer is None or peer.bfd is not s:
+            return
+        old, new = BFD_STATE_NAMES[ev.old], BFD_STATE_NAMES[ev.new]
+        if ev.failure:
+            log.warning("peer %s: BFD %s -> %s (%s)", peer.key, old, new, diag_text(ev.diag))
+        else:
+            log.info("peer %s: BFD %s -> %s (%s)", peer.key, old, new, diag_text(ev.diag))
+        if ev.failure:
+            peer.bfd_failures += 1
+            # the path is gone: the BGP session goes down at once, and its routes with it (no graceful
+            # restart: `_session_down`). A session that is not up is left alone: when bgpd itself died,
+            # TCP told us first and graceful restart keeps its routes.
+            for session in peer.neighbor.sessions():
+                if session.state in (State.OPENSENT, State.OPENCONFIRM, State.ESTABLISHED):
+                    peer.bfd_failed = True
+                    session.automatic_stop(now, CeaseSubcode.BFD_DOWN,
+                                           reason=f"BFD session down ({diag_text(ev.diag)})")
+            self._touch(peer, now)
+        elif ev.new == BfdState.UP and not peer.admin_down:
+            peer.session.retry_now(now)  # the path is back: no need to wait out a back-off
+            self._touch(peer, now)
 
     # ------------------------------------------------------------ update groups
 
