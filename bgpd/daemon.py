@@ -17,6 +17,7 @@ import signal
 import time
 from pathlib import Path
 
+from bgpd.bfd_transport import BfdTransport
 from bgpd.control import Control
 from bgpd.feed_server import FeedServer
 from bgpd.fsm import State
@@ -53,6 +54,7 @@ class BgpDaemon:
         self.model: ClusterModel | None = None
         self.speaker: Speaker | None = None
         self.transport: Transport | None = None
+        self.bfd: BfdTransport | None = None
         self.feed: FeedServer | None = None
         self.feed_ready = asyncio.Event()
         self.started = time.monotonic()
@@ -81,6 +83,13 @@ class BgpDaemon:
             addresses = [(a, topo.listen_port) for a in self.args.listen_address]
         await transport.listen(addresses)
         log.info("listening on %s", ", ".join(f"{a}:{p}" for a, p in transport.bound))
+        bfd = BfdTransport(speaker, transport.service)
+        self.bfd = bfd
+        for address, _port in addresses:
+            try:
+                bfd.listen([address])
+            except OSError as exc:
+                log.error("BFD: cannot listen on %s UDP %d: %s", address, bfd.port, exc.strerror or exc)
         if self.feed is not None and self.feed.source is not speaker.feed:
             self.feed.replace_source(speaker.feed)
         transport.service()
@@ -89,6 +98,8 @@ class BgpDaemon:
         speaker = self.speaker
         if speaker is None:
             return
+        if self.bfd is not None and self.bfd.speaker is speaker:
+            self.bfd.flush()
         if not speaker.deferring and not self.feed_ready.is_set():
             self.feed_ready.set()
         if self.feed is not None:
@@ -111,7 +122,10 @@ class BgpDaemon:
         if d.identity_changed:
             log.warning("AS, router id, cluster id or port changed: restarting every session")
             speaker.stop(now, "configuration change", CeaseSubcode.OTHER_CONFIGURATION_CHANGE)
+            speaker.stop_bfd(now)
             transport.service()
+            if self.bfd is not None:
+                self.bfd.close()
             await transport.close(graceful=False)
             for key in list(speaker.peers):
                 forget_peer(self.metrics, key)
@@ -292,9 +306,16 @@ class BgpDaemon:
                 log.info("stopping after a drain: the peers have withdrawn this node's routes")
             else:
                 log.info("stopping: graceful restart, the peers keep this node's routes until it is back")
-                if self.speaker is not None and self.transport is not None:
-                    self.speaker.stop_for_restart(self.transport.now())  # RFC 8538 peers: Cease/4
-                    self.transport.service()
+            if self.speaker is not None and self.transport is not None:
+                # BFD AdminDown first: peers must not take it for a failed path (RFC 5882 3.2), so a
+                # graceful stop keeps its routes at the peers, and a drained one has withdrawn them
+                now = self.transport.now()
+                self.speaker.stop_bfd(now)
+                if not self._drained:
+                    self.speaker.stop_for_restart(now)  # RFC 8538 peers: Cease/4
+                self.transport.service()  # sends both, BFD through _after_service
+            if self.bfd is not None:
+                self.bfd.close()
             if self.transport is not None:
                 await self.transport.close(graceful=True)
             watch.close()

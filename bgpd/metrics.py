@@ -16,6 +16,7 @@ from proto.bgp import MsgType
 from runtime.prom import Collector, CollectorRegistry, Counter, Gauge, Histogram, Metric
 
 SESSION_STATES = ("idle", "connect", "active", "opensent", "openconfirm", "established")
+BFD_STATES = ("admindown", "down", "init", "up")
 
 
 class PeerFamilies(Collector):
@@ -147,6 +148,41 @@ class BgpMetrics:
             ["peer"],
             registry=p,
         )
+        self.bfd_session_state = Gauge(
+            "tortie_bgp_bfd_session_state",
+            "1 for the state each peer's BFD session is in, 0 for the others",
+            ["peer", "state"],
+            registry=p,
+        )
+        self.bfd_transitions = Counter(
+            "tortie_bgp_bfd_transitions", "BFD session state changes, by the state entered", ["peer", "state"],
+            registry=p,
+        )
+        self.bfd_failures = Counter(
+            "tortie_bgp_bfd_failures",
+            "BFD sessions that went from Up to Down on a failure (not AdminDown)",
+            ["peer"],
+            registry=p,
+        )
+        self.bfd_detection_time = Gauge(
+            "tortie_bgp_bfd_detection_time_seconds",
+            "How long the peer's silence takes the BFD session down",
+            ["peer"],
+            registry=p,
+        )
+        self.bfd_packets_sent = Counter(
+            "tortie_bgp_bfd_packets_sent", "BFD Control packets sent", ["peer"], registry=p
+        )
+        self.bfd_packets_received = Counter(
+            "tortie_bgp_bfd_packets_received", "BFD Control packets accepted", ["peer"], registry=p
+        )
+        self.bfd_packets_dropped = Counter(
+            "tortie_bgp_bfd_packets_dropped",
+            "BFD packets dropped (malformed, TTL not 255, unknown session, authentication), by reason",
+            ["reason"],
+            registry=r,
+        )
+
         self.peers = Gauge(
             "tortie_bgp_peers", "Configured peers whose session is in each state", ["state"], registry=r
         )
@@ -189,6 +225,17 @@ def refresh(metrics: BgpMetrics, speaker: Speaker) -> None:
             _sync_counter(metrics.notifications_sent.labels(key, str(code), str(subcode)), n)
         for (code, subcode), n in peer.notifications_received.items():
             _sync_counter(metrics.notifications_received.labels(key, str(code), str(subcode)), n)
+        if peer.bfd is not None:
+            b = peer.bfd
+            for st in BFD_STATES:
+                metrics.bfd_session_state.labels(key, st).set(1 if st == b.state.name.replace("_", "").lower() else 0)
+            for st, n in b.transitions.items():
+                _sync_counter(metrics.bfd_transitions.labels(key, st.name.replace("_", "").lower()), n)
+            _sync_counter(metrics.bfd_failures.labels(key), peer.bfd_failures)
+            _sync_counter(metrics.bfd_packets_sent.labels(key), b.sent)
+            _sync_counter(metrics.bfd_packets_received.labels(key), b.received)
+            detect = b.detection_time
+            metrics.bfd_detection_time.labels(key).set(detect if detect is not None else 0)
         session = peer.session
         for counts, metric in ((session.sent, metrics.messages_sent),
                                (session.received, metrics.messages_received)):
@@ -206,6 +253,8 @@ def refresh(metrics: BgpMetrics, speaker: Speaker) -> None:
         for reason, n in pr.policy.rejected.items():
             _sync_counter(metrics.prefixes_rejected.labels(key, reason), n)
     metrics.feed_lag.set(speaker.feed.lag)
+    for reason, n in speaker.bfd.dropped.items():
+        _sync_counter(metrics.bfd_packets_dropped.labels(reason), n)
 
 
 def forget_peer(metrics: BgpMetrics, key: str) -> None:

@@ -130,6 +130,7 @@ def neighbor_block(peer: Mapping[str, Any]) -> str:
         ("Capabilities", capability_text(caps)),
         ("ADD-PATH receive", ", ".join(caps.get("add_path_receive") or []) or "-"),
         ("Graceful restart", gr_text),
+        ("BFD", bfd_text(peer.get("bfd_session"))),
         ("Prefixes", prefix_text(peer.get("prefixes") or {})),
         ("Last NOTIFICATION sent", _or_dash(peer.get("last_notification_sent"))),
         ("Last NOTIFICATION received", _or_dash(peer.get("last_notification_received"))),
@@ -138,6 +139,35 @@ def neighbor_block(peer: Mapping[str, Any]) -> str:
     out = [head] + [f"  {(label + ':').ljust(width)}{value}" for label, value in lines]
     out += message_lines(peer.get("messages") or {}, width)
     return "\n".join(out)
+
+
+def bfd_text(bfd: Mapping[str, Any] | None) -> str:
+    """`Up, rx 300 ms / tx 300 ms x 3, detection 900 ms, discriminators 0x1a2b3c4d / 0x5e6f7a8b` and
+    why it last changed when it is not Up."""
+    if not bfd:
+        return "off"
+    state = str(bfd.get("state"))
+    text = state
+    if state == "Up" and bfd.get("uptime_seconds") is not None:
+        text += f" for {daemons.format_duration(bfd.get('uptime_seconds'))}"
+    elif bfd.get("diagnostic") and bfd["diagnostic"] != "no diagnostic":
+        text += f" ({bfd['diagnostic']})"
+    text += (f", rx {_seconds(bfd.get('min_rx_ms'))} ms / tx {_seconds(bfd.get('min_tx_ms'))} ms"
+             f" x {bfd.get('multiplier')}")
+    if bfd.get("detection_time_ms") is not None:
+        text += f", detection {_seconds(bfd['detection_time_ms'])} ms"
+    text += f", discriminators {int(bfd.get('local_discriminator') or 0):#010x} / " \
+            f"{int(bfd.get('remote_discriminator') or 0):#010x}"
+    if bfd.get("authentication"):
+        text += f", {bfd['authentication']}"
+    packets = bfd.get("packets") or {}
+    dropped = sum(int(n) for n in (packets.get("dropped") or {}).values())
+    text += f"; packets {packets.get('sent', 0)} sent, {packets.get('received', 0)} received"
+    if dropped:
+        text += f", {dropped} dropped"
+    if bfd.get("failures"):
+        text += f"; {bfd['failures']} failures"
+    return text
 
 
 def _seconds(value: Any) -> str:
