@@ -13,6 +13,7 @@ import time
 from collections.abc import Callable
 
 from bgpd.fsm import State
+from bgpd.ownership import Refusal
 from bgpd.peer import Peer
 from bgpd.policy import ExportTarget
 from bgpd.rib.path import Path
@@ -198,6 +199,12 @@ class Control:
                 if want is not None and key != want:
                     continue
                 rows.append({**_entry(pf.text(key), path, False, reason), "filtered": True})
+            add_path = pr.ins[family].add_path
+            for nlri, refusal in pr.refused.get(family, {}).items():
+                key = nlri[4:] if add_path else nlri
+                if want is not None and key != want:
+                    continue
+                rows.append(_refused_entry(pf.text(key), refusal, p.key))
         return rows
 
     def _rib_out(self, p: Peer, families: list[AfiSafi], want: bytes | None) -> list[dict[str, object]]:
@@ -270,6 +277,13 @@ def _entry(prefix: str, path: Path, best: bool, reason: str) -> dict[str, object
     return {"prefix": prefix, "next_hop": path.next_hop[0] if path.next_hop else "self",
             "from": "local" if path.source.local else path.source.address, "best": best, "reason": reason,
             "stale": path.stale, "local_pref": path.local_pref, **_attrs_entry(path.attrs)}
+
+
+def _refused_entry(prefix: str, refusal: Refusal, source: str) -> dict[str, object]:
+    """A route block ownership refused (bgpd.ownership): in the peer's view, never in the Loc-RIB."""
+    return {"prefix": prefix, "next_hop": refusal.next_hop[0] if refusal.next_hop else "-", "from": source,
+            "best": False, "refused": True, "reason": f"refused: {refusal.reason} ({refusal.detail})",
+            "stale": False, "local_pref": refusal.attrs.local_pref, **_attrs_entry(refusal.attrs)}
 
 
 def _advert_entry(prefix: str, adv: object, to: str, reason: str = "") -> dict[str, object]:

@@ -23,6 +23,7 @@ from bgpd.feed_server import FeedServer
 from bgpd.fsm import State
 from bgpd.interfaces import KernelInterfaces
 from bgpd.metrics import BgpMetrics, forget_peer, refresh
+from bgpd.ownership import BlockOwners, describe
 from bgpd.speaker import Speaker, pools_from_networks
 from bgpd.topology import Topology, TopologyError, build, diff
 from bgpd.transport import Transport
@@ -69,7 +70,9 @@ class BgpDaemon:
 
     async def _start_speaker(self, model: ClusterModel, topo: Topology, restarting: bool) -> None:
         pools = pools_from_networks(p.cidr for p in model.pools)
-        speaker = Speaker(topo, pools, self.loop.time(), restarting=restarting)
+        owners = BlockOwners.from_model(model)
+        log.info("%s", describe(owners))
+        speaker = Speaker(topo, pools, self.loop.time(), restarting=restarting, owners=owners)
         speaker.clock = time.perf_counter
         # read only when a BGPFilter rule tests an interface
         speaker.set_interface_resolver(KernelInterfaces())
@@ -155,6 +158,10 @@ class BgpDaemon:
                 speaker.set_routes(topo, now, pools)
             elif pools is not None:
                 speaker.set_pools(pools, now)
+            owners = BlockOwners.from_model(model)
+            if owners != speaker.rib.owners:
+                log.info("%s: routes from cluster nodes judged again", describe(owners))
+                speaker.set_owners(owners, now)
             transport.service()
         self.metrics.config_reloads.labels("ok").inc()
         self.metrics.last_reload.set(time.time())

@@ -35,6 +35,7 @@ from bgpd.filters import EXPORT, IMPORT, InterfaceOf, peer_chains
 from bgpd.fsm import State
 from bgpd.graceful import GracefulHelper, RestartDeferral, keeps_routes
 from bgpd.neighbor import Neighbor
+from bgpd.ownership import BlockOwners
 from bgpd.peer import Peer, PeerTransportConfig
 from bgpd.policy import ExportPolicy, ExportTarget, Identity, ImportOptions, PoolSet
 from bgpd.rib.path import PeerInfo
@@ -139,7 +140,7 @@ class Speaker:
     def __init__(self, topology: Topology, pools: dict[AfiSafi, PoolSet], now: float, *,
                  restarting: bool = False, rng: RandomSource | None = None,
                  connect_retry_time: float = CONNECT_RETRY_TIME, window: float = DEFAULT_WINDOW,
-                 connect_delay: float = CONNECT_DELAY) -> None:
+                 connect_delay: float = CONNECT_DELAY, owners: BlockOwners | None = None) -> None:
         self.topology = topology
         self.identity = identity_of(topology)
         self.rng = rng
@@ -149,6 +150,7 @@ class Speaker:
         self.restarting = restarting
         self.pools = pools
         self.rib = Rib(self.identity, import_pools(pools, topology), node=topology.node)
+        self.rib.owners = owners
         self.export = ExportPolicy(self.identity, export_pools(pools, topology), topology.routes,
                                    taggers(topology.routes.advertisements))
         self.gr = GracefulHelper(self.rib)
@@ -271,6 +273,10 @@ class Speaker:
                 for family in peer.families:
                     peer.session.send_route_refresh(family[0], family[1])
                 self._touch(peer, now)
+
+    def set_owners(self, owners: BlockOwners | None, now: float) -> None:
+        """New block affinities, or block ownership switched on or off (bgpd.ownership)."""
+        self._apply(self.rib.set_owners(owners), now)
 
     def add_peer(self, cfg: PeerConfig, now: float) -> Peer:
         topo = self.topology

@@ -4,7 +4,7 @@
 negotiated, timers, message and prefix counters, the last error and graceful-restart state.
 `rib` prints the Loc-RIB (every candidate per prefix, best first, with why it won or lost) or, with
 `--peer`, that peer's Adj-RIB-In with the routes import policy rejected and why (or, with `--out`,
-the Adj-RIB-Out, with the export rule that decided each route and the routes a rule kept back).
+the Adj-RIB-Out, with the export rule that decided each route and the routes a rule kept back). Routes block ownership refused show there too, as "refused" with the reason.
 """
 
 from __future__ import annotations
@@ -243,7 +243,7 @@ def rib_rows(entries: Sequence[Mapping[str, Any]], wide: bool = False) -> list[l
     rows = []
     for i in order:
         e = entries[i]
-        best = "filtered" if e.get("filtered") else "yes" if e.get("best") else "no"
+        best = "refused" if e.get("refused") else "filtered" if e.get("filtered") else "yes" if e.get("best") else "no"
         if e.get("stale"):
             best += " (stale)"
         row = [str(e.get("prefix", "")), _or_dash(e.get("next_hop")), _or_dash(e.get("from")), best,

@@ -12,6 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from bgpd.fsm import State
+from bgpd.ownership import BlockOwners
 from bgpd.session import Session
 from bgpd.speaker import ConnectTo, Disconnect, Speaker, pools_from_networks
 from bgpd.topology import Topology, build
@@ -48,8 +49,9 @@ class Net:
     def add(self, topo: Topology, *, restarting: bool = False, model: ClusterModel | None = None,
             **options: float) -> Speaker:
         pools = pools_from_networks(p.cidr for p in model.pools) if model is not None else pools_from_networks([])
+        owners = BlockOwners.from_model(model) if model is not None else None
         sp = Speaker(topo, pools, self.now, restarting=restarting, rng=random.Random(self.seed + len(self.speakers)),
-                     **options)
+                     owners=owners, **options)  # type: ignore[arg-type]
         for addr in topo.addresses:
             self.speakers[str(addr)] = sp
         return sp
