@@ -22,7 +22,18 @@ from typing import Any
 import pytest
 
 from lab.daemons import Bfd, Neighbor, poll
-from tests.interop.interop_support import D_ROUTES, DAEMONS, T1_BLOCK, Fabric, Pair, block, cluster, node, pair, v4
+from tests.interop.interop_support import (
+    D_ROUTES,
+    DAEMONS,
+    T1_BLOCK,
+    Fabric,
+    Pair,
+    block,
+    cluster,
+    node,
+    pair,
+    v4,
+)
 
 pytestmark = [pytest.mark.root, pytest.mark.daemons]
 

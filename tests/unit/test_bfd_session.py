@@ -5,6 +5,7 @@ the peer's AdminDown; authentication windows; and the table's refusals, which ne
 
 from __future__ import annotations
 
+import itertools
 import random
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
@@ -128,7 +129,7 @@ def test_while_not_up_packets_go_out_at_most_once_a_second() -> None:
         if s.data_to_send():
             times.append(now)
         now = s.next_deadline() or now
-    gaps = [b - a for a, b in zip(times, times[1:])]
+    gaps = [b - a for a, b in itertools.pairwise(times)]
     assert gaps and all(0.75 <= g <= 1.0 for g in gaps), gaps
     assert all(x.desired_min_tx == SLOW_TX_US for x in p.sent[A])
 
@@ -139,7 +140,7 @@ def test_up_intervals_are_jittered_75_to_100_percent_and_90_with_multiplier_1() 
         p.run(60.0)
         assert p.a.state == UP
         steady = [t for t in p.times[A] if t > 5.0]  # after coming Up and the poll: periodic only
-        gaps = [b - a for a, b in zip(steady, steady[1:])]
+        gaps = [b - a for a, b in itertools.pairwise(steady)]
         assert len(gaps) > 150
         assert min(gaps) >= 0.3 * 0.75 - 1e-9 and max(gaps) <= 0.3 * high + 1e-9, (mult, min(gaps), max(gaps))
         assert sum(gaps) / len(gaps) == pytest.approx(0.3 * (0.75 + high) / 2, rel=0.05)
