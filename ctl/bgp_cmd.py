@@ -130,7 +130,7 @@ def neighbor_block(peer: Mapping[str, Any]) -> str:
         ("Capabilities", capability_text(caps)),
         ("ADD-PATH receive", ", ".join(caps.get("add_path_receive") or []) or "-"),
         ("Graceful restart", gr_text),
-        ("BFD", bfd_text(peer.get("bfd_session"))),
+        *((("BFD", bfd_text(peer["bfd_session"])),) if peer.get("bfd_session") else ()),
         ("Prefixes", prefix_text(peer.get("prefixes") or {})),
         ("Last NOTIFICATION sent", _or_dash(peer.get("last_notification_sent"))),
         ("Last NOTIFICATION received", _or_dash(peer.get("last_notification_received"))),
