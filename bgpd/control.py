@@ -93,6 +93,8 @@ class Control:
             "node": self.node, "asn": topo.asn, "router_id": str(topo.router_id),
             "uptime_seconds": round(time.monotonic() - self.started, 1),
             "graceful_restart": "restarting: waiting for peers' End-of-RIB" if sp.deferring else "",
+            "route_feed": "" if not sp.feed.holding else
+            f"felixd keeps its routes until End-of-RIB from {len(sp.feed_hold.waiting)} more peers",
             "peers": [self.summary(p) for p in self.sorted_peers()],
         }
         if self.status_extra is not None:

@@ -30,6 +30,7 @@ from dataclasses import dataclass
 from bgpd.advertise import taggers
 from bgpd.bfd_session import BfdSession, StateChange
 from bgpd.bfd_table import BfdTable
+from bgpd.feed_hold import FeedHold
 from bgpd.feed_out import RibFeed
 from bgpd.filters import EXPORT, IMPORT, InterfaceOf, peer_chains
 from bgpd.fsm import State
@@ -83,7 +84,7 @@ FAMILY_NAMES = {IPV4_UNICAST: "ipv4_unicast", IPV6_UNICAST: "ipv6_unicast"}
 CONNECT_RETRY_TIME = 30.0
 MAX_PREFIX_HOLD_DOWN = 30.0
 CONNECT_DELAY = 2.0  # Calico's BIRD: `connect delay time 2`
-_GR, _DEFERRAL = "graceful-restart", "restart-deferral"  # schedule tokens
+_GR, _DEFERRAL, _FEED_HOLD = "graceful-restart", "restart-deferral", "feed-hold"  # schedule tokens
 
 
 @dataclass(frozen=True, slots=True)
@@ -179,6 +180,9 @@ class Speaker:
             self._schedule.update(_DEFERRAL, self.deferral.next_deadline())
         else:
             self.restarting = False
+        # the feed's first snapshot ends only when the peers' tables are in (bgpd.feed_hold)
+        self.feed_hold = FeedHold(now, [p.info for p in self.peers.values()])
+        self._check_feed_hold(now)
 
     # ------------------------------------------------------------ outputs
 
@@ -368,6 +372,8 @@ class Speaker:
         if self.deferral is not None:
             self._apply(self.deferral.peer_removed(peer.info, now), now)
             self._check_deferral(now)
+        self.feed_hold.peer_gone(peer.info, now)
+        self._check_feed_hold(now)
         self.gr.peers.pop(peer.info, None)
         self._apply(self.rib.remove_peer(peer.info), now)
         del self._by_info[peer.info]
@@ -484,6 +490,9 @@ class Speaker:
             elif obj == _DEFERRAL and self.deferral is not None:
                 self._apply(self.deferral.poll(now), now)
                 self._check_deferral(now)
+            elif obj == _FEED_HOLD:
+                self.feed_hold.poll(now)
+                self._check_feed_hold(now)
 
     # ------------------------------------------------------------ session events
 
@@ -568,6 +577,8 @@ class Speaker:
             self._join_group(peer, now)
         self._apply(changes, now)
         self._check_deferral(now)
+        self.feed_hold.peer_established(info, peer.families, peer.remote_gr, now)
+        self._check_feed_hold(now)
         log.info("peer %s Established (router id %s, families %s, hold %ds)", peer.key, remote.router_id,
                  ", ".join(FAMILY_NAMES[f] for f in peer.families), ev.hold_time)
 
@@ -588,8 +599,11 @@ class Speaker:
             self._schedule.update(_GR, self.gr.next_deadline())
             if self.deferral is not None:
                 changes = _merge(changes, self.deferral.end_of_rib(peer.info, family, now))
+            self.feed_hold.end_of_rib(peer.info, family, now)
         self._apply(changes, now)
         self._check_deferral(now)
+        if result.end_of_rib is not None:
+            self._check_feed_hold(now)
         if result.error is not None:
             err = result.error
             peer.prefix_limit_hits += 1
@@ -623,6 +637,8 @@ class Speaker:
             return  # a connection that never carried the peer's routes (a lost collision, a failed start)
         peer.established = None
         self._leave_group(peer)
+        self.feed_hold.peer_gone(peer.info, now)
+        self._check_feed_hold(now)
         if ev.was_established:
             # RFC 4724: a NOTIFICATION ends graceful restart; RFC 8538 (N bit): only a Hard Reset does. A
             # path BFD saw fail is no restart either: the routes go now, not after the restart time
@@ -655,9 +671,22 @@ class Speaker:
         self.restarting = False
         self._schedule.remove(_DEFERRAL)
         for peer in self.peers.values():
+            peer.neighbor.restart_done()  # OPENs from now on carry no Restart State bit
             if peer.established is not None and peer.group is None:
                 self._join_group(peer, now)
         self.feed.resend_all()
+
+    def _check_feed_hold(self, now: float) -> None:
+        hold = self.feed_hold
+        if hold.done:
+            if self.feed.holding or _FEED_HOLD in self._schedule:
+                log.info("route feed whole %.1f s after start: every peer's End-of-RIB is in (or no longer "
+                         "awaited)", now - hold.started)
+            self.feed.holding = False
+            self._schedule.remove(_FEED_HOLD)
+        else:
+            self.feed.holding = True
+            self._schedule.update(_FEED_HOLD, hold.next_deadline())
 
     # ------------------------------------------------------------ BFD
 

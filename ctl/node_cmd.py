@@ -50,6 +50,8 @@ def cmd_status(args: argparse.Namespace) -> int:
         return code
     if status.get("graceful_restart"):  # during an upgrade: routes are held until peers resend theirs
         print(f"tortie-bgpd graceful restart: {status['graceful_restart']}")
+    if status.get("route_feed"):  # after a start: felixd's routes are kept until the peers' tables are in
+        print(f"tortie-bgpd route feed: {status['route_feed']}")
     peers: Sequence[Mapping[str, Any]] = status.get("peers") or []
     bfd = any(p.get("bfd") for p in peers)
     headers = (*HEADERS, BFD_HEADER) if bfd else HEADERS
