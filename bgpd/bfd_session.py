@@ -95,6 +95,7 @@ class BfdSession:
         self.local_discr = local_discr
         self.local = local  # our address (the packets' source)
         self.remote = remote
+        self.multihop = settings.multihop  # RFC 5883 (UDP 4784, any TTL) rather than RFC 5881
         self.name = name or remote
         self.rng = rng or random.Random()
         self.settings = settings

@@ -1,8 +1,9 @@
 """Every BFD session of the speaker, and which one a received packet is for (RFC 5880 6.8.6, RFC 5881).
 
 Sans-I/O: datagrams with their addresses and TTL in, the session that took each out. A packet is
-dropped and counted by reason, never raised, when it is malformed (`proto.bfd.decode`'s reasons), did
-not arrive with TTL / hop limit 255 (RFC 5881 section 5: single hop only), names a discriminator we
+dropped and counted by reason, never raised, when it is malformed (`proto.bfd.decode`'s reasons),
+came for a single-hop session without TTL / hop limit 255 (RFC 5881 section 5), came on the port of
+the other mode (`hop-mode`: single hop is UDP 3784, multihop UDP 4784, RFC 5883), names a discriminator we
 did not give out or a session whose peer is elsewhere, has Your Discriminator 0 in a state other than
 Down or AdminDown, or fails the session's authentication. A counted drop never touches a session's
 state, so garbage cannot flap it.
@@ -60,10 +61,11 @@ class BfdTable:
         return s
 
     def receive(self, data: bytes, source: str, destination: str | None, ttl: int | None,
-                now: float) -> BfdSession | None:
-        """The session that accepted the packet, or None (dropped, and counted in `dropped`)."""
+                now: float, multihop: bool = False) -> BfdSession | None:
+        """The session that accepted the packet (it came on the multihop port when `multihop`), or
+        None (dropped, and counted in `dropped`)."""
         self.received += 1
-        if ttl is not None and ttl != TTL:
+        if not multihop and ttl is not None and ttl != TTL:
             self.dropped["ttl"] += 1
             return None
         try:
@@ -89,6 +91,9 @@ class BfdTable:
             if s is None:
                 self.dropped["no-session"] += 1
                 return None
+        if s.multihop != multihop:
+            self.dropped["hop-mode"] += 1
+            return None
         why = s.receive(p, data, now)
         if why is not None:
             self.dropped[why] += 1

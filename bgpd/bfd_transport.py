@@ -1,8 +1,8 @@
 """The asyncio adapter for BFD (RFC 5881 single hop): UDP sockets beside the TCP transport, nothing else.
 
-- Receiving: one socket per listen address on UDP 3784, read with `recvmsg` so the TTL / hop limit of
-  each datagram comes along (IP_RECVTTL, IPV6_RECVHOPLIMIT): the session table refuses anything but
-  255. Every datagram goes to `speaker.bfd_receive`, then the TCP transport's `service()` acts on what
+- Receiving: per listen address one socket on UDP 3784 (single hop, RFC 5881) and one on UDP 4784
+  (multihop, RFC 5883), read with `recvmsg` so the TTL / hop limit of each datagram comes along
+  (IP_RECVTTL, IPV6_RECVHOPLIMIT): the session table refuses anything but 255 for single hop. Every datagram goes to `speaker.bfd_receive`, then the TCP transport's `service()` acts on what
   followed (a BGP session taken down, the one timer re-armed).
 - Sending: one socket per BFD session, bound to the session's local address and a source port in
   49152-65535 (RFC 5881 section 4: one port per session), TTL / hop limit 255. `flush()` writes what
@@ -27,7 +27,7 @@ from collections.abc import Callable
 
 from bgpd.bfd_session import BfdSession
 from bgpd.speaker import Speaker
-from proto.bfd import CONTROL_PORT, SOURCE_PORTS, TTL
+from proto.bfd import CONTROL_PORT, MULTIHOP_PORT, SOURCE_PORTS, TTL
 
 log = logging.getLogger("bgpd.bfd")
 
@@ -49,10 +49,11 @@ def _family(address: str) -> int:
 
 class BfdTransport:
     def __init__(self, speaker: Speaker, service: Callable[[], None], *, port: int = CONTROL_PORT,
-                 rng: random.Random | None = None) -> None:
+                 multihop_port: int = MULTIHOP_PORT, rng: random.Random | None = None) -> None:
         self.speaker = speaker
         self.service = service  # the TCP transport's: events, writes, the one timer
         self.port = port
+        self.multihop_port = multihop_port
         self.rng = rng or random.Random()
         self.loop = asyncio.get_running_loop()
         self.listeners: list[socket.socket] = []
@@ -65,28 +66,32 @@ class BfdTransport:
 
     def listen(self, addresses: list[str]) -> None:
         for address in addresses:
-            family = _family(address)
-            sock = socket.socket(family, socket.SOCK_DGRAM)
-            try:
-                sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-                if family == socket.AF_INET6:
-                    sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
-                    sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_RECVHOPLIMIT, 1)
-                else:
-                    sock.setsockopt(socket.IPPROTO_IP, IP_RECVTTL, 1)
-                sock.bind((address, self.port))
-                sock.setblocking(False)
-            except OSError:
-                sock.close()
-                raise
-            self.loop.add_reader(sock.fileno(), self._readable, sock)
-            self.listeners.append(sock)
+            for port, multihop in ((self.port, False), (self.multihop_port, True)):
+                self._listen(address, port, multihop)
+
+    def _listen(self, address: str, port: int, multihop: bool) -> None:
+        family = _family(address)
+        sock = socket.socket(family, socket.SOCK_DGRAM)
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            if family == socket.AF_INET6:
+                sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+                sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_RECVHOPLIMIT, 1)
+            else:
+                sock.setsockopt(socket.IPPROTO_IP, IP_RECVTTL, 1)
+            sock.bind((address, port))
+            sock.setblocking(False)
+        except OSError:
+            sock.close()
+            raise
+        self.loop.add_reader(sock.fileno(), self._readable, sock, multihop)
+        self.listeners.append(sock)
 
     @property
     def bound(self) -> list[tuple[str, int]]:
         return [s.getsockname()[:2] for s in self.listeners]
 
-    def _readable(self, sock: socket.socket) -> None:
+    def _readable(self, sock: socket.socket, multihop: bool) -> None:
         speaker = self.speaker
         now = self.loop.time()
         local = _normal(sock.getsockname()[0])
@@ -104,7 +109,7 @@ class BfdTransport:
                 if (level, kind) in ((socket.IPPROTO_IP, socket.IP_TTL),
                                      (socket.IPPROTO_IPV6, socket.IPV6_HOPLIMIT)) and len(value) >= 4:
                     ttl = struct.unpack("=i", value[:4])[0]
-            speaker.bfd_receive(data, _normal(addr[0]), local, ttl, now)
+            speaker.bfd_receive(data, _normal(addr[0]), local, ttl, now, multihop)
             got += 1
         if got:
             self.service()
@@ -123,7 +128,7 @@ class BfdTransport:
             if sock is not None:
                 for d in data:
                     try:
-                        sock.sendto(d, (s.remote, self.port))
+                        sock.sendto(d, (s.remote, self.multihop_port if s.multihop else self.port))
                         self.sent += 1
                     except OSError as exc:
                         name = errno.errorcode.get(exc.errno or 0, "error")

@@ -69,7 +69,7 @@ class Control:
         return {
             "state": BFD_STATES[s.state], "remote_state": BFD_STATES[s.remote_state],
             "diagnostic": diag_text(s.local_diag), "remote_diagnostic": diag_text(s.remote_diag),
-            "local_address": s.local, "local_discriminator": s.local_discr,
+            "local_address": s.local, "multihop": s.multihop, "local_discriminator": s.local_discr,
             "remote_discriminator": s.remote_discr,
             "since": time.time() - (now - s.changed_at),
             "uptime_seconds": None if s.up_since is None else round(now - s.up_since, 3),

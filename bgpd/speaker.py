@@ -199,7 +199,8 @@ class Speaker:
 
     def bfd_with_output(self) -> list[BfdSession]:
         """BFD sessions with datagrams to send (`session.data_to_send()`), from `session.local` to
-        `session.remote`, UDP port 3784, TTL 255. A `closed` one is gone once they are sent."""
+        `session.remote`, UDP port 3784 (4784 when `session.multihop`), TTL 255. A `closed` one is gone
+        once they are sent."""
         out = list(self._bfd_output)
         self._bfd_output.clear()
         return out
@@ -697,6 +698,9 @@ class Speaker:
             self._bfd_close(key, now)
             return
         s = self.bfd.sessions.get(key)
+        if s is not None and s.multihop != settings.multihop:
+            self._bfd_close(key, now)  # the other port and rules: a new session
+            s = None
         if s is not None:
             s.reconfigure(settings, now)
         else:
@@ -706,8 +710,9 @@ class Speaker:
                 log.warning("peer %s: no local address of its family for BFD", key)
                 return
             s = self.bfd.add(key, settings, local, key, now)
-            log.info("peer %s: BFD on (%s -> %s, rx %d ms, tx %d ms, multiplier %d)", key, local, key,
-                     settings.min_rx_ms, settings.min_tx_ms, settings.multiplier)
+            log.info("peer %s: BFD on (%s -> %s%s, rx %d ms, tx %d ms, multiplier %d)", key, local, key,
+                     ", multihop" if settings.multihop else "", settings.min_rx_ms, settings.min_tx_ms,
+                     settings.multiplier)
         peer.bfd = s
         self._bfd_touch(s, now)
 
@@ -727,9 +732,10 @@ class Speaker:
             self._bfd_touch(s, now)
 
     def bfd_receive(self, data: bytes, source: str, destination: str | None, ttl: int | None,
-                    now: float) -> None:
-        """A datagram on UDP 3784 from `source` to `destination` with this TTL (None: unknown)."""
-        s = self.bfd.receive(data, source, destination, ttl, now)
+                    now: float, multihop: bool = False) -> None:
+        """A datagram on UDP 3784 (4784 when `multihop`) from `source` to `destination` with this TTL
+        (None: unknown)."""
+        s = self.bfd.receive(data, source, destination, ttl, now, multihop)
         if s is not None:
             self._bfd_touch(s, now)
 

@@ -260,7 +260,8 @@ def build(model: ClusterModel, node_name: str, secrets_dir: Path = DEFAULT_SECRE
                     source="node-to-node mesh",
                 ))
 
-    peers = {key: _with_bfd(p, model) for key, p in peers.items()}
+    subnets = [i.network for i in (me.ipv4_address, me.ipv6_address) if i is not None]
+    peers = {key: _with_bfd(p, model, subnets) for key, p in peers.items()}
     originate = []
     for block in model.blocks_for(me):
         pool = model.pool_for(block.cidr)
@@ -285,9 +286,10 @@ def build(model: ClusterModel, node_name: str, secrets_dir: Path = DEFAULT_SECRE
     )
 
 
-def _with_bfd(peer: PeerConfig, model: ClusterModel) -> PeerConfig:
+def _with_bfd(peer: PeerConfig, model: ClusterModel, subnets: list[IPNetwork]) -> PeerConfig:
     """BFD from the annotations of what made the peering: its BGPPeer, or for the node-to-node mesh
-    the default BGPConfiguration."""
+    the default BGPConfiguration. A peer outside this node's subnets is reached through a router:
+    its BFD runs multihop (RFC 5883)."""
     if peer.source == "node-to-node mesh":
         annotations = model.bgp_config.annotations
     else:
@@ -308,7 +310,8 @@ def _with_bfd(peer: PeerConfig, model: ClusterModel) -> PeerConfig:
             raise TopologyError(f"the BFD key of {peer.source} in {settings.auth_key_file} has {len(key)} "
                                 f"octets: 1 to {limit} for this authentication type")
         settings = replace(settings, auth_key=key)
-    return replace(peer, bfd=settings)
+    multihop = not any(peer.address in net for net in subnets if net.version == peer.address.version)
+    return replace(peer, bfd=replace(settings, multihop=multihop))
 
 
 @dataclass(frozen=True)

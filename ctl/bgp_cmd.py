@@ -158,6 +158,8 @@ def bfd_text(bfd: Mapping[str, Any] | None) -> str:
         text += f", detection {_seconds(bfd['detection_time_ms'])} ms"
     text += f", discriminators {int(bfd.get('local_discriminator') or 0):#010x} / " \
             f"{int(bfd.get('remote_discriminator') or 0):#010x}"
+    if bfd.get("multihop"):
+        text += ", multihop"
     if bfd.get("authentication"):
         text += f", {bfd['authentication']}"
     packets = bfd.get("packets") or {}

@@ -41,7 +41,8 @@ from construct import (
 )
 
 VERSION = 1
-CONTROL_PORT = 3784  # RFC 5881 section 4
+CONTROL_PORT = 3784  # RFC 5881 section 4: single hop
+MULTIHOP_PORT = 4784  # RFC 5883 section 5: multihop
 SOURCE_PORTS = (49152, 65535)  # RFC 5881 section 4: the source port range
 MANDATORY_LEN = 24
 MIN_AUTH_LEN = 26  # RFC 5880 6.8.6: the least Length with the A bit set

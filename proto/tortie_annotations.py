@@ -61,6 +61,9 @@ class BfdSettings:
     auth_key_id: int = 1
     auth_key_file: str | None = None
     auth_key: bytes = b""  # read from auth_key_file by bgpd.topology when the peering is built
+    # set by bgpd.topology: the peer is not on one of this node's subnets, so BFD runs multihop
+    # (RFC 5883, UDP 4784) instead of single hop (RFC 5881, UDP 3784, TTL 255 only)
+    multihop: bool = False
 
 
 def _is_tortie(key: str) -> bool:
@@ -158,7 +161,7 @@ def problems(kind: str, annotations: Mapping[str, str]) -> list[tuple[str, str]]
     bfd_keys = [k for k in values if k.startswith(BFD_PREFIX) and k != ENABLED]
     if bfd_keys and ENABLED not in values and not any(k == ENABLED for k, _ in out):
         out.append((bfd_keys[0], f'BFD settings without {ENABLED}: "true" (or "false" to keep them off)'))
-    if values.get(ENABLED) and values.get(AUTH) is not None and AUTH_KEY_FILE not in values:
+    if values.get(ENABLED) and values.get(AUTH) is not None and AUTH_KEY_FILE not in annotations:
         out.append((AUTH, f"authentication needs its key: {AUTH_KEY_FILE}"))
     if AUTH_KEY_FILE in values and values.get(AUTH) is None and AUTH not in (k for k, _ in out):
         out.append((AUTH_KEY_FILE, f"a key without {AUTH} (one of {', '.join(AUTH_TYPES)})"))

@@ -128,7 +128,7 @@ class Net:
                             continue
                         data = got
                     self.datagrams += 1
-                    target.bfd_receive(data, s.local, s.remote, 255, self.now)
+                    target.bfd_receive(data, s.local, s.remote, 255, self.now, s.multihop)
         return moved
 
     def _move(self) -> bool:

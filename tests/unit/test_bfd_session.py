@@ -360,3 +360,15 @@ def test_discriminators_are_unique_nonzero_and_a_removed_session_says_admin_down
     assert last.state == ADMIN_DOWN and last.diag == Diag.ADMIN_DOWN
     assert t.receive(_packet(UP, s.local_discr), s.remote, A, 255, 1.0) is None
     assert t.dropped["your-discriminator"] == 1
+
+
+def test_multihop_sessions_take_any_ttl_on_their_own_port_only() -> None:
+    t = BfdTable(random.Random(6))
+    hop = t.add("10.9.0.1", BfdSettings(multihop=True), A, "10.9.0.1", 0.0)
+    one = t.add(B, BfdSettings(), A, B, 0.0)
+    assert t.receive(_packet(DOWN, 0), "10.9.0.1", A, 250, 0.1, multihop=True) is hop
+    assert hop.state == INIT
+    assert t.receive(_packet(DOWN, 0, mine=7), "10.9.0.1", A, 255, 0.2) is None  # on the single-hop port
+    assert t.receive(_packet(DOWN, 0, mine=8), B, A, 255, 0.2, multihop=True) is None
+    assert t.dropped["hop-mode"] == 2 and one.state == DOWN
+    assert t.receive(_packet(DOWN, 0, mine=8), B, A, 255, 0.3) is one
