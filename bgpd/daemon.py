@@ -87,6 +87,7 @@ class BgpDaemon:
         await transport.listen(addresses)
         log.info("listening on %s", ", ".join(f"{a}:{p}" for a, p in transport.bound))
         bfd = BfdTransport(speaker, transport.service)
+        transport.before_timer = bfd.drain  # held-back BFD packets count before detection times do
         self.bfd = bfd
         for address, _port in addresses:
             try:

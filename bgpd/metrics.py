@@ -11,12 +11,14 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 
+from bgpd.peer import Peer
 from bgpd.speaker import FAMILY_NAMES, Speaker
+from proto.bfd import BfdState
 from proto.bgp import MsgType
 from runtime.prom import Collector, CollectorRegistry, Counter, Gauge, Histogram, Metric
 
 SESSION_STATES = ("idle", "connect", "active", "opensent", "openconfirm", "established")
-BFD_STATES = ("admindown", "down", "init", "up")
+BFD_STATES = ("admindown", "down", "init", "up")  # by BfdState value
 
 
 class PeerFamilies(Collector):
@@ -183,6 +185,7 @@ class BgpMetrics:
             registry=r,
         )
 
+        self.bfd_children: dict[str, _BfdChildren] = {}
         self.peers = Gauge(
             "tortie_bgp_peers", "Configured peers whose session is in each state", ["state"], registry=r
         )
@@ -226,16 +229,7 @@ def refresh(metrics: BgpMetrics, speaker: Speaker) -> None:
         for (code, subcode), n in peer.notifications_received.items():
             _sync_counter(metrics.notifications_received.labels(key, str(code), str(subcode)), n)
         if peer.bfd is not None:
-            b = peer.bfd
-            for st in BFD_STATES:
-                metrics.bfd_session_state.labels(key, st).set(1 if st == b.state.name.replace("_", "").lower() else 0)
-            for st, n in b.transitions.items():
-                _sync_counter(metrics.bfd_transitions.labels(key, st.name.replace("_", "").lower()), n)
-            _sync_counter(metrics.bfd_failures.labels(key), peer.bfd_failures)
-            _sync_counter(metrics.bfd_packets_sent.labels(key), b.sent)
-            _sync_counter(metrics.bfd_packets_received.labels(key), b.received)
-            detect = b.detection_time
-            metrics.bfd_detection_time.labels(key).set(detect if detect is not None else 0)
+            _bfd(metrics, key, peer)
         session = peer.session
         for counts, metric in ((session.sent, metrics.messages_sent),
                                (session.received, metrics.messages_received)):
@@ -257,9 +251,42 @@ def refresh(metrics: BgpMetrics, speaker: Speaker) -> None:
         _sync_counter(metrics.bfd_packets_dropped.labels(reason), n)
 
 
+class _BfdChildren:
+    """One peer's BFD metric children, looked up once: `labels()` costs microseconds, and a scrape
+    of a hundred peers would make several thousand lookups."""
+
+    __slots__ = ("detect", "failures", "received", "sent", "states", "transitions")
+
+    def __init__(self, metrics: BgpMetrics, key: str) -> None:
+        self.states = {st: metrics.bfd_session_state.labels(key, BFD_STATES[st]) for st in BfdState}
+        self.transitions = {st: metrics.bfd_transitions.labels(key, BFD_STATES[st]) for st in BfdState}
+        self.failures = metrics.bfd_failures.labels(key)
+        self.sent = metrics.bfd_packets_sent.labels(key)
+        self.received = metrics.bfd_packets_received.labels(key)
+        self.detect = metrics.bfd_detection_time.labels(key)
+
+
+def _bfd(metrics: BgpMetrics, key: str, peer: Peer) -> None:
+    b = peer.bfd
+    assert b is not None
+    c = metrics.bfd_children.get(key)
+    if c is None:
+        c = metrics.bfd_children[key] = _BfdChildren(metrics, key)
+    for st, child in c.states.items():
+        child.set(1 if st == b.state else 0)
+    for st, n in b.transitions.items():
+        _sync_counter(c.transitions[st], n)
+    _sync_counter(c.failures, peer.bfd_failures)
+    _sync_counter(c.sent, b.sent)
+    _sync_counter(c.received, b.received)
+    detect = b.detection_time
+    c.detect.set(detect if detect is not None else 0)
+
+
 def forget_peer(metrics: BgpMetrics, key: str) -> None:
     """A peer left the configuration: none of its series stays behind."""
     metrics._states.pop(key, None)
+    metrics.bfd_children.pop(key, None)
     metrics._count_states()
     for value in vars(metrics).values():
         if isinstance(value, (Counter, Gauge)) and "peer" in value._labelnames:

@@ -469,7 +469,10 @@ class Speaker:
 
     def handle_timer(self, now: float, input_pending: Callable[[Session], bool] | None = None) -> None:
         for obj in self._schedule.due(now):
-            if isinstance(obj, Session):
+            if type(obj) is BfdSession:  # the most frequent by far with BFD: first
+                obj.handle_timer(now)
+                self._bfd_touch(obj, now)
+            elif isinstance(obj, Session):
                 peer = self._owner.get(obj)
                 obj.handle_timer(now, input_pending=bool(input_pending and input_pending(obj)))
                 if peer is not None:
@@ -485,9 +488,6 @@ class Speaker:
                                 "its stale routes are withdrawn")
                 self._apply(changes, now)
                 self._schedule.update(_GR, self.gr.next_deadline())
-            elif isinstance(obj, BfdSession):
-                obj.handle_timer(now)
-                self._bfd_touch(obj, now)
             elif obj == _DEFERRAL and self.deferral is not None:
                 self._apply(self.deferral.poll(now), now)
                 self._check_deferral(now)
