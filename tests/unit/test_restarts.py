@@ -1,7 +1,7 @@
 """Many hosts restarting at once, in memory: four speakers in a mesh, three of them restarted together
 (a crash: graceful restart, restarting speakers; and a clean stop: Cease, no graceful restart), at
 once or at staggered moments. Each host's
-felixd is stood in for by felixd's own route table (felixd.feed_client.RouteTable) fed by the
+felixd is stood in for by felixd's own route table (felixd.feed_table.FeedTable) fed by the
 speaker's route feed, so what is checked is what felixd would keep in the kernel:
 
 - after a crash no host ever loses a route to a block that stayed valid (restarting hosts keep theirs
@@ -22,9 +22,10 @@ import pytest
 from bgpd.feed_out import FeedReader
 from bgpd.fsm import State
 from bgpd.speaker import Speaker
-from felixd.feed_client import RouteTable
+from felixd.feed_table import FeedTable
+from proto import prefix as pf
 from proto.bgp import GracefulRestartCap
-from proto.feed import FeedDecoder
+from proto.feed_wire import WireDecoder
 from tests.unit.speaker_net import Net, topology
 from tests.unit.test_speaker import mesh_yaml
 
@@ -37,16 +38,16 @@ class Felix:
     """A host's felixd: its route table, fed from whichever bgpd runs on the host."""
 
     def __init__(self) -> None:
-        self.table = RouteTable(stale_time=120.0)
+        self.table = FeedTable(stale_time=120.0)
         self.speaker: Speaker | None = None
         self.reader: FeedReader | None = None
-        self.decoder = FeedDecoder()
+        self.decoder = WireDecoder()
         self.lost: list[tuple[float, str]] = []  # (when, prefix) a valid route left the table
 
     def attach(self, sp: Speaker, now: float) -> None:
         if self.speaker is not None:
             self.table.disconnected(now)
-        self.speaker, self.reader, self.decoder = sp, sp.feed.add_reader(), FeedDecoder()
+        self.speaker, self.reader, self.decoder = sp, sp.feed.add_reader(), WireDecoder()
 
     def detach(self, now: float) -> None:
         self.table.disconnected(now)
@@ -64,12 +65,16 @@ class Felix:
                 data += sp.feed.drain(reader)
         if data:
             self.decoder.receive_data(data)
-            for frame in self.decoder.frames():
-                gone, _ = self.table.handle(frame, now)
-                self.lost += [(now, p) for p in gone if p in valid and p not in self.table.routes]
+            changed: dict[pf.Prefix, pf.Address | None] = {}
+            self.table.receive(self.decoder.frames(), changed)
+            gone = {pf.text(p) for p in changed if p not in self.table.routes}
+            self.lost += [(now, p) for p in gone if p in valid]
 
     def whole(self, want: set[str]) -> bool:
-        return set(self.table.routes) == want and not self.table.stale and self.table.synced
+        return self.prefixes() == want and not self.table.stale and self.table.synced
+
+    def prefixes(self) -> set[str]:
+        return {pf.text(p) for p in self.table.routes}
 
 
 def run_restart(abrupt: bool, starts: dict[str, float]) -> None:
@@ -113,7 +118,7 @@ def run_restart(abrupt: bool, starts: dict[str, float]) -> None:
         assert net.now - t0 < 120, (up_at, pending)
     last_up = max(up_at.values())
     assert step(last_up + 5.0, lambda: all(felix[n].whole(want[n]) for n in NAMES)), \
-        {n: (sorted(felix[n].table.routes), sorted(felix[n].table.stale), sp[n].deferring, sp[n].feed.holding)
+        {n: (sorted(felix[n].prefixes()), sorted(map(pf.text, felix[n].table.stale)), sp[n].deferring, sp[n].feed.holding)
          for n in NAMES}
     for n in NAMES:
         assert net.now - up_at[n] <= 5.0 + max(up_at.values()) - up_at[n]
