@@ -23,7 +23,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import shutil
 import signal
 import subprocess
@@ -36,6 +35,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import yaml
 
+from bench import results
 from lab.netns import NetnsSet
 from runtime.control import ControlError, call
 
@@ -197,9 +197,6 @@ def run(n: int, seconds: float) -> dict[str, Any]:
 
     tortie_cost = share(with_bfd, "tortie-bgpd") - share(without, "tortie-bgpd")
     bird_cost = share(with_bfd, "bird") - share(without, "bird")
-    commit = subprocess.run(["git", "-C", str(REPO), "rev-parse", "HEAD"], capture_output=True, text=True).stdout.strip()
-    dirty = bool(subprocess.run(["git", "-C", str(REPO), "status", "--porcelain", "--untracked-files=no"],
-                                capture_output=True, text=True).stdout.strip())
     tortie_kernel = with_bfd["of_which_kernel"]["tortie-bgpd"] - without["of_which_kernel"]["tortie-bgpd"]
     for w in (without, with_bfd):  # keep the file readable: one sum for the BIRDs
         for key in ("cpu_share_of_one_core", "of_which_kernel"):
@@ -214,11 +211,7 @@ def run(n: int, seconds: float) -> dict[str, Any]:
         "bird_bfd_cost_share_of_one_core": round(bird_cost, 5),
         "ratio_tortie_to_bird": round(tortie_cost / bird_cost, 2) if bird_cost > 0 else None,
         "without_bfd": without, "with_bfd": with_bfd,
-        "command": " ".join(["sudo", ".venv/bin/python", *sys.argv]),
-        "commit": commit + ("+dirty" if dirty else ""),
-        "machine": {"kernel": platform.release(), "cpus": os.cpu_count(), "python": platform.python_version(),
-                    "bird": subprocess.run(["bird", "--version"], capture_output=True, text=True).stderr.strip()},
-        "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "bird": subprocess.run(["bird", "--version"], capture_output=True, text=True).stderr.strip(),
     }
 
 
@@ -230,7 +223,9 @@ def main() -> None:
     args = ap.parse_args()
     if os.geteuid() != 0:
         sys.exit("bench/bfd.py needs root (network namespaces)")
+    meta = results.Run()  # date, commit, machine, load and the exact command (bench/results.py)
     r = run(args.peers, args.window)
+    r["run"] = meta.finish()
     w, wo = r["with_bfd"], r["without_bfd"]
     print(f"{r['peers']} peers, BFD 300 ms x 3, {r['window_s']:.0f} s windows "
           f"(load {wo['loadavg_1m_before_after']} / {w['loadavg_1m_before_after']}):")
