@@ -21,12 +21,15 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
+from bgpd import graceful
 from bgpd.rib.path import PeerInfo
 from proto.bgp.constants import AfiSafi
 from proto.bgp.model import GracefulRestartCap
 
 DEFAULT_HOLD_TIME = 120.0  # at most, as felixd's own stale time (its graceful-restart time)
-DEFAULT_ESTABLISHED_WAIT = 10.0  # a peer not up by then is not waited for
+# a peer not up by then is not waited for: the same wait as the restarting speaker's deferral (giving up
+# early costs felixd that peer's routes until it is back; 10 s was too short on a loaded machine)
+DEFAULT_ESTABLISHED_WAIT = graceful.DEFAULT_ESTABLISHED_WAIT
 
 
 @dataclass
