@@ -240,18 +240,20 @@ for data, ttl in bad:
 
 
 def test_without_bfd_a_cut_keeps_the_routes_for_the_hold_time(cluster: Cluster) -> None:
-    """The control: BFD off, a BGPPeer mesh with keepaliveTime 1s (hold time 3 s). The same link cut
-    leaves the block in the other kernels until the hold time runs out."""
+    """The control: BFD off (a BGPPeer mesh without the annotations). The same link cut leaves the block
+    in the other kernels: nothing notices before the 90 s hold time (keepaliveTime no longer shortens it,
+    and its expiry is a graceful restart since RFC 8538), so the block is still there well after BFD's
+    limit."""
     docs = cluster_docs(NODES, [pool_doc("10.208.0.0/16", vxlan=True)], config=config_doc({}, mesh=False),
-                        peers=[peer_doc("short-hold", peerSelector="all()", keepaliveTime="1s")])
+                        peers=[peer_doc("no-bfd", peerSelector="all()")])
     write_cluster(cluster.config, docs)
     everyone = diag(*cluster.bgpd.values())
     for n in NODES:
         d = cluster.bgpd[n.name]
         peers = [o.address for o in NODES if o is not n]
         wait_for(lambda d=d, peers=peers: d.established(*peers) and all(
-            d.neighbor(p)["hold_time"] == 3 and d.neighbor(p)["bfd_session"] is None for p in peers), 90,
-            f"{n.name}: BGPPeer sessions with hold time 3 s, no BFD", diag=everyone)
+            d.neighbor(p)["bfd_session"] is None for p in peers), 90,
+            f"{n.name}: BGPPeer sessions without BFD", diag=everyone)
         wait_for(lambda n=n: kernel_blocks(cluster.hosts[n.name]) == others(n.name), 60,
                  f"{n.name}'s kernel to hold every other block", diag=everyone)
     block = VICTIM.blocks[0]
@@ -259,14 +261,12 @@ def test_without_bfd_a_cut_keeps_the_routes_for_the_hold_time(cluster: Cluster) 
     try:
         t_cut = time.monotonic()
         cluster.hosts[VICTIM.name].ns.exec("ip", "link", "set", "eth0", "down")
-        took = {}
+        # three times BFD's limit: no kernel lets the block go (each wait runs from the cut)
         for name, w in watches.items():
-            at = w.wait("del", block, t_cut, 30)
-            assert at is not None, everyone()
-            took[name] = at - t_cut
-        print("without BFD (hold time 3 s): " + ", ".join(f"{k} after {v * 1000:.0f} ms" for k, v in took.items()))
-        # the hold timer runs from the last KEEPALIVE (sent every 1 s, jittered): at least 2 s after the cut
-        assert min(took.values()) > 2 * LIMIT, took
+            at = w.wait("del", block, t_cut, 3 * LIMIT)
+            assert at is None, (name, at - t_cut, everyone())
+            assert block in kernel_blocks(cluster.hosts[name]), name
+        print(f"without BFD: {block} still in {', '.join(watches)} {time.monotonic() - t_cut:.1f} s after the cut")
     finally:
         cluster.hosts[VICTIM.name].ns.exec("ip", "link", "set", "eth0", "up")
         for w in watches.values():
