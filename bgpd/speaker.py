@@ -83,6 +83,11 @@ FAMILY_NAMES = {IPV4_UNICAST: "ipv4_unicast", IPV6_UNICAST: "ipv6_unicast"}
 # Calico's graceful-restart time, so a restarting tortie could lose its routes on that peer.
 CONNECT_RETRY_TIME = 30.0
 MAX_PREFIX_HOLD_DOWN = 30.0
+# after a BFD failure the BGP session stays down (refusing the peer's connections too) until BFD is Up
+# again, which restarts it at once; this only bounds the wait for a peer whose BFD never returns. Without
+# it the session came straight back over a path BFD still calls down (BFD packets lost, TCP fine) and
+# stayed up unprotected, since a BFD session that is already Down cannot fail again.
+BFD_FAILURE_HOLD_DOWN = 30.0
 CONNECT_DELAY = 2.0  # Calico's BIRD: `connect delay time 2`
 _GR, _DEFERRAL, _FEED_HOLD = "graceful-restart", "restart-deferral", "feed-hold"  # schedule tokens
 
@@ -764,7 +769,8 @@ class Speaker:
                 if session.state in (State.OPENSENT, State.OPENCONFIRM, State.ESTABLISHED):
                     peer.bfd_failed = True
                     session.automatic_stop(now, CeaseSubcode.BFD_DOWN,
-                                           reason=f"BFD session down ({diag_text(ev.diag)})")
+                                           reason=f"BFD session down ({diag_text(ev.diag)})",
+                                           hold_down=BFD_FAILURE_HOLD_DOWN)
             self._touch(peer, now)
         elif ev.new == BfdState.UP and not peer.admin_down:
             peer.session.retry_now(now)  # the path is back: no need to wait out a back-off

@@ -90,6 +90,9 @@ class Frr(Daemon):
             c.append(f" neighbor {n.address} remote-as {n.asn}")
             if n.passive:
                 c.append(f" neighbor {n.address} passive")
+            else:
+                # FRR retries a refused connection only after 120 s; tortie may not listen yet when FRR starts
+                c.append(f" neighbor {n.address} timers connect 5")
             if n.password:
                 c.append(f" neighbor {n.address} password {n.password}")
             if n.local_address:

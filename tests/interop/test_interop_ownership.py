@@ -39,8 +39,8 @@ def ownership_cluster(mode: str | None = None) -> str:
 @pytest.mark.parametrize("kind", DAEMONS)
 def test_daemon_hijacks(kind: str, fabric: Fabric, work: Path) -> None:
     routes = [Route(p) for p in ANNOUNCED]
-    # tortie's mesh rule: the side whose address is the lower text connects (Calico's), so tortie (10.77.0.1)
-    # waits for the daemon (10.77.0.10)
+    # tortie's mesh rule: the side whose address is the higher text connects, so tortie (10.77.0.1) waits
+    # for the daemon (10.77.0.10) to connect
     neighbor = Neighbor(v4(1), 64512, passive=False)
     with pair(kind, fabric, work, ownership_cluster(), neighbor, routes) as p, p.views():
         t, d = p.tortie, p.daemon
