@@ -10,7 +10,8 @@ when the node it claims to come from holds the confirmed BlockAffinity of the bl
   its Node's `bgp.ipv4Address`), else the peer's own node (learned from it directly);
 - the claimant must hold the block's affinity (`not-block-owner` otherwise, which also covers a more
   specific route inside another node's block); a prefix in a pool with no affinity covering it is
-  refused too (`no-block-affinity`), as is a reflected route whose ORIGINATOR_ID is no Node's
+  refused too (`no-block-affinity`; a prefix outside every pool, such as a service address, is left to
+  the rest of import policy), as is a reflected route whose ORIGINATOR_ID is no Node's
   (`originator-not-a-node`);
 - the next hop must be one of the claimant's addresses (`next-hop-not-owner`): the traffic goes to
   the owner, whatever the attributes say.
@@ -62,14 +63,18 @@ class Refusal:
 
 
 class BlockOwners:
-    def __init__(self, blocks: Mapping[bytes, str], nodes: Iterable[NodeIds]) -> None:
+    def __init__(self, blocks: Mapping[bytes, str], nodes: Iterable[NodeIds], pools: Iterable[bytes] = ()) -> None:
         self.blocks = dict(blocks)  # block (proto.prefix form) -> node name
+        # the IP pools (proto.prefix form): pod blocks come from them; what lies outside every pool (service
+        # addresses a node advertises, say) is not judged here but by the rest of import policy
+        self.pools = tuple(sorted(set(pools)))
         self.lengths = {v: sorted({p[1] for p in self.blocks if p[0] == v}) for v in (pf.V4, pf.V6)}
         self.nodes = {n.name: n for n in nodes}
         self.by_router_id = {n.router_id: n for n in self.nodes.values() if n.router_id}
 
     def __eq__(self, other: object) -> bool:
-        return isinstance(other, BlockOwners) and (self.blocks, self.nodes) == (other.blocks, other.nodes)
+        return isinstance(other, BlockOwners) and (self.blocks, self.nodes, self.pools) == (
+            other.blocks, other.nodes, other.pools)
 
     __hash__ = None  # type: ignore[assignment]
 
@@ -83,7 +88,7 @@ class BlockOwners:
         for n in model.nodes:
             addrs = frozenset(str(i.ip) for i in (n.ipv4_address, n.ipv6_address) if i is not None)
             nodes.append(NodeIds(n.name, str(n.ipv4_address.ip) if n.ipv4_address else None, addrs))
-        return cls(blocks, nodes)
+        return cls(blocks, nodes, (pf.from_network(p.cidr) for p in model.pools))
 
     # ------------------------------------------------------------ lookups
 
@@ -102,6 +107,10 @@ class BlockOwners:
                 return node, block
         return None, None
 
+    def in_pool(self, prefix: bytes) -> bool:
+        return any(pool[0] == prefix[0] and pool[1] <= prefix[1] and _truncate(prefix, pool[1]) == pool
+                   for pool in self.pools)
+
     def claimant(self, peer_node: str, attrs: PathAttributes) -> NodeIds | str:
         """The node a route says it comes from, or the refusal reason when it names none."""
         originator = attrs.originator_id
@@ -118,7 +127,11 @@ class BlockOwners:
         claimant = self.claimant(peer_node, attrs)
         if isinstance(claimant, str):
             detail = f"ORIGINATOR_ID {attrs.originator_id} is no cluster node's router ID"
-            return [], [(p, claimant, detail) for p in prefixes]
+            outside = [p for p in prefixes if not self.in_pool(p[offset:] if offset else p)]
+            if not outside:
+                return [], [(p, claimant, detail) for p in prefixes]
+            kept = set(outside)
+            return outside, [(p, claimant, detail) for p in prefixes if p not in kept]
         hop_ok = bool(next_hop) and next_hop[0] in claimant.addresses
         blocks = self.blocks
         name = claimant.name
@@ -137,7 +150,10 @@ class BlockOwners:
                     refused.append((p, NEXT_HOP, f"next hop {next_hop[0] if next_hop else '-'} is not node "
                                                  f"{name}'s address"))
             elif owner is None:
-                refused.append((p, NO_AFFINITY, "no block affinity covers it"))
+                if self.in_pool(key):
+                    refused.append((p, NO_AFFINITY, "no block affinity covers it"))
+                else:
+                    accepted.append(p)  # no pod block: the pool check and the filters decide
             else:
                 assert block is not None
                 what = "block" if block == key else f"inside block {pf.text(block)}"

@@ -30,7 +30,21 @@ def owners() -> BlockOwners:
     return BlockOwners({P("10.200.1.0/26"): "n1", P("10.200.2.0/26"): "n2"},
                        [NodeIds("n1", "10.77.0.1", frozenset({"10.77.0.1"})),
                         NodeIds("n2", "10.77.0.2", frozenset({"10.77.0.2"})),
-                        NodeIds("n3", "10.77.0.3", frozenset({"10.77.0.3"}))])
+                        NodeIds("n3", "10.77.0.3", frozenset({"10.77.0.3"}))], [P("10.200.0.0/16")])
+
+
+def test_outside_every_pool_is_left_to_import_policy() -> None:
+    """A node's service addresses (serviceClusterIPs, ...) are no pod block: every node may announce
+    them, even reflected with an ORIGINATOR_ID nobody has; a pool prefix in the same UPDATE is judged."""
+    o = owners()
+    attrs = PathAttributes(origin=0)
+    ok, refused = o.check("n2", [P("10.96.0.0/12"), P("10.200.1.0/26")], attrs, ("10.77.0.2",))
+    assert [pf.text(p) for p in ok] == ["10.96.0.0/12"]
+    assert reasons(refused) == {"10.200.1.0/26": "not-block-owner"}
+    stranger = PathAttributes(origin=0, originator_id=ipaddress.IPv4Address("10.99.0.9"))
+    ok, refused = o.check("n2", [P("192.0.2.0/24"), P("10.200.2.0/26")], stranger, ("10.77.0.2",))
+    assert [pf.text(p) for p in ok] == ["192.0.2.0/24"]
+    assert reasons(refused) == {"10.200.2.0/26": "originator-not-a-node"}
 
 
 def reasons(refused: list[tuple[bytes, str, str]]) -> dict[str, str]:
