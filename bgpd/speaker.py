@@ -772,8 +772,10 @@ class Speaker:
                                            reason=f"BFD session down ({diag_text(ev.diag)})",
                                            hold_down=BFD_FAILURE_HOLD_DOWN)
             self._touch(peer, now)
-        elif ev.new == BfdState.UP and not peer.admin_down:
-            peer.session.retry_now(now)  # the path is back: no need to wait out a back-off
+        elif ev.new in (BfdState.INIT, BfdState.UP) and not peer.admin_down:
+            # the path is back: no need to wait out a back-off. At Init already: the peer goes Up on the
+            # packet we send next and may connect at once, so our hold-down must be over by then
+            peer.session.retry_now(now)
             self._touch(peer, now)
 
     # ------------------------------------------------------------ update groups
