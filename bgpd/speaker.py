@@ -88,6 +88,7 @@ MAX_PREFIX_HOLD_DOWN = 30.0
 # it the session came straight back over a path BFD still calls down (BFD packets lost, TCP fine) and
 # stayed up unprotected, since a BFD session that is already Down cannot fail again.
 BFD_FAILURE_HOLD_DOWN = 30.0
+BFD_CONNECT_DELAY = 1.0  # after BFD Up: the peer's BFD is Up within a packet or two (1 s apart at most)
 CONNECT_DELAY = 2.0  # Calico's BIRD: `connect delay time 2`
 _GR, _DEFERRAL, _FEED_HOLD = "graceful-restart", "restart-deferral", "feed-hold"  # schedule tokens
 
@@ -772,10 +773,12 @@ class Speaker:
                                            reason=f"BFD session down ({diag_text(ev.diag)})",
                                            hold_down=BFD_FAILURE_HOLD_DOWN)
             self._touch(peer, now)
-        elif ev.new in (BfdState.INIT, BfdState.UP) and not peer.admin_down:
-            # the path is back: no need to wait out a back-off. At Init already: the peer goes Up on the
-            # packet we send next and may connect at once, so our hold-down must be over by then
-            peer.session.retry_now(now)
+        elif ev.new == BfdState.UP and not peer.admin_down:
+            # the path is back: no need to wait out a back-off. Not at Init: a peer that cannot hear us
+            # (our BFD packets lost) still makes ours Init. We accept its connection at once but connect
+            # ourselves a moment later: its BFD may reach Up a packet after ours, and until then it
+            # refuses us, which would cost a whole ConnectRetryTimer
+            peer.session.retry_now(now, delay=BFD_CONNECT_DELAY)
             self._touch(peer, now)
 
     # ------------------------------------------------------------ update groups
