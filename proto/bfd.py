@@ -1,6 +1,7 @@
 """BFD Control packets (RFC 5880 section 4) and their authentication digests (section 6.7).
 
-`BfdControl` is the construct specification; `decode_spec` and `encode_spec` parse and build with it.
+`proto.bfd_spec.BfdControl` is the construct specification (loaded on demand); `decode_spec` and `encode_spec` parse
+and build with it.
 A speaker handles a few packets per peer and second (100 peers at 300 ms: about 330 each way per
 second), and construct's bit fields cost about 200 us a packet here against 13 us for a `struct`
 unpack (bench/bfd.py), which alone would spend a few percent of a core: `decode` and `encode` are
@@ -20,25 +21,9 @@ rules belong to the session (`bgpd.bfd_session`).
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import struct
 from dataclasses import dataclass
 from enum import IntEnum
-
-from construct import (
-    BitsInteger,
-    BitStruct,
-    Bytes,
-    ConstructError,
-    Flag,
-    If,
-    Int8ub,
-    Int32ub,
-    Struct,
-    Switch,
-    this,
-)
 
 VERSION = 1
 CONTROL_PORT = 3784  # RFC 5881 section 4: single hop
@@ -100,71 +85,19 @@ class AuthType(IntEnum):
     METICULOUS_KEYED_SHA1 = 5
 
 
-# what each digest type hashes with, and the digest's size (= the key's padded size)
+# what each digest type hashes with, and the digest's size (= the key's padded size); hashlib (and
+# OpenSSL's libcrypto under it) is loaded only when a session uses authentication
 DIGEST = {
-    AuthType.KEYED_MD5: (hashlib.md5, 16),
-    AuthType.METICULOUS_KEYED_MD5: (hashlib.md5, 16),
-    AuthType.KEYED_SHA1: (hashlib.sha1, 20),
-    AuthType.METICULOUS_KEYED_SHA1: (hashlib.sha1, 20),
+    AuthType.KEYED_MD5: ("md5", 16),
+    AuthType.METICULOUS_KEYED_MD5: ("md5", 16),
+    AuthType.KEYED_SHA1: ("sha1", 20),
+    AuthType.METICULOUS_KEYED_SHA1: ("sha1", 20),
 }
 METICULOUS = frozenset({AuthType.METICULOUS_KEYED_MD5, AuthType.METICULOUS_KEYED_SHA1})
 AUTH_LEN = {AuthType.KEYED_MD5: 24, AuthType.METICULOUS_KEYED_MD5: 24,
             AuthType.KEYED_SHA1: 28, AuthType.METICULOUS_KEYED_SHA1: 28}
 MAX_PASSWORD = 16
 _DIGEST_OFFSET = MANDATORY_LEN + 8  # type, len, key id, reserved, sequence
-
-# ---------------------------------------------------------------- the specification
-
-SimplePassword = Struct(
-    "key_id" / Int8ub,
-    "password" / Bytes(this._.auth_len - 3),
-)
-
-KeyedDigest = Struct(
-    "key_id" / Int8ub,
-    "reserved" / Int8ub,
-    "sequence" / Int32ub,
-    "digest" / Bytes(this._.auth_len - 8),
-)
-
-AuthSection = Struct(
-    "auth_type" / Int8ub,
-    "auth_len" / Int8ub,
-    "body" / Switch(this.auth_type, {
-        AuthType.SIMPLE: SimplePassword,
-        AuthType.KEYED_MD5: KeyedDigest,
-        AuthType.METICULOUS_KEYED_MD5: KeyedDigest,
-        AuthType.KEYED_SHA1: KeyedDigest,
-        AuthType.METICULOUS_KEYED_SHA1: KeyedDigest,
-    }, default=Bytes(this.auth_len - 2)),  # reserved types: kept, and refused by `decode`
-)
-
-BfdMandatory = Struct(
-    "head" / BitStruct(
-        "version" / BitsInteger(3),
-        "diag" / BitsInteger(5),
-        "state" / BitsInteger(2),
-        "poll" / Flag,
-        "final" / Flag,
-        "cpi" / Flag,
-        "auth_present" / Flag,
-        "demand" / Flag,
-        "multipoint" / Flag,
-    ),
-    "detect_mult" / Int8ub,
-    "length" / Int8ub,
-    "my_discriminator" / Int32ub,
-    "your_discriminator" / Int32ub,
-    "desired_min_tx" / Int32ub,  # microseconds, as every interval here
-    "required_min_rx" / Int32ub,
-    "required_min_echo_rx" / Int32ub,
-)
-
-BfdControl = Struct(
-    *BfdMandatory.subcons,
-    "auth" / If(this.head.auth_present, AuthSection),
-)
-
 
 # ---------------------------------------------------------------- the decoded form
 
@@ -207,6 +140,10 @@ class BfdPacketError(ValueError):
 
 def decode_spec(data: bytes) -> ControlPacket:
     """`decode` by the specification."""
+    from construct import ConstructError
+
+    from proto.bfd_spec import AuthSection, BfdMandatory
+
     if len(data) < MANDATORY_LEN:
         raise BfdPacketError("length", f"{len(data)} octets: shorter than the 24 of a Control packet")
     m = BfdMandatory.parse(data)
@@ -260,6 +197,8 @@ def _auth(a: object, length: int) -> Auth:
 
 def encode_spec(p: ControlPacket, key: bytes = b"") -> bytes:
     """`encode` by the specification."""
+    from proto.bfd_spec import BfdControl
+
     auth = None
     if p.auth is not None:
         a = p.auth
@@ -296,7 +235,9 @@ def sign(raw: bytes, key: bytes) -> bytes:
     """A keyed packet whose digest field holds the padded key, with the digest in its place
     (RFC 5880 6.7.3, 6.7.4: the hash of the whole packet with the key in the digest field)."""
     hash_fn, size = DIGEST[AuthType(raw[MANDATORY_LEN])]
-    return raw[:_DIGEST_OFFSET] + hash_fn(raw).digest() + raw[_DIGEST_OFFSET + size:]
+    import hashlib
+
+    return raw[:_DIGEST_OFFSET] + hashlib.new(hash_fn, raw).digest() + raw[_DIGEST_OFFSET + size:]
 
 
 def digest_ok(raw: bytes, key: bytes) -> bool:
@@ -307,7 +248,10 @@ def digest_ok(raw: bytes, key: bytes) -> bool:
         return False
     received = raw[_DIGEST_OFFSET:_DIGEST_OFFSET + size]
     with_key = raw[:_DIGEST_OFFSET] + _padded(key, size) + raw[_DIGEST_OFFSET + size:]
-    return hmac.compare_digest(hash_fn(with_key).digest(), received)
+    import hashlib
+    import hmac
+
+    return hmac.compare_digest(hashlib.new(hash_fn, with_key).digest(), received)
 
 
 def length_of(raw: bytes) -> int:
