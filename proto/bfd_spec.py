@@ -17,8 +17,6 @@ from construct import (
     this,
 )
 
-from proto.bfd import AuthType
-
 # ---------------------------------------------------------------- the specification
 
 SimplePassword = Struct(
@@ -37,11 +35,12 @@ AuthSection = Struct(
     "auth_type" / Int8ub,
     "auth_len" / Int8ub,
     "body" / Switch(this.auth_type, {
-        AuthType.SIMPLE: SimplePassword,
-        AuthType.KEYED_MD5: KeyedDigest,
-        AuthType.METICULOUS_KEYED_MD5: KeyedDigest,
-        AuthType.KEYED_SHA1: KeyedDigest,
-        AuthType.METICULOUS_KEYED_SHA1: KeyedDigest,
+        # RFC 5880 4.1's Auth Type numbers (proto.bfd.AuthType; not imported: proto.bfd loads this module)
+        1: SimplePassword,  # simple password
+        2: KeyedDigest,  # keyed MD5
+        3: KeyedDigest,  # meticulous keyed MD5
+        4: KeyedDigest,  # keyed SHA1
+        5: KeyedDigest,  # meticulous keyed SHA1
     }, default=Bytes(this.auth_len - 2)),  # reserved types: kept, and refused by `decode`
 )
 
