@@ -13,12 +13,15 @@ import time
 from collections.abc import Callable
 
 from bgpd.fsm import State
+from bgpd.ownership import Refusal
 from bgpd.peer import Peer
 from bgpd.policy import ExportTarget
 from bgpd.rib.path import Path
 from bgpd.speaker import FAMILIES, FAMILY_NAMES, Speaker
 from bgpd.transport import Transport
 from proto import prefix as pf
+from proto.bfd import STATE_NAMES as BFD_STATES
+from proto.bfd import AuthType, diag_text
 from proto.bgp import IPV4_UNICAST, AfiSafi, EnhancedRouteRefreshCap, MsgType, RouteRefreshCap
 from proto.bgp.constants import Origin
 from runtime.control import ControlError
@@ -52,7 +55,33 @@ class Control:
         cfg = peer.cfg
         return {"address": cfg.key, "family": f"ipv{cfg.address.version}", "peer_type": cfg.peer_type,
                 "state": STATE_NAMES[peer.state], "since": peer.since, "last_error": peer.session.last_error,
-                "asn": cfg.asn, "local_asn": cfg.local_asn, "node": cfg.node, "admin_down": peer.admin_down}
+                "asn": cfg.asn, "local_asn": cfg.local_asn, "node": cfg.node, "admin_down": peer.admin_down,
+                "bfd": BFD_STATES[peer.bfd.state] if peer.bfd is not None else None}
+
+    def bfd(self, peer: Peer) -> dict[str, object] | None:
+        """The peer's BFD session as `bgp neighbors` shows it (None: BFD not configured)."""
+        s = peer.bfd
+        if s is None:
+            return None
+        now = self.now()
+        cfg = s.settings
+        detect = s.detection_time
+        return {
+            "state": BFD_STATES[s.state], "remote_state": BFD_STATES[s.remote_state],
+            "diagnostic": diag_text(s.local_diag), "remote_diagnostic": diag_text(s.remote_diag),
+            "local_address": s.local, "multihop": s.multihop, "local_discriminator": s.local_discr,
+            "remote_discriminator": s.remote_discr,
+            "since": time.time() - (now - s.changed_at),
+            "uptime_seconds": None if s.up_since is None else round(now - s.up_since, 3),
+            "min_rx_ms": cfg.min_rx_ms, "min_tx_ms": cfg.min_tx_ms, "multiplier": cfg.multiplier,
+            "remote_min_rx_ms": s.remote_min_rx / 1000, "remote_min_tx_ms": s.remote_desired_tx / 1000,
+            "remote_multiplier": s.remote_mult,
+            "tx_interval_ms": round(s.tx_interval * 1000, 3),
+            "detection_time_ms": None if detect is None else round(detect * 1000, 3),
+            "authentication": AuthType(cfg.auth_type).name.lower().replace("_", "-") if cfg.auth_type else None,
+            "packets": {"sent": s.sent, "received": s.received, "dropped": dict(s.dropped)},
+            "failures": peer.bfd_failures,
+        }
 
     def sorted_peers(self) -> list[Peer]:
         return sorted(self.speaker.peers.values(), key=lambda p: p.info.address_key)
@@ -64,6 +93,8 @@ class Control:
             "node": self.node, "asn": topo.asn, "router_id": str(topo.router_id),
             "uptime_seconds": round(time.monotonic() - self.started, 1),
             "graceful_restart": "restarting: waiting for peers' End-of-RIB" if sp.deferring else "",
+            "route_feed": "" if not sp.feed.holding else
+            f"felixd keeps its routes until End-of-RIB from {len(sp.feed_hold.waiting)} more peers",
             "peers": [self.summary(p) for p in self.sorted_peers()],
         }
         if self.status_extra is not None:
@@ -124,7 +155,7 @@ class Control:
                              "rejected": dict(pr.policy.rejected) if pr else {}, "advertised": advertised},
                 "graceful_restart_state": gr_state,
                 "last_notification_sent": p.last_sent, "last_notification_received": p.last_received,
-                "source": p.cfg.source,
+                "source": p.cfg.source, "bfd_session": self.bfd(p),
                 # start storms (issue 12): both sides connecting at once, and sessions that had to restart
                 "collisions": p.neighbor.collisions, "established_count": p.established_count,
             })
@@ -170,6 +201,12 @@ class Control:
                 if want is not None and key != want:
                     continue
                 rows.append({**_entry(pf.text(key), path, False, reason), "filtered": True})
+            add_path = pr.ins[family].add_path
+            for nlri, refusal in pr.refused.get(family, {}).items():
+                key = nlri[4:] if add_path else nlri
+                if want is not None and key != want:
+                    continue
+                rows.append(_refused_entry(pf.text(key), refusal, p.key))
         return rows
 
     def _rib_out(self, p: Peer, families: list[AfiSafi], want: bytes | None) -> list[dict[str, object]]:
@@ -242,6 +279,13 @@ def _entry(prefix: str, path: Path, best: bool, reason: str) -> dict[str, object
     return {"prefix": prefix, "next_hop": path.next_hop[0] if path.next_hop else "self",
             "from": "local" if path.source.local else path.source.address, "best": best, "reason": reason,
             "stale": path.stale, "local_pref": path.local_pref, **_attrs_entry(path.attrs)}
+
+
+def _refused_entry(prefix: str, refusal: Refusal, source: str) -> dict[str, object]:
+    """A route block ownership refused (bgpd.ownership): in the peer's view, never in the Loc-RIB."""
+    return {"prefix": prefix, "next_hop": refusal.next_hop[0] if refusal.next_hop else "-", "from": source,
+            "best": False, "refused": True, "reason": f"refused: {refusal.reason} ({refusal.detail})",
+            "stale": False, "local_pref": refusal.attrs.local_pref, **_attrs_entry(refusal.attrs)}
 
 
 def _advert_entry(prefix: str, adv: object, to: str, reason: str = "") -> dict[str, object]:

@@ -17,11 +17,13 @@ import signal
 import time
 from pathlib import Path
 
+from bgpd.bfd_transport import BfdTransport
 from bgpd.control import Control
 from bgpd.feed_server import FeedServer
 from bgpd.fsm import State
 from bgpd.interfaces import KernelInterfaces
 from bgpd.metrics import BgpMetrics, forget_peer, refresh
+from bgpd.ownership import BlockOwners, describe
 from bgpd.speaker import Speaker, pools_from_networks
 from bgpd.topology import Topology, TopologyError, build, diff
 from bgpd.transport import Transport
@@ -53,6 +55,7 @@ class BgpDaemon:
         self.model: ClusterModel | None = None
         self.speaker: Speaker | None = None
         self.transport: Transport | None = None
+        self.bfd: BfdTransport | None = None
         self.feed: FeedServer | None = None
         self.feed_ready = asyncio.Event()
         self.started = time.monotonic()
@@ -67,7 +70,9 @@ class BgpDaemon:
 
     async def _start_speaker(self, model: ClusterModel, topo: Topology, restarting: bool) -> None:
         pools = pools_from_networks(p.cidr for p in model.pools)
-        speaker = Speaker(topo, pools, self.loop.time(), restarting=restarting)
+        owners = BlockOwners.from_model(model)
+        log.info("%s", describe(owners))
+        speaker = Speaker(topo, pools, self.loop.time(), restarting=restarting, owners=owners)
         speaker.clock = time.perf_counter
         # read only when a BGPFilter rule tests an interface
         speaker.set_interface_resolver(KernelInterfaces())
@@ -81,6 +86,14 @@ class BgpDaemon:
             addresses = [(a, topo.listen_port) for a in self.args.listen_address]
         await transport.listen(addresses)
         log.info("listening on %s", ", ".join(f"{a}:{p}" for a, p in transport.bound))
+        bfd = BfdTransport(speaker, transport.service)
+        transport.before_timer = bfd.drain  # held-back BFD packets count before detection times do
+        self.bfd = bfd
+        for address, _port in addresses:
+            try:
+                bfd.listen([address])
+            except OSError as exc:
+                log.error("BFD: cannot listen on %s UDP %d: %s", address, bfd.port, exc.strerror or exc)
         if self.feed is not None and self.feed.source is not speaker.feed:
             self.feed.replace_source(speaker.feed)
         transport.service()
@@ -89,6 +102,8 @@ class BgpDaemon:
         speaker = self.speaker
         if speaker is None:
             return
+        if self.bfd is not None and self.bfd.speaker is speaker:
+            self.bfd.flush()
         if not speaker.deferring and not self.feed_ready.is_set():
             self.feed_ready.set()
         if self.feed is not None:
@@ -111,7 +126,10 @@ class BgpDaemon:
         if d.identity_changed:
             log.warning("AS, router id, cluster id or port changed: restarting every session")
             speaker.stop(now, "configuration change", CeaseSubcode.OTHER_CONFIGURATION_CHANGE)
+            speaker.stop_bfd(now)
             transport.service()
+            if self.bfd is not None:
+                self.bfd.close()
             await transport.close(graceful=False)
             for key in list(speaker.peers):
                 forget_peer(self.metrics, key)
@@ -128,6 +146,10 @@ class BgpDaemon:
                 transport.peer_added(speaker.add_peer(new, now).transport)
             for cfg in d.added:
                 transport.peer_added(speaker.add_peer(cfg, now).transport)
+            for _old, new in d.bfd_changed:
+                log.info("peer %s: BFD settings changed", new.address)
+                speaker.peers[new.key].cfg = new
+                speaker.set_bfd(new.key, new.bfd, now)
             if d.originate_changed:
                 speaker.set_originated(topo, now)
             speaker.topology = topo
@@ -137,11 +159,16 @@ class BgpDaemon:
                 speaker.set_routes(topo, now, pools)
             elif pools is not None:
                 speaker.set_pools(pools, now)
+            owners = BlockOwners.from_model(model)
+            if owners != speaker.rib.owners:
+                log.info("%s: routes from cluster nodes judged again", describe(owners))
+                speaker.set_owners(owners, now)
             transport.service()
         self.metrics.config_reloads.labels("ok").inc()
         self.metrics.last_reload.set(time.time())
-        log.info("configuration applied (revision %s): %d peers, %d added, %d removed, %d changed",
-                 getattr(model, "revision", "?"), len(topo.peers), len(d.added), len(d.removed), len(d.changed))
+        log.info("configuration applied (revision %s): %d peers, %d added, %d removed, %d changed, "
+                 "%d with new BFD settings", getattr(model, "revision", "?"), len(topo.peers), len(d.added),
+                 len(d.removed), len(d.changed), len(d.bfd_changed))
 
     def _remove_peer(self, key: str, subcode: int, message: str) -> None:
         speaker, transport = self.speaker, self.transport
@@ -287,9 +314,16 @@ class BgpDaemon:
                 log.info("stopping after a drain: the peers have withdrawn this node's routes")
             else:
                 log.info("stopping: graceful restart, the peers keep this node's routes until it is back")
-                if self.speaker is not None and self.transport is not None:
-                    self.speaker.stop_for_restart(self.transport.now())  # RFC 8538 peers: Cease/4
-                    self.transport.service()
+            if self.speaker is not None and self.transport is not None:
+                # BFD AdminDown first: peers must not take it for a failed path (RFC 5882 3.2), so a
+                # graceful stop keeps its routes at the peers, and a drained one has withdrawn them
+                now = self.transport.now()
+                self.speaker.stop_bfd(now)
+                if not self._drained:
+                    self.speaker.stop_for_restart(now)  # RFC 8538 peers: Cease/4
+                self.transport.service()  # sends both, BFD through _after_service
+            if self.bfd is not None:
+                self.bfd.close()
             if self.transport is not None:
                 await self.transport.close(graceful=True)
             watch.close()

@@ -46,12 +46,13 @@ _ROUTE = int(FrameType.ROUTE)
 class FeedReader:
     """One reader's state: the next sequence number and what it has yet to be sent."""
 
-    __slots__ = ("pending", "seq", "started")
+    __slots__ = ("end_due", "pending", "seq", "started")
 
     def __init__(self) -> None:
         self.seq = 1
         self.pending: dict[Hashable, Any] = {}
         self.started = False  # its snapshot has begun
+        self.end_due: int | None = None  # its snapshot's end is held back (the route count to report)
 
     def take(self, n: int) -> list[tuple[Hashable, Any]]:
         """Up to `n` pending changes, oldest first, removed from the backlog."""
@@ -77,6 +78,8 @@ class FeedSource(Protocol):
 
     def drain(self, reader: FeedReader, limit: int = SLICE) -> bytes: ...
 
+    def has_output(self, reader: FeedReader) -> bool: ...
+
     def heartbeat(self, reader: FeedReader) -> bytes: ...
 
 
@@ -85,6 +88,11 @@ class _Source:
 
     def __init__(self) -> None:
         self.readers: set[FeedReader] = set()
+        # While set, a snapshot's End-of-Snapshot is held back: the routes go out (felixd programs them
+        # at once) but what the reader kept from before stays, stale, until the end comes. bgpd holds
+        # it until its peers' tables are in (bgpd.feed_hold), so a restart never takes out a route that
+        # is only late.
+        self.holding = False
 
     def add_reader(self) -> FeedReader:
         reader = FeedReader()
@@ -119,12 +127,22 @@ class _Source:
         raise NotImplementedError
 
     def drain(self, reader: FeedReader, limit: int = SLICE) -> bytes:
-        """Frames for up to `limit` pending changes."""
-        return self._frames(reader, reader.take(limit))
+        """Frames for up to `limit` pending changes, then the snapshot's end once it is no longer held
+        and nothing is pending."""
+        data = self._frames(reader, reader.take(limit))
+        if reader.end_due is not None and not self.holding and not reader.pending:
+            data += encode_frame(EndOfSnapshot(reader.seq, reader.end_due))
+            reader.seq += 1
+            reader.end_due = None
+        return data
+
+    def has_output(self, reader: FeedReader) -> bool:
+        return bool(reader.pending) or (reader.end_due is not None and not self.holding)
 
     def snapshot(self, reader: FeedReader, epoch: int) -> Iterator[bytes]:
-        """Begin, the routes in slices, End. The reader must be registered before this is called: what
-        changes meanwhile is in its backlog, so snapshot + backlog miss nothing."""
+        """Begin, the routes in slices, End (or, while `holding`, End later from `drain`). The reader
+        must be registered before this is called: what changes meanwhile is in its backlog, so
+        snapshot + backlog miss nothing."""
         reader.started = True
         yield encode_frame(SnapshotBegin(reader.seq, epoch))
         reader.seq += 1
@@ -133,6 +151,9 @@ class _Source:
         while chunk := [kv for kv in islice(it, SLICE) if kv[1] is not None]:
             count += len(chunk)
             yield self._frames(reader, chunk)
+        if self.holding:
+            reader.end_due = count
+            return
         yield encode_frame(EndOfSnapshot(reader.seq, count))
         reader.seq += 1
 
@@ -215,9 +236,6 @@ class RibFeed(_Source):
             seq += 1
         reader.seq = seq
         return b"".join(parts)
-
-    def drain(self, reader: FeedReader, limit: int = SLICE) -> bytes:
-        return self._frames(reader, reader.take(limit))
 
 
 class RouteFeed(_Source):

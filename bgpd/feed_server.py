@@ -84,25 +84,26 @@ class FeedServer:
 
     def wake(self) -> None:
         """Write what readers past their snapshot have pending now, as far as their sockets take it;
-        tell their tasks about the rest (after the source got changes).
+        tell their tasks about the rest (after the source got changes, or let go of a held snapshot end).
 
         Written here, not by the reader's task: waking a task takes a few turns of the event loop,
         and in each turn bgpd hands the speaker another slice of input (128 KiB of UPDATEs, tens of
         thousands of prefixes), so a table load reached felixd only once bgpd held most of it. Now
         the feed follows the ingest UPDATE by UPDATE, and felixd programs while bgpd still reads."""
+        source = self.source
         for reader, event in self._wakes.items():
-            if reader.pending:
+            if source.has_output(reader):
                 writer = self._streaming.get(reader)
-                if writer is not None and reader in self.source.readers:  # not one of a replaced source
+                if writer is not None and reader in source.readers:  # not one of a replaced source
                     self._write_now(reader, writer)
-                if reader.pending:
+                if source.has_output(reader):
                     event.set()
 
     def _write_now(self, reader: FeedReader, writer: asyncio.StreamWriter) -> None:
         """Frames while the socket and the transport's buffer (up to its high-water mark) take them."""
         transport = writer.transport
         high = transport.get_write_buffer_limits()[1]
-        while reader.pending and not transport.is_closing() and transport.get_write_buffer_size() < high:
+        while self.source.has_output(reader) and not transport.is_closing() and transport.get_write_buffer_size() < high:
             writer.write(self.source.drain(reader))
 
     def publish(self, changes: Mapping[str, FeedRoute | None]) -> None:
@@ -130,7 +131,7 @@ class FeedServer:
                 await writer.drain()
             self._streaming[reader] = writer
             while True:
-                if not reader.pending:
+                if not source.has_output(reader):
                     try:
                         # not asyncio.wait_for: on Python 3.11 it swallows a cancel that arrives as the
                         # event is set (a SIGTERM stop does both), and close() then waited forever
@@ -141,7 +142,7 @@ class FeedServer:
                         await writer.drain()
                         continue
                 wake.clear()
-                while reader.pending:
+                while source.has_output(reader):
                     writer.write(source.drain(reader))
                     await writer.drain()
         except (ConnectionError, asyncio.CancelledError):

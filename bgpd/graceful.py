@@ -45,8 +45,10 @@ DEFAULT_ESTABLISHED_WAIT = 30.0
 
 # RFC 8538 section 5.1: the Cease subcodes whose suggested behaviour is a Hard Reset. Administrative
 # Reset is "provide user control": tortie uses it for its own graceful stop.
+# BFD Down (RFC 9384) is added: the forwarding path failed, so the peer must not keep our routes either.
 HARD_RESET_SUBCODES = frozenset({CeaseSubcode.MAX_PREFIXES_REACHED, CeaseSubcode.ADMINISTRATIVE_SHUTDOWN,
-                                 CeaseSubcode.PEER_DECONFIGURED, CeaseSubcode.HARD_RESET})
+                                 CeaseSubcode.PEER_DECONFIGURED, CeaseSubcode.HARD_RESET,
+                                 CeaseSubcode.BFD_DOWN})
 
 
 def notification_negotiated(local: GracefulRestartCap | None, remote: GracefulRestartCap | None) -> bool:
@@ -75,7 +77,13 @@ def keeps_routes(remote: GracefulRestartCap | None, local_notification: bool,
         return True
     if not (local_notification and remote.notification):
         return False
-    return not (is_hard_reset(sent) or is_hard_reset(received))
+    # a peer whose BFD saw the path fail may send a plain Cease/BFD Down: the path is gone all the same
+    return not (is_hard_reset(sent) or is_hard_reset(received) or _bfd_down(sent) or _bfd_down(received))
+
+
+def _bfd_down(notification: Notification | None) -> bool:
+    return (notification is not None and notification.code == ErrorCode.CEASE
+            and notification.subcode == CeaseSubcode.BFD_DOWN)
 
 
 def _merge(into: Changes, more: Changes) -> Changes:

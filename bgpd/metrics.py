@@ -11,11 +11,14 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 
+from bgpd.peer import Peer
 from bgpd.speaker import FAMILY_NAMES, Speaker
+from proto.bfd import BfdState
 from proto.bgp import MsgType
 from runtime.prom import Collector, CollectorRegistry, Counter, Gauge, Histogram, Metric
 
 SESSION_STATES = ("idle", "connect", "active", "opensent", "openconfirm", "established")
+BFD_STATES = ("admindown", "down", "init", "up")  # by BfdState value
 
 
 class PeerFamilies(Collector):
@@ -147,6 +150,42 @@ class BgpMetrics:
             ["peer"],
             registry=p,
         )
+        self.bfd_session_state = Gauge(
+            "tortie_bgp_bfd_session_state",
+            "1 for the state each peer's BFD session is in, 0 for the others",
+            ["peer", "state"],
+            registry=p,
+        )
+        self.bfd_transitions = Counter(
+            "tortie_bgp_bfd_transitions", "BFD session state changes, by the state entered", ["peer", "state"],
+            registry=p,
+        )
+        self.bfd_failures = Counter(
+            "tortie_bgp_bfd_failures",
+            "BFD sessions that went from Up to Down on a failure (not AdminDown)",
+            ["peer"],
+            registry=p,
+        )
+        self.bfd_detection_time = Gauge(
+            "tortie_bgp_bfd_detection_time_seconds",
+            "How long the peer's silence takes the BFD session down",
+            ["peer"],
+            registry=p,
+        )
+        self.bfd_packets_sent = Counter(
+            "tortie_bgp_bfd_packets_sent", "BFD Control packets sent", ["peer"], registry=p
+        )
+        self.bfd_packets_received = Counter(
+            "tortie_bgp_bfd_packets_received", "BFD Control packets accepted", ["peer"], registry=p
+        )
+        self.bfd_packets_dropped = Counter(
+            "tortie_bgp_bfd_packets_dropped",
+            "BFD packets dropped (malformed, TTL not 255, unknown session, authentication), by reason",
+            ["reason"],
+            registry=r,
+        )
+
+        self.bfd_children: dict[str, _BfdChildren] = {}
         self.peers = Gauge(
             "tortie_bgp_peers", "Configured peers whose session is in each state", ["state"], registry=r
         )
@@ -189,6 +228,8 @@ def refresh(metrics: BgpMetrics, speaker: Speaker) -> None:
             _sync_counter(metrics.notifications_sent.labels(key, str(code), str(subcode)), n)
         for (code, subcode), n in peer.notifications_received.items():
             _sync_counter(metrics.notifications_received.labels(key, str(code), str(subcode)), n)
+        if peer.bfd is not None:
+            _bfd(metrics, key, peer)
         session = peer.session
         for counts, metric in ((session.sent, metrics.messages_sent),
                                (session.received, metrics.messages_received)):
@@ -206,11 +247,46 @@ def refresh(metrics: BgpMetrics, speaker: Speaker) -> None:
         for reason, n in pr.policy.rejected.items():
             _sync_counter(metrics.prefixes_rejected.labels(key, reason), n)
     metrics.feed_lag.set(speaker.feed.lag)
+    for reason, n in speaker.bfd.dropped.items():
+        _sync_counter(metrics.bfd_packets_dropped.labels(reason), n)
+
+
+class _BfdChildren:
+    """One peer's BFD metric children, looked up once: `labels()` costs microseconds, and a scrape
+    of a hundred peers would make several thousand lookups."""
+
+    __slots__ = ("detect", "failures", "received", "sent", "states", "transitions")
+
+    def __init__(self, metrics: BgpMetrics, key: str) -> None:
+        self.states = {st: metrics.bfd_session_state.labels(key, BFD_STATES[st]) for st in BfdState}
+        self.transitions = {st: metrics.bfd_transitions.labels(key, BFD_STATES[st]) for st in BfdState}
+        self.failures = metrics.bfd_failures.labels(key)
+        self.sent = metrics.bfd_packets_sent.labels(key)
+        self.received = metrics.bfd_packets_received.labels(key)
+        self.detect = metrics.bfd_detection_time.labels(key)
+
+
+def _bfd(metrics: BgpMetrics, key: str, peer: Peer) -> None:
+    b = peer.bfd
+    assert b is not None
+    c = metrics.bfd_children.get(key)
+    if c is None:
+        c = metrics.bfd_children[key] = _BfdChildren(metrics, key)
+    for st, child in c.states.items():
+        child.set(1 if st == b.state else 0)
+    for st, n in b.transitions.items():
+        _sync_counter(c.transitions[st], n)
+    _sync_counter(c.failures, peer.bfd_failures)
+    _sync_counter(c.sent, b.sent)
+    _sync_counter(c.received, b.received)
+    detect = b.detection_time
+    c.detect.set(detect if detect is not None else 0)
 
 
 def forget_peer(metrics: BgpMetrics, key: str) -> None:
     """A peer left the configuration: none of its series stays behind."""
     metrics._states.pop(key, None)
+    metrics.bfd_children.pop(key, None)
     metrics._count_states()
     for value in vars(metrics).values():
         if isinstance(value, (Counter, Gauge)) and "peer" in value._labelnames:

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import ipaddress
 import logging
+from dataclasses import replace
 
 from bgpd.fsm import State
 from bgpd.session import Session
@@ -49,6 +50,18 @@ class Neighbor:
 
     def sessions(self) -> tuple[Session, ...]:
         return (self.session,) if self.second is None else (self.session, self.second)
+
+    def restart_done(self) -> None:
+        """The speaker's restart is over (RFC 4724 4.1): the OPENs of later connections carry no
+        Restart State bit. A peer restarting after us must not take us for a restarting speaker too,
+        or it would not wait for our End-of-RIB."""
+        gr = self.config.graceful_restart
+        if gr is None or not gr.restarting:
+            return
+        self.config = replace(self.config, graceful_restart=replace(gr, restarting=False))
+        for session in self.sessions():
+            session.config = self.config
+            session.local_open = self.config.local_open()
 
     # ------------------------------------------------------------ connections
 

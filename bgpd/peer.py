@@ -12,6 +12,7 @@ import time
 from collections import Counter
 from dataclasses import dataclass, field
 
+from bgpd.bfd_session import BfdSession
 from bgpd.fsm import State
 from bgpd.neighbor import Neighbor
 from bgpd.rib.path import PeerInfo
@@ -55,6 +56,9 @@ class Peer:
     notifications_received: Counter[tuple[int, int]] = field(default_factory=Counter)
     treat_as_withdraw: int = 0
     prefix_limit_hits: int = 0  # sessions reset for sending more prefixes than max_prefixes
+    bfd: BfdSession | None = None  # while BFD is configured for the peer
+    bfd_failed: bool = False  # its BGP session is going down because BFD saw the path fail
+    bfd_failures: int = 0  # BFD Up -> Down failures seen
     key: str = field(init=False)  # the configured address as text: how the speaker and tortiectl name it
 
     def __post_init__(self) -> None:

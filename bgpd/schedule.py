@@ -36,6 +36,9 @@ class Schedule:
     def remove(self, obj: Hashable) -> None:
         self._at.pop(obj, None)
 
+    def __contains__(self, obj: Hashable) -> bool:
+        return obj in self._at
+
     def _drop_stale(self) -> None:
         heap, at = self._heap, self._at
         while heap and at.get(heap[0][2]) != heap[0][0]:

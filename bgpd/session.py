@@ -248,6 +248,23 @@ class Session:
         self._hold_down = hold_down
         self._fire(Event.AutomaticStop, now)
 
+    def retry_now(self, now: float, delay: float = 0.0) -> None:
+        """The peer is reachable again (its BFD session came Up): connect now, or after `delay`, instead
+        of waiting out the back-off or the ConnectRetryTimer; the peer's connections are accepted from
+        now on. A passive session keeps waiting to be connected to."""
+        if self.state == State.IDLE and self.auto_restart:
+            if delay > 0 and not self.config.passive:
+                self.held_down = False  # its connection is taken at once (bgpd.neighbor)
+                self.idle_hold.start(now, delay)
+            else:
+                self.automatic_start(now)
+        elif self.state == State.ACTIVE and not self._passive:
+            self.connect_retry.stop()
+            if delay > 0:
+                self.connect_retry.start(now, delay)
+            else:
+                self._fire(Event.ConnectRetryTimer_Expires, now)
+
     def connection_made(self, now: float, outbound: bool = True) -> bool:
         """A TCP connection to the peer is up: ours (Tcp_CR_Acked) or theirs (TcpConnectionConfirmed).
         Returns False when this session does not take it; the caller then closes it, or gives it to a

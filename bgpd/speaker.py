@@ -21,17 +21,22 @@ from __future__ import annotations
 import dataclasses
 import ipaddress
 import logging
+import random
 import time
 from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 from bgpd.advertise import taggers
+from bgpd.bfd_session import BfdSession, StateChange
+from bgpd.bfd_table import BfdTable
+from bgpd.feed_hold import FeedHold
 from bgpd.feed_out import RibFeed
 from bgpd.filters import EXPORT, IMPORT, InterfaceOf, peer_chains
 from bgpd.fsm import State
 from bgpd.graceful import GracefulHelper, RestartDeferral, keeps_routes
 from bgpd.neighbor import Neighbor
+from bgpd.ownership import BlockOwners
 from bgpd.peer import Peer, PeerTransportConfig
 from bgpd.policy import ExportPolicy, ExportTarget, Identity, ImportOptions, PoolSet
 from bgpd.rib.path import PeerInfo
@@ -54,6 +59,8 @@ from bgpd.timers import RandomSource
 from bgpd.topology import MESH, PeerConfig, Topology
 from bgpd.update_group import DEFAULT_WINDOW, EncodingKey, GroupKey, UpdateGroup
 from proto import prefix as pf
+from proto.bfd import STATE_NAMES as BFD_STATE_NAMES
+from proto.bfd import BfdState, diag_text
 from proto.bgp import (
     IPV4_UNICAST,
     IPV6_UNICAST,
@@ -65,6 +72,7 @@ from proto.bgp import (
     RefreshSubtype,
     RouteRefreshCap,
 )
+from proto.tortie_annotations import BfdSettings
 
 log = logging.getLogger("tortie.bgp")
 
@@ -75,8 +83,14 @@ FAMILY_NAMES = {IPV4_UNICAST: "ipv4_unicast", IPV6_UNICAST: "ipv6_unicast"}
 # Calico's graceful-restart time, so a restarting tortie could lose its routes on that peer.
 CONNECT_RETRY_TIME = 30.0
 MAX_PREFIX_HOLD_DOWN = 30.0
+# after a BFD failure the BGP session stays down (refusing the peer's connections too) until BFD is Up
+# again, which restarts it at once; this only bounds the wait for a peer whose BFD never returns. Without
+# it the session came straight back over a path BFD still calls down (BFD packets lost, TCP fine) and
+# stayed up unprotected, since a BFD session that is already Down cannot fail again.
+BFD_FAILURE_HOLD_DOWN = 30.0
+BFD_CONNECT_DELAY = 1.0  # after BFD Up: the peer's BFD is Up within a packet or two (1 s apart at most)
 CONNECT_DELAY = 2.0  # Calico's BIRD: `connect delay time 2`
-_GR, _DEFERRAL = "graceful-restart", "restart-deferral"  # schedule tokens
+_GR, _DEFERRAL, _FEED_HOLD = "graceful-restart", "restart-deferral", "feed-hold"  # schedule tokens
 
 
 @dataclass(frozen=True, slots=True)
@@ -133,7 +147,7 @@ class Speaker:
     def __init__(self, topology: Topology, pools: dict[AfiSafi, PoolSet], now: float, *,
                  restarting: bool = False, rng: RandomSource | None = None,
                  connect_retry_time: float = CONNECT_RETRY_TIME, window: float = DEFAULT_WINDOW,
-                 connect_delay: float = CONNECT_DELAY) -> None:
+                 connect_delay: float = CONNECT_DELAY, owners: BlockOwners | None = None) -> None:
         self.topology = topology
         self.identity = identity_of(topology)
         self.rng = rng
@@ -143,6 +157,7 @@ class Speaker:
         self.restarting = restarting
         self.pools = pools
         self.rib = Rib(self.identity, import_pools(pools, topology), node=topology.node)
+        self.rib.owners = owners
         self.export = ExportPolicy(self.identity, export_pools(pools, topology), topology.routes,
                                    taggers(topology.routes.advertisements))
         self.gr = GracefulHelper(self.rib)
@@ -158,6 +173,8 @@ class Speaker:
         self._events: deque[AdapterEvent] = deque()
         self._output: dict[Session, None] = {}  # sessions with bytes to write, in order
         self._schedule = Schedule()
+        self.bfd = BfdTable(rng if isinstance(rng, random.Random) else None)
+        self._bfd_output: dict[BfdSession, None] = {}  # sessions with datagrams to send, in order
         # instrumentation, set by the daemon: a clock and where to report UPDATE processing times
         self.clock: Callable[[], float] | None = None
         self.observe_update: Callable[[float], None] | None = None
@@ -169,6 +186,9 @@ class Speaker:
             self._schedule.update(_DEFERRAL, self.deferral.next_deadline())
         else:
             self.restarting = False
+        # the feed's first snapshot ends only when the peers' tables are in (bgpd.feed_hold)
+        self.feed_hold = FeedHold(now, [p.info for p in self.peers.values()])
+        self._check_feed_hold(now)
 
     # ------------------------------------------------------------ outputs
 
@@ -182,6 +202,14 @@ class Speaker:
 
     def next_deadline(self) -> float | None:
         return self._schedule.next_deadline()
+
+    def bfd_with_output(self) -> list[BfdSession]:
+        """BFD sessions with datagrams to send (`session.data_to_send()`), from `session.local` to
+        `session.remote`, UDP port 3784 (4784 when `session.multihop`), TTL 255. A `closed` one is gone
+        once they are sent."""
+        out = list(self._bfd_output)
+        self._bfd_output.clear()
+        return out
 
     @property
     def deferring(self) -> bool:
@@ -257,6 +285,10 @@ class Speaker:
                     peer.session.send_route_refresh(family[0], family[1])
                 self._touch(peer, now)
 
+    def set_owners(self, owners: BlockOwners | None, now: float) -> None:
+        """New block affinities, or block ownership switched on or off (bgpd.ownership)."""
+        self._apply(self.rib.set_owners(owners), now)
+
     def add_peer(self, cfg: PeerConfig, now: float) -> Peer:
         topo = self.topology
         if cfg.key in self.peers:
@@ -290,6 +322,8 @@ class Speaker:
         peer = Peer(cfg, info, Neighbor(session_cfg, self.rng), transport)
         self.peers[cfg.key] = peer
         self._by_info[info] = peer
+        if cfg.bfd is not None:
+            self.set_bfd(cfg.key, cfg.bfd, now)
         log.info("peer %s (%s, AS %d%s) configured", cfg.address, cfg.peer_type, cfg.asn,
                  ", passive" if cfg.passive else "")
         peer.session.start(now)
@@ -335,6 +369,7 @@ class Speaker:
                     message: str = "") -> Peer:
         """Cease to the peer (Peer De-configured by default) and forget it and its routes."""
         peer = self.peers.pop(key)
+        self._bfd_close(key, now)
         for session in peer.neighbor.sessions():
             session.stop(now, message, subcode)
         self._touch(peer, now)
@@ -344,6 +379,8 @@ class Speaker:
         if self.deferral is not None:
             self._apply(self.deferral.peer_removed(peer.info, now), now)
             self._check_deferral(now)
+        self.feed_hold.peer_gone(peer.info, now)
+        self._check_feed_hold(now)
         self.gr.peers.pop(peer.info, None)
         self._apply(self.rib.remove_peer(peer.info), now)
         del self._by_info[peer.info]
@@ -438,7 +475,10 @@ class Speaker:
 
     def handle_timer(self, now: float, input_pending: Callable[[Session], bool] | None = None) -> None:
         for obj in self._schedule.due(now):
-            if isinstance(obj, Session):
+            if type(obj) is BfdSession:  # the most frequent by far with BFD: first
+                obj.handle_timer(now)
+                self._bfd_touch(obj, now)
+            elif isinstance(obj, Session):
                 peer = self._owner.get(obj)
                 obj.handle_timer(now, input_pending=bool(input_pending and input_pending(obj)))
                 if peer is not None:
@@ -457,6 +497,9 @@ class Speaker:
             elif obj == _DEFERRAL and self.deferral is not None:
                 self._apply(self.deferral.poll(now), now)
                 self._check_deferral(now)
+            elif obj == _FEED_HOLD:
+                self.feed_hold.poll(now)
+                self._check_feed_hold(now)
 
     # ------------------------------------------------------------ session events
 
@@ -541,6 +584,8 @@ class Speaker:
             self._join_group(peer, now)
         self._apply(changes, now)
         self._check_deferral(now)
+        self.feed_hold.peer_established(info, peer.families, peer.remote_gr, now)
+        self._check_feed_hold(now)
         log.info("peer %s Established (router id %s, families %s, hold %ds)", peer.key, remote.router_id,
                  ", ".join(FAMILY_NAMES[f] for f in peer.families), ev.hold_time)
 
@@ -561,8 +606,11 @@ class Speaker:
             self._schedule.update(_GR, self.gr.next_deadline())
             if self.deferral is not None:
                 changes = _merge(changes, self.deferral.end_of_rib(peer.info, family, now))
+            self.feed_hold.end_of_rib(peer.info, family, now)
         self._apply(changes, now)
         self._check_deferral(now)
+        if result.end_of_rib is not None:
+            self._check_feed_hold(now)
         if result.error is not None:
             err = result.error
             peer.prefix_limit_hits += 1
@@ -591,14 +639,18 @@ class Speaker:
         if session not in peer.neighbor.sessions():
             self._schedule.remove(session)  # a lost collision, a replaced session: gone for good
             self._owner.pop(session, None)
+        bfd_failed, peer.bfd_failed = peer.bfd_failed, False
         if session is not peer.established:
             return  # a connection that never carried the peer's routes (a lost collision, a failed start)
         peer.established = None
         self._leave_group(peer)
+        self.feed_hold.peer_gone(peer.info, now)
+        self._check_feed_hold(now)
         if ev.was_established:
-            # RFC 4724: a NOTIFICATION ends graceful restart; RFC 8538 (N bit): only a Hard Reset does
+            # RFC 4724: a NOTIFICATION ends graceful restart; RFC 8538 (N bit): only a Hard Reset does. A
+            # path BFD saw fail is no restart either: the routes go now, not after the restart time
             keep = keeps_routes(peer.remote_gr, True, ev.notification_sent, ev.notification_received)
-            cap = peer.remote_gr if keep else None
+            cap = peer.remote_gr if keep and not bfd_failed else None
             changes = self.gr.peer_down(peer.info, now, cap)
             self._schedule.update(_GR, self.gr.next_deadline())
             if cap is not None:
@@ -626,9 +678,108 @@ class Speaker:
         self.restarting = False
         self._schedule.remove(_DEFERRAL)
         for peer in self.peers.values():
+            peer.neighbor.restart_done()  # OPENs from now on carry no Restart State bit
             if peer.established is not None and peer.group is None:
                 self._join_group(peer, now)
         self.feed.resend_all()
+
+    def _check_feed_hold(self, now: float) -> None:
+        hold = self.feed_hold
+        if hold.done:
+            if self.feed.holding or _FEED_HOLD in self._schedule:
+                log.info("route feed whole %.1f s after start: every peer's End-of-RIB is in (or no longer "
+                         "awaited)", now - hold.started)
+            self.feed.holding = False
+            self._schedule.remove(_FEED_HOLD)
+        else:
+            self.feed.holding = True
+            self._schedule.update(_FEED_HOLD, hold.next_deadline())
+
+    # ------------------------------------------------------------ BFD
+
+    def set_bfd(self, key: str, settings: BfdSettings | None, now: float) -> None:
+        """BFD for the peer `key` on (new settings applied without a restart) or off (None)."""
+        peer = self.peers[key]
+        if settings is None:
+            self._bfd_close(key, now)
+            return
+        s = self.bfd.sessions.get(key)
+        if s is not None and s.multihop != settings.multihop:
+            self._bfd_close(key, now)  # the other port and rules: a new session
+            s = None
+        if s is not None:
+            s.reconfigure(settings, now)
+        else:
+            local = peer.transport.source_address or next(
+                (str(a) for a in self.topology.addresses if _family_of(str(a)) == _family_of(key)), None)
+            if local is None:
+                log.warning("peer %s: no local address of its family for BFD", key)
+                return
+            s = self.bfd.add(key, settings, local, key, now)
+            log.info("peer %s: BFD on (%s -> %s%s, rx %d ms, tx %d ms, multiplier %d)", key, local, key,
+                     ", multihop" if settings.multihop else "", settings.min_rx_ms, settings.min_tx_ms,
+                     settings.multiplier)
+        peer.bfd = s
+        self._bfd_touch(s, now)
+
+    def _bfd_close(self, key: str, now: float) -> None:
+        s = self.bfd.remove(key, now)
+        peer = self.peers.get(key)
+        if peer is not None:
+            peer.bfd = None
+        if s is not None:
+            self._bfd_touch(s, now)  # its AdminDown goes out; the schedule forgets it
+
+    def stop_bfd(self, now: float) -> None:
+        """Every BFD session AdminDown (bgpd stopping): peers are told, and do not count it as a
+        failure of the path (RFC 5882 3.2), so a graceful restart keeps its routes."""
+        for s in self.bfd.sessions.values():
+            s.admin_down(now)
+            self._bfd_touch(s, now)
+
+    def bfd_receive(self, data: bytes, source: str, destination: str | None, ttl: int | None,
+                    now: float, multihop: bool = False) -> None:
+        """A datagram on UDP 3784 (4784 when `multihop`) from `source` to `destination` with this TTL
+        (None: unknown)."""
+        s = self.bfd.receive(data, source, destination, ttl, now, multihop)
+        if s is not None:
+            self._bfd_touch(s, now)
+
+    def _bfd_touch(self, s: BfdSession, now: float) -> None:
+        while (ev := s.next_event()) is not None:
+            self._bfd_event(s, ev, now)
+        if s.has_output:
+            self._bfd_output[s] = None
+        self._schedule.update(s, None if s.closed else s.next_deadline())
+
+    def _bfd_event(self, s: BfdSession, ev: StateChange, now: float) -> None:
+        peer = self.peers.get(s.name)
+        if peer is None or peer.bfd is not s:
+            return
+        old, new = BFD_STATE_NAMES[ev.old], BFD_STATE_NAMES[ev.new]
+        if ev.failure:
+            log.warning("peer %s: BFD %s -> %s (%s)", peer.key, old, new, diag_text(ev.diag))
+        else:
+            log.info("peer %s: BFD %s -> %s (%s)", peer.key, old, new, diag_text(ev.diag))
+        if ev.failure:
+            peer.bfd_failures += 1
+            # the path is gone: the BGP session goes down at once, and its routes with it (no graceful
+            # restart: `_session_down`). A session that is not up is left alone: when bgpd itself died,
+            # TCP told us first and graceful restart keeps its routes.
+            for session in peer.neighbor.sessions():
+                if session.state in (State.OPENSENT, State.OPENCONFIRM, State.ESTABLISHED):
+                    peer.bfd_failed = True
+                    session.automatic_stop(now, CeaseSubcode.BFD_DOWN,
+                                           reason=f"BFD session down ({diag_text(ev.diag)})",
+                                           hold_down=BFD_FAILURE_HOLD_DOWN)
+            self._touch(peer, now)
+        elif ev.new == BfdState.UP and not peer.admin_down:
+            # the path is back: no need to wait out a back-off. Not at Init: a peer that cannot hear us
+            # (our BFD packets lost) still makes ours Init. We accept its connection at once but connect
+            # ourselves a moment later: its BFD may reach Up a packet after ours, and until then it
+            # refuses us, which would cost a whole ConnectRetryTimer
+            peer.session.retry_now(now, delay=BFD_CONNECT_DELAY)
+            self._touch(peer, now)
 
     # ------------------------------------------------------------ update groups
 

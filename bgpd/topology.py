@@ -27,11 +27,13 @@ Calico semantics kept (confd v3.32, `pkg/backends/calico/client.go` updatePeersV
 from __future__ import annotations
 
 import ipaddress
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from bgpd.advertise import ClusterRoutes, cluster_routes
+from proto import tortie_annotations
 from proto.resources import DEFAULT_SECRETS_DIR, BGPFilter, BGPPeer, ClusterModel, Node, Password
+from proto.tortie_annotations import BfdSettings
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
@@ -70,6 +72,7 @@ class PeerConfig:
     # the gateway of felixd's static route to this peer: bgpd does nothing with it, so a change of it
     # alone is no change of the peering (BIRD's BGP protocol is untouched when its static route changes)
     reachable_by: IPAddress | None = field(default=None, compare=False)
+    bfd: BfdSettings | None = None  # BFD on this peering (bfd.tortie.io/* annotations)
     source: str = ""  # which resource made this peering (for logs and `bgp neighbors`)
 
     @property
@@ -257,6 +260,8 @@ def build(model: ClusterModel, node_name: str, secrets_dir: Path = DEFAULT_SECRE
                     source="node-to-node mesh",
                 ))
 
+    subnets = [i.network for i in (me.ipv4_address, me.ipv6_address) if i is not None]
+    peers = {key: _with_bfd(p, model, subnets) for key, p in peers.items()}
     originate = []
     for block in model.blocks_for(me):
         pool = model.pool_for(block.cidr)
@@ -281,6 +286,34 @@ def build(model: ClusterModel, node_name: str, secrets_dir: Path = DEFAULT_SECRE
     )
 
 
+def _with_bfd(peer: PeerConfig, model: ClusterModel, subnets: list[IPNetwork]) -> PeerConfig:
+    """BFD from the annotations of what made the peering: its BGPPeer, or for the node-to-node mesh
+    the default BGPConfiguration. A peer outside this node's subnets is reached through a router:
+    its BFD runs multihop (RFC 5883)."""
+    if peer.source == "node-to-node mesh":
+        annotations = model.bgp_config.annotations
+    else:
+        bp = next((b for b in model.peers if f"BGPPeer {b.name}" == peer.source), None)
+        annotations = bp.annotations if bp is not None else {}
+    settings = tortie_annotations.bfd_settings(annotations)
+    if settings is None:
+        return peer
+    if settings.auth_type is not None and settings.auth_key_file is not None:
+        try:
+            text = Path(settings.auth_key_file).read_bytes()
+        except OSError as exc:
+            raise TopologyError(f"cannot read the BFD key of {peer.source} from {settings.auth_key_file}: "
+                                f"{exc.strerror or exc}") from exc
+        key = text[:-1] if text.endswith(b"\n") else text
+        limit = 16 if settings.auth_type in (1, 2, 3) else 20
+        if not 1 <= len(key) <= limit:
+            raise TopologyError(f"the BFD key of {peer.source} in {settings.auth_key_file} has {len(key)} "
+                                f"octets: 1 to {limit} for this authentication type")
+        settings = replace(settings, auth_key=key)
+    multihop = not any(peer.address in net for net in subnets if net.version == peer.address.version)
+    return replace(peer, bfd=replace(settings, multihop=multihop))
+
+
 @dataclass(frozen=True)
 class TopologyDiff:
     added: tuple[PeerConfig, ...]
@@ -289,6 +322,8 @@ class TopologyDiff:
     originate_changed: bool
     identity_changed: bool  # AS, router id, cluster id, port or listen addresses: every session restarts
     routes_changed: bool = False  # prefix advertisements, service ranges or export ranges
+    # (old, new) peers whose BFD settings alone changed: BFD follows without restarting BGP
+    bfd_changed: tuple[tuple[PeerConfig, PeerConfig], ...] = ()
 
 
 def diff(old: Topology, new: Topology) -> TopologyDiff:
@@ -299,13 +334,14 @@ def diff(old: Topology, new: Topology) -> TopologyDiff:
         new.listen_port,
         new.listen_addresses,
     )
+    both = [(old.peers[k], p) for k, p in new.peers.items() if k in old.peers and old.peers[k] != p]
+    bfd_only = [(a, b) for a, b in both if replace(a, bfd=None) == replace(b, bfd=None)]
     return TopologyDiff(
         added=tuple(p for k, p in new.peers.items() if k not in old.peers),
         removed=tuple(p for k, p in old.peers.items() if k not in new.peers),
-        changed=tuple(
-            (old.peers[k], p) for k, p in new.peers.items() if k in old.peers and old.peers[k] != p
-        ),
+        changed=tuple(pair for pair in both if pair not in bfd_only),
         originate_changed=old.originate != new.originate,
         identity_changed=identity,
         routes_changed=old.routes != new.routes,
+        bfd_changed=tuple(bfd_only),
     )

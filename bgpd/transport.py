@@ -131,11 +131,14 @@ class _Connection(asyncio.BufferedProtocol):
 
 class Transport:
     def __init__(self, speaker: Speaker, *, socket_factory: SocketFactory = _default_socket,
-                 backlog: int = 4096, after: Callable[[], None] | None = None) -> None:
+                 backlog: int = 4096, after: Callable[[], None] | None = None,
+                 before_timer: Callable[[], object] | None = None) -> None:
         self.speaker = speaker
         self.socket_factory = socket_factory
         self.backlog = backlog
         self.after = after  # called after every service (the daemon wakes the feed's readers)
+        # called before the speaker's timers run: input other adapters hold back comes in first (BFD)
+        self.before_timer = before_timer
         self.loop = asyncio.get_running_loop()
         self.conns: dict[Session, _Connection] = {}
         self.sockets: list[socket.socket] = []
@@ -249,6 +252,8 @@ class Transport:
             conn = conns.get(session)
             return conn is not None and (conn.backlog or unread_bytes(conn.sock) > 0)
 
+        if self.before_timer is not None:
+            self.before_timer()
         self.speaker.handle_timer(self.now(), input_pending)
         self.service()
 

@@ -4,7 +4,7 @@
 negotiated, timers, message and prefix counters, the last error and graceful-restart state.
 `rib` prints the Loc-RIB (every candidate per prefix, best first, with why it won or lost) or, with
 `--peer`, that peer's Adj-RIB-In with the routes import policy rejected and why (or, with `--out`,
-the Adj-RIB-Out, with the export rule that decided each route and the routes a rule kept back).
+the Adj-RIB-Out, with the export rule that decided each route and the routes a rule kept back). Routes block ownership refused show there too, as "refused" with the reason.
 """
 
 from __future__ import annotations
@@ -130,6 +130,7 @@ def neighbor_block(peer: Mapping[str, Any]) -> str:
         ("Capabilities", capability_text(caps)),
         ("ADD-PATH receive", ", ".join(caps.get("add_path_receive") or []) or "-"),
         ("Graceful restart", gr_text),
+        *((("BFD", bfd_text(peer["bfd_session"])),) if peer.get("bfd_session") else ()),
         ("Prefixes", prefix_text(peer.get("prefixes") or {})),
         ("Last NOTIFICATION sent", _or_dash(peer.get("last_notification_sent"))),
         ("Last NOTIFICATION received", _or_dash(peer.get("last_notification_received"))),
@@ -138,6 +139,37 @@ def neighbor_block(peer: Mapping[str, Any]) -> str:
     out = [head] + [f"  {(label + ':').ljust(width)}{value}" for label, value in lines]
     out += message_lines(peer.get("messages") or {}, width)
     return "\n".join(out)
+
+
+def bfd_text(bfd: Mapping[str, Any] | None) -> str:
+    """`Up, rx 300 ms / tx 300 ms x 3, detection 900 ms, discriminators 0x1a2b3c4d / 0x5e6f7a8b` and
+    why it last changed when it is not Up."""
+    if not bfd:
+        return "off"
+    state = str(bfd.get("state"))
+    text = state
+    if state == "Up" and bfd.get("uptime_seconds") is not None:
+        text += f" for {daemons.format_duration(bfd.get('uptime_seconds'))}"
+    elif bfd.get("diagnostic") and bfd["diagnostic"] != "no diagnostic":
+        text += f" ({bfd['diagnostic']})"
+    text += (f", rx {_seconds(bfd.get('min_rx_ms'))} ms / tx {_seconds(bfd.get('min_tx_ms'))} ms"
+             f" x {bfd.get('multiplier')}")
+    if bfd.get("detection_time_ms") is not None:
+        text += f", detection {_seconds(bfd['detection_time_ms'])} ms"
+    text += f", discriminators {int(bfd.get('local_discriminator') or 0):#010x} / " \
+            f"{int(bfd.get('remote_discriminator') or 0):#010x}"
+    if bfd.get("multihop"):
+        text += ", multihop"
+    if bfd.get("authentication"):
+        text += f", {bfd['authentication']}"
+    packets = bfd.get("packets") or {}
+    dropped = sum(int(n) for n in (packets.get("dropped") or {}).values())
+    text += f"; packets {packets.get('sent', 0)} sent, {packets.get('received', 0)} received"
+    if dropped:
+        text += f", {dropped} dropped"
+    if bfd.get("failures"):
+        text += f"; {bfd['failures']} failures"
+    return text
 
 
 def _seconds(value: Any) -> str:
@@ -213,7 +245,7 @@ def rib_rows(entries: Sequence[Mapping[str, Any]], wide: bool = False) -> list[l
     rows = []
     for i in order:
         e = entries[i]
-        best = "filtered" if e.get("filtered") else "yes" if e.get("best") else "no"
+        best = "refused" if e.get("refused") else "filtered" if e.get("filtered") else "yes" if e.get("best") else "no"
         if e.get("stale"):
             best += " (stale)"
         row = [str(e.get("prefix", "")), _or_dash(e.get("next_hop")), _or_dash(e.get("from")), best,

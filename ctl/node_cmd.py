@@ -15,6 +15,7 @@ from ctl import daemons
 from ctl.common import EXIT_ERROR, EXIT_OK
 
 HEADERS = ("PEER ADDRESS", "PEER TYPE", "STATE", "SINCE", "INFO")
+BFD_HEADER = "BFD"  # a column of its own, only when some peer runs BFD (calicoctl's shape otherwise)
 FAMILIES = (("ipv4", "IPv4"), ("ipv6", "IPv6"))
 
 
@@ -49,14 +50,18 @@ def cmd_status(args: argparse.Namespace) -> int:
         return code
     if status.get("graceful_restart"):  # during an upgrade: routes are held until peers resend theirs
         print(f"tortie-bgpd graceful restart: {status['graceful_restart']}")
+    if status.get("route_feed"):  # after a start: felixd's routes are kept until the peers' tables are in
+        print(f"tortie-bgpd route feed: {status['route_feed']}")
     peers: Sequence[Mapping[str, Any]] = status.get("peers") or []
+    bfd = any(p.get("bfd") for p in peers)
+    headers = (*HEADERS, BFD_HEADER) if bfd else HEADERS
     for family, title in FAMILIES:
         print()
         print(f"{title} BGP status")
-        rows = [peer_row(p) for p in sorted((p for p in peers if p.get("family") == family),
-                                             key=lambda p: daemons.address_key(str(p.get("address", ""))))]
+        rows = [peer_row(p, bfd) for p in sorted((p for p in peers if p.get("family") == family),
+                                                  key=lambda p: daemons.address_key(str(p.get("address", ""))))]
         if rows:
-            print(boxed_table(HEADERS, rows))
+            print(boxed_table(headers, rows))
         else:
             print(f"No {title} peers found.")
     return code
@@ -89,9 +94,12 @@ def peer_info(peer: Mapping[str, Any]) -> str:
     return f"{state} {error}".strip()
 
 
-def peer_row(peer: Mapping[str, Any]) -> list[str]:
-    return [str(peer.get("address", "")), str(peer.get("peer_type", "")), peer_state(peer),
-            daemons.format_since(peer.get("since")), peer_info(peer)]
+def peer_row(peer: Mapping[str, Any], bfd: bool = False) -> list[str]:
+    row = [str(peer.get("address", "")), str(peer.get("peer_type", "")), peer_state(peer),
+           daemons.format_since(peer.get("since")), peer_info(peer)]
+    if bfd:
+        row.append(str(peer.get("bfd") or "-"))
+    return row
 
 
 def boxed_table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:

@@ -19,12 +19,14 @@ from typing import Any
 
 DAEMONS = ("bird16", "bird2", "gobgp", "frr")
 DAEMON_NAMES = {"bird16": "BIRD 1.6.8", "bird2": "BIRD 2.0.12", "gobgp": "GoBGP 3.10", "frr": "FRR 8.4"}
-# the order of issue 8's list, then anything else alphabetically
+# the order of issue 8's list, then issue 16's, then anything else alphabetically
 ORDER = ("ibgp-mesh", "ebgp-tor", "ebgp-tor-4octet", "md5-match", "md5-mismatch", "refresh-tortie-asks",
          "refresh-daemon-asks", "shutdown-tortie-to-daemon", "shutdown-daemon-to-tortie", "max-prefixes",
          "rr-tortie-reflects", "rr-daemon-reflects", "gr-tortie-restarts", "gr-daemon-restarts", "scale-100k",
          "bgppeer-local-as", "bgppeer-allow-local-as", "bgppeer-ttl-security", "bgppeer-keepalive-time",
-         "bgppeer-next-hop-mode", "bgppeer-reachable-by", "bgpfilter-communities")
+         "bgppeer-next-hop-mode", "bgppeer-reachable-by", "bgpfilter-communities",
+         # issue 16's
+         "bfd-tortie-detects", "bfd-daemon-detects", "bfd-auth", "ownership-daemon-hijacks")
 WHAT = {
     "ibgp-mesh": "daemon as a node-to-node mesh Node (IPv4 + IPv6 sessions): Established, capabilities on both "
                  "sides (4-octet AS, route refresh, GR, ADD-PATH, family), blocks and withdrawals both ways",
@@ -59,6 +61,14 @@ WHAT = {
                              "prefixAdvertisements' standard and large communities seen by the daemon; import "
                              "Reject by CIDR and by community, shown with the rule; a changed import rule applied "
                              "by ROUTE-REFRESH without a session restart",
+    "bfd-tortie-detects": "BFD 300 ms x 3 on the session; the daemon's BFD packets dropped (nftables): tortie's "
+                          "BFD Down on its detection time, Cease/10 (BFD Down; in a Hard Reset when the N bit is negotiated), routes gone; back by themselves",
+    "bfd-daemon-detects": "the same with tortie's BFD packets dropped: the daemon's BFD takes its BGP session "
+                          "down and tortie's block out of its RIB; back by themselves",
+    "bfd-auth": "BFD with meticulous keyed SHA1 on both sides (tortie's key from a file): Up, nothing dropped",
+    "ownership-daemon-hijacks": "daemon as a mesh Node announces another node's block and a more specific of "
+                                "it: tortie refuses both (block ownership), counts and shows why; its own "
+                                "block is accepted",
 }
 SYMBOL = {"pass": "pass", "FAIL": "**FAIL**", "ERROR": "**ERROR**", "skip": "skip"}
 DEFAULT_RESULTS = Path(__file__).resolve().parent.parent / "build" / "interop" / "results.json"
@@ -77,7 +87,7 @@ def render(run: Mapping[str, Any]) -> str:
         f"edit. Run: {run['date']} UTC, commit {run['commit']}, `{run.get('command', '')}`"
         + (f", load average {run['load'][0]} / {run['load'][1]} / {run['load'][2]} at its end." if run.get("load")
            else "."),
-        "The scenarios are issue 8's; the daemons run in their own network namespaces from the Debian",
+        "The scenarios are issues 8, 15 and 16's; the daemons run in their own network namespaces from the Debian",
         "packages (BIRD 1.6 from its extraction under `.deps/bird16`).",
         "",
         "| scenario | " + " | ".join(DAEMON_NAMES[d] for d in DAEMONS) + " |",

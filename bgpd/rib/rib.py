@@ -9,18 +9,24 @@ daemon passes to the feed and the Adj-RIB-Outs.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
+from bgpd.ownership import BlockOwners, Refusal
 from bgpd.policy import Identity, ImportOptions, ImportPolicy, PoolSet, originated_attributes
 from bgpd.rib.adj_rib_in import AdjRibIn
 from bgpd.rib.decision import DEFAULT_DECISION, DecisionConfig
 from bgpd.rib.loc_rib import Change, LocRib
 from bgpd.rib.path import NextHop, PeerInfo, effective_next_hop
+from proto import prefix as pf
 from proto.bgp.constants import IPV4_UNICAST, IPV6_UNICAST, AfiSafi
 from proto.bgp.model import MessageError, PathAttributes, Update
 
+log = logging.getLogger("tortie.bgp")
+
 Changes = dict[AfiSafi, list[Change]]
+LOGGED_REFUSALS = 10_000  # per peer: each refused (peer, prefix) is logged once, up to this many
 
 
 @dataclass
@@ -35,6 +41,10 @@ class PeerRibs:
     peer: PeerInfo
     policy: ImportPolicy
     ins: dict[AfiSafi, AdjRibIn]
+    # routes block ownership refused (bgpd.ownership), by family and NLRI: shown, and checked again
+    # when the affinities change
+    refused: dict[AfiSafi, dict[bytes, Refusal]] = field(default_factory=dict)
+    logged: set[bytes] = field(default_factory=set)
 
 
 def _add(changes: Changes, family: AfiSafi, new: list[Change]) -> None:
@@ -60,6 +70,7 @@ class Rib:
         for f, rib_in in self.local_in.items():
             self.loc[f].add_source(rib_in)
         self.peers: dict[PeerInfo, PeerRibs] = {}
+        self.owners: BlockOwners | None = None  # block ownership (None: off, or not configured)
 
     # ---------------------------------------------------------------- peers
 
@@ -95,13 +106,17 @@ class Rib:
     def flush_peer(self, peer: PeerInfo, families: Iterable[AfiSafi] | None = None) -> Changes:
         """Withdraw everything a peer sent (session down without graceful restart)."""
         changes: Changes = {}
-        for f, rib_in in self.peers[peer].ins.items():
+        state = self.peers[peer]
+        for f, rib_in in state.ins.items():
             if families is None or f in families:
+                state.refused.pop(f, None)
                 _add(changes, f, self.loc[f].update(rib_in.clear(), rib_in))
         return changes
 
     def mark_stale(self, peer: PeerInfo, family: AfiSafi) -> list[Change]:
-        rib_in = self.peers[peer].ins[family]
+        state = self.peers[peer]
+        state.refused.pop(family, None)  # the peer sends its table again
+        rib_in = state.ins[family]
         return self.loc[family].update(rib_in.mark_stale(), rib_in)
 
     def sweep_stale(self, peer: PeerInfo, family: AfiSafi) -> list[Change]:
@@ -163,6 +178,10 @@ class Rib:
         rib_in = state.ins.get(family)
         if rib_in is None or not prefixes:
             return
+        refused = state.refused.get(family)
+        if refused:
+            for p in prefixes:
+                refused.pop(p, None)
         _add(changes, family, self.loc[family].update(rib_in.withdraw(prefixes), rib_in))
 
     def _announce(
@@ -186,6 +205,12 @@ class Rib:
             self._withdraw(state, family, prefixes, result.changes)
             rib_in.keep_filtered(prefixes, attrs, next_hop, checked)
             return
+        if self.owners is not None and state.peer.node is not None:
+            # block ownership before the filters: what it refuses keeps the attributes as received, so
+            # judging it again (affinities changed) runs the whole import policy as for a fresh route
+            prefixes = list(self._owned(state, family, prefixes, attrs, next_hop, rib_in.add_path, result.changes))
+            if not prefixes:
+                return
         chain = policy.chain(family)
         groups: list[tuple[PathAttributes, Sequence[bytes]]] = []
         if chain is None:
@@ -211,3 +236,75 @@ class Rib:
             error = policy.over_limit(family, len(rib_in))
             if error is not None and result.error is None:
                 result.error = error
+
+    # ---------------------------------------------------------------- block ownership
+
+    def _owned(self, state: PeerRibs, family: AfiSafi, prefixes: Sequence[bytes], attrs: PathAttributes,
+               next_hop: NextHop, add_path: bool, changes: Changes, accepted: bool = False) -> Sequence[bytes]:
+        """The prefixes block ownership accepts; the others replace (withdraw) what the peer sent
+        before for them, and are kept as refused, counted per reason and logged once."""
+        owners = self.owners
+        assert owners is not None and state.peer.node is not None
+        ok, refused = owners.check(state.peer.node, prefixes, attrs, next_hop, 4 if add_path else 0)
+        table = state.refused.get(family)
+        if table and ok:
+            for p in ok:
+                table.pop(p, None)
+        if refused:
+            gone = [p for p, _r, _d in refused]
+            self._withdraw(state, family, gone, changes)
+            table = state.refused.setdefault(family, {})
+            for p, reason, detail in refused:
+                table[p] = Refusal(reason, detail, attrs, next_hop, accepted)
+                state.policy.reject(reason, 1)
+                self._log_refusal(state, p[4:] if add_path else p, reason, detail)
+        return ok
+
+    def _log_refusal(self, state: PeerRibs, prefix: bytes, reason: str, detail: str) -> None:
+        if prefix in state.logged:
+            return
+        if len(state.logged) >= LOGGED_REFUSALS:
+            return
+        state.logged.add(prefix)
+        peer = state.peer
+        log.warning("peer %s (node %s): route %s refused by block ownership: %s (%s)%s", peer.name, peer.node,
+                    pf.text(prefix), reason, detail,
+                    "; further refusals from this peer are counted, not logged"
+                    if len(state.logged) == LOGGED_REFUSALS else "")
+
+    def set_owners(self, owners: BlockOwners | None) -> Changes:
+        """New block affinities (or ownership switched on or off): every Node peer's routes, held and
+        refused, are judged again. Returns the Loc-RIB changes."""
+        self.owners = owners
+        changes: Changes = {}
+        for state in self.peers.values():
+            node = state.peer.node
+            if node is None:
+                continue
+            for family, rib_in in state.ins.items():
+                offset = 4 if rib_in.add_path else 0
+                held = state.refused.pop(family, {})
+                if owners is not None:
+                    groups: dict[tuple[PathAttributes, NextHop], list[bytes]] = {}
+                    for prefix, path in rib_in.iter_paths():
+                        if path.stale:
+                            continue
+                        groups.setdefault((path.attrs, path.next_hop), []).append(path.path_id + prefix)
+                    for (attrs, nh), nlris in groups.items():
+                        self._owned(state, family, nlris, attrs, nh, bool(offset), changes, accepted=True)
+                again: dict[tuple[PathAttributes, NextHop, bool], list[bytes]] = {}
+                for nlri, r in held.items():
+                    again.setdefault((r.attrs, r.next_hop, r.accepted), []).append(nlri)
+                for (attrs, nh, accepted), nlris in again.items():
+                    if not accepted:
+                        self._announce(state, family, nlris, attrs, nh, UpdateResult(changes))
+                    elif owners is None:
+                        _add(changes, family, self.loc[family].update(rib_in.announce(nlris, attrs, nh), rib_in))
+                    else:
+                        # taken from the Adj-RIB-In by an earlier change: its attributes are import
+                        # policy's result already, so they go back without running it a second time
+                        ok = self._owned(state, family, nlris, attrs, nh, bool(offset), changes, accepted=True)
+                        if ok:
+                            _add(changes, family, self.loc[family].update(rib_in.announce(list(ok), attrs, nh),
+                                                                          rib_in))
+        return changes

@@ -27,6 +27,18 @@ class DaemonError(RuntimeError):
 
 
 @dataclass(frozen=True)
+class Bfd:
+    """BFD on a BGP session (BIRD `protocol bfd` + `bfd on`, FRR bfdd + `neighbor X bfd`)."""
+
+    min_rx_ms: int = 300
+    min_tx_ms: int = 300
+    multiplier: int = 3
+    auth: str | None = None  # "simple", "keyed md5", "keyed sha1", "meticulous keyed md5", ... (BIRD's words)
+    key_id: int = 1
+    password: str = ""
+
+
+@dataclass(frozen=True)
 class Neighbor:
     address: str
     asn: int
@@ -44,6 +56,7 @@ class Neighbor:
     extended_next_hop: bool = False  # RFC 8950 IPv4 NLRI with IPv6 next hop (BIRD 2, FRR)
     four_octet_as: bool = True  # False: offer no 4-octet AS capability (BIRD only: `enable as4 off`)
     ttl_security: int | None = None  # GTSM with this many hops (BIRD 2, FRR)
+    bfd: Bfd | None = None
 
     @property
     def ident(self) -> str:
@@ -231,6 +244,11 @@ class Daemon:
 
     def refresh_in(self, address: str) -> None:
         """Ask the peer to send its routes again (ROUTE-REFRESH when the peer supports it)."""
+        raise NotImplementedError
+
+    def bfd_state(self, address: str) -> str | None:
+        """The BFD session's state towards `address` as the daemon shows it ("Up", "Down", "Init",
+        "AdminDown"), None when it has none."""
         raise NotImplementedError
 
     def _neighbor(self, address: str) -> Neighbor:

@@ -91,6 +91,8 @@ class _Bird(Daemon):
     def diagnostics(self) -> str:
         return (f"=== {self.kind} {self.ns.name}: show protocols all\n"
                 + self.cli("show", "protocols", "all")
+                + ("\n=== show bfd sessions\n" + self.cli("show", "bfd", "sessions")
+                   if any(n.bfd is not None for n in self.neighbors) else "")
                 + "\n=== show route all\n" + self.cli("show", "route", "all", timeout=30)
                 + "\n" + self._log_tail())
 
@@ -173,7 +175,46 @@ class _Bird(Daemon):
             lines.append("  ttl security on;")
             if n.ttl_security > 1:
                 lines.append(f"  multihop {n.ttl_security};")
+        if n.bfd is not None:
+            # iBGP is multihop to BIRD, and multihop BFD is RFC 5883 on port 4784: a neighbour on the
+            # segment is single hop (RFC 5881, port 3784) only when BIRD is told it is direct
+            if n.asn == self.asn and not n.multihop:
+                lines.append("  direct;")
+            lines.append("  bfd on;")
+            # BIRD waits `error wait time` (60 s at first) before it restarts a session it took down
+            # for an error of its own, a BFD failure included; tests want to see it come back sooner
+            lines.append("  error wait time 5, 30;")
         return lines
+
+    def _bfd_protocol(self) -> list[str]:
+        """`protocol bfd` for the sessions with `bfd on`: BIRD takes the timers and keys per interface,
+        so every BFD neighbour of one runner shares the first one's settings."""
+        b = next((n.bfd for n in self.neighbors if n.bfd is not None), None)
+        if b is None:
+            return []
+        c = ["protocol bfd bfd1 {", '  interface "*" {',
+             f"    min rx interval {b.min_rx_ms} ms;", f"    min tx interval {b.min_tx_ms} ms;",
+             "    idle tx interval 1000 ms;", f"    multiplier {b.multiplier};"]
+        if b.auth:
+            c.append(f"    authentication {b.auth};")
+            c.append(f'    password "{b.password}" {{ id {b.key_id}; }};')
+        c += ["  };", "}"]
+        return c
+
+    def bfd_state(self, address: str) -> str | None:
+        out = self.cli("show", "bfd", "sessions")
+        want = ipaddress.ip_address(address)
+        for line in out.splitlines():
+            cols = line.split()
+            if len(cols) >= 3:
+                try:
+                    if ipaddress.ip_address(cols[0]) != want:
+                        continue
+                except ValueError:
+                    continue
+                # IP address, Interface, State (BIRD 2); BIRD 1.6 has the same columns
+                return next((c for c in cols[1:] if c in ("Up", "Down", "Init", "AdminDown")), None)
+        return None
 
 
 _ADD_PATH_BIRD = {"rx": "rx", "tx": "tx", "both": "on"}
@@ -209,6 +250,7 @@ class Bird2(_Bird):
             c.append(f"  {fam};")
             c.extend(self._static_line(r) for r in routes)
             c.append("}")
+        c.extend(self._bfd_protocol())
         for n in self.neighbors:
             c.append(f"protocol bgp {n.ident} {{")
             c.extend(self._bgp_common(n))
@@ -260,6 +302,7 @@ class Bird16(_Bird):
         ]
         c.extend(self._static_line(r) for r in self.routes if r.family == fam)
         c.append("}")
+        c.extend(self._bfd_protocol())
         for n in self.neighbors:
             c.append(f"protocol bgp {n.ident} {{")
             c.extend(self._bgp_common(n))

@@ -90,6 +90,9 @@ class Frr(Daemon):
             c.append(f" neighbor {n.address} remote-as {n.asn}")
             if n.passive:
                 c.append(f" neighbor {n.address} passive")
+            else:
+                # FRR retries a refused connection only after 120 s; tortie may not listen yet when FRR starts
+                c.append(f" neighbor {n.address} timers connect 5")
             if n.password:
                 c.append(f" neighbor {n.address} password {n.password}")
             if n.local_address:
@@ -102,6 +105,9 @@ class Frr(Daemon):
                 c.append(f" neighbor {n.address} capability extended-nexthop")
             if n.ttl_security is not None:
                 c.append(f" neighbor {n.address} ttl-security hops {n.ttl_security}")
+            if n.bfd is not None:
+                c.append(f" neighbor {n.address} bfd")
+                c.append(f" neighbor {n.address} bfd profile tortie")
         for fam in ("ipv4", "ipv6"):
             c.append(f" address-family {fam} unicast")
             for r in self.routes:
@@ -123,6 +129,14 @@ class Frr(Daemon):
                     c.append(f"  neighbor {n.address} next-hop-self")
             c.append(" exit-address-family")
         (self.rundir / "bgpd.conf").write_text("\n".join(c) + "\n")
+        b = next((n.bfd for n in self.neighbors if n.bfd is not None), None)
+        if b is not None:
+            if b.auth:
+                raise DaemonError("FRR 8.4's bfdd has no BFD authentication")
+            (self.rundir / "bfdd.conf").write_text("\n".join([
+                "frr defaults traditional", f"log file {log}", "bfd", " profile tortie",
+                f"  receive-interval {b.min_rx_ms}", f"  transmit-interval {b.min_tx_ms}",
+                f"  detect-multiplier {b.multiplier}", " !", "!"]) + "\n")
         for p in self.rundir.iterdir():
             shutil.chown(p, "frr", "frr")
 
@@ -132,12 +146,16 @@ class Frr(Daemon):
                     "-i", str(self.rundir / "zebra.pid"), *common, log_name="zebra.out")
         if not poll(lambda: (self.rundir / "zserv.api").exists(), 10, 0.05):
             raise DaemonError(f"zebra did not create its socket:\n{self._log_tail()}")
+        if (self.rundir / "bfdd.conf").exists():
+            self._spawn(str(FRR_DIR / "bfdd"), "-f", str(self.rundir / "bfdd.conf"),
+                        "-i", str(self.rundir / "bfdd.pid"), *common, log_name="bfdd.out")
         self._spawn(str(FRR_DIR / "bgpd"), "-f", str(self.rundir / "bgpd.conf"),
                     "-i", str(self.rundir / "bgpd.pid"), *common, log_name="bgpd.out")
 
     def _log_tail(self) -> str:
         parts = []
-        for p in (self.workdir / "zebra.out", self.workdir / "bgpd.out", self.rundir / "frr.log"):
+        for p in (self.workdir / "zebra.out", self.workdir / "bfdd.out", self.workdir / "bgpd.out",
+                  self.rundir / "frr.log"):
             if p.exists():
                 parts.append(f"--- {p.name}\n" + p.read_text(errors="replace")[-4000:])
         return "\n".join(parts)
@@ -161,7 +179,8 @@ class Frr(Daemon):
         if not self.running:
             raise DaemonError(f"FRR exited:\n{self._log_tail()}")
         # FRR skips config lines it cannot parse and runs on: refuse to run with a partial config
-        for out in (self.workdir / "zebra.out", self.workdir / "bgpd.out", self.rundir / "frr.log"):
+        for out in (self.workdir / "zebra.out", self.workdir / "bfdd.out", self.workdir / "bgpd.out",
+                    self.rundir / "frr.log"):
             text = out.read_text(errors="replace") if out.exists() else ""
             bad = [line for line in text.splitlines() if re.search(r"on config line \d+", line)]
             if bad:
@@ -195,6 +214,8 @@ class Frr(Daemon):
         return (f"=== frr {self.ns.name}: show bgp neighbors\n" + self.vtysh("show bgp neighbors")
                 + "\n=== show bgp ipv4 unicast\n" + self.vtysh("show bgp ipv4 unicast")
                 + "\n=== show bgp ipv6 unicast\n" + self.vtysh("show bgp ipv6 unicast")
+                + ("\n=== show bfd peers\n" + self.vtysh("show bfd peers")
+                   if any(n.bfd is not None for n in self.neighbors) else "")
                 + "\n" + self._log_tail())
 
     def configure(self, *lines: str) -> None:
@@ -220,6 +241,23 @@ class Frr(Daemon):
 
     def enable_neighbor(self, address: str) -> None:
         self.configure(f"router bgp {self.asn}", f"no neighbor {address} shutdown")
+
+    def bfd_state(self, address: str) -> str | None:
+        out = self.vtysh("show bfd peers json")
+        try:
+            peers = json.loads(out)
+        except json.JSONDecodeError:
+            return None
+        want = ipaddress.ip_address(address)
+        for p in peers if isinstance(peers, list) else []:
+            try:
+                if ipaddress.ip_address(p.get("peer", "")) != want:
+                    continue
+            except ValueError:
+                continue
+            return {"up": "Up", "down": "Down", "init": "Init", "shutdown": "AdminDown"}.get(
+                str(p.get("status")), str(p.get("status")))
+        return None
 
     def refresh_in(self, address: str) -> None:
         out = self.vtysh(f"clear bgp {address} soft in")

@@ -181,6 +181,9 @@ class GoBgp(Daemon):
     def enable_neighbor(self, address: str) -> None:
         self.cli("neighbor", address, "enable", check=True)
 
+    def bfd_state(self, address: str) -> str | None:
+        return None  # GoBGP 3.10 has no BFD
+
     def refresh_in(self, address: str) -> None:
         """GoBGP 3.10 keeps its Adj-RIB-In: this re-runs the import policy and sends no ROUTE-REFRESH."""
         for fam in self._neighbor(address).families:

@@ -19,6 +19,7 @@ from typing import Any
 
 import yaml
 
+from proto import tortie_annotations
 from proto.resources import fields as f
 from proto.resources.constants import API_VERSION, IGNORED_METADATA
 from proto.resources.errors import FieldError, Problem, SourceLocation, ValidationError
@@ -215,6 +216,9 @@ def _load_one(data: Any, location: SourceLocation, problems: list[Problem], warn
         fields["name"] = meta.get("name", f.name, required=True)
     fields["labels"] = meta.get("labels", f.labels, Labels())
     fields["annotations"] = meta.get("annotations", annotations, Labels())
+    if isinstance(fields["annotations"], Labels):  # tortie's own settings (bfd.tortie.io/*, ...)
+        for key, message in tortie_annotations.problems(cls.kind, fields["annotations"]):
+            meta.error(f"annotations.{key}", message)
     if cls is WorkloadEndpoint:
         fields["namespace"] = meta.get("namespace", namespace)
     elif meta.has("namespace"):

@@ -1,5 +1,9 @@
 """Speakers joined in memory: connections are pairs of sessions, bytes are moved by hand, time is
-stepped from deadline to deadline. No sockets, no sleeps (aioquic's and h11's way of testing)."""
+stepped from deadline to deadline. No sockets, no sleeps (aioquic's and h11's way of testing).
+
+BFD datagrams move the same way (UDP 3784, TTL 255). `reachable(src, dst)` decides whether packets
+get through: a cut path refuses new connections, holds a connection's bytes (TCP retransmits them
+once the path is back) and loses datagrams; `tamper` may rewrite or drop a datagram in flight."""
 
 from __future__ import annotations
 
@@ -8,6 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from bgpd.fsm import State
+from bgpd.ownership import BlockOwners
 from bgpd.session import Session
 from bgpd.speaker import ConnectTo, Disconnect, Speaker, pools_from_networks
 from bgpd.topology import Topology, build
@@ -22,6 +27,8 @@ class Link:
     sa: Session
     b: Speaker
     sb: Session
+    addr_a: str = ""
+    addr_b: str = ""
     open: bool = True
 
     def other(self, session: Session) -> tuple[Speaker, Session]:
@@ -35,12 +42,16 @@ class Net:
     links: list[Link] = field(default_factory=list)
     reachable: Callable[[str, str], bool] = lambda _src, _dst: True
     seed: int = 1
+    # a datagram in flight: (source, destination, bytes) -> the bytes delivered (None: lost)
+    tamper: Callable[[str, str, bytes], bytes | None] | None = None
+    datagrams: int = 0  # BFD datagrams delivered
 
     def add(self, topo: Topology, *, restarting: bool = False, model: ClusterModel | None = None,
             **options: float) -> Speaker:
         pools = pools_from_networks(p.cidr for p in model.pools) if model is not None else pools_from_networks([])
+        owners = BlockOwners.from_model(model) if model is not None else None
         sp = Speaker(topo, pools, self.now, restarting=restarting, rng=random.Random(self.seed + len(self.speakers)),
-                     **options)
+                     owners=owners, **options)  # type: ignore[arg-type]
         for addr in topo.addresses:
             self.speakers[str(addr)] = sp
         return sp
@@ -78,7 +89,7 @@ class Net:
                     sp.connection_failed(ev.session, self.now, "Socket: connection reset by peer")
                     continue
                 sa = sp.connection_made(ev.session, self.now, source)
-                link = Link(sp, sa, target, sb) if sa is not None else None
+                link = Link(sp, sa, target, sb, source, ev.peer.peer_address) if sa is not None else None
                 if link is None:
                     target.connection_lost(sb, self.now, "connection closed by peer")
                 else:
@@ -102,9 +113,29 @@ class Net:
             if sp is not lost_by and s.connected:
                 sp.connection_lost(s, self.now, "connection closed by peer")
 
-    def _move(self) -> bool:
+    def _datagrams(self) -> bool:
         moved = False
+        for sp in list(dict.fromkeys(self.speakers.values())):
+            for s in sp.bfd_with_output():
+                for data in s.data_to_send():
+                    moved = True
+                    target = self.speakers.get(s.remote)
+                    if target is None or not self.reachable(s.local, s.remote):
+                        continue
+                    if self.tamper is not None:
+                        got = self.tamper(s.local, s.remote, data)
+                        if got is None:
+                            continue
+                        data = got
+                    self.datagrams += 1
+                    target.bfd_receive(data, s.local, s.remote, 255, self.now, s.multihop)
+        return moved
+
+    def _move(self) -> bool:
+        moved = self._datagrams()
         for link in list(self.links):
+            if link.addr_a and not self.reachable(link.addr_a, link.addr_b):
+                continue  # the path is cut: TCP holds the bytes until it is back
             for src, s, dst, d in ((link.a, link.sa, link.b, link.sb), (link.b, link.sb, link.a, link.sa)):
                 if not link.open:
                     break

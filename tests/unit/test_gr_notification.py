@@ -40,7 +40,7 @@ def test_hard_reset_carries_the_notification_it_stands_for() -> None:
 
 @pytest.mark.parametrize(("subcode", "wrapped"), [
     (CeaseSubcode.MAX_PREFIXES_REACHED, True), (CeaseSubcode.ADMINISTRATIVE_SHUTDOWN, True),
-    (CeaseSubcode.PEER_DECONFIGURED, True), (CeaseSubcode.ADMINISTRATIVE_RESET, False),
+    (CeaseSubcode.PEER_DECONFIGURED, True), (CeaseSubcode.BFD_DOWN, True), (CeaseSubcode.ADMINISTRATIVE_RESET, False),
     (CeaseSubcode.OTHER_CONFIGURATION_CHANGE, False), (CeaseSubcode.CONNECTION_COLLISION_RESOLUTION, False),
 ])
 def test_hard_reset_only_for_the_stops_that_mean_gone(subcode: int, wrapped: bool) -> None:
@@ -61,6 +61,9 @@ def test_keeps_routes_table() -> None:
     assert keeps_routes(CAP_N, True, None, admin_reset) and keeps_routes(CAP_N, True, hold, None)
     assert not keeps_routes(CAP_N, True, None, hr) and not keeps_routes(CAP_N, True, hr, None)
     assert not keeps_routes(CAP_N, False, None, admin_reset)  # we did not set N
+    # a path BFD saw fail is no restart, even as a plain Cease / BFD Down (RFC 9384) under the N bit
+    bfd_down = Notification(6, CeaseSubcode.BFD_DOWN)
+    assert not keeps_routes(CAP_N, True, None, bfd_down) and not keeps_routes(CAP_N, True, bfd_down, None)
     assert not keeps_routes(None, True, None, None)  # no graceful restart at all
     assert not keeps_routes(GracefulRestartCap(120, notification=True), True, None, None)  # no families
     assert notification_negotiated(CAP_N, CAP_N) and not notification_negotiated(CAP_N, CAP)

@@ -8,6 +8,7 @@ import dataclasses
 import pytest
 
 from bgpd.fsm import State
+from bgpd.ownership import BlockOwners
 from bgpd.speaker import Speaker
 from bgpd.update_group import UpdateGroup
 from proto import prefix as pf
@@ -87,8 +88,16 @@ def test_a_new_block_reaches_every_node_and_a_withdrawn_one_leaves() -> None:
     sp = start(net, text, ["n1", "n2", "n3"])
     assert net.run(60, lambda: all(established(s) for s in sp.values()))
     grown = text + "---\n" + block("n1", "10.200.1.64/26")
-    topo, _ = topology(grown, "n1")
+    topo, model = topology(grown, "n1")
     sp["n1"].set_originated(topo, net.now)
+    # n2 and n3 do not know the new affinity yet: block ownership holds the route back, as refused
+    net.run(net.now + 1)
+    for n in ("n2", "n3"):
+        assert "10.200.1.64/26" not in learned(sp[n])
+        refused = sp[n].rib.peers[sp[n].peers["10.77.0.1"].info].refused
+        assert [r.reason for t in refused.values() for r in t.values()] == ["no-block-affinity"]
+        # the affinity reaches them (a reload): the refused route is judged again, no refresh needed
+        sp[n].set_owners(BlockOwners.from_model(model), net.now)
     assert net.run(net.now + 1, lambda: all("10.200.1.64/26" in learned(sp[n]) for n in ("n2", "n3")))
     topo, _ = topology(text, "n1")
     sp["n1"].set_originated(topo, net.now)
