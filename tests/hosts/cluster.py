@@ -328,7 +328,7 @@ class RouteWatch:
         self.procs = {}
         for h, path in self.files.items():
             with open(path, "wb") as out:
-                self.procs[h] = subprocess.Popen(["ip", "-n", cluster.ns(h), "monitor", "route"], stdout=out,
+                self.procs[h] = subprocess.Popen(["ip", "-n", cluster.ns(h), "-ts", "monitor", "route"], stdout=out,
                                                  stderr=subprocess.STDOUT, start_new_session=True)
         # ip monitor subscribes some time after it starts: a marker route added and removed in each
         # host, again until its monitor shows it, proves the monitor listens before anything happens
@@ -347,7 +347,9 @@ class RouteWatch:
             proc.terminate()
             proc.wait(timeout=10)
             lines = self.files[h].read_text(errors="replace").splitlines()
-            gone = [line for line in lines if line.startswith("Deleted") and "proto 80" in line]
+            # each line "[time] what": the time kept, to be read beside the daemons' journals
+            gone = [line for line in lines
+                    if re.sub(r"^\[[^\]]*\]\s*", "", line).startswith("Deleted") and "proto 80" in line]
             if gone:
                 deleted[h] = gone
         return deleted

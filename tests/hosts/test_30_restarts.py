@@ -15,6 +15,7 @@ def hitless(installed: C.HostsCluster, step: Callable[[str], None], what: str) -
     """`step(host)` on each host in turn, each followed by full convergence, under pings and a route
     watch on every host; returns the seconds each host took."""
     C.until(installed.converged, 120, "converged before " + what, interval=0.5, diag=installed.diag)
+    since = installed["master"].run("date", "+%Y-%m-%d %H:%M:%S").stdout.strip()
     watch = C.RouteWatch(installed)
     pingers = C.Pingers(installed)
     took = {}
@@ -28,6 +29,10 @@ def hitless(installed: C.HostsCluster, step: Callable[[str], None], what: str) -
     finally:
         deleted = watch.stop()
         pings = pingers.stop()
+    if deleted:  # what the daemons of those hosts said meanwhile, to see who removed the route
+        journals = {h: installed[h].journal("-u", "tortie-bgpd", "-u", "tortie-felixd", "--since", since,
+                                            "-o", "short-iso-precise")[-6000:] for h in deleted}
+        print("\n".join(f"--- {h}\n{j}" for h, j in journals.items()))
     assert deleted == {}, f"kernel routes deleted during {what}: {deleted}"
     lost = {f"{a}->{b}": p["lost"] for (a, b), p in pings.items() if p["lost"]}
     assert not lost, f"pings lost during {what}: {lost}"
