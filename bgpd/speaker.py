@@ -507,9 +507,13 @@ class Speaker:
         """Act on what `peer`'s sessions said, note their output, and register their deadlines."""
         for _ in range(4):  # a session's events may make its sibling speak (collisions): settle both
             quiet = True
-            sessions = dict.fromkeys(peer.neighbor.sessions())
-            if peer.established is not None:
-                sessions[peer.established] = None
+            # The session that holds the peer's routes goes first: a sibling's Established may sit
+            # behind its SessionDown in the same call (a graceful-restart peer's new connection
+            # replaces it, RFC 4724), and the peer must leave its update group before it joins
+            # again, or the new session never gets the table and End-of-RIB.
+            established = peer.established
+            sessions = dict.fromkeys(() if established is None else (established,))
+            sessions.update(dict.fromkeys(peer.neighbor.sessions()))
             for session in sessions:
                 while (ev := session.next_event()) is not None:
                     quiet = False
