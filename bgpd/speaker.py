@@ -520,6 +520,10 @@ class Speaker:
                     self._on_event(peer, session, ev, now)
             if quiet:
                 break
+        old = peer.neighbor.adopt_second(now)
+        if old is not None:  # else it would stay the peer's session, shown Active, while the second is up
+            while (ev := old.next_event()) is not None:
+                self._on_event(peer, old, ev, now)
         for session in peer.neighbor.sessions():
             self._owner.setdefault(session, peer)
             if session.has_output:

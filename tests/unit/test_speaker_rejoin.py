@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import dataclasses
 import random
+from collections.abc import Callable
 
 import pytest
 
@@ -13,8 +14,8 @@ from bgpd.fsm import State
 from bgpd.speaker import Speaker
 from proto import prefix as pf
 from proto.bgp import GracefulRestartCap
-from tests.unit.speaker_net import Link, Net
-from tests.unit.test_speaker import blocks_of, reflector_yaml, start
+from tests.unit.speaker_net import Link, Net, topology
+from tests.unit.test_speaker import HEAD, blocks_of, mesh_yaml, reflector_yaml, start
 
 
 def _half_close(net: Net, link: Link, client: Speaker, later: list[tuple[float, Speaker, object]],
@@ -129,14 +130,12 @@ def test_flapping_clients_get_the_whole_table_again(seed: int, graceful: bool, l
     assert not short, (short, {p.key: p.state for p in rr.peers.values() if p.state != State.ESTABLISHED})
 
 
-class GatedNet(Net):
-    """A net whose speakers' output can be held back (a peer whose bytes the reflector reads late)."""
-
-    held: set[int]
+class RuledNet(Net):
+    """A net that holds back the bytes `hold(link, sender)` says (for one step of a collision)."""
 
     def __init__(self) -> None:
         super().__init__()
-        self.held = set()
+        self.hold: Callable[[Link, Speaker], bool] = lambda _link, _src: False
 
     def _move(self) -> bool:
         moved = False
@@ -144,7 +143,7 @@ class GatedNet(Net):
             for src, s, dst, d in ((link.a, link.sa, link.b, link.sb), (link.b, link.sb, link.a, link.sa)):
                 if not link.open:
                     break
-                if id(src) in self.held:
+                if self.hold(link, src):
                     continue
                 data = s.data_to_send(now=self.now)
                 if data:
@@ -157,13 +156,15 @@ class GatedNet(Net):
 @pytest.mark.parametrize("aware", [False, True])
 def test_a_connection_that_replaces_an_established_second_session_gets_the_table(aware: bool) -> None:
     """The reflector's primary session loses its connection in OpenSent (to Active, not Idle) while
-    the second connection goes on to Established; the client then resets that one and connects
-    again, and its OPEN and KEEPALIVE reach the reflector in one read. The new session is Established
-    in the same call that ends the old one (RFC 4724: a graceful-restart peer's new connection
-    replaces its session): the client must get the whole table and End-of-RIB on it."""
+    the second connection goes on to Established: the second becomes the peer's session (it used to
+    stay a sibling of a primary shown as Active, which took the next connection). The client then
+    resets that one and connects again, its OPEN and KEEPALIVE reach the reflector in one read, and
+    the new session is Established in the same call that ends the old one (RFC 4724: a
+    graceful-restart peer's new connection replaces its session): the client gets the whole table
+    and End-of-RIB on it."""
     n = 3
     text = reflector_yaml(n)
-    net = GatedNet()
+    net = RuledNet()
     sp = start(net, text, ["rr", *(f"c{i}" for i in range(1, n + 1))])
     rr, c1 = sp["rr"], sp["c1"]
     if aware:
@@ -179,14 +180,14 @@ def test_a_connection_that_replaces_an_established_second_session_gets_the_table
 
     # the client's connection closes; it connects again, but its OPEN waits
     net._close(_links_of(net, c1)[0], lost_by=None)  # type: ignore[arg-type]
-    net.held.add(id(c1))
+    net.hold = lambda _link, src: src is c1  # the client's bytes wait
     assert net.run(net.now + 30, lambda: new_link() is not None)
     first = new_link()
     assert first is not None and peer.session.state == State.OPENSENT
     # the client gives up on it; the reflector reads that only later
     pending: list[tuple[float, Speaker, object]] = []
     _half_close(net, first, c1, pending, 0.0)
-    net.held.clear()
+    net.hold = lambda _link, _src: False
     assert net.run(net.now + 30, lambda: peer.neighbor.second is not None
                    and peer.neighbor.second.state == State.ESTABLISHED)
     second = peer.neighbor.second
@@ -194,14 +195,17 @@ def test_a_connection_that_replaces_an_established_second_session_gets_the_table
     ((_, s, session),) = pending
     s.connection_lost(session, net.now, "connection reset by peer")  # type: ignore[arg-type]
     net.settle()
+    # the primary went to Active (no Idle, no SessionDown): the Established second is the peer's
+    # session now, not a sibling of a primary shown as Active
+    assert peer.session is second and peer.neighbor.second is None and peer.state == State.ESTABLISHED
     # the client resets the Established connection too, and connects again: OPEN and KEEPALIVE
     # reach the reflector together
     (link,) = _links_of(net, c1)
     pending.clear()
-    net.held.add(id(c1))
+    net.hold = lambda _link, src: src is c1  # the client's bytes wait
     _half_close(net, link, c1, pending, 0.0)
     assert net.run(net.now + 30, lambda: new_link() is not None)
-    net.held.clear()
+    net.hold = lambda _link, _src: False
     net.settle()
     assert peer.established is not None and peer.established is not second
     assert peer.established.state == State.ESTABLISHED
@@ -209,3 +213,37 @@ def test_a_connection_that_replaces_an_established_second_session_gets_the_table
     assert client_peer.state == State.ESTABLISHED
     # the table again, and End-of-RIB: nothing stale left at the client
     assert net.run(net.now + 10, lambda: learned(c1) == want), sorted(want - learned(c1))
+
+
+def test_a_collision_won_against_an_established_sibling_sends_the_table() -> None:
+    """Both speakers connect (peers that are not one mesh); one connection gets to Established while
+    the other's OPEN is late. When it arrives, with the KEEPALIVE behind it, the higher identifier
+    keeps the connection it opened (RFC 4271 6.8): the Established sibling is dumped and the winner is
+    Established in the same call. The winner must get the whole table and End-of-RIB."""
+    cfg = f"{HEAD}kind: BGPConfiguration\nmetadata: {{name: default}}\nspec: {{nodeToNodeMeshEnabled: false}}\n"
+    peers = [f"{HEAD}kind: BGPPeer\nmetadata: {{name: p{i}}}\nspec: {{node: n{i}, peerIP: 10.77.0.{3 - i}, "
+             "asNumber: 64512}\n" for i in (1, 2)]
+    text = "---\n".join([mesh_yaml(2), cfg, *peers])
+    net = RuledNet()
+    sp = {}
+    for name in ("n2", "n1"):  # n2 connects first: its connection is the primary at both ends
+        topo, model = topology(text, name)
+        active = {k: dataclasses.replace(p, passive=False) for k, p in topo.peers.items()}
+        sp[name] = net.add(dataclasses.replace(topo, peers=active), model=model, connect_delay=0.0)
+    n1, n2 = sp["n1"], sp["n2"]
+    (p2,) = n2.peers.values()
+    # the connection n2 opened is silent both ways while n1's (the second at both ends) gets to
+    # Established
+    net.hold = lambda link, _src: link.a is n2
+    assert net.run(10, lambda: p2.neighbor.second is not None and p2.neighbor.second.state == State.ESTABLISHED)
+    dumped = p2.neighbor.second
+    assert net.run(net.now + 5, lambda: learned(n1) == blocks_of(text, "n2"))  # its table went out
+    assert p2.session.state == State.OPENSENT and dumped.state == State.ESTABLISHED
+    # now n2's connection speaks; n1's Cease on its own connection is still on the way
+    net.hold = lambda link, src: link.a is n1 and src is n1
+    net.settle()
+    assert dumped.state == State.IDLE
+    assert p2.established is p2.session and p2.session.state == State.ESTABLISHED
+    net.hold = lambda _link, _src: False
+    assert net.run(net.now + 10, lambda: learned(n1) == blocks_of(text, "n2")
+                   and learned(n2) == blocks_of(text, "n1")), (learned(n1), learned(n2))
