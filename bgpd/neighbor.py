@@ -93,6 +93,19 @@ class Neighbor:
             self.session.auto_restart = old.auto_restart
             old.retire()
 
+    def adopt_second(self, now: float) -> Session | None:
+        """The primary lost its connection without going Idle (OpenSent to Active, RFC 4271 8.2.2)
+        while the second connection goes on: the second becomes the neighbour's session, as when the
+        primary goes Idle, and the old primary stops. Returns it (its SessionDown is still to be
+        read), or None when nothing changed."""
+        primary, second = self.session, self.second
+        if second is None or primary.connected or primary.state == State.IDLE or not second.connected:
+            return None
+        self.session, self.second = second, None
+        second.auto_restart = primary.auto_restart
+        primary.stop(now)
+        return primary
+
     # ------------------------------------------------------------ collisions
 
     def _arbitrate(self, session: Session, now: float) -> bool:

@@ -507,15 +507,23 @@ class Speaker:
         """Act on what `peer`'s sessions said, note their output, and register their deadlines."""
         for _ in range(4):  # a session's events may make its sibling speak (collisions): settle both
             quiet = True
-            sessions = dict.fromkeys(peer.neighbor.sessions())
-            if peer.established is not None:
-                sessions[peer.established] = None
+            # The session that holds the peer's routes goes first: a sibling's Established may sit
+            # behind its SessionDown in the same call (a graceful-restart peer's new connection
+            # replaces it, RFC 4724), and the peer must leave its update group before it joins
+            # again, or the new session never gets the table and End-of-RIB.
+            established = peer.established
+            sessions = dict.fromkeys(() if established is None else (established,))
+            sessions.update(dict.fromkeys(peer.neighbor.sessions()))
             for session in sessions:
                 while (ev := session.next_event()) is not None:
                     quiet = False
                     self._on_event(peer, session, ev, now)
             if quiet:
                 break
+        old = peer.neighbor.adopt_second(now)
+        if old is not None:  # else it would stay the peer's session, shown Active, while the second is up
+            while (ev := old.next_event()) is not None:
+                self._on_event(peer, old, ev, now)
         for session in peer.neighbor.sessions():
             self._owner.setdefault(session, peer)
             if session.has_output:
