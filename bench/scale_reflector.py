@@ -88,6 +88,12 @@ def cluster(path: Path, n: int) -> None:
                           "routeReflectorClusterID": CLUSTER_ID}}},
         *({"apiVersion": "projectcalico.org/v3", "kind": "Node", "metadata": {"name": f"client-{i}"},
            "spec": {"bgp": {"ipv4Address": f"{client_address(i)}/{PREFIX_LEN}"}}} for i in range(n)),
+        # each client's block is its own (bgpd accepts a pool's block only from the node holding its
+        # affinity, as IPAM in any Calico cluster records it)
+        *({"apiVersion": "projectcalico.org/v3", "kind": "BlockAffinity",
+           "metadata": {"name": f"client-{i}-{block(i).replace('.', '-').replace('/', '-')}"},
+           "spec": {"node": f"client-{i}", "cidr": block(i), "state": "confirmed", "deleted": "false"}}
+          for i in range(n)),
         # sourceAddress None: the kernel picks the source, and the reflector namespace routes client i
         # from r_i, the address that client's BIRD protocol expects (Calico's peerings between Nodes
         # connect from both sides, so the reflector's own connections must reach the right protocol)
