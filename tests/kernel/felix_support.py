@@ -6,11 +6,14 @@ import asyncio
 import json
 import socket
 import struct
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 from felixd.kernel.netns import NetnsWorker
 from lab.netns import Netns, NetnsSet
 from proto.feed import FeedEncoder, FeedRoute
+from runtime.control import ControlError
 
 PREFIX = "tk"
 
@@ -151,3 +154,21 @@ class ScriptedFeed:
             self._server.close()
             await self._server.wait_closed()
             self._server = None
+
+
+async def until(pred: Callable[[], Any], timeout: float, what: str, diag: Callable[[], str] = lambda: "",
+                interval: float = 0.02) -> Any:
+    """Poll the blocking `pred` (in a thread) until it is true; a control socket not answering yet
+    counts as not yet. Raises with `diag()` after `timeout` seconds."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while True:
+        try:
+            got = await asyncio.to_thread(pred)
+            if got:
+                return got
+        except (ControlError, OSError):
+            pass
+        if loop.time() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what}\n{diag()}")
+        await asyncio.sleep(interval)

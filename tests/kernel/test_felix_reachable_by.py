@@ -11,7 +11,7 @@ import asyncio
 import os
 import subprocess
 import sys
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -21,9 +21,9 @@ import pytest_asyncio
 
 from lab.netns import Netns, NetnsSet
 from proto.feed import FeedRoute
-from runtime.control import ControlError, call
+from runtime.control import call
 from tests.conftest import require_root
-from tests.kernel.felix_support import ChangeWitness, ScriptedFeed, route_lines
+from tests.kernel.felix_support import ChangeWitness, ScriptedFeed, route_lines, until
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 
@@ -71,20 +71,6 @@ class Felix:
     def diag(self) -> str:
         return "kernel:\n" + "\n".join(self.ours()) + "\nlog:\n" + self.log.read_text(errors="replace")[-3000:]
 
-
-async def until(pred: Callable[[], Any], timeout: float, what: str, diag: Callable[[], str] = lambda: "") -> Any:
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while True:
-        try:
-            got = await asyncio.to_thread(pred)
-            if got:
-                return got
-        except (ControlError, OSError):
-            pass
-        if loop.time() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}\n{diag()}")
-        await asyncio.sleep(0.02)
 
 
 def pings(ns: Netns, address: str) -> bool:

@@ -10,7 +10,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -21,8 +21,9 @@ import pytest_asyncio
 from bgpd.feed_server import FeedServer
 from lab.netns import Netns, NetnsSet
 from proto.feed import FeedRoute
-from runtime.control import ControlError, call
+from runtime.control import call
 from tests.conftest import require_root
+from tests.kernel.felix_support import until
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 
@@ -93,20 +94,6 @@ class Host:
     def links(self) -> str:
         return self.ns.ip("-o", "link", "show").stdout
 
-
-async def until(pred: Callable[[], Any], timeout: float, what: str, diag: Callable[[], str] = lambda: "") -> Any:
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while True:
-        try:
-            got = await asyncio.to_thread(pred)
-            if got:
-                return got
-        except (ControlError, OSError):
-            pass
-        if loop.time() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}\n{diag()}")
-        await asyncio.sleep(0.1)
 
 
 def status(h: Host) -> dict[str, Any]:

@@ -9,11 +9,10 @@ kernel's own notifications (a ChangeWitness in the namespace).
 
 from __future__ import annotations
 
-import asyncio
 import subprocess
 import sys
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -23,9 +22,9 @@ import pytest_asyncio
 
 from lab.netns import Netns, NetnsSet
 from proto.feed import FeedRoute
-from runtime.control import ControlError, call
+from runtime.control import call
 from tests.conftest import require_root
-from tests.kernel.felix_support import ChangeWitness, ScriptedFeed, route_lines
+from tests.kernel.felix_support import ChangeWitness, ScriptedFeed, route_lines, until
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 
@@ -61,20 +60,6 @@ class Felix:
     def ours(self) -> list[str]:
         return route_lines(self.ns, "-4", "proto", "80")
 
-
-async def until(pred: Callable[[], Any], timeout: float, what: str, diag: Callable[[], str] = lambda: "") -> Any:
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while True:
-        try:
-            got = await asyncio.to_thread(pred)
-            if got:
-                return got
-        except (ControlError, OSError):
-            pass
-        if loop.time() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}\n{diag()}")
-        await asyncio.sleep(0.02)
 
 
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
