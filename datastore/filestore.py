@@ -39,6 +39,9 @@ class FileDatastore(Datastore):
         self.path = Path(path)
         self.lock_path = self.path.with_name(self.path.name + ".lock")
         self.status = DatastoreStatus("file", str(self.path))
+        # what the last `load` read: a watch started later with that model compares the file with
+        # it, so a write landing between the load and the watch is delivered, not taken as known
+        self.loaded_text: str | None = None
 
     @property
     def name(self) -> str:
@@ -57,7 +60,10 @@ class FileDatastore(Datastore):
         return load_model(text, self.name, revision_of(text))
 
     def load(self, *, missing_ok: bool = False) -> ClusterModel:
-        return self.parse(self.read_text(missing_ok=missing_ok))
+        text = self.read_text(missing_ok=missing_ok)
+        model = self.parse(text)
+        self.loaded_text = text
+        return model
 
     @contextlib.contextmanager
     def locked(self) -> Iterator[None]:

@@ -39,6 +39,7 @@ class WatchedFile(Protocol):
 
     path: Path
     status: DatastoreStatus
+    loaded_text: str | None  # the text the store's last `load` parsed
 
     def parse(self, text: str) -> ClusterModel: ...
 
@@ -68,11 +69,18 @@ class Watch:
                 log.info("inotify unavailable, polling %s every %.1fs", store.path, poll_interval)
         self.backend = "inotify" if self._inotify is not None else "poll"
         self._stat = self._stat_key()
-        text = self._read()
-        self._digest = _digest(text)
+        # set by a new consumer: the thread then compares the file with what the consumer holds
+        self._recheck = threading.Event()
         if initial is None:
+            text = self._read()
             initial = store.parse(text or "")
             self._report_warnings(initial)
+        else:
+            # `initial` came from an earlier load: the file may have changed since (a daemon loads,
+            # starts up, then watches; an apply meanwhile must still reach it), so the first check
+            # compares with what that load read, not with the file as it is now
+            text = store.loaded_text
+        self._digest = _digest(text)
         self.current: ClusterModel = initial
         self._thread = threading.Thread(target=self._run, name=f"watch {store.path.name}", daemon=True)
         self._thread.start()
@@ -89,6 +97,9 @@ class Watch:
     def add_callback(self, callback: Callable[[WatchEvent], None]) -> None:
         with self._lock:
             self._callbacks.append(callback)
+        self._recheck.set()
+        with contextlib.suppress(OSError):
+            os.write(self._wake_w, b"c")
 
     def asyncio_queue(self, loop: asyncio.AbstractEventLoop | None = None) -> asyncio.Queue[WatchEvent]:
         """An asyncio queue fed from the watch thread, for daemons running an event loop."""
@@ -127,18 +138,27 @@ class Watch:
         while not self._closed.is_set():
             try:
                 if self._inotify is not None:
-                    select.select([self._inotify.fileno(), self._wake_r], [], [])
+                    ready, _, _ = select.select([self._inotify.fileno(), self._wake_r], [], [])
                     if self._closed.is_set():
                         return
-                    names = {ev.name for ev in self._inotify.read()}
-                    if self.store.path.name in names or "" in names:
+                    if self._wake_r in ready:
+                        os.read(self._wake_r, 64)
+                    changed = False
+                    if self._inotify.fileno() in ready:
+                        names = {ev.name for ev in self._inotify.read()}
+                        changed = self.store.path.name in names or "" in names
+                    if changed or self._recheck.is_set():
+                        self._recheck.clear()
                         self._check()
                 else:
-                    select.select([self._wake_r], [], [], self.poll_interval)
+                    ready, _, _ = select.select([self._wake_r], [], [], self.poll_interval)
                     if self._closed.is_set():
                         return
+                    if ready:
+                        os.read(self._wake_r, 64)
                     key = self._stat_key()
-                    if key != self._stat:
+                    if key != self._stat or self._recheck.is_set():
+                        self._recheck.clear()
                         self._stat = key
                         self._check()
             except Exception:  # the watch must outlive any one bad read

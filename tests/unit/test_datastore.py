@@ -194,6 +194,33 @@ def test_watch_callbacks_asyncio_and_check_now(seeded: FileDatastore) -> None:
     assert event.model.revision == 2 and seen[0] is event
 
 
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_watch_from_an_earlier_load_delivers_a_write_made_before_it(seeded: FileDatastore, backend: str) -> None:
+    """A daemon loads the model, starts up, then watches with that model: a write landing in between
+    (the e2e lab applies a pool right after starting the daemons) reaches the daemon's callback. It
+    was once lost: the watch took the file as it was at its own start for the model it was given."""
+    loaded = seeded.load()
+    FileDatastore(seeded.path).apply([node("worker-4", "10.30.1.67/24")])  # another process, meanwhile
+    with seeded.watch(backend=backend, poll_interval=0.02, initial=loaded) as watch:
+        assert watch.current is loaded
+        seen: list[WatchEvent] = []
+        watch.add_callback(seen.append)
+        event = watch.get(timeout=WAIT)
+        assert event.ok and event.model.revision == 2 and event.model.node("worker-4")
+        assert seen == [event] and watch.current is event.model
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_watch_from_an_unchanged_load_delivers_nothing(seeded: FileDatastore, backend: str) -> None:
+    loaded = seeded.load()
+    with seeded.watch(backend=backend, poll_interval=0.02, initial=loaded) as watch:
+        watch.add_callback(lambda _event: None)
+        with pytest.raises(TimeoutError):
+            watch.get(timeout=0.2)
+        seeded.apply([node("worker-4", "10.30.1.67/24")])
+        assert watch.get(timeout=WAIT).model.revision == 2
+
+
 def test_inotify_binding(tmp_path: Path) -> None:
     if not inotify.available():
         pytest.skip("no inotify in this libc")
