@@ -197,6 +197,41 @@ class Lab:
         topo = self.topology or self.load()
         return topo.ns(role)
 
+    def diagnostics(self, hosts: list[str] | None = None, log_lines: int = 40) -> str:
+        """What a failed lab test prints: per host its routes, VXLAN neighbours and FDB, links,
+        both daemons' status, and the tail of their logs."""
+        topo = self.topology or self.load()
+        names = hosts or [h.name for h in topo.scenario.hosts]
+        out: list[str] = []
+        for host in names:
+            ns = topo.ns(host)
+            out.append(f"===== {host} ({ns.name})")
+            for argv in (["ip", "-br", "addr"], ["ip", "-d", "link", "show", "type", "vxlan"],
+                         ["ip", "route", "show"], ["ip", "-6", "route", "show"], ["ip", "neigh", "show"],
+                         ["bridge", "fdb", "show", "dev", "vxlan.calico"]):
+                proc = ns.exec(*argv, check=False, timeout=10)
+                out.append(f"$ {' '.join(argv)}\n{proc.stdout}{proc.stderr}")
+            for verb in (["node", "status"], ["routes"]):
+                try:
+                    proc = self.exec(host, [tool("tortiectl"), *verb], timeout=15)
+                    out.append(f"$ tortiectl {' '.join(verb)}\n{proc.stdout}{proc.stderr}")
+                except (subprocess.TimeoutExpired, KeyError) as exc:
+                    out.append(f"$ tortiectl {' '.join(verb)}: {exc}")
+            for daemon in ("bgpd", "felixd"):
+                log = self.dir / "logs" / f"{daemon}-{host}.log"
+                try:
+                    tail = log.read_text(errors="replace").splitlines()[-log_lines:]
+                except OSError as exc:
+                    tail = [str(exc)]
+                out.append(f"--- {log.name} (last {log_lines} lines)\n" + "\n".join(tail))
+        for pod in topo.scenario.pods:
+            ns = topo.ns(pod.name)
+            out.append(f"===== {pod.name} ({ns.name}) on {pod.host}")
+            for argv in (["ip", "addr", "show"], ["ip", "route", "show"], ["ss", "-ltnp"]):
+                proc = ns.exec(*argv, check=False, timeout=10)
+                out.append(f"$ {' '.join(argv)}\n{proc.stdout}{proc.stderr}")
+        return "\n".join(out)
+
     def srcdst(self, on: bool) -> None:
         (self.topology or self.load()).set_srcdst(on)
 

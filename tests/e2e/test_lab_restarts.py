@@ -56,10 +56,14 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
         lab.up(SEED_CLUSTER)
         out = lab.exec("master", [tool("tortiectl"), "apply", "-f", str(REPO / "configs" / "ippool-vxlan.yaml")])
         assert out.returncode == 0, out.stderr
-        for src, dst in PAIRS:
-            wait_for(lambda src=src, dst=dst: lab.http(src, dst).ok, 90, f"{src} -> {dst} over VXLAN")
-        for host in hosts(lab):
-            wait_for(lambda host=host: whole(lab, host), 60, f"{host} whole before the restarts")
+        try:
+            for src, dst in PAIRS:
+                wait_for(lambda src=src, dst=dst: lab.http(src, dst).ok, 90, f"{src} -> {dst} over VXLAN")
+            for host in hosts(lab):
+                wait_for(lambda host=host: whole(lab, host), 60, f"{host} whole before the restarts")
+        except AssertionError:
+            print(lab.diagnostics())
+            raise
         yield lab
     finally:
         lab.down()
