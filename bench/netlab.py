@@ -67,6 +67,19 @@ def check_environment(*tools: str) -> None:
             missing.append(str(BIN / script))
     if missing:
         raise SystemExit(f"missing: {', '.join(missing)} (run scripts/setup.sh, then this with .venv/bin/python)")
+    compile_sources()
+
+
+def compile_sources() -> None:
+    """Byte-compile the project before timing daemons that start: an installed tortie (the .deb's
+    postinst) starts from bytecode, while a shell with PYTHONDONTWRITEBYTECODE set would otherwise
+    make every daemon compile every module again on every start (about 0.2 s of CPU each)."""
+    import compileall
+
+    root = Path(__file__).resolve().parent.parent
+    for package in ("bgpd", "felixd", "proto", "datastore", "runtime", "startup", "ctl"):
+        if (root / package).is_dir():
+            compileall.compile_dir(str(root / package), quiet=1)
 
 
 def cleanup_on_signals() -> None:

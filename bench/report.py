@@ -324,7 +324,7 @@ def scale_mesh(targets: list[Target]) -> list[str]:
     rows = []
     for n, e in part.items():
         if "median" not in e:
-            rows.append([n, "", e.get("skipped") or f"failed: {e.get('failed', '?')[:80]}", "", "", "", "", "", "",
+            rows.append([n, "", e.get("skipped") or f"failed: {e.get('failed', '?')[:80]}", "", "", "", "", "", "", "",
                          run_cell(e)])
             continue
         m = e["median"]
@@ -337,6 +337,8 @@ def scale_mesh(targets: list[Target]) -> list[str]:
                      cell("tortie", lambda x: f"{x['rib_seconds']:.2f} s"),
                      cell("tortie_felixd", lambda x: f"{x['kernel_seconds']:.2f} s"),
                      cell("bird", lambda x: f"{x['kernel_seconds']:.2f} s (RIB {x['rib_seconds']:.2f})"),
+                     " / ".join(cell(v, lambda x: f"{x['ready_seconds']:.2f} + {x['after_ready_seconds']:.2f}"
+                                     if "ready_seconds" in x else NR) for v in ("tortie", "tortie_felixd", "bird")),
                      " / ".join(cell(v, lambda x: f"{x['peak_rss_bytes_per_speaker']['max'] / MB:.0f}")
                                 for v in ("tortie", "tortie_felixd", "bird")) + " MB",
                      " / ".join(cell(v, lambda x: f"{x['cpu_seconds']:.1f}") for v in ("tortie", "tortie_felixd", "bird")),
@@ -346,7 +348,7 @@ def scale_mesh(targets: list[Target]) -> list[str]:
                                      if "collisions" in x else NR) for v in ("tortie", "tortie_felixd")),
                      run_cell(e)])
     return table(["N", "rounds", "tortie-bgpd (RIB)", "bgpd + felixd (kernel)", "BIRD 2 (kernel)",
-                  "peak RSS per speaker, max (bgpd / bgpd+felixd / BIRD)", "CPU s, all speakers (same order)",
+                  "all speakers up + then converged (bgpd / bgpd+felixd / BIRD)", "peak RSS per speaker, max (bgpd / bgpd+felixd / BIRD)", "CPU s, all speakers (same order)",
                   "one new block -> every node (same order)",
                   "start storm: collisions / session restarts (bgpd / bgpd+felixd)", "run"], rows) + footer(list(part.values()))
 

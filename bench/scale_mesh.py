@@ -14,8 +14,11 @@ prefixes, BIRD's `show route count`) and, for the variants that program the kern
 table (netlink route events per namespace, by protocol number). Then one new block is assigned to
 node 0 (tortie: `tortiectl apply -f` in node 0's namespace on the shared cluster file, which every
 daemon reloads; BIRD: a static route added to node 0's config and `configure`), timed until every
-other node holds it. Recorded: both times, peak RSS per speaker (VmHWM; bgpd + felixd for the
-tortie_felixd variant), CPU seconds of all daemons from their start to convergence.
+other node holds it. Recorded: both times, the time until every speaker answers on its control
+socket (`ready_seconds`: N interpreters starting on this machine's cores one after another, where N
+hosts start theirs side by side) and from then until converged (`after_ready_seconds`), peak RSS
+per speaker (VmHWM; bgpd + felixd for the tortie_felixd variant), CPU seconds of all daemons from
+their start to convergence.
 """
 
 from __future__ import annotations
@@ -183,14 +186,25 @@ class MeshBench:
                     return ctl is not None and ctl.route_count() >= want + 1  # + its own static
                 return rib_count(socks[i]) >= want
 
+            def answers(i: int) -> bool:
+                if variant == "bird":
+                    return bird_ctl(i) is not None
+                return rib_count(socks[i]) >= 0
+
             others = list(range(n))
+            # every speaker up (its control socket answers): on this machine N interpreters start on
+            # its two cores one after another, where N real hosts would start theirs side by side
+            ready = Pending(others, answers)
             rib = Pending(others, lambda i: rib_holds(i, n - 1))
             kern = Pending(others, lambda i: kernel[i].count(proto) >= n - 1) if kernel else None
-            self._wait(procs, kernel, rib, kern, "converge")
+            self._wait(procs, kernel, rib, kern, "converge", ready)
             done = max(p.done_at for p in (rib, kern) if p is not None and p.done_at is not None)
+            assert ready.done_at is not None
             pids = [p.pid for group in procs for p in group]
             cpu = sum(cpu_seconds(p) for p in pids)
-            out: dict[str, Any] = {"seconds": round(done - t0, 3), "rib_seconds": round(rib.done_at - t0, 3)}
+            out: dict[str, Any] = {"seconds": round(done - t0, 3), "rib_seconds": round(rib.done_at - t0, 3),
+                                   "ready_seconds": round(ready.done_at - t0, 3),
+                                   "after_ready_seconds": round(done - ready.done_at, 3)}
             if kern is not None:
                 out["kernel_seconds"] = round(kern.done_at - t0, 3)
             out["cpu_seconds"] = round(cpu, 2)
@@ -245,14 +259,15 @@ class MeshBench:
                 k.close()
 
     def _wait(self, procs: list[list[subprocess.Popen[bytes]]], kernel: list[KernelRoutes] | None,
-              rib: Pending, kern: Pending | None, what: str) -> None:
+              rib: Pending, kern: Pending | None, what: str, ready: Pending | None = None) -> None:
         deadline = time.monotonic() + self.timeout
         while True:
             if kernel:
                 pump_all(kernel, POLL)
             else:
                 time.sleep(POLL)
-            if rib.poll() & (kern.poll() if kern is not None else True):
+            up = ready.poll() if ready is not None else True
+            if up & rib.poll() & (kern.poll() if kern is not None else True):
                 return
             for i, group in enumerate(procs):
                 for p in group:
