@@ -19,21 +19,17 @@ model that differs from the one in force is delivered as a `WatchEvent` (callbac
 from __future__ import annotations
 
 import logging
-import queue
 import random
 import threading
-from collections.abc import Callable
 from typing import TYPE_CHECKING, Protocol
 
 from datastore.calico_keys import RESOURCES, WATCH_END, WATCH_START
 from datastore.etcd_client import ClientConfig, EtcdClient, EtcdCompacted, EtcdError
 from datastore.etcd_index import KeyIndex
-from datastore.events import WatchEvent
+from datastore.events import WatchDelivery, WatchEvent
 from proto.resources import ClusterModel
 
 if TYPE_CHECKING:
-    import asyncio
-
     from datastore.status import DatastoreStatus
 
 
@@ -50,18 +46,16 @@ class WatchedEtcd(Protocol):
 log = logging.getLogger("tortie.datastore")
 
 
-class EtcdWatch:
+class EtcdWatch(WatchDelivery):
     def __init__(self, store: WatchedEtcd, *, initial: ClusterModel | None = None,
                  probe_interval: float = 5.0, backoff_min: float = 0.2, backoff_max: float = 10.0,
                  **_ignored: object) -> None:
+        super().__init__(store.name)
         self.store = store
         self.status = store.status
         self.probe_interval = probe_interval
         self.backoff_min = backoff_min
         self.backoff_max = backoff_max
-        self._events: queue.Queue[WatchEvent] = queue.Queue()
-        self._callbacks: list[Callable[[WatchEvent], None]] = []
-        self._lock = threading.Lock()
         self._closed = threading.Event()
         self._wake = threading.Event()  # cuts a back-off short (close, SIGHUP's check_now)
         self.following = threading.Event()  # set while a watch stream is established
@@ -84,25 +78,7 @@ class EtcdWatch:
         self._probe = threading.Thread(target=self._run_probe, name="probe etcd", daemon=True)
         self._probe.start()
 
-    # consumers (the same as datastore.watch.Watch)
-
-    def get(self, timeout: float | None = None) -> WatchEvent:
-        try:
-            return self._events.get(timeout=timeout)
-        except queue.Empty:
-            raise TimeoutError(f"no change in {self.store.name} within {timeout}s") from None
-
-    def add_callback(self, callback: Callable[[WatchEvent], None]) -> None:
-        with self._lock:
-            self._callbacks.append(callback)
-
-    def asyncio_queue(self, loop: asyncio.AbstractEventLoop | None = None) -> asyncio.Queue[WatchEvent]:
-        import asyncio
-
-        loop = loop or asyncio.get_running_loop()
-        q: asyncio.Queue[WatchEvent] = asyncio.Queue()
-        self.add_callback(lambda ev: loop.call_soon_threadsafe(q.put_nowait, ev))
-        return q
+    # consumers (get, add_callback, asyncio_queue: WatchDelivery)
 
     def check_now(self) -> WatchEvent | None:
         """List again at once (SIGHUP); the event delivered, or None if nothing changed or etcd is away.
@@ -130,12 +106,6 @@ class EtcdWatch:
         self._probe_client.close()
         self._thread.join(timeout=5)
         self._probe.join(timeout=5)
-
-    def __enter__(self) -> EtcdWatch:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
 
     # the watch thread
 
@@ -222,11 +192,4 @@ class EtcdWatch:
         if model == self.current:
             return None
         self.current = model
-        event = WatchEvent(model)
-        self._events.put(event)
-        for callback in list(self._callbacks):
-            try:
-                callback(event)
-            except Exception:
-                log.exception("watch callback failed")
-        return event
+        return self._deliver(WatchEvent(model))

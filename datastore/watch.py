@@ -11,7 +11,6 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-import queue
 import select
 import threading
 from collections.abc import Callable
@@ -19,13 +18,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Literal, Protocol
 
 import datastore.inotify as inotify
-from datastore.events import WatchEvent
+from datastore.events import WatchDelivery, WatchEvent
 from proto.digest import sha256
 from proto.resources import ClusterModel, ValidationError
 
 if TYPE_CHECKING:
-    import asyncio
-
     from datastore.status import DatastoreStatus
 
 log = logging.getLogger("tortie.datastore")
@@ -44,14 +41,12 @@ class WatchedFile(Protocol):
     def parse(self, text: str) -> ClusterModel: ...
 
 
-class Watch:
+class Watch(WatchDelivery):
     def __init__(self, store: WatchedFile, *, backend: Literal["auto", "inotify", "poll"] = "auto",
                  poll_interval: float = 1.0, initial: ClusterModel | None = None) -> None:
+        super().__init__(str(store.path))
         self.store = store
         self.poll_interval = poll_interval
-        self._events: queue.Queue[WatchEvent] = queue.Queue()
-        self._callbacks: list[Callable[[WatchEvent], None]] = []
-        self._lock = threading.Lock()
         self._reported: set[tuple[str | None, str | None, str, str]] = set()  # warnings already logged
         self._closed = threading.Event()
         self._wake_r, self._wake_w = os.pipe()
@@ -85,30 +80,14 @@ class Watch:
         self._thread = threading.Thread(target=self._run, name=f"watch {store.path.name}", daemon=True)
         self._thread.start()
 
-    # consumers
-
-    def get(self, timeout: float | None = None) -> WatchEvent:
-        """The next event; TimeoutError if none arrives within `timeout` seconds."""
-        try:
-            return self._events.get(timeout=timeout)
-        except queue.Empty:
-            raise TimeoutError(f"no change to {self.store.path} within {timeout}s") from None
+    # consumers (get, asyncio_queue: WatchDelivery)
 
     def add_callback(self, callback: Callable[[WatchEvent], None]) -> None:
-        with self._lock:
-            self._callbacks.append(callback)
+        super().add_callback(callback)
+        # the file may have changed since `current` was read: the thread compares before waiting
         self._recheck.set()
         with contextlib.suppress(OSError):
             os.write(self._wake_w, b"c")
-
-    def asyncio_queue(self, loop: asyncio.AbstractEventLoop | None = None) -> asyncio.Queue[WatchEvent]:
-        """An asyncio queue fed from the watch thread, for daemons running an event loop."""
-        import asyncio  # only daemons with an event loop pay for importing it
-
-        loop = loop or asyncio.get_running_loop()
-        q: asyncio.Queue[WatchEvent] = asyncio.Queue()
-        self.add_callback(lambda ev: loop.call_soon_threadsafe(q.put_nowait, ev))
-        return q
 
     def check_now(self) -> WatchEvent | None:
         """Re-read the file at once (SIGHUP); returns the event delivered, None if nothing changed."""
@@ -125,12 +104,6 @@ class Watch:
             os.close(fd)
         if self._inotify is not None:
             self._inotify.close()
-
-    def __enter__(self) -> Watch:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
 
     # the watch thread
 
@@ -204,15 +177,6 @@ class Watch:
             self.current = model
             self.store.status.synced(model.revision, 1)
             return self._deliver(WatchEvent(model))
-
-    def _deliver(self, event: WatchEvent) -> WatchEvent:
-        self._events.put(event)
-        for callback in list(self._callbacks):
-            try:
-                callback(event)
-            except Exception:
-                log.exception("watch callback failed")
-        return event
 
     def _report_warnings(self, model: ClusterModel) -> None:
         # once per resource and field: a reload of an unchanged resource does not repeat its warning

@@ -15,7 +15,7 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
@@ -278,6 +278,51 @@ def diag(*daemons: Daemon) -> Callable[[], str]:
         return "\n".join(parts)
 
     return text
+
+
+@dataclass
+class Cluster:
+    """Hosts on one bridge, each with a tortie-bgpd (and a tortie-felixd when asked for), all reading one
+    cluster file unless a node was given its own."""
+
+    nss: NetnsSet
+    hosts: dict[str, Host]
+    bgpd: dict[str, Bgpd]
+    felixd: dict[str, Felixd]
+    config: Path  # the shared cluster file
+    tmp: Path
+
+    def everyone(self) -> Callable[[], str]:
+        """Diagnostics of every daemon, for a wait's failure message."""
+        return diag(*self.bgpd.values(), *self.felixd.values())
+
+
+@contextlib.contextmanager
+def bridged_cluster(tmp: Path, nodes: Sequence[NodeSpec], docs: list[dict[str, Any]], *, felixd: bool = False,
+                    start: bool = True, configs: Mapping[str, Path] | None = None) -> Iterator[Cluster]:
+    """`nodes` as hosts on one bridge (bridged_hosts), `docs` written to tmp/cluster.yaml, and per node a
+    bgpd (plus a felixd if `felixd`) with run directory tmp/run/<name>, reading the node's file in
+    `configs` or else the shared one. With `start` the daemons are started node by node, bgpd first;
+    without it the test starts them. Every namespace and daemon is gone on exit."""
+    config = tmp / "cluster.yaml"
+    write_cluster(config, docs)
+    configs = configs or {}
+    nss = NetnsSet(prefix=PREFIX)
+    try:
+        hosts = bridged_hosts(nss, [(n.name, n.address) for n in nodes])
+        c = Cluster(nss, hosts, {}, {}, config, tmp)
+        for n in nodes:
+            run_dir, own = tmp / "run" / n.name, configs.get(n.name, config)
+            c.bgpd[n.name] = Bgpd(nss, hosts[n.name], own, run_dir)
+            if felixd:
+                c.felixd[n.name] = Felixd(nss, hosts[n.name], own, run_dir)
+            if start:
+                c.bgpd[n.name].start()
+                if felixd:
+                    c.felixd[n.name].start()
+        yield c
+    finally:
+        nss.close()
 
 
 def ss_established(ns: Netns, port: int = 179) -> list[tuple[str, str]]:

@@ -12,22 +12,18 @@ import json
 import subprocess
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import pytest
 
-from lab.netns import NetnsSet
 from tests.conftest import require_root, require_tools
 from tests.kernel.bgpd_support import (
     BIN,
-    PREFIX,
     Bgpd,
-    Felixd,
+    Cluster,
     Host,
     NodeSpec,
-    bridged_hosts,
+    bridged_cluster,
     cluster_docs,
     diag,
     metric_value,
@@ -57,16 +53,6 @@ def config_doc(annotations: dict[str, str], mesh: bool = True) -> dict[str, Any]
 
 BFD_ON = {"bfd.tortie.io/enabled": "true"}
 
-
-@dataclass
-class Cluster:
-    nss: NetnsSet
-    hosts: dict[str, Host]
-    bgpd: dict[str, Bgpd]
-    felixd: dict[str, Felixd]
-    config: Path
-
-
 def kernel_blocks(h: Host) -> set[str]:
     out = h.ns.ip("-4", "route", "show", "proto", "80").stdout
     return {line.split()[0] for line in out.splitlines() if "vxlan.calico" in line}
@@ -84,30 +70,17 @@ def bfd_states(d: Bgpd) -> dict[str, str | None]:
 def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
     require_root()
     require_tools("ip", "nft")
-    tmp = tmp_path_factory.mktemp("bfd")
-    config = tmp / "cluster.yaml"
-    write_cluster(config, cluster_docs(NODES, [pool_doc("10.208.0.0/16", vxlan=True)], config=config_doc(BFD_ON)))
-    nss = NetnsSet(prefix=PREFIX)
-    try:
-        hosts = bridged_hosts(nss, [(n.name, n.address) for n in NODES])
-        c = Cluster(nss, hosts, {}, {}, config)
-        for n in NODES:
-            run_dir = tmp / "run" / n.name
-            c.bgpd[n.name] = Bgpd(nss, hosts[n.name], config, run_dir)
-            c.bgpd[n.name].start()
-            c.felixd[n.name] = Felixd(nss, hosts[n.name], config, run_dir)
-            c.felixd[n.name].start()
+    docs = cluster_docs(NODES, [pool_doc("10.208.0.0/16", vxlan=True)], config=config_doc(BFD_ON))
+    with bridged_cluster(tmp_path_factory.mktemp("bfd"), NODES, docs, felixd=True) as c:
         settle(c, 90)
         yield c
-    finally:
-        nss.close()
 
 
 def settle(c: Cluster, timeout: float) -> float:
     """Wait until every session is Established with BFD Up and every kernel holds every other block;
     returns how long it took."""
     t0 = time.monotonic()
-    everyone = diag(*c.bgpd.values(), *c.felixd.values())
+    everyone = c.everyone()
     for n in NODES:
         d, h = c.bgpd[n.name], c.hosts[n.name]
         peers = [o.address for o in NODES if o is not n]
@@ -125,7 +98,7 @@ def cut_and_time(c: Cluster, cut: list[str], heal: list[str], label: str) -> dic
     block = VICTIM.blocks[0]
     victim = c.hosts[VICTIM.name]
     watches = {name: RouteWatch(c.hosts[name].ns.name) for name in OBSERVERS}
-    everyone = diag(*c.bgpd.values(), *c.felixd.values())
+    everyone = c.everyone()
     took: dict[str, float] = {}
     try:
         t_cut = time.monotonic()

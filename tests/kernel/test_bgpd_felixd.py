@@ -6,24 +6,18 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
 
 import pytest
 
-from lab.netns import NetnsSet
 from tests.conftest import require_root, require_tools
 from tests.kernel.bgpd_support import (
-    PREFIX,
-    Bgpd,
-    Felixd,
+    Cluster,
     Host,
     NodeSpec,
-    bridged_hosts,
+    bridged_cluster,
     cluster_docs,
-    diag,
     pool_doc,
     wait_for,
-    write_cluster,
 )
 
 NODES = [
@@ -32,14 +26,6 @@ NODES = [
     NodeSpec("fc", "10.82.0.3", ["10.206.0.128/26"], vxlan_address="10.206.0.129"),
 ]
 BY_NAME = {n.name: n for n in NODES}
-
-
-@dataclass
-class Overlay:
-    nss: NetnsSet
-    hosts: dict[str, Host]
-    bgpd: dict[str, Bgpd]
-    felixd: dict[str, Felixd]
 
 
 def _expected_routes(name: str) -> set[str]:
@@ -52,29 +38,16 @@ def _kernel_routes(h: Host) -> set[str]:
 
 
 @pytest.fixture(scope="module")
-def overlay(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Overlay]:
+def overlay(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
     require_root()
     require_tools("ip", "ping")
-    tmp = tmp_path_factory.mktemp("overlay")
-    config = tmp / "cluster.yaml"
-    write_cluster(config, cluster_docs(NODES, [pool_doc("10.206.0.0/16", vxlan=True)]))
-    nss = NetnsSet(prefix=PREFIX)
-    try:
-        hosts = bridged_hosts(nss, [(n.name, n.address) for n in NODES])
-        o = Overlay(nss, hosts, {}, {})
-        for n in NODES:
-            run_dir = tmp / "run" / n.name
-            o.bgpd[n.name] = Bgpd(nss, hosts[n.name], config, run_dir)
-            o.bgpd[n.name].start()
-            o.felixd[n.name] = Felixd(nss, hosts[n.name], config, run_dir)
-            o.felixd[n.name].start()
+    docs = cluster_docs(NODES, [pool_doc("10.206.0.0/16", vxlan=True)])
+    with bridged_cluster(tmp_path_factory.mktemp("overlay"), NODES, docs, felixd=True) as o:
         yield o
-    finally:
-        nss.close()
 
 
-def test_felixd_programs_vxlan_routes_and_keeps_them_when_a_remote_bgpd_dies(overlay: Overlay) -> None:
-    everyone = diag(*overlay.bgpd.values(), *overlay.felixd.values())
+def test_felixd_programs_vxlan_routes_and_keeps_them_when_a_remote_bgpd_dies(overlay: Cluster) -> None:
+    everyone = overlay.everyone()
     for n in NODES:
         h = overlay.hosts[n.name]
         wait_for(lambda h=h, n=n: _kernel_routes(h) == _expected_routes(n.name), 90,

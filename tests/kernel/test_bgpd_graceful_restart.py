@@ -6,25 +6,20 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
-from pathlib import Path
 
 import pytest
 
-from lab.netns import NetnsSet
 from tests.conftest import require_root, require_tools
 from tests.kernel.bgpd_support import (
-    PREFIX,
-    Bgpd,
+    Cluster,
     FeedWatcher,
     NodeSpec,
-    bridged_hosts,
+    bridged_cluster,
     cluster_docs,
     diag,
     peer_doc,
     pool_doc,
     wait_for,
-    write_cluster,
 )
 
 NODES = [
@@ -37,38 +32,21 @@ BY_NAME = {n.name: n for n in NODES}
 SHORT_RESTART = 5.0  # gd's advertised restart time
 
 
-@dataclass
-class Cluster:
-    nss: NetnsSet
-    bgpd: dict[str, Bgpd]
-    tmp: Path
-
-
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
     require_root()
     require_tools("ip")
-    tmp = tmp_path_factory.mktemp("gr")
-    config = tmp / "cluster.yaml"
     # ga, gb, gc: the default mesh (restart time 120 s). gd peers with everyone through a BGPPeer with
     # maxRestartTime 5s instead (an explicit peering wins over the mesh's, on both sides).
-    write_cluster(config, cluster_docs(
-        NODES, [pool_doc("10.203.0.0/16")],
-        peers=[peer_doc("gd-short-restart", node="gd", peerSelector="all()", maxRestartTime="5s")]))
-    nss = NetnsSet(prefix=PREFIX)
-    try:
-        hosts = bridged_hosts(nss, [(n.name, n.address) for n in NODES])
-        daemons = {n.name: Bgpd(nss, hosts[n.name], config, tmp / "run" / n.name) for n in NODES}
-        for d in daemons.values():
-            d.start()
-        everyone = diag(*daemons.values())
+    docs = cluster_docs(NODES, [pool_doc("10.203.0.0/16")],
+                        peers=[peer_doc("gd-short-restart", node="gd", peerSelector="all()", maxRestartTime="5s")])
+    with bridged_cluster(tmp_path_factory.mktemp("gr"), NODES, docs) as c:
+        everyone = c.everyone()
         for n in NODES:
             want = {o.blocks[0] for o in NODES if o is not n}
-            wait_for(lambda d=daemons[n.name], want=want: set(d.learned()) == want, 60,
+            wait_for(lambda d=c.bgpd[n.name], want=want: set(d.learned()) == want, 60,
                      f"{n.name} to learn every other block", diag=everyone)
-        yield Cluster(nss, daemons, tmp)
-    finally:
-        nss.close()
+        yield c
 
 
 def _others(name: str) -> dict[str, str]:

@@ -5,25 +5,21 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
-from lab.netns import NetnsSet
 from tests.conftest import require_root, require_tools
 from tests.kernel.bgpd_support import (
-    PREFIX,
-    Bgpd,
+    Cluster,
     NodeSpec,
     bgp_config_doc,
-    bridged_hosts,
+    bridged_cluster,
     cluster_docs,
     diag,
     peer_doc,
     pool_doc,
     wait_for,
-    write_cluster,
 )
 
 NODES = [
@@ -35,12 +31,6 @@ NODES = [
 MISMATCH_WINDOW = 20.0  # seconds: several connect retries of the active side
 
 
-@dataclass
-class Md5:
-    nss: NetnsSet
-    bgpd: dict[str, Bgpd]
-
-
 def _password_peer(tmp: Path, node: NodeSpec, peer: NodeSpec, password: str) -> dict[str, object]:
     path = tmp / f"password-{node.name}"
     path.write_text(password + "\n")
@@ -50,7 +40,7 @@ def _password_peer(tmp: Path, node: NodeSpec, peer: NodeSpec, password: str) -> 
 
 
 @pytest.fixture(scope="module")
-def md5(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Md5]:
+def md5(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
     require_root()
     require_tools("ip")
     tmp = tmp_path_factory.mktemp("md5")
@@ -61,21 +51,12 @@ def md5(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Md5]:
         _password_peer(tmp, xa, xb, "s3cret-one"),
         _password_peer(tmp, xb, xa, "s3cret-other"),
     ]
-    config = tmp / "cluster.yaml"
-    write_cluster(config, cluster_docs(NODES, [pool_doc("10.202.0.0/16")],
-                                       bgp_config_doc(nodeToNodeMeshEnabled=False), peers))
-    nss = NetnsSet(prefix=PREFIX)
-    try:
-        hosts = bridged_hosts(nss, [(n.name, n.address) for n in NODES])
-        daemons = {n.name: Bgpd(nss, hosts[n.name], config, tmp / "run" / n.name) for n in NODES}
-        for d in daemons.values():
-            d.start()
-        yield Md5(nss, daemons)
-    finally:
-        nss.close()
+    docs = cluster_docs(NODES, [pool_doc("10.202.0.0/16")], bgp_config_doc(nodeToNodeMeshEnabled=False), peers)
+    with bridged_cluster(tmp, NODES, docs) as c:
+        yield c
 
 
-def test_matched_passwords_establish_and_exchange_blocks(md5: Md5) -> None:
+def test_matched_passwords_establish_and_exchange_blocks(md5: Cluster) -> None:
     ma, mb = md5.bgpd["ma"], md5.bgpd["mb"]
     wait_for(lambda: ma.established(NODES[1].address) and mb.established(NODES[0].address), 60,
              "the MD5 session ma-mb Established", diag=diag(ma, mb))
@@ -86,7 +67,7 @@ def test_matched_passwords_establish_and_exchange_blocks(md5: Md5) -> None:
     assert "md5" in out, out
 
 
-def test_mismatched_passwords_never_establish(md5: Md5) -> None:
+def test_mismatched_passwords_never_establish(md5: Cluster) -> None:
     xa, xb = md5.bgpd["xa"], md5.bgpd["xb"]
     a_addr, b_addr = NODES[2].address, NODES[3].address
     deadline = time.monotonic() + MISMATCH_WINDOW

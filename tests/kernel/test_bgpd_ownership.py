@@ -9,23 +9,17 @@ from __future__ import annotations
 import subprocess
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
-from pathlib import Path
 
 import pytest
 
-from lab.netns import NetnsSet
 from tests.conftest import require_root, require_tools
 from tests.kernel.bgpd_support import (
     BIN,
-    PREFIX,
-    Bgpd,
-    Felixd,
+    Cluster,
     Host,
     NodeSpec,
-    bridged_hosts,
+    bridged_cluster,
     cluster_docs,
-    diag,
     metric_value,
     pool_doc,
     wait_for,
@@ -41,16 +35,6 @@ NODES = [
 BY_NAME = {n.name: n for n in NODES}
 STOLEN = BY_NAME["oa"].blocks[0]
 POOL = pool_doc("10.209.0.0/16", vxlan=True)
-
-
-@dataclass
-class Cluster:
-    nss: NetnsSet
-    hosts: dict[str, Host]
-    bgpd: dict[str, Bgpd]
-    felixd: dict[str, Felixd]
-    right: Path
-    wrong: Path
 
 
 def kernel(h: Host) -> dict[str, str]:
@@ -70,24 +54,15 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
     require_root()
     require_tools("ip")
     tmp = tmp_path_factory.mktemp("ownership")
-    right, wrong = tmp / "cluster.yaml", tmp / "wrong.yaml"
-    write_cluster(right, cluster_docs(NODES, [POOL]))
     # oc's own file: oa's block belongs to oc (and so oa has none)
+    wrong = tmp / "wrong.yaml"
     misled = [NodeSpec("oa", "10.85.0.1", [], vxlan_address="10.209.0.1"), NODES[1],
               NodeSpec("oc", "10.85.0.3", ["10.209.0.128/26", STOLEN], vxlan_address="10.209.0.129")]
     write_cluster(wrong, cluster_docs(misled, [POOL]))
-    nss = NetnsSet(prefix=PREFIX)
-    try:
-        hosts = bridged_hosts(nss, [(n.name, n.address) for n in NODES])
-        c = Cluster(nss, hosts, {}, {}, right, wrong)
-        for n in NODES:
-            run_dir = tmp / "run" / n.name
-            config = wrong if n.name == "oc" else right
-            c.bgpd[n.name] = Bgpd(nss, hosts[n.name], config, run_dir)
-            c.felixd[n.name] = Felixd(nss, hosts[n.name], config, run_dir)
+    # the test starts the daemons itself: oa and ob first, oc under watch
+    with bridged_cluster(tmp, NODES, cluster_docs(NODES, [POOL]), felixd=True, start=False,
+                         configs={"oc": wrong}) as c:
         yield c
-    finally:
-        nss.close()
 
 
 def test_a_host_with_a_wrong_affinity_changes_no_other_kernel(cluster: Cluster) -> None:
@@ -96,7 +71,7 @@ def test_a_host_with_a_wrong_affinity_changes_no_other_kernel(cluster: Cluster) 
     for name in ("oa", "ob"):
         c.bgpd[name].start()
         c.felixd[name].start()
-    everyone = diag(*c.bgpd.values(), *c.felixd.values())
+    everyone = c.everyone()
     wait_for(lambda: STOLEN in kernel(c.hosts["ob"]) and oa.blocks[0] in kernel(c.hosts["ob"]), 90,
              "ob's kernel to hold oa's block", diag=everyone)
     before = {name: kernel(c.hosts[name]) for name in ("oa", "ob")}
@@ -125,7 +100,7 @@ def test_a_host_with_a_wrong_affinity_changes_no_other_kernel(cluster: Cluster) 
         assert row["refused"] and not row["best"] and "not-block-owner" in row["reason"], row
         assert "node oa" in row["reason"] and "node oc" in row["reason"], row
         shown = subprocess.run([str(BIN / "tortiectl"), "bgp", "rib", "--peer", oc.address, "--run-dir",
-                                str(d.run_dir), "-c", str(c.right)], capture_output=True, text=True, timeout=30)
+                                str(d.run_dir), "-c", str(c.config)], capture_output=True, text=True, timeout=30)
         line = next(x for x in shown.stdout.splitlines() if x.startswith(STOLEN))
         assert "refused" in line and "not-block-owner" in line, shown.stdout
         assert (metric_value(d.metrics(), "tortie_bgp_prefixes_rejected_total", peer=oc.address,
@@ -134,7 +109,7 @@ def test_a_host_with_a_wrong_affinity_changes_no_other_kernel(cluster: Cluster) 
         # oa's own view: its block from oc is refused too, and oa keeps its blackhole
         assert any(r["prefix"] == STOLEN and r.get("refused") for r in c.bgpd["oa"].rib(peer=oc.address))
         # oc is told the truth (its file fixed, reloaded): it withdraws, and still nothing changes elsewhere
-        write_cluster(c.wrong, cluster_docs(NODES, [POOL]))
+        write_cluster(c.bgpd["oc"].config, cluster_docs(NODES, [POOL]))
         wait_for(lambda: not any(r["prefix"] == STOLEN for r in d.rib(peer=oc.address)), 60,
                  "oc to withdraw oa's block", diag=everyone)
         for name, w in watches.items():

@@ -7,20 +7,17 @@ from dataclasses import dataclass
 
 import pytest
 
-from lab.netns import NetnsSet
 from tests.conftest import require_root, require_tools
 from tests.kernel.bgpd_support import (
-    PREFIX,
     Bgpd,
     NodeSpec,
     bgp_config_doc,
-    bridged_hosts,
+    bridged_cluster,
     cluster_docs,
     diag,
     peer_doc,
     pool_doc,
     wait_for,
-    write_cluster,
 )
 
 CLUSTER_ID = "244.0.0.1"
@@ -30,7 +27,6 @@ CLIENTS = [NodeSpec(f"cl{i}", f"10.78.0.{10 + i}", [f"10.201.{i}.0/26"], {"rack"
 
 @dataclass
 class Reflection:
-    nss: NetnsSet
     rr: Bgpd
     clients: dict[str, Bgpd]
 
@@ -39,25 +35,16 @@ class Reflection:
 def reflection(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Reflection]:
     require_root()
     require_tools("ip")
-    tmp = tmp_path_factory.mktemp("rr")
     nodes = [REFLECTOR, *CLIENTS]
-    config = tmp / "cluster.yaml"
-    write_cluster(config, cluster_docs(
-        nodes, [pool_doc("10.201.0.0/16")], bgp_config_doc(nodeToNodeMeshEnabled=False),
-        [peer_doc("peer-with-reflectors", nodeSelector="!has(route-reflector)",
-                  peerSelector="route-reflector == 'true'")]))
-    nss = NetnsSet(prefix=PREFIX)
-    try:
-        hosts = bridged_hosts(nss, [(n.name, n.address) for n in nodes])
-        daemons = {n.name: Bgpd(nss, hosts[n.name], config, tmp / "run" / n.name) for n in nodes}
-        for d in daemons.values():
-            d.start()
-        r = Reflection(nss, daemons.pop(REFLECTOR.name), daemons)
-        wait_for(lambda: r.rr.established(*(c.address for c in CLIENTS)), 60,
-                 "the reflector's client sessions Established", diag=diag(r.rr, *daemons.values()))
+    docs = cluster_docs(nodes, [pool_doc("10.201.0.0/16")], bgp_config_doc(nodeToNodeMeshEnabled=False),
+                        [peer_doc("peer-with-reflectors", nodeSelector="!has(route-reflector)",
+                                  peerSelector="route-reflector == 'true'")])
+    with bridged_cluster(tmp_path_factory.mktemp("rr"), nodes, docs) as c:
+        clients = {n.name: c.bgpd[n.name] for n in CLIENTS}
+        r = Reflection(c.bgpd[REFLECTOR.name], clients)
+        wait_for(lambda: r.rr.established(*(n.address for n in CLIENTS)), 60,
+                 "the reflector's client sessions Established", diag=c.everyone())
         yield r
-    finally:
-        nss.close()
 
 
 def test_reflector_sees_four_clients_and_clients_only_the_reflector(reflection: Reflection) -> None:
