@@ -108,10 +108,17 @@ class Watch(WatchDelivery):
     # the watch thread
 
     def _run(self) -> None:
+        # poll(2), not select(2): a daemon with a thousand sessions (and two BFD sockets per listen
+        # address) has descriptors past select's 1024, and select() then fails on every call
+        waiter = select.poll()
+        waiter.register(self._wake_r, select.POLLIN)
+        if self._inotify is not None:
+            waiter.register(self._inotify.fileno(), select.POLLIN)
+        failures = 0
         while not self._closed.is_set():
             try:
                 if self._inotify is not None:
-                    ready, _, _ = select.select([self._inotify.fileno(), self._wake_r], [], [])
+                    ready = {fd for fd, _ in waiter.poll()}
                     if self._closed.is_set():
                         return
                     if self._wake_r in ready:
@@ -124,7 +131,7 @@ class Watch(WatchDelivery):
                         self._recheck.clear()
                         self._check()
                 else:
-                    ready, _, _ = select.select([self._wake_r], [], [], self.poll_interval)
+                    ready = {fd for fd, _ in waiter.poll(self.poll_interval * 1000)}
                     if self._closed.is_set():
                         return
                     if ready:
@@ -134,8 +141,11 @@ class Watch(WatchDelivery):
                         self._recheck.clear()
                         self._stat = key
                         self._check()
-            except Exception:  # the watch must outlive any one bad read
+                failures = 0
+            except Exception:  # the watch must outlive any one bad read, without spinning on one
+                failures += 1
                 log.exception("watching %s", self.store.path)
+                self._closed.wait(min(30.0, 0.1 * 2 ** min(failures, 9)))
 
     def _stat_key(self) -> tuple[int, int, int] | None:
         try:

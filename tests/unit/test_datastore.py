@@ -211,6 +211,28 @@ def test_watch_from_an_earlier_load_delivers_a_write_made_before_it(seeded: File
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
+def test_watch_works_with_descriptors_past_1024(seeded: FileDatastore, backend: str) -> None:
+    """A reflector's thousand sessions and BFD sockets push the watch's descriptors past select()'s
+    limit; the watch thread once failed there on every turn (and spun, logging)."""
+    import resource
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < 1200:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (min(4096, hard), hard))
+    null = os.open(os.devnull, os.O_RDONLY)
+    held = [os.dup(null) for _ in range(1100)]
+    try:
+        with seeded.watch(backend=backend, poll_interval=0.02) as watch:
+            seeded.apply([node("worker-4", "10.30.1.67/24")])
+            event = watch.get(timeout=WAIT)
+            assert event.ok and event.model.revision == 2
+    finally:
+        for fd in (*held, null):
+            os.close(fd)
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
 def test_watch_from_an_unchanged_load_delivers_nothing(seeded: FileDatastore, backend: str) -> None:
     loaded = seeded.load()
     with seeded.watch(backend=backend, poll_interval=0.02, initial=loaded) as watch:
