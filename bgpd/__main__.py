@@ -32,6 +32,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     import asyncio
 
     from bgpd.daemon import BgpDaemon
+    from runtime.limits import raise_open_files_limit
+
+    raise_open_files_limit()  # a socket per peer, two BFD sockets per listen address
 
     return asyncio.run(BgpDaemon(args).run())
 
