@@ -115,13 +115,14 @@ class Control:
         rows = []
         targets = [self.peer(peer)] if peer else self.sorted_peers()
         transport = self._transport()
+        adverts: dict[object, object] = {}  # per update group: what its members are sent, counted once
         for p in targets:
             session = p.session
             neg = p.negotiated
             pr = sp.rib.peers.get(p.info)
             accepted = sum(len(r) for r in pr.ins.values()) if pr else 0
             received = accepted + (sum(len(r.filtered) for r in pr.ins.values()) if pr else 0)
-            advertised = sum(len(sp.advertised(p, f)) for f in p.families)
+            advertised = sum(sp.advertised_count(p, f, adverts) for f in p.families)
             remote = session.remote_open
             caps = {
                 "families": [FAMILY_NAMES[f] for f in p.families],

@@ -192,12 +192,16 @@ class BgpMetrics:
         for s in SESSION_STATES:
             self.peers.labels(s)
 
-    def set_state(self, peer: str, state: str) -> None:
+    def set_state(self, peer: str, state: str, count: bool = True) -> None:
+        """`count=False` when setting many: the per-state totals then wait for one `_count_states`
+        (counting after each of a thousand reflector clients was a million steps per scrape)."""
         state = state.lower()
-        for s in SESSION_STATES:
-            self.session_state.labels(peer, s).set(1 if s == state else 0)
-        self._states[peer] = state
-        self._count_states()
+        if self._states.get(peer) != state:
+            for s in SESSION_STATES:
+                self.session_state.labels(peer, s).set(1 if s == state else 0)
+            self._states[peer] = state
+        if count:
+            self._count_states()
 
     def _count_states(self) -> None:
         counts = dict.fromkeys(SESSION_STATES, 0)
@@ -218,8 +222,9 @@ def refresh(metrics: BgpMetrics, speaker: Speaker) -> None:
     """Read the speaker's state into the metrics: on every scrape and periodically, never per event."""
     for family, loc in speaker.rib.loc.items():
         metrics.loc_rib_routes.labels(FAMILY_NAMES[family]).set(len(loc))
+    adverts: dict[object, object] = {}  # per update group and family, shared by its members
     for key, peer in speaker.peers.items():
-        metrics.set_state(key, peer.state.name)
+        metrics.set_state(key, peer.state.name, count=False)
         _sync_counter(metrics.established_transitions.labels(key), peer.established_count)
         _sync_counter(metrics.treat_as_withdraw.labels(key), peer.treat_as_withdraw)
         _sync_counter(metrics.prefix_limit_hits.labels(key), peer.prefix_limit_hits)
@@ -242,10 +247,11 @@ def refresh(metrics: BgpMetrics, speaker: Speaker) -> None:
             name = FAMILY_NAMES[family]
             metrics.prefixes_received.labels(key, name).set(len(rib_in))
             metrics.prefixes_accepted.labels(key, name).set(len(rib_in))
-            metrics.prefixes_advertised.labels(key, name).set(len(speaker.advertised(peer, family)))
+            metrics.prefixes_advertised.labels(key, name).set(speaker.advertised_count(peer, family, adverts))
         metrics.gr_stale_routes.labels(key).set(sum(rib_in.stale_count() for rib_in in pr.ins.values()))
         for reason, n in pr.policy.rejected.items():
             _sync_counter(metrics.prefixes_rejected.labels(key, reason), n)
+    metrics._count_states()
     metrics.feed_lag.set(speaker.feed.lag)
     for reason, n in speaker.bfd.dropped.items():
         _sync_counter(metrics.bfd_packets_dropped.labels(reason), n)

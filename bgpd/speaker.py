@@ -849,6 +849,19 @@ class Speaker:
             return {}
         return group.advertised_to(peer.info, family)  # type: ignore[return-value]
 
+    def advertised_count(self, peer: Peer, family: AfiSafi, cache: dict[object, object] | None = None) -> int:
+        """len(advertised(peer, family)) without building it: O(1) per member once `cache` (kept by the
+        caller across the peers of one pass) holds its group's ownership counts."""
+        group = peer.group
+        if not isinstance(group, UpdateGroup):
+            return 0
+        cache = {} if cache is None else cache
+        key = (id(group), family)
+        owned = cache.get(key)
+        if owned is None:
+            owned = cache[key] = group.owned_counts(family)
+        return group.advertised_count(peer.info, family, owned)  # type: ignore[arg-type]
+
 
 def _merge(a: Changes, b: Changes) -> Changes:
     for family, chs in b.items():

@@ -183,6 +183,30 @@ class UpdateGroup:
             out.update(self.local_adv.get(family, {}).get(hop, {}))
         return out
 
+    def owned_counts(self, family: AfiSafi) -> dict[PeerInfo, int]:
+        """How many routes of the shared table for `family` each member owns (not sent back to it)."""
+        owned = self.owned.get(family, {})
+        counts: dict[PeerInfo, int] = {}
+        if owned:
+            for p in self.advertised.get(family, {}):
+                o = owned.get(p)
+                if o is not None:
+                    counts[o] = counts.get(o, 0) + 1
+        return counts
+
+    def advertised_count(self, info: PeerInfo, family: AfiSafi, owned_counts: dict[PeerInfo, int]) -> int:
+        """len(advertised_to(info, family)), from `owned_counts(family)`."""
+        shared = self.advertised.get(family, {})
+        n = len(shared) - owned_counts.get(info, 0)
+        member = self.members.get(info)
+        hop = member.hops.get(family) if member is not None else None
+        if hop is not None:
+            owned = self.owned.get(family, {})
+            for p in self.local_adv.get(family, {}).get(hop, {}):
+                if p not in shared or owned.get(p) is info:
+                    n += 1
+        return n
+
     def _hops(self, family: AfiSafi) -> set[NextHop]:
         return {h for m in self.members.values() if (h := m.hops.get(family)) is not None}
 

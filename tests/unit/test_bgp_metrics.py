@@ -74,3 +74,17 @@ async def test_metrics_disabled_is_a_404_and_health_stays() -> None:
         assert b"200" in (await get(server.port, "/liveness")).split(b"\r\n", 1)[0]
     finally:
         await server.close()
+
+
+def test_states_set_in_bulk_are_counted_once_and_a_change_moves_the_series() -> None:
+    m = BgpMetrics(per_peer=True)
+    for i in range(3):
+        m.set_state(f"10.0.0.{i}", "Established", count=False)
+    m.set_state("10.0.0.1", "Established", count=False)  # unchanged: nothing to redo
+    m.set_state("10.0.0.2", "Idle", count=False)
+    m._count_states()
+    s = samples(m)
+    assert s[("tortie_bgp_peers", (("state", "established"),))] == 2
+    assert s[("tortie_bgp_peers", (("state", "idle"),))] == 1
+    assert s[("tortie_bgp_session_state", (("peer", "10.0.0.2"), ("state", "idle")))] == 1
+    assert s[("tortie_bgp_session_state", (("peer", "10.0.0.2"), ("state", "established")))] == 0

@@ -395,6 +395,10 @@ def test_members_on_different_local_addresses_share_the_group_and_get_their_own_
     assert routes(b) == {own: "10.0.9.1", learned: "10.0.1.3"}
     assert routes(c) == {own: "10.0.0.1"}  # never its own route back
     assert group.advertised_to(b, V4)[own].next_hop == ("10.0.9.1",)
+    owned = group.owned_counts(V4)
+    assert owned == {c: 1}  # the learned route is c's
+    for p in (a, b, c):  # the count the metrics and `neighbors` use, without building the table
+        assert group.advertised_count(p, V4, owned) == len(group.advertised_to(p, V4))
     # the block withdrawn: each member is told once, with nothing for the other address
     rib_changes = rib.originate(V4, [])
     group.changes(V4, rib_changes, 1.0)
