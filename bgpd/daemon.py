@@ -37,7 +37,7 @@ from runtime.cli import config_failed
 from runtime.control import ControlServer
 from runtime.http import ManagementServer
 from runtime.sdnotify import Notifier
-from startup.join import join_cluster
+from startup.options import join_wanted
 
 log = logging.getLogger("tortie.bgp")
 
@@ -231,8 +231,12 @@ class BgpDaemon:
         try:
             store = open_datastore(args.config)
             model = store.load()
-            joined = await join_cluster(store, model, self.node, args)  # a host that joins by itself
-            model = joined.model
+            joined = None
+            if join_wanted(args, store.status.type):  # a host that joins by itself
+                from startup.join import join_cluster
+
+                joined = await join_cluster(store, model, self.node, args)
+                model = joined.model
             topo = build(model, self.node, self.secrets_dir)
         except (ValidationError, NotFoundError, TopologyError, OSError) as exc:
             logs.setup(args.log_level or "info", args.log_format)
@@ -327,7 +331,8 @@ class BgpDaemon:
             if self.transport is not None:
                 await self.transport.close(graceful=True)
             watch.close()
-            joined.close()
+            if joined is not None:
+                joined.close()
             await server.close()
             await mgmt.close()
             await self.feed.close()

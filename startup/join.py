@@ -26,6 +26,7 @@ from datastore.base import Datastore
 from datastore.ipam import IpamError, assign_block
 from proto.resources import ClusterModel, IPInterface, Node, NotFoundError
 from startup.autodetect import AutodetectError, HostInterface, choose, read_interfaces, validate
+from startup.options import join_wanted
 
 log = logging.getLogger("tortie.startup")
 
@@ -45,8 +46,7 @@ class Joined:
 
 
 def _wanted(args: argparse.Namespace) -> bool:
-    mode = getattr(args, "register", "auto")
-    return mode == "always" or (mode == "auto" and getattr(args, "_datastore_type", None) == "etcdv3")
+    return join_wanted(args, getattr(args, "_datastore_type", None))
 
 
 def set_address(store: Datastore, name: str, address: IPInterface | None, *, create: bool) -> ClusterModel:

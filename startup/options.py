@@ -29,3 +29,10 @@ def add_arguments(parser: argparse.ArgumentParser, environ: dict[str, str] | Non
                        help="claim a block for this Node if it has none ($TORTIE_CLAIM_BLOCK)")
     group.add_argument("--claim-pool", default=env.get("TORTIE_CLAIM_POOL") or None,
                        help="IPPool to claim from (default: the first enabled pool selecting the node)")
+
+
+def join_wanted(args: argparse.Namespace, datastore_type: str | None) -> bool:
+    """Whether this start registers the Node (and claims a block): `--register always`, or `auto` on
+    an etcd datastore. Decided here, so that a daemon that does not join never imports the joining."""
+    mode = getattr(args, "register", "auto")
+    return mode == "always" or (mode == "auto" and datastore_type == "etcdv3")
