@@ -4,6 +4,9 @@
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
+
 import pytest
 
 from lab.netns import have_root, missing_tools
@@ -24,3 +27,13 @@ def require_tools(*tools: str) -> None:
     missing = missing_tools(*tools)
     if missing:
         pytest.skip(f"missing tools: {', '.join(missing)}")
+
+
+def wait_for(check: Callable[[], bool], timeout: float, what: str, interval: float = 0.1) -> float:
+    """Poll `check` until it is true; the seconds it took. AssertionError naming `what` at the deadline."""
+    start = time.monotonic()
+    while not check():
+        if time.monotonic() - start > timeout:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+        time.sleep(interval)
+    return time.monotonic() - start

@@ -18,7 +18,7 @@ import secrets
 import signal
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +28,7 @@ from lab.cluster import Lab, tool
 from lab.topology import SEED_CLUSTER
 from proto.resources import ClusterModel, load_model
 from runtime.control import ControlError, call
-from tests.conftest import require_root, require_tools
+from tests.conftest import require_root, require_tools, wait_for
 from tests.kernel.route_watch import RouteWatch
 
 REPO = Path(__file__).resolve().parents[2]
@@ -36,15 +36,6 @@ RESTARTED = ("master", "worker-1", "worker-2")
 PAIRS = [("pod-1", "pod-2"), ("pod-2", "pod-1"), ("pod-1", "pod-3"), ("pod-3", "pod-2")]
 WHOLE_WITHIN = 5.0
 EPISODE_LIMIT = 60.0  # seconds from the restart until every host is whole: far below any GR timer
-
-
-def wait_for(check: Callable[[], bool], timeout: float, what: str, interval: float = 0.1) -> float:
-    start = time.monotonic()
-    while not check():
-        if time.monotonic() - start > timeout:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-        time.sleep(interval)
-    return time.monotonic() - start
 
 
 @pytest.fixture(scope="module")
