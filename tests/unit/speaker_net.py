@@ -139,12 +139,22 @@ class Net:
             for src, s, dst, d in ((link.a, link.sa, link.b, link.sb), (link.b, link.sb, link.a, link.sa)):
                 if not link.open:
                     break
-                data = s.data_to_send(now=self.now)
+                if self._held(link, src):
+                    continue
+                data = s.data_to_send(max_bytes=self._chunk(), now=self.now)
                 if data:
                     moved = True
                     dst.receive_data(d, data, self.now)
                 src.sessions_with_output()
         return moved
+
+    def _held(self, link: Link, src: Speaker) -> bool:
+        """Whether `src`'s bytes on `link` wait this step (a lagging or ruled net says so)."""
+        return False
+
+    def _chunk(self) -> int | None:
+        """How many bytes a sender may write in one step (None: all it has)."""
+        return None
 
     def settle(self) -> None:
         """Deliver everything in flight, act on every event, until nothing moves."""

@@ -48,20 +48,11 @@ class SlowNet(Net):
         self.lag = lag
         self.rng = random.Random(seed)
 
-    def _move(self) -> bool:
-        moved = False
-        for link in list(self.links):
-            for src, s, dst, d in ((link.a, link.sa, link.b, link.sb), (link.b, link.sb, link.a, link.sa)):
-                if not link.open:
-                    break
-                if self.rng.random() < self.lag:
-                    continue
-                data = s.data_to_send(max_bytes=self.rng.choice([None, 200, 4096]), now=self.now)
-                if data:
-                    moved = True
-                    dst.receive_data(d, data, self.now)
-                src.sessions_with_output()
-        return moved
+    def _held(self, link: Link, src: Speaker) -> bool:
+        return self.rng.random() < self.lag
+
+    def _chunk(self) -> int | None:
+        return self.rng.choice([None, 200, 4096])
 
 
 def _links_of(net: Net, client: Speaker) -> list[Link]:
@@ -137,20 +128,8 @@ class RuledNet(Net):
         super().__init__()
         self.hold: Callable[[Link, Speaker], bool] = lambda _link, _src: False
 
-    def _move(self) -> bool:
-        moved = False
-        for link in list(self.links):
-            for src, s, dst, d in ((link.a, link.sa, link.b, link.sb), (link.b, link.sb, link.a, link.sa)):
-                if not link.open:
-                    break
-                if self.hold(link, src):
-                    continue
-                data = s.data_to_send(now=self.now)
-                if data:
-                    moved = True
-                    dst.receive_data(d, data, self.now)
-                src.sessions_with_output()
-        return moved
+    def _held(self, link: Link, src: Speaker) -> bool:
+        return self.hold(link, src)
 
 
 @pytest.mark.parametrize("aware", [False, True])
