@@ -274,6 +274,12 @@ class BgpDaemon:
         server.register("drain", self.ctl_drain)
         await server.start()
         watch = store.watch(initial=model)
+        ready_message = (f"tortie-bgpd ready: node {self.node}, AS {topo.asn}, router id {topo.router_id}, "
+                         f"{len(self.speaker.peers) if self.speaker else 0} peers")
+        # this frame lives as long as the daemon: held here, the first model (every resource of the
+        # cluster) would outlive every reload
+        monitor = joined.monitor if joined is not None else None
+        del model, topo, joined
         queue = watch.asyncio_queue()
         loop = self.loop
         loop.add_signal_handler(signal.SIGTERM, self._stop.set)
@@ -305,8 +311,7 @@ class BgpDaemon:
         assert self.speaker is not None
         self.notifier.ready(f"{len(self.speaker.peers)} peers configured")
         wd = self.notifier.start_watchdog()
-        log.info("tortie-bgpd ready: node %s, AS %d, router id %s, %d peers", self.node, topo.asn,
-                 topo.router_id, len(self.speaker.peers))
+        log.info("%s", ready_message)
         try:
             await self._stop.wait()
         finally:
@@ -331,8 +336,8 @@ class BgpDaemon:
             if self.transport is not None:
                 await self.transport.close(graceful=True)
             watch.close()
-            if joined is not None:
-                joined.close()
+            if monitor is not None:
+                monitor.close()
             await server.close()
             await mgmt.close()
             await self.feed.close()

@@ -122,11 +122,15 @@ def _has_capability(open_: Open, code: int) -> bool:
 Arbiter = Callable[["Session", float], bool]
 
 
+# one generator for every session's timer jitter: a Mersenne Twister's state is 2.5 KB, per peer
+_JITTER = random.Random()
+
+
 class Session:
     def __init__(self, config: SessionConfig, rng: RandomSource | None = None, arbiter: Arbiter | None = None) -> None:
         self.config = config
         self.arbiter = arbiter
-        self.rng: RandomSource = rng if rng is not None else random.Random()
+        self.rng: RandomSource = rng if rng is not None else _JITTER
         self.local_open = config.local_open()
         self.state = State.IDLE
         self.connect_retry_counter = 0

@@ -375,6 +375,7 @@ class FelixDaemon:
                                on_connected=lambda up: self.metrics.feed_connected.set(1 if up else 0))
         events = KernelEvents(self.netns, self.protocol, (self.reconciler.portid,))
         watch = store.watch(initial=model)
+        del model  # this frame lives as long as the daemon: the first model must not outlive a reload
         queue = watch.asyncio_queue()
         loop = asyncio.get_running_loop()
         loop.add_signal_handler(signal.SIGTERM, self._stop.set)

@@ -19,7 +19,6 @@ it into file, line and field). The rest of the module reads the values of annota
 
 from __future__ import annotations
 
-import difflib
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import PurePosixPath
@@ -142,6 +141,8 @@ def problems(kind: str, annotations: Mapping[str, str]) -> list[tuple[str, str]]
         if not _is_tortie(key):
             continue
         if key not in KEYS:
+            import difflib  # only for a misspelt key: kept out of every daemon's start
+
             near = difflib.get_close_matches(key, list(KEYS), n=1, cutoff=0.7)
             hint = f"; did you mean {near[0]}?" if near else f"; tortie knows {', '.join(KEYS)}"
             out.append((key, "not a tortie annotation" + hint))

@@ -17,8 +17,26 @@ def default_run_dir() -> str:
     return os.environ.get("TORTIE_RUN_DIR", "/run/tortie")
 
 
+class _Help(argparse.HelpFormatter):
+    """argparse's formatter, sized without `shutil`: argparse builds one for every option it adds, and
+    the default one imports shutil (and with it bz2, lzma, fnmatch), half a megabyte per daemon that
+    only `--help` would use."""
+
+    def __init__(self, prog: str, indent_increment: int = 2, max_help_position: int = 24,
+                 width: int | None = None) -> None:
+        if width is None:
+            try:
+                width = int(os.environ.get("COLUMNS", "")) - 2
+            except ValueError:
+                try:
+                    width = os.get_terminal_size(sys.stdout.fileno()).columns - 2
+                except (OSError, ValueError):
+                    width = 78
+        super().__init__(prog, indent_increment, max_help_position, width)
+
+
 def daemon_parser(prog: str, description: str, metrics_port: int) -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog=prog, description=description)
+    p = argparse.ArgumentParser(prog=prog, description=description, formatter_class=_Help)
     p.add_argument("--config", default=os.environ.get("TORTIE_CONFIG", "/etc/tortie/cluster.yaml"),
                    help="cluster datastore file (default /etc/tortie/cluster.yaml)")
     p.add_argument("--node", default=socket.gethostname(),

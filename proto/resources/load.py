@@ -14,6 +14,7 @@ applies unchanged.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -35,22 +36,21 @@ from proto.resources.meta import annotations, namespace
 from proto.resources.pending import not_yet_problems
 from proto.resources.values import Frozen, Labels
 
-_constructor = yaml.constructor.SafeConstructor()
 # libyaml's parser when PyYAML was built with it: several times faster, and its nodes carry marks too.
 _LOADER: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 
-def _construct(node: yaml.Node, path: str) -> Any:
+def _construct(constructor: yaml.constructor.SafeConstructor, node: yaml.Node, path: str) -> Any:
     """A scalar's value. A tag the safe loader does not know (`!!python/...`) or a value its tag
     cannot hold (`!!int abc`, `!!bool maybe`) is this field's error, not a crash."""
     try:
-        return _constructor.construct_object(node, deep=True)
+        return constructor.construct_object(node, deep=True)
     except (yaml.YAMLError, ValueError, TypeError, KeyError, OverflowError) as exc:
         problem = getattr(exc, "problem", None) or str(exc) or type(exc).__name__
         raise FieldError(path, f"cannot read this value ({node.tag}): {problem}", node.start_mark.line + 1) from None
 
 
-def _plain(node: yaml.Node, path: str, lines: dict[str, int]) -> Any:
+def _plain(constructor: yaml.constructor.SafeConstructor, node: yaml.Node, path: str, lines: dict[str, int]) -> Any:
     """Node -> plain Python value, recording the line of every field path."""
     lines.setdefault(path, node.start_mark.line + 1)
     if isinstance(node, yaml.MappingNode):
@@ -58,18 +58,36 @@ def _plain(node: yaml.Node, path: str, lines: dict[str, int]) -> Any:
         for key_node, value_node in node.value:
             if not isinstance(key_node, yaml.ScalarNode):
                 raise FieldError(path, "mapping keys must be plain strings")
-            key = str(_construct(key_node, path))
+            key = str(_construct(constructor, key_node, path))
             sub = f"{path}.{key}" if path else key
             if key in out:
                 lines[sub] = key_node.start_mark.line + 1
                 raise FieldError(sub, "duplicate key")
             lines[sub] = key_node.start_mark.line + 1
-            out[key] = _plain(value_node, sub, lines)
+            out[key] = _plain(constructor, value_node, sub, lines)
             lines[sub] = key_node.start_mark.line + 1
         return out
     if isinstance(node, yaml.SequenceNode):
-        return [_plain(item, f"{path}[{i}]", lines) for i, item in enumerate(node.value)]
-    return _construct(node, path)
+        return [_plain(constructor, item, f"{path}[{i}]", lines) for i, item in enumerate(node.value)]
+    return _construct(constructor, node, path)
+
+
+def _documents(text: str, source: str) -> Iterator[yaml.Node | None]:
+    """The documents' node trees one at a time (a file's whole tree at once is several times its
+    resources' size); YAML that does not parse is a ValidationError naming the line."""
+    try:
+        yield from yaml.compose_all(text, Loader=_LOADER)
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        line = mark.line + 1 if mark else None
+        raise ValidationError([Problem(f"not valid YAML: {exc.problem or exc}", source, line=line)]) from None
+    except yaml.reader.ReaderError as exc:  # a character YAML does not allow: located by position, not mark
+        line = text[:exc.position].count("\n") + 1
+        char = exc.character if isinstance(exc.character, int) else ord(exc.character[:1] or "\0")
+        raise ValidationError([Problem(f"not valid YAML: character U+{char:04X} is not allowed", source,
+                                       line=line)]) from None
+    except yaml.YAMLError as exc:
+        raise ValidationError([Problem(f"not valid YAML: {exc}", source)]) from None
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,25 +111,15 @@ def load_resources(text: str, source: str = "<string>") -> Loaded:
     problems: list[Problem] = []
     warnings: list[Problem] = []
     resources: list[Resource] = []
-    try:
-        documents = list(yaml.compose_all(text, Loader=_LOADER))
-    except yaml.MarkedYAMLError as exc:
-        mark = exc.problem_mark or exc.context_mark
-        line = mark.line + 1 if mark else None
-        raise ValidationError([Problem(f"not valid YAML: {exc.problem or exc}", source, line=line)]) from None
-    except yaml.reader.ReaderError as exc:  # a character YAML does not allow: located by position, not mark
-        line = text[:exc.position].count("\n") + 1
-        char = exc.character if isinstance(exc.character, int) else ord(exc.character[:1] or "\0")
-        raise ValidationError([Problem(f"not valid YAML: character U+{char:04X} is not allowed", source,
-                                       line=line)]) from None
-    except yaml.YAMLError as exc:
-        raise ValidationError([Problem(f"not valid YAML: {exc}", source)]) from None
-    for doc_no, node in enumerate(documents, start=1):
+    # PyYAML's constructor remembers every node it constructed: one per load, or a shared one would
+    # keep every node of every file ever loaded (and two threads may load at once)
+    constructor = yaml.constructor.SafeConstructor()
+    for doc_no, node in enumerate(_documents(text, source), start=1):
         if node is None or (isinstance(node, yaml.ScalarNode) and node.tag.endswith(":null")):
             continue
         lines: dict[str, int] = {}
         try:
-            data = _plain(node, "", lines)
+            data = _plain(constructor, node, "", lines)
         except FieldError as exc:
             problems.append(Problem(exc.message, source, doc_no, line=exc.line or lines.get(exc.path),
                                     path=exc.path))

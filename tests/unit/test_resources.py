@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import dataclasses
+import gc
 import ipaddress
 import textwrap
+import tracemalloc
 
 import pytest
 from hypothesis import given, settings
@@ -594,3 +596,31 @@ def test_plain_data_loads_like_its_text() -> None:
             assert "blockSize" in str(exc)
         else:
             raise AssertionError("a block size of 19 was accepted")
+
+
+def _cluster_text(n: int) -> str:
+    docs = ["apiVersion: projectcalico.org/v3\nkind: IPPool\nmetadata: {name: pods}\nspec: {cidr: 172.16.0.0/16}\n"]
+    for i in range(n):
+        docs.append(f"apiVersion: projectcalico.org/v3\nkind: Node\nmetadata: {{name: node-{i}}}\n"
+                    f"spec: {{bgp: {{ipv4Address: 10.80.0.{i + 1}/16}}}}\n")
+        docs.append(f"apiVersion: projectcalico.org/v3\nkind: BlockAffinity\nmetadata: {{name: node-{i}-b}}\n"
+                    f"spec: {{node: node-{i}, cidr: 172.16.{i}.0/26, state: confirmed, deleted: 'false'}}\n")
+    return "---\n".join(docs)
+
+
+def test_loading_keeps_nothing_once_the_model_is_gone() -> None:
+    # a daemon reloads its cluster file on every change: a loader that kept the YAML nodes of earlier
+    # loads (PyYAML's constructor caches every node it constructed) grew by the file's node tree each time
+    text = _cluster_text(50)
+    load_model(text)  # the first load imports and caches what every later load shares
+    gc.collect()
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        for _ in range(5):
+            load_model(text)
+        gc.collect()
+        grown = tracemalloc.get_traced_memory()[0] - before
+    finally:
+        tracemalloc.stop()
+    assert grown < 20_000, f"five loads of a 100-resource file left {grown} bytes behind"
