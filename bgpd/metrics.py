@@ -10,11 +10,12 @@ dozen series instead of tens of thousands, and the same `sum by (...)` queries w
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from typing import Any
 
 from bgpd.peer import Peer
 from bgpd.speaker import FAMILY_NAMES, Speaker
 from proto.bfd import BfdState
-from proto.bgp import MsgType
+from proto.bgp import AfiSafi, MsgType
 from runtime.prom import Collector, CollectorRegistry, Counter, Gauge, Histogram, Metric
 
 SESSION_STATES = ("idle", "connect", "active", "opensent", "openconfirm", "established")
@@ -186,6 +187,7 @@ class BgpMetrics:
         )
 
         self.bfd_children: dict[str, _BfdChildren] = {}
+        self.peer_children: dict[str, _PeerChildren] = {}
         self.peers = Gauge(
             "tortie_bgp_peers", "Configured peers whose session is in each state", ["state"], registry=r
         )
@@ -218,17 +220,57 @@ def _sync_counter(child: object, value: int) -> None:
         child.inc(delta)  # type: ignore[attr-defined]
 
 
+class _PeerChildren:
+    """One peer's series, looked up once: a scrape of a thousand-client reflector made some thirty
+    thousand `labels()` lookups (label tuples built and hashed) to find the same objects each time."""
+
+    __slots__ = ("collisions", "established", "families", "key", "limit_hits", "received", "sent", "stale",
+                 "treat_as_withdraw")
+
+    def __init__(self, metrics: BgpMetrics, key: str) -> None:
+        self.key = key
+        self.established = metrics.established_transitions.labels(key)
+        self.treat_as_withdraw = metrics.treat_as_withdraw.labels(key)
+        self.limit_hits = metrics.prefix_limit_hits.labels(key)
+        self.collisions = metrics.collisions.labels(key)
+        self.stale = metrics.gr_stale_routes.labels(key)
+        self.sent: dict[int, Any] = {}
+        self.received: dict[int, Any] = {}
+        self.families: dict[AfiSafi, tuple[Any, Any, Any]] = {}
+
+    @staticmethod
+    def message(cache: dict[int, Any], metric: Counter, key: str, msg_type: int) -> Any:
+        got = cache.get(msg_type)
+        if got is None:
+            got = cache[msg_type] = metric.labels(key, MsgType(msg_type).name.lower())
+        return got
+
+    def family(self, metrics: BgpMetrics, family: AfiSafi) -> tuple[Any, Any, Any]:
+        """The received, accepted and advertised gauges of one address family."""
+        got = self.families.get(family)
+        if got is None:
+            name = FAMILY_NAMES[family]
+            got = self.families[family] = (metrics.prefixes_received.labels(self.key, name),
+                                           metrics.prefixes_accepted.labels(self.key, name),
+                                           metrics.prefixes_advertised.labels(self.key, name))
+        return got
+
+
 def refresh(metrics: BgpMetrics, speaker: Speaker) -> None:
     """Read the speaker's state into the metrics: on every scrape and periodically, never per event."""
     for family, loc in speaker.rib.loc.items():
         metrics.loc_rib_routes.labels(FAMILY_NAMES[family]).set(len(loc))
     adverts: dict[object, object] = {}  # per update group and family, shared by its members
+    children = metrics.peer_children
     for key, peer in speaker.peers.items():
         metrics.set_state(key, peer.state.name, count=False)
-        _sync_counter(metrics.established_transitions.labels(key), peer.established_count)
-        _sync_counter(metrics.treat_as_withdraw.labels(key), peer.treat_as_withdraw)
-        _sync_counter(metrics.prefix_limit_hits.labels(key), peer.prefix_limit_hits)
-        _sync_counter(metrics.collisions.labels(key), peer.neighbor.collisions)
+        c = children.get(key)
+        if c is None:
+            c = children[key] = _PeerChildren(metrics, key)
+        _sync_counter(c.established, peer.established_count)
+        _sync_counter(c.treat_as_withdraw, peer.treat_as_withdraw)
+        _sync_counter(c.limit_hits, peer.prefix_limit_hits)
+        _sync_counter(c.collisions, peer.neighbor.collisions)
         for (code, subcode), n in peer.notifications_sent.items():
             _sync_counter(metrics.notifications_sent.labels(key, str(code), str(subcode)), n)
         for (code, subcode), n in peer.notifications_received.items():
@@ -236,19 +278,19 @@ def refresh(metrics: BgpMetrics, speaker: Speaker) -> None:
         if peer.bfd is not None:
             _bfd(metrics, key, peer)
         session = peer.session
-        for counts, metric in ((session.sent, metrics.messages_sent),
-                               (session.received, metrics.messages_received)):
+        for counts, cache, metric in ((session.sent, c.sent, metrics.messages_sent),
+                                      (session.received, c.received, metrics.messages_received)):
             for t, n in counts.items():
-                _sync_counter(metric.labels(key, MsgType(t).name.lower()), n)
+                _sync_counter(c.message(cache, metric, key, t), n)
         pr = speaker.rib.peers.get(peer.info)
         if pr is None:
             continue
         for family, rib_in in pr.ins.items():
-            name = FAMILY_NAMES[family]
-            metrics.prefixes_received.labels(key, name).set(len(rib_in))
-            metrics.prefixes_accepted.labels(key, name).set(len(rib_in))
-            metrics.prefixes_advertised.labels(key, name).set(speaker.advertised_count(peer, family, adverts))
-        metrics.gr_stale_routes.labels(key).set(sum(rib_in.stale_count() for rib_in in pr.ins.values()))
+            received, accepted, advertised = c.family(metrics, family)
+            received.set(len(rib_in))
+            accepted.set(len(rib_in))
+            advertised.set(speaker.advertised_count(peer, family, adverts))
+        c.stale.set(sum(rib_in.stale_count() for rib_in in pr.ins.values()))
         for reason, n in pr.policy.rejected.items():
             _sync_counter(metrics.prefixes_rejected.labels(key, reason), n)
     metrics._count_states()
@@ -293,6 +335,7 @@ def forget_peer(metrics: BgpMetrics, key: str) -> None:
     """A peer left the configuration: none of its series stays behind."""
     metrics._states.pop(key, None)
     metrics.bfd_children.pop(key, None)
+    metrics.peer_children.pop(key, None)
     metrics._count_states()
     for value in vars(metrics).values():
         if isinstance(value, (Counter, Gauge)) and "peer" in value._labelnames:

@@ -124,22 +124,90 @@ class _Value:
         return self.value
 
 
+class _Series:
+    """One series' value: what `labels()` returns, and what an unlabelled instrument holds. Slots
+    only: a reflector with a thousand peers holds some thirty thousand of them."""
+
+    __slots__ = ("_value",)
+
+    def __init__(self, upper: tuple[float, ...] = ()) -> None:
+        self._value = _Value()
+
+    def samples(self, name: str, family: Metric, labels: dict[str, str]) -> None:
+        family.add_sample(name, labels, self._value.value)
+
+
+class _CounterSeries(_Series):
+    __slots__ = ()
+
+    def inc(self, amount: float = 1.0) -> None:
+        if amount < 0:
+            raise ValueError("counters only go up")
+        self._value.value += amount
+
+    def samples(self, name: str, family: Metric, labels: dict[str, str]) -> None:
+        family.add_sample(name + "_total", labels, self._value.value)
+
+
+class _GaugeSeries(_Series):
+    __slots__ = ()
+
+    def set(self, value: float) -> None:
+        self._value.value = float(value)
+
+    def inc(self, amount: float = 1.0) -> None:
+        self._value.value += amount
+
+    def dec(self, amount: float = 1.0) -> None:
+        self._value.value -= amount
+
+
+class _HistogramSeries:
+    __slots__ = ("_counts", "_sum", "_upper")
+
+    def __init__(self, upper: tuple[float, ...] = ()) -> None:
+        self._upper = upper  # the instrument's bucket bounds, shared by its series
+        self._counts = [0] * len(upper)
+        self._sum = 0.0
+
+    def observe(self, value: float) -> None:
+        self._sum += value
+        for i, upper in enumerate(self._upper):
+            if value <= upper:
+                self._counts[i] += 1
+                break
+
+    def samples(self, name: str, family: Metric, labels: dict[str, str]) -> None:
+        total = 0
+        for upper, n in zip(self._upper, self._counts):
+            total += n
+            family.add_sample(name + "_bucket", {**labels, "le": _number(upper)}, float(total))
+        family.add_sample(name + "_count", labels, float(total))
+        family.add_sample(name + "_sum", labels, self._sum)
+
+
 class _Instrument:
     _type = "untyped"
+    _series_type: type[Any] = _Series
 
     def __init__(self, name: str, documentation: str, labelnames: Sequence[str] = (),
                  registry: CollectorRegistry | None = None, **options: Any) -> None:
         self._name = name
         self._documentation = documentation
         self._labelnames = tuple(labelnames)
-        self._options = options
+        self._upper = self._bounds(options)
         self._children: dict[tuple[str, ...], Any] = {}
-        self._init_child()
+        # an unlabelled instrument is its own single series
+        self._solo: Any = None if self._labelnames else self._series_type(self._upper)
         if registry is not None:
             registry.register(self)
 
-    def _init_child(self) -> None:
-        self._value = _Value()
+    def _bounds(self, options: dict[str, Any]) -> tuple[float, ...]:
+        return ()
+
+    @property
+    def _value(self) -> _Value:
+        return self._solo._value  # type: ignore[no-any-return]
 
     def labels(self, *values: object, **named: object) -> Any:
         if not self._labelnames:
@@ -151,7 +219,7 @@ class _Instrument:
         key = tuple(str(v) for v in values)
         child = self._children.get(key)
         if child is None:
-            child = self._children[key] = type(self)(self._name, self._documentation, (), None, **self._options)
+            child = self._children[key] = self._series_type(self._upper)
         return child
 
     def remove(self, *values: object) -> None:
@@ -169,7 +237,7 @@ class _Instrument:
 
     def _series(self) -> Iterator[tuple[dict[str, str], Any]]:
         if not self._labelnames:
-            yield {}, self
+            yield {}, self._solo
             return
         for key, child in list(self._children.items()):
             yield dict(zip(self._labelnames, key)), child
@@ -177,15 +245,13 @@ class _Instrument:
     def collect(self) -> list[Metric]:
         family = Metric(self._name, self._documentation, self._type)
         for labels, child in self._series():
-            child._samples(family, labels)
+            child.samples(self._name, family, labels)
         return [family]
-
-    def _samples(self, family: Metric, labels: dict[str, str]) -> None:
-        family.add_sample(self._name, labels, self._value.value)
 
 
 class Counter(_Instrument):
     _type = "counter"
+    _series_type = _CounterSeries
 
     def __init__(self, name: str, documentation: str, labelnames: Sequence[str] = (),
                  registry: CollectorRegistry | None = None, **options: Any) -> None:
@@ -194,52 +260,35 @@ class Counter(_Instrument):
                          **options)
 
     def inc(self, amount: float = 1.0) -> None:
-        if amount < 0:
-            raise ValueError("counters only go up")
-        self._value.value += amount
-
-    def _samples(self, family: Metric, labels: dict[str, str]) -> None:
-        family.add_sample(self._name + "_total", labels, self._value.value)
+        self._solo.inc(amount)
 
 
 class Gauge(_Instrument):
     _type = "gauge"
+    _series_type = _GaugeSeries
 
     def set(self, value: float) -> None:
-        self._value.value = float(value)
+        self._solo.set(value)
 
     def inc(self, amount: float = 1.0) -> None:
-        self._value.value += amount
+        self._solo.inc(amount)
 
     def dec(self, amount: float = 1.0) -> None:
-        self._value.value -= amount
+        self._solo.dec(amount)
 
 
 class Histogram(_Instrument):
     _type = "histogram"
+    _series_type = _HistogramSeries
 
-    def _init_child(self) -> None:
-        buckets = tuple(float(b) for b in self._options.get("buckets", DEFAULT_BUCKETS))
+    def _bounds(self, options: dict[str, Any]) -> tuple[float, ...]:
+        buckets = tuple(float(b) for b in options.get("buckets", DEFAULT_BUCKETS))
         if not buckets or buckets[-1] != INF:
             buckets = (*buckets, INF)
-        self._upper = buckets
-        self._counts = [0] * len(buckets)
-        self._sum = 0.0
+        return buckets
 
     def observe(self, value: float) -> None:
-        self._sum += value
-        for i, upper in enumerate(self._upper):
-            if value <= upper:
-                self._counts[i] += 1
-                break
-
-    def _samples(self, family: Metric, labels: dict[str, str]) -> None:
-        total = 0
-        for upper, n in zip(self._upper, self._counts):
-            total += n
-            family.add_sample(self._name + "_bucket", {**labels, "le": _number(upper)}, float(total))
-        family.add_sample(self._name + "_count", labels, float(total))
-        family.add_sample(self._name + "_sum", labels, self._sum)
+        self._solo.observe(value)
 
 
 # ---------------------------------------------------------------- the text format

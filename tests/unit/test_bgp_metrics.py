@@ -8,9 +8,12 @@ import asyncio
 from prometheus_client.parser import text_string_to_metric_families
 
 import runtime.http  # noqa: F401  (switches counters' _created series off, as the daemons do)
-from bgpd.metrics import BgpMetrics, forget_peer
+from bgpd.metrics import BgpMetrics, forget_peer, refresh
+from proto.bgp import IPV4_UNICAST
 from runtime.http import ManagementServer
 from runtime.prom import generate_latest
+from tests.unit.speaker_net import Net, established, learned
+from tests.unit.test_speaker import mesh_yaml, topology
 
 
 def samples(m: BgpMetrics) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
@@ -88,3 +91,36 @@ def test_states_set_in_bulk_are_counted_once_and_a_change_moves_the_series() -> 
     assert s[("tortie_bgp_peers", (("state", "idle"),))] == 1
     assert s[("tortie_bgp_session_state", (("peer", "10.0.0.2"), ("state", "idle")))] == 1
     assert s[("tortie_bgp_session_state", (("peer", "10.0.0.2"), ("state", "established")))] == 0
+
+
+def test_refresh_reads_a_live_mesh_and_keeps_each_peers_series_objects() -> None:
+    text = mesh_yaml(3)
+    net = Net()
+    speakers = {}
+    for name in ("n1", "n2", "n3"):
+        topo, model = topology(text, name)
+        speakers[name] = net.add(topo, model=model)
+    assert net.run(30, lambda: all(established(s) and len(learned(s)) == 2 for s in speakers.values()))
+    sp = speakers["n1"]
+    m = BgpMetrics()
+    refresh(m, sp)
+    first = {k: (c.established, c.received.get(2), c.family(m, IPV4_UNICAST)) for k, c in m.peer_children.items()}
+    assert set(first) == set(sp.peers)
+    s = samples(m)
+    for key, peer in sp.peers.items():
+        assert s[("tortie_bgp_established_transitions_total", (("peer", key),))] == 1
+        assert s[("tortie_bgp_messages_received_total", (("peer", key), ("type", "update")))] == \
+            peer.session.received[2] > 0
+        assert s[("tortie_bgp_prefixes_received", (("afi_safi", "ipv4_unicast"), ("peer", key)))] == 1
+        assert s[("tortie_bgp_prefixes_advertised", (("afi_safi", "ipv4_unicast"), ("peer", key)))] >= 1
+    # a second scrape finds the same series objects and moves them with the speaker's counts
+    some = next(iter(sp.peers))
+    sp.peers[some].session.received[2] += 5
+    refresh(m, sp)
+    again = {k: (c.established, c.received.get(2), c.family(m, IPV4_UNICAST)) for k, c in m.peer_children.items()}
+    assert all(a is b for k in first for a, b in zip(first[k][:2], again[k][:2]))
+    assert samples(m)[("tortie_bgp_messages_received_total", (("peer", some), ("type", "update")))] == \
+        sp.peers[some].session.received[2]
+    forget_peer(m, some)
+    assert some not in m.peer_children
+    assert not any(dict(labels).get("peer") == some for _, labels in samples(m))
