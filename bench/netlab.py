@@ -151,6 +151,11 @@ class BenchLab:
                        *(f"neigh replace {x} lladdr {their_mac} dev eth0 nud permanent" for x in theirs)])
         return a, b
 
+    def next_port(self) -> int:
+        """A fresh interface index of this run (for `mac`)."""
+        self._ports += 1
+        return self._ports - 1
+
     # ------------------------------------------------------------ daemons
 
     def spawn(self, ns: Netns, argv: Sequence[str], log_name: str) -> subprocess.Popen[bytes]:

@@ -86,7 +86,7 @@ def scale_plots(data: dict[str, Any], outdir: Path) -> list[Path]:
     rr = data.get("reflector", {})
     if any("median" in e for e in rr.values()):
         lines = {k: STYLE[k][2] for k in ("tortie", "bird")}
-        files += _figure(rr, "Route reflector with N clients (one BIRD 2 plays the clients)", [
+        files += _figure(rr, "Route reflector with N clients (played by BIRD 2 processes, one per 500 clients)", [
             ("reflector start -> every client holds N", "seconds",
              {lines[k]: (k, lambda m: m["seconds"], False) for k in lines}),
             ("reflector peak RSS", "MB", {lines[k]: (k, lambda m: m["peak_rss_bytes"] / MB, False) for k in lines}),

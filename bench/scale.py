@@ -28,7 +28,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from bench import plots, results
 from bench.netlab import BenchError, BenchLab, check_environment, cleanup_on_signals
 from bench.scale_mesh import EST_BYTES, VARIANTS, MeshBench
-from bench.scale_reflector import ReflectorBench
+from bench.scale_reflector import CLIENTS_PER_BIRD, ReflectorBench
 
 MB = 1_000_000
 REFLECTOR_KINDS = ("tortie", "bird")
@@ -126,10 +126,10 @@ def mesh_targets(n: int, m: dict[str, Any]) -> list[dict[str, Any]]:
 # ---------------------------------------------------------------- running
 
 
-def run_reflector(n: int, rounds: int, timeout: float, keep: bool) -> dict[str, Any]:
+def run_reflector(n: int, rounds: int, timeout: float, keep: bool, per_bird: int) -> dict[str, Any]:
     lab = BenchLab("tsr", keep=keep)
     try:
-        bench = ReflectorBench(lab, n, timeout)
+        bench = ReflectorBench(lab, n, timeout, per_bird)
         per: dict[str, list[dict[str, Any]]] = {k: [] for k in REFLECTOR_KINDS}
         for r in range(rounds):
             for kind in ordered(REFLECTOR_KINDS, r):
@@ -139,9 +139,13 @@ def run_reflector(n: int, rounds: int, timeout: float, keep: bool) -> dict[str, 
                     continue
                 print(f"  reflector N={n} round {r + 1}: {kind:6s} {got['seconds']:7.2f} s "
                       f"(ready {got['ready_seconds']:.2f} s + clients {got['converge_seconds']:.2f} s), "
-                      f"CPU {got['cpu_seconds']:.2f} s, peak RSS {got['peak_rss_bytes'] / MB:.1f} MB", flush=True)
+                      f"CPU {got['cpu_seconds']:.2f} s, peak RSS {got['peak_rss_bytes'] / MB:.1f} MB; "
+                      f"{got['client_birds']} client BIRDs: CPU {got['client_bird_cpu_seconds']:.1f} s, "
+                      f"peak RSS {got['client_bird_peak_rss_bytes'] / MB:.0f} MB; "
+                      f"machine busy {got['machine_busy_fraction']:.0%}", flush=True)
         med = summarise(per)
-        return {"n": n, "rounds": rounds, "median": med, "rounds_detail": per, "targets": reflector_targets(n, med)}
+        return {"n": n, "rounds": rounds, "clients_per_bird": per_bird, "client_birds": len(bench.groups),
+                "median": med, "rounds_detail": per, "targets": reflector_targets(n, med)}
     finally:
         lab.close()
 
@@ -187,6 +191,9 @@ def main() -> int:
     p.add_argument("--sizes", type=sizes, help="the same sizes for both parts (e.g. 10 for a smoke run)")
     p.add_argument("--only", choices=("reflector", "mesh"), help="run one part only")
     p.add_argument("--variants", default=",".join(VARIANTS), help=f"mesh variants ({','.join(VARIANTS)})")
+    p.add_argument("--clients-per-bird", type=int, default=CLIENTS_PER_BIRD,
+                   help="reflector clients per client BIRD process (K = ceil(N / this) BIRDs, each in its own "
+                        f"namespace; default {CLIENTS_PER_BIRD}, so N <= {CLIENTS_PER_BIRD} runs one)")
     p.add_argument("--rounds", type=int, default=1)
     p.add_argument("--timeout", type=float, default=0, help="seconds one convergence may take (default 120 + 1 s per N)")
     p.add_argument("--keep", action="store_true", help="keep the work directories (configs, logs)")
@@ -223,7 +230,8 @@ def main() -> int:
             else:
                 t0 = time.perf_counter()
                 try:
-                    entry = (run_reflector(n, args.rounds, timeout, args.keep) if part == "reflector"
+                    entry = (run_reflector(n, args.rounds, timeout, args.keep, args.clients_per_bird)
+                             if part == "reflector"
                              else run_mesh(n, args.rounds, timeout, args.keep, variants))
                 except BenchError as exc:
                     print(f"  failed: {exc}", flush=True)
