@@ -109,6 +109,18 @@ _ESTABLISHED = State.ESTABLISHED
 # ---------------------------------------------------------------- the session
 
 
+def message_end(data: bytes | memoryview, start: int, pos: int) -> int:
+    """The first message boundary at or after `pos` in `data`, whole BGP messages from `start` (a
+    boundary): each header's length field (octets 16-17) gives the next."""
+    end = start
+    while end < pos:
+        length = int.from_bytes(data[end + 16:end + 18], "big")
+        if length < 19:
+            raise ValueError(f"no BGP message header at octet {end} of a queued unit")
+        end += length
+    return end
+
+
 def _has_capability(open_: Open, code: int) -> bool:
     kind = _CAPABILITY_KIND.get(code)
     return any(
@@ -161,6 +173,9 @@ class Session:
         self.received: dict[int, int] = dict.fromkeys(range(1, 6), 0)
         self._updates: deque[bytes | memoryview] = deque()
         self._update_bytes = 0
+        # a unit handed out in part: where its rest starts, and a message boundary at or before that
+        self._cut = 0
+        self._mark = 0
         self._events: deque[SessionEvent] = deque()
         self._queued_input = 0  # UpdateReceived / RouteRefreshReceived not yet taken by next_event
         self._now = 0.0
@@ -370,31 +385,67 @@ class Session:
         return earliest(self.hold, self.keepalive, self.connect_retry, self.idle_hold)
 
     def data_to_send(self, max_bytes: int | None = None, now: float | None = None) -> bytes:
-        """Control messages first, then whole UPDATE units up to `max_bytes` (at least one unit when
-        there is no control output, so progress is always made; `max_bytes=0` gives control messages
-        only, for a transport whose buffer is full). With `now`, UPDATEs handed out
-        restart the KeepaliveTimer (RFC 4271 8.2.2, Established); without it KEEPALIVEs simply keep
-        their cadence."""
-        out = bytes(self._control)
-        self._control.clear()
-        budget = None if max_bytes is None else max_bytes - len(out)
-        if self._updates and max_bytes != 0 and (budget is None or budget > 0 or not out):
-            parts = [out]
+        """Control messages first, then UPDATE units up to `max_bytes` (`max_bytes=0` gives control
+        messages only, for a transport whose buffer is full). Whole units while they fit; a unit
+        larger than `max_bytes` by itself (a joining peer's whole table is one) is handed out in
+        pieces of `max_bytes`, so a transport never holds more than that of it: with a thousand slow
+        peers, copies of the shared table in every write buffer would be the reflector's largest
+        memory. While a unit is cut, the control messages that arrive wait for the end of the UPDATE
+        in flight (found by walking the unit's message headers, only then). Some bytes are always
+        handed out when there are any. With `now`, UPDATEs handed out restart the KeepaliveTimer
+        (RFC 4271 8.2.2, Established); without it KEEPALIVEs simply keep their cadence."""
+        parts: list[bytes | memoryview] = []
+        if self._control:
+            if self._cut:
+                parts.append(self._finish_message())
+            parts.append(bytes(self._control))
+            self._control.clear()
+        out_len = sum(map(len, parts))
+        budget = None if max_bytes is None else max_bytes - out_len
+        if self._updates and max_bytes != 0 and (budget is None or budget > 0 or not parts):
+            taken = False
             while self._updates:
                 unit = self._updates[0]
-                if budget is not None and len(parts) > 1 and len(unit) > budget:
-                    break
+                cut = self._cut
+                rest = len(unit) - cut
+                if budget is not None and rest > budget:
+                    if taken:
+                        break
+                    if max_bytes is not None and rest > max_bytes:
+                        # too big for any one call: a piece of it, the rest stays at the front
+                        take = max(budget, 1)
+                        parts.append(memoryview(unit)[cut:cut + take])
+                        self._cut = cut + take
+                        self._update_bytes -= take
+                        taken = True
+                        break
                 self._updates.popleft()
-                self._update_bytes -= len(unit)
-                parts.append(unit)
+                self._update_bytes -= rest
+                parts.append(unit if not cut else memoryview(unit)[cut:])
+                self._cut = self._mark = 0
+                taken = True
                 if budget is not None:
-                    budget -= len(unit)
+                    budget -= rest
                     if budget <= 0:
                         break
-            out = b"".join(parts)
-            if now is not None and self.keepalive_time > 0 and self.state == State.ESTABLISHED:
+            if taken and now is not None and self.keepalive_time > 0 and self.state == State.ESTABLISHED:
                 self.keepalive.start(now, jittered(self.keepalive_time, self.rng))
-        return out
+        if not parts:
+            return b""
+        return parts[0] if len(parts) == 1 and type(parts[0]) is bytes else b"".join(parts)
+
+    def _finish_message(self) -> memoryview:
+        """The rest of the UPDATE message a cut unit is in the middle of (handed out now)."""
+        unit = self._updates[0]
+        end = message_end(unit, self._mark, self._cut)
+        piece = memoryview(unit)[self._cut:end]
+        self._update_bytes -= end - self._cut
+        if end >= len(unit):
+            self._updates.popleft()
+            self._cut = self._mark = 0
+        else:
+            self._cut = self._mark = end
+        return piece
 
     def next_event(self) -> SessionEvent | None:
         if not self._events:
@@ -752,6 +803,10 @@ class Session:
     def _send_notification(self, notification: Notification) -> None:
         if not self._connected:
             return
+        if self._cut:
+            # the final NOTIFICATION goes after the UPDATE whose first part is already out (what is
+            # queued after that UPDATE is dropped with the connection)
+            self._control[:0] = self._finish_message()
         self._control += encode_message(notification, self.negotiated)
         self.sent[MsgType.NOTIFICATION] += 1
         self._sent = notification
@@ -771,6 +826,7 @@ class Session:
         # what is still queued apart from a final NOTIFICATION is for a connection that is gone
         self._updates.clear()
         self._update_bytes = 0
+        self._cut = self._mark = 0
         self.hold.stop()
         self.keepalive.stop()
 
@@ -779,6 +835,7 @@ class Session:
         self.keepalive.stop()
         self._updates.clear()
         self._update_bytes = 0
+        self._cut = self._mark = 0
         self.hold_time = 0
         self.keepalive_time = 0.0
         self.established_at = None

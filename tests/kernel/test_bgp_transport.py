@@ -19,7 +19,7 @@ from bgpd.peer import Peer
 from bgpd.sockopts import IP_MINTTL, ttl_options
 from bgpd.speaker import Speaker, pools_from_networks
 from bgpd.topology import GLOBAL, PeerConfig, Topology
-from bgpd.transport import Transport
+from bgpd.transport import WRITE_CHUNK, Transport
 from lab.netns import Netns, NetnsSet
 from proto import prefix as pf
 from proto.bgp import MsgType, Negotiated, PathAttributes, Update, encode_message
@@ -309,6 +309,38 @@ async def test_writes_back_off_while_the_peer_does_not_read(lab: tuple[Side, Sid
         assert pa.state == pb.state == State.ESTABLISHED
         # and b's speaker took every route into its Adj-RIB-In (host routes inside the pool)
         assert len(pb.speaker.rib.peers[pb.peer.info].ins[(1, 1)]) == 12_000
+
+
+async def test_a_whole_table_in_one_unit_is_not_copied_into_the_write_buffer(
+    lab: tuple[Side, Side, Side, Side],
+) -> None:
+    # an update group hands a joining member its whole table as one unit (shared by every member);
+    # a reflector with thousands of slow clients must not copy it into each connection's buffer
+    a, b, _, _ = lab
+    async with running(a, b, hold=30) as (pa, pb):
+        await both_established(pa, pb)
+        await poll(lambda: pb.peer.session.received[MsgType.UPDATE] >= 2, 10)  # the End-of-RIBs
+        before = pb.peer.session.received[MsgType.UPDATE]
+        conn = pb.transport.connection(pb.peer.session)
+        assert conn is not None and conn.transport is not None
+        conn.transport.pause_reading()
+        attrs = PathAttributes(origin=0, as_path=(), next_hop=a.address, local_pref=100)
+        session = pa.peer.session
+        one = [encode_message(Update(attributes=attrs, nlri=[pf.make(4, 26, bytes([10, 9, i >> 2, (i & 3) << 6]))]),
+                              session.negotiated) for i in range(1024)]
+        table = b"".join(one * 100)  # 102,400 UPDATEs, about 5 MB, one unit
+        session.send_updates([table], len(one) * 100)
+        pa.transport.service()
+        aconn = pa.transport.connection(session)
+        assert aconn is not None and aconn.transport is not None
+        await poll(lambda: aconn.paused, 10)
+        assert session.pending_update_bytes > len(table) // 2  # the socket buffers hold the rest
+        assert aconn.transport.get_write_buffer_size() <= WRITE_CHUNK
+        conn.transport.resume_reading()
+        await poll(lambda: pb.peer.session.received[MsgType.UPDATE] == before + len(one) * 100, 60)
+        assert session.pending_update_bytes == 0
+        assert pa.state == pb.state == State.ESTABLISHED
+        assert len(pb.speaker.rib.peers[pb.peer.info].ins[(1, 1)]) == 1024
 
 
 async def test_restarted_peer_with_graceful_restart_replaces_the_old_session(

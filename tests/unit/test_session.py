@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 
 from bgpd.fsm import State
 from bgpd.neighbor import Neighbor
-from bgpd.session import HOLD_GRACE, LARGE_HOLD_TIME, LocalProtocolError, Session
+from bgpd.session import HOLD_GRACE, LARGE_HOLD_TIME, LocalProtocolError, Session, message_end
 from bgpd.session_config import GracefulRestartConfig, SessionConfig
 from bgpd.session_events import (
     CloseConnection,
@@ -397,6 +397,87 @@ def test_keepalive_goes_ahead_of_queued_updates() -> None:
     updates = [e for e in b.drain() if isinstance(e, UpdateReceived)]
     assert len(updates) == 50 * 100 and all(u.update.end_of_rib() == IPV4_UNICAST for u in updates)
     assert b.session.state == State.ESTABLISHED and a.session.pending_update_bytes == 0
+    del wire
+
+
+def _table_unit(n: int) -> bytes:
+    """One unit of `n` UPDATEs of different lengths (a group's whole table, as a joiner gets it)."""
+    msgs = []
+    for i in range(n):
+        upd = Update(attributes=PathAttributes(origin=0, as_path=(), next_hop=ID_A, local_pref=100 + i),
+                     nlri=[pf.parse(f"10.{i % 200}.{j}.0/24") for j in range(1 + i % 7)])
+        msgs.append(encode_message(upd, Negotiated()))
+    return b"".join(msgs)
+
+
+def test_message_end_walks_the_headers() -> None:
+    unit = _table_unit(5)
+    first = int.from_bytes(unit[16:18], "big")
+    second = first + int.from_bytes(unit[first + 16 : first + 18], "big")
+    assert message_end(unit, 0, 0) == 0
+    assert message_end(unit, 0, 1) == first
+    assert message_end(unit, 0, first) == first
+    assert message_end(unit, 0, first + 1) == message_end(unit, first, first + 1) == second
+    assert message_end(memoryview(unit), 0, len(unit)) == len(unit)
+    with pytest.raises(ValueError):
+        message_end(b"\x00" * 40, 0, 1)
+
+
+def test_a_unit_larger_than_a_write_goes_out_in_pieces() -> None:
+    # a joiner's whole table is one unit: the transport must never be handed all of it at once
+    # (one copy per slow peer in asyncio's write buffer), but the bytes on the wire are the same
+    a, b, wire = establish(config(ID_A), config(ID_B))
+    unit = _table_unit(300)
+    small = eor_bytes()
+    a.session.send_updates([unit, small], 301)
+    pieces = []
+    while a.session.has_output:
+        piece = a.session.data_to_send(max_bytes=1000, now=1)
+        assert 0 < len(piece) <= 1000
+        pieces.append(piece)
+    assert b"".join(pieces) == unit + small and a.session.pending_update_bytes == 0
+    assert len(pieces) == -(-len(unit) // 1000) + (len(unit) % 1000 + len(small) > 1000)
+    b.session.receive_data(b"".join(pieces), 1)
+    assert len([e for e in b.drain() if isinstance(e, UpdateReceived)]) == 301
+    del wire
+
+
+def test_control_messages_wait_for_the_end_of_a_cut_update() -> None:
+    a, b, wire = establish(config(ID_A, hold_time=30), config(ID_B, hold_time=30))
+    unit = _table_unit(100)
+    a.session.send_update_bytes(unit)
+    first = a.session.data_to_send(max_bytes=500, now=0)
+    assert len(first) == 500  # the middle of an UPDATE
+    a.session.handle_timer(10)  # the keepalive is due, a slow link
+    before = a.session.pending_update_bytes
+    paused = a.session.data_to_send(max_bytes=0)  # the transport is full: control messages only
+    end = message_end(unit, 0, 500)
+    assert paused == unit[500:end] + KEEPALIVE_BYTES  # the UPDATE in flight is finished first
+    assert a.session.pending_update_bytes == before - (end - 500)
+    rest = a.session.data_to_send()
+    stream = first + paused + rest
+    assert sent_messages(stream).count(MsgType.KEEPALIVE) == 1
+    b.session.receive_data(stream, 10)
+    assert len([e for e in b.drain() if isinstance(e, UpdateReceived)]) == 100
+    assert b.session.state == State.ESTABLISHED
+    del wire
+
+
+def test_a_notification_waits_for_the_end_of_a_cut_update() -> None:
+    a, b, wire = establish(config(ID_A), config(ID_B))
+    unit = _table_unit(50)
+    a.session.send_update_bytes(unit)
+    first = a.session.data_to_send(max_bytes=300, now=0)
+    a.session.stop(1, shutdown_message="maintenance")
+    last = a.session.data_to_send(max_bytes=0)
+    end = message_end(unit, 0, 300)
+    assert last.startswith(unit[300:end]) and not a.session.has_output
+    assert sent_messages(first + last)[-1] == MsgType.NOTIFICATION
+    b.session.receive_data(first + last, 1)
+    events = b.drain()
+    assert len([e for e in events if isinstance(e, UpdateReceived)]) == len(sent_messages(first + last)) - 1
+    (got,) = [e for e in events if isinstance(e, NotificationReceived)]
+    assert got.notification.code == 6
     del wire
 
 
