@@ -158,8 +158,10 @@ class UpdateGroup:
         self.per_hop = key.target.ibgp and not key.target.next_hop_self
         self.local_adv: dict[AfiSafi, dict[NextHop, dict[bytes, Advert]]] = {}
         self._hop_exporters: dict[tuple[AfiSafi, NextHop], Exporter] = {}
+        self._hop_users: dict[tuple[AfiSafi, NextHop], int] = {}  # members per (family, next hop self)
         self.pending: dict[AfiSafi, dict[bytes, Path | None]] = {}
         self._history: list[Unit] | None = None
+        self._history_hops: set[tuple[AfiSafi, NextHop]] = set()  # hops with units in the history
         self._history_size = 0
         self._base_size = 0
         self._loaded = False
@@ -207,9 +209,6 @@ class UpdateGroup:
                     n += 1
         return n
 
-    def _hops(self, family: AfiSafi) -> set[NextHop]:
-        return {h for m in self.members.values() if (h := m.hops.get(family)) is not None}
-
     # ------------------------------------------------------------ membership
 
     def join(self, info: PeerInfo, now: float, enhanced_refresh: bool = False,
@@ -227,10 +226,11 @@ class UpdateGroup:
             self._load()
         elif before == 1:
             self._add_owned_routes(next(m for m in self.members.values() if m is not member).info)
-        if self.per_hop:
-            for family, hop in member.hops.items():
-                if family in self.local_adv and hop not in self.local_adv[family]:
-                    self._load_hop(family, hop)
+        users = self._hop_users
+        for family, hop in member.hops.items():
+            users[family, hop] = users.get((family, hop), 0) + 1
+            if self.per_hop and family in self.local_adv and hop not in self.local_adv[family]:
+                self._load_hop(family, hop)
         self._due(now)
 
     def leave(self, info: PeerInfo) -> None:
@@ -243,15 +243,27 @@ class UpdateGroup:
             return
         if self._by_router_id.get(info.router_id) is member:
             del self._by_router_id[info.router_id]
+        users = self._hop_users
+        gone: list[tuple[AfiSafi, NextHop]] = []
+        for family, hop in member.hops.items():
+            left = users[family, hop] - 1
+            if left:
+                users[family, hop] = left
+            else:
+                del users[family, hop]
+                gone.append((family, hop))
         if not self.members:
             self._unload()
             return
         if len(self.members) == 1:
             (last,) = self.members
             self._drop_owned_routes(last)
-        for family, by_hop in self.local_adv.items():
-            for hop in set(by_hop) - self._hops(family):
-                del by_hop[hop]  # its units in the history are for nobody now: skipped by everyone
+        for family, hop in gone:
+            # its units in the history are for nobody now: skipped by everyone (counted per member,
+            # not by walking the members: a thousand clients each on its own address leave and join)
+            by_hop = self.local_adv.get(family)
+            if by_hop is not None:
+                by_hop.pop(hop, None)
 
     def refresh(self, info: PeerInfo, family: AfiSafi, now: float) -> None:
         """The member asked for our table again (RFC 2918; RFC 7313 when enhanced refresh is on)."""
@@ -296,6 +308,7 @@ class UpdateGroup:
         if delta:
             if self._history is not None:
                 self._history.extend(delta)
+                self._history_hops.update((u.family, u.hop) for u in delta if u.hop is not None)
                 self._history_size += sum(len(u.data) for u in delta)
                 if self._history_size > 2 * self._base_size + 65536:
                     self._history = None  # replaying the deltas would cost more than a new base
@@ -446,6 +459,7 @@ class UpdateGroup:
                         groups.setdefault((a, None, hop), []).append(prefix)
                 units.extend(self._encode(family, [], groups))
             self._history = units
+            self._history_hops = {(u.family, u.hop) for u in units if u.hop is not None}
             self._base_size = self._history_size = sum(len(u.data) for u in units)
         return self._history
 
@@ -503,7 +517,11 @@ class UpdateGroup:
 
     def _load_hop(self, family: AfiSafi, hop: NextHop) -> None:
         """A member reaches us on an address no other member uses: our own routes with that next hop
-        are exported at the next flush (the history is rebuilt to hold them)."""
+        are exported at the next flush, as a delta that the history takes like any other. Only when
+        the history still holds units for this hop from an earlier member (it left, and what changed
+        since was never encoded for the hop) is the history rebuilt: a reflector whose clients each
+        reach it on their own address would otherwise re-encode its whole table for every client
+        that joins (issue 12: most of its CPU with 3,000 clients)."""
         self.local_adv[family][hop] = {}
         loc = self.loc_ribs.get(family)
         if loc is not None:
@@ -512,11 +530,12 @@ class UpdateGroup:
                 if src.source.local:
                     for prefix in src.routes:
                         pend.setdefault(prefix, loc.best.get(prefix))
-        self._history = None
+        if (family, hop) in self._history_hops:
+            self._history = None
 
     def _unload(self) -> None:
         self._loaded = False
-        self.local_adv, self._hop_exporters = {}, {}
+        self.local_adv, self._hop_exporters, self._hop_users = {}, {}, {}
         self.advertised, self.owned, self.pending, self._exporters = {}, {}, {}, {}
         self._history = None
         self._deadline = None

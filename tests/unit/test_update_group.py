@@ -407,3 +407,79 @@ def test_members_on_different_local_addresses_share_the_group_and_get_their_own_
         withdrawn = [p for m in split_messages(b"".join(bytes(x) for x in gone[info].chunks))
                      for p in decode_message(m, negotiated).withdrawn]  # type: ignore[union-attr]
         assert withdrawn == [own], info
+
+
+class CountingPacker:
+    """The real packer, counting the attribute sets it encodes."""
+
+    def __init__(self) -> None:
+        from proto.bgp import packing
+
+        self.packing = packing
+        self.announced: list[tuple[str, ...]] = []
+
+    def pack_announcements(self, family: AfiSafi, attrs: PathAttributes, next_hop: NextHop,
+                           prefixes: Sequence[bytes], negotiated: Negotiated) -> list[bytes]:
+        self.announced.append(next_hop)  # type: ignore[arg-type]
+        return self.packing.pack_announcements(family, attrs, next_hop, prefixes, negotiated)
+
+    def pack_withdrawals(self, family: AfiSafi, prefixes: Sequence[bytes], negotiated: Negotiated) -> list[bytes]:
+        return self.packing.pack_withdrawals(family, prefixes, negotiated)
+
+    def end_of_rib(self, family: AfiSafi) -> bytes:
+        return self.packing.end_of_rib(family)
+
+
+def test_a_member_on_a_new_local_address_costs_its_own_routes_not_the_table() -> None:
+    """A reflector whose clients each reach it on their own address (issue 12's benchmark: 3,000 of
+    them): a joiner on a new address gets the shared history and our own routes encoded for its
+    address, not a new encoding of everything; a departed address that comes back after our routes
+    changed gets a rebuilt table, never the stale units."""
+    from proto.bgp.codec import decode_message
+
+    addresses = frozenset({"10.0.0.1", "10.0.9.1", "10.0.9.2"})
+    rr = Identity(AS, "10.0.0.1", cluster_id="244.0.0.1", addresses=addresses)
+    a = PeerInfo("a", "10.0.1.1", AS, AS, "10.0.1.1", rr_client=True, next_hop_self={V4: ("10.0.0.1",)})
+    b = PeerInfo("b", "10.0.9.3", AS, AS, "10.0.9.3", rr_client=True, next_hop_self={V4: ("10.0.9.1",)})
+    d = PeerInfo("d", "10.0.9.4", AS, AS, "10.0.9.4", rr_client=True, next_hop_self={V4: ("10.0.9.2",)})
+    rib = Rib(rr, POOLS)
+    for p in (a, b, d):
+        rib.add_peer(p)
+    own = pfx("192.168.100.0/26")
+    rib.originate(V4, [own])
+    learned = [pfx(f"192.168.{i}.0/26") for i in range(1, 21)]
+    for i, p in enumerate(learned):  # 20 attribute sets (one per next hop), as from 20 clients
+        rib.receive_update(a, Update(attributes=PathAttributes(origin=0, as_path=(), next_hop=f"10.0.2.{i + 1}",
+                                                               local_pref=100), nlri=[p]))
+    packer = CountingPacker()
+    target = replace(ExportTarget.of(a), next_hop_self=())
+    negotiated = Negotiated()
+    group = UpdateGroup(GroupKey(target, EncodingKey.of(negotiated), (V4,)), ExportPolicy(rr, POOLS), rib.loc,
+                        packer=packer, window=WINDOW)  # type: ignore[arg-type]
+    group.join(a, 0.0)
+    group.join(b, 0.0)
+    group.flush(WINDOW)
+    assert len(packer.announced) == 20 + 2  # the learned sets once, our block once per address
+
+    def routes(out: dict[PeerInfo, Output], info: PeerInfo) -> dict[bytes, str]:
+        got = {}
+        for m in split_messages(b"".join(bytes(x) for x in out[info].chunks)):
+            u = decode_message(m, negotiated)
+            for p in u.nlri:  # type: ignore[union-attr]
+                got[p] = u.attributes.next_hop  # type: ignore[union-attr]
+        return got
+
+    before = len(packer.announced)
+    group.join(d, 1.0)
+    out = group.flush(1.0 + WINDOW)
+    assert packer.announced[before:] == [("10.0.9.2",)]  # only our block, for d's address
+    assert routes(out, d) == {own: "10.0.9.2", **{p: f"10.0.2.{i + 1}" for i, p in enumerate(learned)}}
+    assert out[a].updates == out[b].updates == 0  # nothing for the others: the unit is for 10.0.9.2
+    # b (the only member on 10.0.9.1) leaves, our block goes away meanwhile, and b comes back:
+    # the history's units for 10.0.9.1 announce the block, so they must not be replayed
+    group.leave(b)
+    group.changes(V4, rib.originate(V4, []), 2.0)
+    group.flush(2.0 + WINDOW)
+    group.join(b, 3.0)
+    back = group.flush(3.0 + WINDOW)
+    assert own not in routes(back, b) and len(routes(back, b)) == 20
