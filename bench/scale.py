@@ -126,10 +126,11 @@ def mesh_targets(n: int, m: dict[str, Any]) -> list[dict[str, Any]]:
 # ---------------------------------------------------------------- running
 
 
-def run_reflector(n: int, rounds: int, timeout: float, keep: bool, per_bird: int) -> dict[str, Any]:
+def run_reflector(n: int, rounds: int, timeout: float, keep: bool, per_bird: int,
+                  clients_passive: bool = False) -> dict[str, Any]:
     lab = BenchLab("tsr", keep=keep)
     try:
-        bench = ReflectorBench(lab, n, timeout, per_bird)
+        bench = ReflectorBench(lab, n, timeout, per_bird, clients_passive)
         per: dict[str, list[dict[str, Any]]] = {k: [] for k in REFLECTOR_KINDS}
         for r in range(rounds):
             for kind in ordered(REFLECTOR_KINDS, r):
@@ -145,6 +146,7 @@ def run_reflector(n: int, rounds: int, timeout: float, keep: bool, per_bird: int
                       f"machine busy {got['machine_busy_fraction']:.0%}", flush=True)
         med = summarise(per)
         return {"n": n, "rounds": rounds, "clients_per_bird": per_bird, "client_birds": len(bench.groups),
+                "clients_passive": clients_passive,
                 "median": med, "rounds_detail": per, "targets": reflector_targets(n, med)}
     finally:
         lab.close()
@@ -194,6 +196,8 @@ def main() -> int:
     p.add_argument("--clients-per-bird", type=int, default=CLIENTS_PER_BIRD,
                    help="reflector clients per client BIRD process (K = ceil(N / this) BIRDs, each in its own "
                         f"namespace; default {CLIENTS_PER_BIRD}, so N <= {CLIENTS_PER_BIRD} runs one)")
+    p.add_argument("--clients-passive", action="store_true",
+                   help="the reflector connects, the clients only accept (see bench/scale_reflector.py)")
     p.add_argument("--rounds", type=int, default=1)
     p.add_argument("--timeout", type=float, default=0, help="seconds one convergence may take (default 120 + 1 s per N)")
     p.add_argument("--keep", action="store_true", help="keep the work directories (configs, logs)")
@@ -230,7 +234,8 @@ def main() -> int:
             else:
                 t0 = time.perf_counter()
                 try:
-                    entry = (run_reflector(n, args.rounds, timeout, args.keep, args.clients_per_bird)
+                    entry = (run_reflector(n, args.rounds, timeout, args.keep, args.clients_per_bird,
+                                           args.clients_passive)
                              if part == "reflector"
                              else run_mesh(n, args.rounds, timeout, args.keep, variants))
                 except BenchError as exc:

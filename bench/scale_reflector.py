@@ -36,6 +36,14 @@ reflector's start to convergence, `converge_seconds` from the clients' start. CP
 RSS are the reflector process's own, from its start; the client BIRDs' CPU (sum) and peak RSS (sum
 and largest) and the machine's busy CPU over the clients' part are recorded to tell a reflector
 that is slow from one that is starved.
+
+`clients_passive` (`--clients-passive`): the clients only accept and the reflector connects (tortie
+does anyway; BIRD without `passive on`). Then no connection of one side can arrive while the
+other side's session is Established: BIRD 2 and tortie both take such a connection for the peer
+restarting (RFC 4724) and drop the session, which under load (3,000 clients on two cores) turned
+into thousands of session restarts, each a full table sent again. The client BIRDs start first
+(untimed) and `seconds` runs from the reflector's start as before; `converge_seconds` from the
+moment it answers.
 """
 
 from __future__ import annotations
@@ -78,24 +86,29 @@ def block(i: int) -> str:
     return f"{ipaddress.IPv4Address(int(ipaddress.IPv4Address('172.16.0.0')) + 64 * i)}/26"
 
 
-def clients_conf(work: Path, clients: range, k: int) -> str:
-    """Client BIRD k's config: one table, static and BGP protocol per client in `clients`."""
+def clients_conf(work: Path, clients: range, k: int, passive: bool = False) -> str:
+    """Client BIRD k's config: one table, static and BGP protocol per client in `clients`; with
+    `passive`, the clients only accept (each on its own address: `strict bind`)."""
     body = []
+    mode = " passive on; strict bind on;" if passive else ""
     for i in clients:
         c, r = client_address(i), reflector_address(i)
         body += [f"ipv4 table t{i};",
                  f"protocol static s{i} {{ ipv4 {{ table t{i}; }}; route {block(i)} blackhole; }}",
                  f"protocol bgp c{i} {{ router id {c}; local {c} as {ASN}; neighbor {r} as {ASN};",
-                 "  connect delay time 0; connect retry time 1; error wait time 1, 5;",
+                 f"  connect delay time 0; connect retry time 1; error wait time 1, 5;{mode}",
                  f'  ipv4 {{ table t{i}; import all; export where proto = "s{i}"; }};', "}"]
     return bird_conf(f"10.67.{k // 250}.{k % 250 + 1}", work / f"clients-{k}.log", body)
 
 
-def bird_reflector_conf(work: Path, n: int) -> str:
+def bird_reflector_conf(work: Path, n: int, active: bool = False) -> str:
     body = []
+    # active: connect as the clients do when they connect (BIRD waits 5 s before its first attempt
+    # by default, and 120 s between attempts)
+    mode = " connect delay time 0; connect retry time 1; error wait time 1, 5;" if active else " passive on;"
     for i in range(n):
         body += [f"protocol bgp r{i} {{ local {reflector_address(i)} as {ASN}; neighbor {client_address(i)} as {ASN};",
-                 f"  rr client; rr cluster id {CLUSTER_ID}; passive on; strict bind on;",
+                 f"  rr client; rr cluster id {CLUSTER_ID};{mode} strict bind on;",
                  "  ipv4 { import all; export all; };", "}"]
     return bird_conf(reflector_address(0), work / "reflector.log", body)
 
@@ -172,8 +185,10 @@ def busy_ticks() -> tuple[int, int]:
 
 
 class ReflectorBench:
-    def __init__(self, lab: BenchLab, n: int, timeout: float, per_bird: int = CLIENTS_PER_BIRD) -> None:
+    def __init__(self, lab: BenchLab, n: int, timeout: float, per_bird: int = CLIENTS_PER_BIRD,
+                 clients_passive: bool = False) -> None:
         self.lab, self.n, self.timeout = lab, n, timeout
+        self.clients_passive = clients_passive
         self.groups = groups(n, per_bird)
         self.rr = lab.add("rr")
         self.cls = [lab.add(f"cl{k}") for k in range(len(self.groups))]
@@ -193,12 +208,14 @@ class ReflectorBench:
         batch(self.rr, sorted(rr_lines, key=lambda line: not line.startswith(("link", "addr"))))
         self.config = lab.work / f"cluster-rr-{n}.yaml"
         cluster(self.config, n)
-        self.clients_confs = [clients_conf(lab.work, members, k) for k, members in enumerate(self.groups)]
+        self.clients_confs = [clients_conf(lab.work, members, k, clients_passive)
+                              for k, members in enumerate(self.groups)]
 
     def _start_reflector(self, kind: str) -> tuple[Any, float]:
         t0 = time.perf_counter()
         if kind == "bird":
-            proc, ctl = self.lab.bird(self.rr, f"reflector-{self.n}", bird_reflector_conf(self.lab.work, self.n))
+            proc, ctl = self.lab.bird(self.rr, f"reflector-{self.n}", bird_reflector_conf(self.lab.work, self.n,
+                                                                                      self.clients_passive))
             ctl.close()
         else:
             run_dir = self.lab.work / f"rr-{self.n}"
@@ -223,20 +240,35 @@ class ReflectorBench:
 
     def measure(self, kind: str) -> dict[str, Any]:
         """One convergence with `kind` ("tortie" or "bird") as the reflector."""
-        t_start = time.perf_counter()
-        reflector, ready = self._start_reflector(kind)
         clients: list[Any] = []
         ctls: list[BirdCtl] = []
+        reflector = None
         ok = False
-        try:
-            cpu_ready = cpu_seconds(reflector.pid)
-            t_clients = time.perf_counter()
-            busy0 = busy_ticks()
+
+        def start_clients() -> float:
+            t = time.perf_counter()
             for k, conf in enumerate(self.clients_confs):
                 proc, ctl = self.lab.bird(self.cls[k], f"clients-{kind}-{self.n}-{k}", conf)
                 clients.append(proc)
                 ctls.append(ctl)
-            clients_started = time.perf_counter() - t_clients
+            return time.perf_counter() - t
+
+        try:
+            if self.clients_passive:
+                # the listeners first (untimed), then the reflector that connects to them
+                clients_started = start_clients()
+                busy0 = busy_ticks()
+                t_start = time.perf_counter()
+                reflector, ready = self._start_reflector(kind)
+                cpu_ready = cpu_seconds(reflector.pid)
+                t_clients = time.perf_counter()
+            else:
+                t_start = time.perf_counter()
+                reflector, ready = self._start_reflector(kind)
+                cpu_ready = cpu_seconds(reflector.pid)
+                t_clients = time.perf_counter()
+                busy0 = busy_ticks()
+                clients_started = start_clients()
             convs = [Convergence(ctl, members, self.n) for ctl, members in zip(ctls, self.groups)]
             deadline = time.monotonic() + self.timeout
             while not all([c.done() for c in convs]):  # a list: every BIRD's next client checked per poll
