@@ -295,22 +295,32 @@ def scale_reflector(targets: list[Target]) -> list[str]:
     rows = []
     for n, e in part.items():
         if "median" not in e:
-            rows.append([n, "", e.get("skipped") or f"failed: {e.get('failed', '?')[:80]}", "", "", "", run_cell(e)])
+            rows.append([n, "", e.get("skipped") or f"failed: {e.get('failed', '?')[:80]}", "", "", "", "", run_cell(e)])
             continue
         t, b = e["median"]["tortie"], e["median"]["bird"]
         if "failed" in t or "failed" in b:
             rows.append([n, str(e["rounds"]),
                          f"**did not converge**: {t['failed']}" if "failed" in t else f"{t['seconds']:.2f} s",
                          f"**did not converge**: {b['failed']}" if "failed" in b else f"{b['seconds']:.2f} s",
-                         "-", "-", run_cell(e)])
+                         "-", "-", "-", run_cell(e)])
             continue
         rows.append([n, str(e["rounds"]),
                      f"{t['seconds']:.2f} s ({t['ready_seconds']:.2f} start + {t['converge_seconds']:.2f})",
                      f"{b['seconds']:.2f} s", f"**{t['seconds'] / b['seconds']:.1f}x**",
                      f"{t['peak_rss_bytes'] / MB:.0f} / {b['peak_rss_bytes'] / MB:.0f} MB, "
-                     f"{t['cpu_seconds']:.1f} / {b['cpu_seconds']:.2f} CPU s", run_cell(e)])
+                     f"{t['cpu_seconds']:.1f} / {b['cpu_seconds']:.2f} CPU s", _client_birds(e, t, b), run_cell(e)])
     return table(["clients", "rounds", "tortie-bgpd reflector: start -> all converged", "BIRD 2 reflector", "ratio",
-                  "peak RSS, CPU (tortie / BIRD)", "run"], rows) + footer(list(part.values()))
+                  "peak RSS, CPU (tortie / BIRD)", "client BIRDs: CPU s, machine busy (tortie / BIRD rounds)", "run"],
+                 rows) + footer(list(part.values()))
+
+
+def _client_birds(e: dict[str, Any], t: dict[str, Any], b: dict[str, Any]) -> str:
+    """How hard the simulated clients worked: a reflector on a machine that is all busy is starved."""
+    if "client_bird_cpu_seconds" not in t or "client_bird_cpu_seconds" not in b:
+        return "1: not recorded"
+    busy = (f"{t['machine_busy_fraction']:.0%} / {b['machine_busy_fraction']:.0%}"
+            if "machine_busy_fraction" in t and "machine_busy_fraction" in b else "busy not recorded")
+    return f"{t.get('client_birds', 1)}: {t['client_bird_cpu_seconds']:.1f} / {b['client_bird_cpu_seconds']:.1f}, {busy}"
 
 
 def scale_mesh(targets: list[Target]) -> list[str]:
