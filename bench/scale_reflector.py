@@ -4,12 +4,12 @@
 order over K = ceil(N / clients_per_bird) BIRD processes, client BIRD k in its own namespace `cl<k>`
 (each BIRD binds port 179, so two in one namespace would fight over it), each joined to `rr` by its
 own veth pair (`eth<k>` in `rr`, `eth0` in `cl<k>`), each with its own config, control socket and
-log. Client i is one `protocol bgp` with its own table, router id and
-source address c_i (10.65.x.y), and a static protocol originating its /26 (172.16.0.0/12, block i).
-The reflector has one address r_i (10.66.x.y) per client, because sessions from one BIRD towards a
-single reflector address serialise, and an incoming connection is matched to a BIRD protocol by the
-remote address only. The reflector is passive: tortie by Calico's rule (its Node address 10.66.0.1
-is above every client's), BIRD by `passive on`, each session with `strict bind` so that BIRD listens
+log. Client i is one `protocol bgp` with its own table, router id and source address c_i
+(10.65.x.y), and a static protocol originating its /26 (172.16.0.0/12, block i). The reflector has
+one address r_i (10.66.x.y) per client, because sessions from one BIRD towards a single reflector
+address serialise, and an incoming connection is matched to a BIRD protocol by the remote address
+only. BIRD as the reflector is passive (`passive on`); tortie connects too (Calico's `peerSelector`
+peerings connect from both sides). BIRD's sessions use `strict bind` so that BIRD listens
 on every r_i with its own accept queue (one wildcard socket with BIRD's backlog of 8 overflows when
 1,000 clients connect at once). tortie-bgpd listens on every r_i too (`--listen-address`). In `rr`,
 r_i sits on the veth towards client i's BIRD, and a route `c_i/32 dev eth<k> src r_i` makes the
