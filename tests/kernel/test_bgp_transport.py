@@ -11,6 +11,7 @@ import os
 import socket
 from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
+from typing import Any
 
 import pytest
 
@@ -280,15 +281,22 @@ async def test_hold_timer_rearmed_while_bytes_wait_in_the_socket(lab: tuple[Side
         assert pa.state == State.ESTABLISHED
 
 
+@contextlib.asynccontextmanager
+async def stalled_reader(pa: End, pb: End) -> AsyncIterator[tuple[Any, int]]:
+    """Once both are established, b stops reading (after both End-of-RIBs): yields b's connection
+    (the test resumes its reading) and how many UPDATEs b had received."""
+    await both_established(pa, pb)
+    await poll(lambda: pb.peer.session.received[MsgType.UPDATE] >= 2, 10)  # the End-of-RIBs
+    before = pb.peer.session.received[MsgType.UPDATE]
+    conn = pb.transport.connection(pb.peer.session)
+    assert conn is not None and conn.transport is not None
+    conn.transport.pause_reading()
+    yield conn, before
+
+
 async def test_writes_back_off_while_the_peer_does_not_read(lab: tuple[Side, Side, Side, Side]) -> None:
     a, b, _, _ = lab
-    async with running(a, b, hold=30) as (pa, pb):
-        await both_established(pa, pb)
-        await poll(lambda: pb.peer.session.received[MsgType.UPDATE] >= 2, 10)  # the End-of-RIBs
-        before = pb.peer.session.received[MsgType.UPDATE]
-        conn = pb.transport.connection(pb.peer.session)
-        assert conn is not None and conn.transport is not None
-        conn.transport.pause_reading()
+    async with running(a, b, hold=30) as (pa, pb), stalled_reader(pa, pb) as (conn, before):
         # one extended-length UPDATE of 12,000 host routes, about 60 kB
         nlri = [pf.make(4, 32, bytes([10, i >> 16, (i >> 8) & 255, i & 255])) for i in range(12_000)]
         attrs = PathAttributes(origin=0, as_path=(), next_hop=a.address, local_pref=100)
@@ -317,13 +325,7 @@ async def test_a_whole_table_in_one_unit_is_not_copied_into_the_write_buffer(
     # an update group hands a joining member its whole table as one unit (shared by every member);
     # a reflector with thousands of slow clients must not copy it into each connection's buffer
     a, b, _, _ = lab
-    async with running(a, b, hold=30) as (pa, pb):
-        await both_established(pa, pb)
-        await poll(lambda: pb.peer.session.received[MsgType.UPDATE] >= 2, 10)  # the End-of-RIBs
-        before = pb.peer.session.received[MsgType.UPDATE]
-        conn = pb.transport.connection(pb.peer.session)
-        assert conn is not None and conn.transport is not None
-        conn.transport.pause_reading()
+    async with running(a, b, hold=30) as (pa, pb), stalled_reader(pa, pb) as (conn, before):
         attrs = PathAttributes(origin=0, as_path=(), next_hop=a.address, local_pref=100)
         session = pa.peer.session
         one = [encode_message(Update(attributes=attrs, nlri=[pf.make(4, 26, bytes([10, 9, i >> 2, (i & 3) << 6]))]),

@@ -357,43 +357,55 @@ def test_a_member_that_flaps_costs_no_new_encoding_and_never_gets_its_own_routes
     assert b not in again and c not in again
 
 
+def client(name: str, address: str, reaches_us_on: str) -> PeerInfo:
+    """A reflector client, and the reflector's address it connects to (its next hop self)."""
+    return PeerInfo(name, address, AS, AS, address, rr_client=True, next_hop_self={V4: (reaches_us_on,)})
+
+
+def reflector_rib(addresses: frozenset[str], clients: Sequence[PeerInfo]) -> tuple[Rib, bytes]:
+    """A reflector on `addresses` with these clients, originating its own block (returned)."""
+    rib = Rib(Identity(AS, "10.0.0.1", cluster_id="244.0.0.1", addresses=addresses), POOLS)
+    for p in clients:
+        rib.add_peer(p)
+    own = pfx("192.168.100.0/26")
+    rib.originate(V4, [own])
+    return rib, own
+
+
+def announced(out: Output, negotiated: Negotiated) -> dict[bytes, str]:
+    """Prefix -> next hop, from a member's encoded output."""
+    from proto.bgp.codec import decode_message
+
+    got = {}
+    for m in split_messages(b"".join(bytes(x) for x in out.chunks)):
+        u = decode_message(m, negotiated)
+        for p in u.nlri:  # type: ignore[union-attr]
+            got[p] = u.attributes.next_hop  # type: ignore[union-attr]
+    return got
+
+
 def test_members_on_different_local_addresses_share_the_group_and_get_their_own_next_hop() -> None:
     """A reflector reached on two addresses: learned routes are shared, our own block goes to each
     member with the address it reaches us on."""
     from proto.bgp import packing
     from proto.bgp.codec import decode_message
 
-    rr = Identity(AS, "10.0.0.1", cluster_id="244.0.0.1", addresses=frozenset({"10.0.0.1", "10.0.9.1"}))
-    a = PeerInfo("a", "10.0.1.1", AS, AS, "10.0.1.1", rr_client=True, next_hop_self={V4: ("10.0.0.1",)})
-    b = PeerInfo("b", "10.0.9.2", AS, AS, "10.0.9.2", rr_client=True, next_hop_self={V4: ("10.0.9.1",)})
-    c = PeerInfo("c", "10.0.1.3", AS, AS, "10.0.1.3", rr_client=True, next_hop_self={V4: ("10.0.0.1",)})
-    rib = Rib(rr, POOLS)
-    for p in (a, b, c):
-        rib.add_peer(p)
-    own = pfx("192.168.100.0/26")
-    rib.originate(V4, [own])
+    a, b, c = client("a", "10.0.1.1", "10.0.0.1"), client("b", "10.0.9.2", "10.0.9.1"), client("c", "10.0.1.3", "10.0.0.1")
+    rib, own = reflector_rib(frozenset({"10.0.0.1", "10.0.9.1"}), (a, b, c))
     learned = pfx("192.168.3.0/26")
     rib.receive_update(c, Update(attributes=PathAttributes(origin=0, as_path=(), next_hop="10.0.1.3",
                                                            local_pref=100), nlri=[learned]))
     target = replace(ExportTarget.of(a), next_hop_self=())  # the speaker's key for an iBGP group
     negotiated = Negotiated()
-    group = UpdateGroup(GroupKey(target, EncodingKey.of(negotiated), (V4,)), ExportPolicy(rr, POOLS), rib.loc,
+    group = UpdateGroup(GroupKey(target, EncodingKey.of(negotiated), (V4,)), ExportPolicy(rib.identity, POOLS), rib.loc,
                         packer=packing, window=WINDOW)  # type: ignore[arg-type]
     for p in (a, b, c):
         group.join(p, 0.0)
     out = group.flush(WINDOW)
 
-    def routes(info: PeerInfo) -> dict[bytes, str]:
-        got = {}
-        for m in split_messages(b"".join(bytes(x) for x in out[info].chunks)):
-            u = decode_message(m, negotiated)
-            for p in u.nlri:  # type: ignore[union-attr]
-                got[p] = u.attributes.next_hop  # type: ignore[union-attr]
-        return got
-
-    assert routes(a) == {own: "10.0.0.1", learned: "10.0.1.3"}
-    assert routes(b) == {own: "10.0.9.1", learned: "10.0.1.3"}
-    assert routes(c) == {own: "10.0.0.1"}  # never its own route back
+    assert announced(out[a], negotiated) == {own: "10.0.0.1", learned: "10.0.1.3"}
+    assert announced(out[b], negotiated) == {own: "10.0.9.1", learned: "10.0.1.3"}
+    assert announced(out[c], negotiated) == {own: "10.0.0.1"}  # never its own route back
     assert group.advertised_to(b, V4)[own].next_hop == ("10.0.9.1",)
     owned = group.owned_counts(V4)
     assert owned == {c: 1}  # the learned route is c's
@@ -435,18 +447,9 @@ def test_a_member_on_a_new_local_address_costs_its_own_routes_not_the_table() ->
     them): a joiner on a new address gets the shared history and our own routes encoded for its
     address, not a new encoding of everything; a departed address that comes back after our routes
     changed gets a rebuilt table, never the stale units."""
-    from proto.bgp.codec import decode_message
 
-    addresses = frozenset({"10.0.0.1", "10.0.9.1", "10.0.9.2"})
-    rr = Identity(AS, "10.0.0.1", cluster_id="244.0.0.1", addresses=addresses)
-    a = PeerInfo("a", "10.0.1.1", AS, AS, "10.0.1.1", rr_client=True, next_hop_self={V4: ("10.0.0.1",)})
-    b = PeerInfo("b", "10.0.9.3", AS, AS, "10.0.9.3", rr_client=True, next_hop_self={V4: ("10.0.9.1",)})
-    d = PeerInfo("d", "10.0.9.4", AS, AS, "10.0.9.4", rr_client=True, next_hop_self={V4: ("10.0.9.2",)})
-    rib = Rib(rr, POOLS)
-    for p in (a, b, d):
-        rib.add_peer(p)
-    own = pfx("192.168.100.0/26")
-    rib.originate(V4, [own])
+    a, b, d = client("a", "10.0.1.1", "10.0.0.1"), client("b", "10.0.9.3", "10.0.9.1"), client("d", "10.0.9.4", "10.0.9.2")
+    rib, own = reflector_rib(frozenset({"10.0.0.1", "10.0.9.1", "10.0.9.2"}), (a, b, d))
     learned = [pfx(f"192.168.{i}.0/26") for i in range(1, 21)]
     for i, p in enumerate(learned):  # 20 attribute sets (one per next hop), as from 20 clients
         rib.receive_update(a, Update(attributes=PathAttributes(origin=0, as_path=(), next_hop=f"10.0.2.{i + 1}",
@@ -454,26 +457,18 @@ def test_a_member_on_a_new_local_address_costs_its_own_routes_not_the_table() ->
     packer = CountingPacker()
     target = replace(ExportTarget.of(a), next_hop_self=())
     negotiated = Negotiated()
-    group = UpdateGroup(GroupKey(target, EncodingKey.of(negotiated), (V4,)), ExportPolicy(rr, POOLS), rib.loc,
+    group = UpdateGroup(GroupKey(target, EncodingKey.of(negotiated), (V4,)), ExportPolicy(rib.identity, POOLS), rib.loc,
                         packer=packer, window=WINDOW)  # type: ignore[arg-type]
     group.join(a, 0.0)
     group.join(b, 0.0)
     group.flush(WINDOW)
     assert len(packer.announced) == 20 + 2  # the learned sets once, our block once per address
 
-    def routes(out: dict[PeerInfo, Output], info: PeerInfo) -> dict[bytes, str]:
-        got = {}
-        for m in split_messages(b"".join(bytes(x) for x in out[info].chunks)):
-            u = decode_message(m, negotiated)
-            for p in u.nlri:  # type: ignore[union-attr]
-                got[p] = u.attributes.next_hop  # type: ignore[union-attr]
-        return got
-
     before = len(packer.announced)
     group.join(d, 1.0)
     out = group.flush(1.0 + WINDOW)
     assert packer.announced[before:] == [("10.0.9.2",)]  # only our block, for d's address
-    assert routes(out, d) == {own: "10.0.9.2", **{p: f"10.0.2.{i + 1}" for i, p in enumerate(learned)}}
+    assert announced(out[d], negotiated) == {own: "10.0.9.2", **{p: f"10.0.2.{i + 1}" for i, p in enumerate(learned)}}
     assert out[a].updates == out[b].updates == 0  # nothing for the others: the unit is for 10.0.9.2
     # b (the only member on 10.0.9.1) leaves, our block goes away meanwhile, and b comes back:
     # the history's units for 10.0.9.1 announce the block, so they must not be replayed
@@ -482,4 +477,4 @@ def test_a_member_on_a_new_local_address_costs_its_own_routes_not_the_table() ->
     group.flush(2.0 + WINDOW)
     group.join(b, 3.0)
     back = group.flush(3.0 + WINDOW)
-    assert own not in routes(back, b) and len(routes(back, b)) == 20
+    assert own not in announced(back[b], negotiated) and len(announced(back[b], negotiated)) == 20
