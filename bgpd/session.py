@@ -36,6 +36,7 @@ from collections.abc import Callable, Iterable
 
 from bgpd.fsm import FSM_ERROR_SUBCODE, TABLE, Action, Event, State
 from bgpd.graceful import hard_reset_for, notification_negotiated
+from bgpd.send_queue import SendQueue
 from bgpd.session_config import MIN_HOLD_TIME, SessionConfig
 from bgpd.session_events import (
     CloseConnection,
@@ -109,18 +110,6 @@ _ESTABLISHED = State.ESTABLISHED
 # ---------------------------------------------------------------- the session
 
 
-def message_end(data: bytes | memoryview, start: int, pos: int) -> int:
-    """The first message boundary at or after `pos` in `data`, whole BGP messages from `start` (a
-    boundary): each header's length field (octets 16-17) gives the next."""
-    end = start
-    while end < pos:
-        length = int.from_bytes(data[end + 16:end + 18], "big")
-        if length < 19:
-            raise ValueError(f"no BGP message header at octet {end} of a queued unit")
-        end += length
-    return end
-
-
 def _has_capability(open_: Open, code: int) -> bool:
     kind = _CAPABILITY_KIND.get(code)
     return any(
@@ -167,15 +156,10 @@ class Session:
         self._connected = False
         self._connecting = False
         self._framer = Framer()
-        self._control = bytearray()
+        self._out = SendQueue()
         # messages by type (MsgType value) over the life of this session object, for `bgp neighbors`
         self.sent: dict[int, int] = dict.fromkeys(range(1, 6), 0)
         self.received: dict[int, int] = dict.fromkeys(range(1, 6), 0)
-        self._updates: deque[bytes | memoryview] = deque()
-        self._update_bytes = 0
-        # a unit handed out in part: where its rest starts, and a message boundary at or before that
-        self._cut = 0
-        self._mark = 0
         self._events: deque[SessionEvent] = deque()
         self._queued_input = 0  # UpdateReceived / RouteRefreshReceived not yet taken by next_event
         self._now = 0.0
@@ -386,66 +370,14 @@ class Session:
 
     def data_to_send(self, max_bytes: int | None = None, now: float | None = None) -> bytes:
         """Control messages first, then UPDATE units up to `max_bytes` (`max_bytes=0` gives control
-        messages only, for a transport whose buffer is full). Whole units while they fit; a unit
-        larger than `max_bytes` by itself (a joining peer's whole table is one) is handed out in
-        pieces of `max_bytes`, so a transport never holds more than that of it: with a thousand slow
-        peers, copies of the shared table in every write buffer would be the reflector's largest
-        memory. While a unit is cut, the control messages that arrive wait for the end of the UPDATE
-        in flight (found by walking the unit's message headers, only then). Some bytes are always
-        handed out when there are any. With `now`, UPDATEs handed out restart the KeepaliveTimer
-        (RFC 4271 8.2.2, Established); without it KEEPALIVEs simply keep their cadence."""
-        parts: list[bytes | memoryview] = []
-        if self._control:
-            if self._cut:
-                parts.append(self._finish_message())
-            parts.append(bytes(self._control))
-            self._control.clear()
-        out_len = sum(map(len, parts))
-        budget = None if max_bytes is None else max_bytes - out_len
-        if self._updates and max_bytes != 0 and (budget is None or budget > 0 or not parts):
-            taken = False
-            while self._updates:
-                unit = self._updates[0]
-                cut = self._cut
-                rest = len(unit) - cut
-                if budget is not None and rest > budget:
-                    if taken:
-                        break
-                    if max_bytes is not None and rest > max_bytes:
-                        # too big for any one call: a piece of it, the rest stays at the front
-                        take = max(budget, 1)
-                        parts.append(memoryview(unit)[cut:cut + take])
-                        self._cut = cut + take
-                        self._update_bytes -= take
-                        taken = True
-                        break
-                self._updates.popleft()
-                self._update_bytes -= rest
-                parts.append(unit if not cut else memoryview(unit)[cut:])
-                self._cut = self._mark = 0
-                taken = True
-                if budget is not None:
-                    budget -= rest
-                    if budget <= 0:
-                        break
-            if taken and now is not None and self.keepalive_time > 0 and self.state == State.ESTABLISHED:
-                self.keepalive.start(now, jittered(self.keepalive_time, self.rng))
-        if not parts:
-            return b""
-        return parts[0] if len(parts) == 1 and type(parts[0]) is bytes else b"".join(parts)
-
-    def _finish_message(self) -> memoryview:
-        """The rest of the UPDATE message a cut unit is in the middle of (handed out now)."""
-        unit = self._updates[0]
-        end = message_end(unit, self._mark, self._cut)
-        piece = memoryview(unit)[self._cut:end]
-        self._update_bytes -= end - self._cut
-        if end >= len(unit):
-            self._updates.popleft()
-            self._cut = self._mark = 0
-        else:
-            self._cut = self._mark = end
-        return piece
+        messages only, for a transport whose buffer is full; `bgpd.send_queue` says how a unit larger
+        than that is cut). Some bytes are always handed out when there are any. With `now`, UPDATEs
+        handed out restart the KeepaliveTimer (RFC 4271 8.2.2, Established); without it KEEPALIVEs
+        simply keep their cadence."""
+        data, updates = self._out.take(max_bytes)
+        if updates and now is not None and self.keepalive_time > 0 and self.state == State.ESTABLISHED:
+            self.keepalive.start(now, jittered(self.keepalive_time, self.rng))
+        return data
 
     def next_event(self) -> SessionEvent | None:
         if not self._events:
@@ -467,19 +399,14 @@ class Session:
         """Queue whole, encoded UPDATE messages (one or more, concatenated) as one unit."""
         if self.state != State.ESTABLISHED:
             raise LocalProtocolError(f"UPDATE queued in {self.state.name}")
-        if data:
-            self._updates.append(data)
-            self._update_bytes += len(data)
+        self._out.updates((data,))
 
     def send_updates(self, chunks: Iterable[bytes | memoryview], updates: int, refreshes: int = 0) -> None:
         """Queue chunks of whole encoded messages (UPDATEs, and BoRR/EoRR ROUTE-REFRESHes that must
         stay in line with them), each chunk one unit, and count them as sent."""
         if self.state != State.ESTABLISHED:
             raise LocalProtocolError(f"UPDATE queued in {self.state.name}")
-        for data in chunks:
-            if data:
-                self._updates.append(data)  # type: ignore[arg-type]
-                self._update_bytes += len(data)
+        self._out.updates(chunks)
         self.sent[_UPDATE] += updates
         self.sent[MsgType.ROUTE_REFRESH] += refreshes
 
@@ -489,16 +416,16 @@ class Session:
     def send_route_refresh(self, afi: int, safi: int, subtype: int = 0) -> None:
         if self.state != State.ESTABLISHED:
             raise LocalProtocolError(f"ROUTE-REFRESH in {self.state.name}")
-        self._control += encode_message(RouteRefresh(afi, safi, subtype), self.negotiated)
+        self._out.control(encode_message(RouteRefresh(afi, safi, subtype), self.negotiated))
         self.sent[MsgType.ROUTE_REFRESH] += 1
 
     @property
     def pending_update_bytes(self) -> int:
-        return self._update_bytes
+        return self._out.update_bytes
 
     @property
     def has_output(self) -> bool:
-        return bool(self._control or self._updates)
+        return bool(self._out)
 
     @property
     def connected(self) -> bool:
@@ -721,14 +648,14 @@ class Session:
         self._framer = Framer()
         self.negotiated = Negotiated(four_octet_as=self.config.four_octet_as)
         self.remote_open = None
-        self._control = bytearray(encode_message(self.local_open, self.negotiated))
+        self._out.restart(encode_message(self.local_open, self.negotiated))
         self.sent[MsgType.OPEN] += 1
 
     def _act_set_hold_large(self, event: Event, state: State) -> None:
         self.hold.start(self._now, LARGE_HOLD_TIME)
 
     def _act_send_keepalive(self, event: Event, state: State) -> None:
-        self._control += KEEPALIVE_BYTES
+        self._out.control(KEEPALIVE_BYTES)
         self.sent[MsgType.KEEPALIVE] += 1
 
     def _act_start_keepalive(self, event: Event, state: State) -> None:
@@ -803,11 +730,7 @@ class Session:
     def _send_notification(self, notification: Notification) -> None:
         if not self._connected:
             return
-        if self._cut:
-            # the final NOTIFICATION goes after the UPDATE whose first part is already out (what is
-            # queued after that UPDATE is dropped with the connection)
-            self._control[:0] = self._finish_message()
-        self._control += encode_message(notification, self.negotiated)
+        self._out.final(encode_message(notification, self.negotiated))
         self.sent[MsgType.NOTIFICATION] += 1
         self._sent = notification
         text = describe(notification)
@@ -821,21 +744,17 @@ class Session:
         if self._connected or self._connecting:
             self._emit(CloseConnection(self._reason or event.name))
         if event == Event.TcpConnectionFails:
-            self._control.clear()  # the connection is already gone: nothing more can be written
+            self._out.drop_control()  # the connection is already gone: nothing more can be written
         self._connected = self._connecting = False
         # what is still queued apart from a final NOTIFICATION is for a connection that is gone
-        self._updates.clear()
-        self._update_bytes = 0
-        self._cut = self._mark = 0
+        self._out.drop_updates()
         self.hold.stop()
         self.keepalive.stop()
 
     def _release(self) -> None:
         self.hold.stop()
         self.keepalive.stop()
-        self._updates.clear()
-        self._update_bytes = 0
-        self._cut = self._mark = 0
+        self._out.drop_updates()
         self.hold_time = 0
         self.keepalive_time = 0.0
         self.established_at = None

@@ -12,7 +12,8 @@ from hypothesis import strategies as st
 
 from bgpd.fsm import State
 from bgpd.neighbor import Neighbor
-from bgpd.session import HOLD_GRACE, LARGE_HOLD_TIME, LocalProtocolError, Session, message_end
+from bgpd.send_queue import message_end
+from bgpd.session import HOLD_GRACE, LARGE_HOLD_TIME, LocalProtocolError, Session
 from bgpd.session_config import GracefulRestartConfig, SessionConfig
 from bgpd.session_events import (
     CloseConnection,
