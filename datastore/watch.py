@@ -13,7 +13,6 @@ import logging
 import os
 import select
 import threading
-from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal, Protocol
 
@@ -82,8 +81,7 @@ class Watch(WatchDelivery):
 
     # consumers (get, asyncio_queue: WatchDelivery)
 
-    def add_callback(self, callback: Callable[[WatchEvent], None]) -> None:
-        super().add_callback(callback)
+    def _consumer_added(self) -> None:
         # the file may have changed since `current` was read: the thread compares before waiting
         self._recheck.set()
         with contextlib.suppress(OSError):

@@ -12,6 +12,7 @@ from datastore import FileDatastore, WatchEvent, inotify, open_datastore
 from datastore.filestore import revision_of
 from datastore.ipam import IpamError, assign_block, free_blocks, pool_usage
 from proto.resources import IPPool, Node, NotFoundError, ValidationError, load_model, load_resources
+from tests.conftest import wait_for
 
 ROOT = Path(__file__).resolve().parents[2]
 SEED = (ROOT / "configs" / "seed-cluster.yaml").read_text()
@@ -192,6 +193,27 @@ def test_watch_callbacks_asyncio_and_check_now(seeded: FileDatastore) -> None:
 
     event = asyncio.run(scenario())
     assert event.model.revision == 2 and seen[0] is event
+
+
+def test_an_asyncio_queue_takes_over_from_get_and_nothing_waits_for_get(seeded: FileDatastore) -> None:
+    """A daemon reads its watch through an asyncio queue only. Events were also kept for `get`, which
+    no daemon calls: each held a whole model, and a daemon grew by one model per reload for its
+    life. What `get` had not read moves to the queue (in order); later events go to the queue only."""
+
+    async def scenario() -> None:
+        with seeded.watch(poll_interval=0.02) as watch:
+            seeded.apply([node("worker-4", "10.30.1.67/24")])  # delivered before the queue exists
+            await asyncio.to_thread(wait_for, lambda: watch.current.revision == 2, WAIT, "the first change")
+            queue = watch.asyncio_queue()
+            first = await asyncio.wait_for(queue.get(), WAIT)
+            assert first.ok and first.model.revision == 2
+            await asyncio.to_thread(seeded.apply, [node("worker-5", "10.30.1.68/24")])
+            second = await asyncio.wait_for(queue.get(), WAIT)
+            assert second.ok and second.model.node("worker-5")
+            with pytest.raises(TimeoutError):  # nothing was kept for a `get`
+                watch.get(timeout=0.05)
+
+    asyncio.run(scenario())
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
