@@ -119,7 +119,12 @@ def test_ttl_security_both_ways(kind: str, fabric: Fabric, work: Path) -> None:
     with pair(kind, fabric, work / "peer-only", peer_cluster(peer_as=TOR_AS),
               Neighbor(v4(1), TORTIE_AS, ttl_security=1, passive=True), asn=TOR_AS) as p, p.views():
         assert poll(lambda: min_ttl_drops(d_ns) > before, 45, 0.5), "the peer's GTSM never dropped a segment"
-        assert p.tortie.state(v4(10)) != "Established"
+        # the peer never gets there. tortie itself may: a daemon that sets the minimum TTL on the
+        # socket it accepted (FRR) has read tortie's OPEN, queued before that, and answers it with
+        # OPEN and KEEPALIVE; tortie's KEEPALIVE is then dropped, so the peer stays in OpenConfirm
+        # and nothing is ever sent to tortie (seen in about one run in four)
+        assert not p.daemon.established(v4(1))
+        assert not p.tortie.routes_from(v4(10))
 
 
 def keepalives_received(frr: Frr, address: str) -> int:
