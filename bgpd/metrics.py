@@ -238,11 +238,11 @@ class _PeerChildren:
         self.received: dict[int, Any] = {}
         self.families: dict[AfiSafi, tuple[Any, Any, Any]] = {}
 
-    @staticmethod
-    def message(cache: dict[int, Any], metric: Counter, key: str, msg_type: int) -> Any:
+    def message(self, cache: dict[int, Any], metric: Counter, msg_type: int) -> Any:
+        """The series of one message type, sent (`cache` = self.sent) or received."""
         got = cache.get(msg_type)
         if got is None:
-            got = cache[msg_type] = metric.labels(key, MsgType(msg_type).name.lower())
+            got = cache[msg_type] = metric.labels(self.key, MsgType(msg_type).name.lower())
         return got
 
     def family(self, metrics: BgpMetrics, family: AfiSafi) -> tuple[Any, Any, Any]:
@@ -281,7 +281,7 @@ def refresh(metrics: BgpMetrics, speaker: Speaker) -> None:
         for counts, cache, metric in ((session.sent, c.sent, metrics.messages_sent),
                                       (session.received, c.received, metrics.messages_received)):
             for t, n in counts.items():
-                _sync_counter(c.message(cache, metric, key, t), n)
+                _sync_counter(c.message(cache, metric, t), n)
         pr = speaker.rib.peers.get(peer.info)
         if pr is None:
             continue
