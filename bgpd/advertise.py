@@ -26,25 +26,26 @@ from __future__ import annotations
 
 import ipaddress
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import field
 
 from bgpd.route_match import NORMAL_ROUTE_PRIORITY, Within, add_communities, standard_community, within
 from proto import prefix as pf
 from proto.bgp.constants import IPV4_UNICAST, IPV6_UNICAST, AfiSafi
 from proto.bgp.model import PathAttributes
+from proto.record import record
 from proto.resources import BGPConfiguration, ClusterModel, Community, Node
 
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 EXCLUDE_LABEL = "node.kubernetes.io/exclude-from-external-load-balancers"
 
 
-@dataclass(frozen=True, slots=True)
+@record(frozen=True, slots=True)
 class Advertisement:
     cidr: IPNetwork
     communities: tuple[Community, ...]
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class ClusterRoutes:
     """A node's routing settings that come from the cluster rather than from one peer."""
 
@@ -90,7 +91,7 @@ def cluster_routes(model: ClusterModel, me: Node) -> ClusterRoutes:
     )
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class Tagger:
     """prefixAdvertisements for one family: which entries contain a prefix (`prefix_class`, per prefix)
     and the communities they add (`apply`, per attribute set and class)."""

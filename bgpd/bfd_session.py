@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import random
 from collections import deque
-from dataclasses import dataclass
 
 from proto.bfd import (
     DIGEST,
@@ -42,6 +41,7 @@ from proto.bfd import (
     encode,
 )
 from proto.bfd import Auth as WireAuth
+from proto.record import record
 from proto.tortie_annotations import BfdSettings
 
 SLOW_TX_US = 1_000_000  # RFC 5880 6.8.3: at least one second while not Up
@@ -72,7 +72,7 @@ TRANSITIONS: dict[tuple[BfdState, BfdState], tuple[BfdState, Diag | None]] = {
 }
 
 
-@dataclass(frozen=True, slots=True)
+@record(frozen=True, slots=True)
 class StateChange:
     old: BfdState
     new: BfdState

@@ -19,12 +19,13 @@ It runs at every start, restarting or not: felixd cannot tell a clean restart fr
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import field
 
 from bgpd import graceful
 from bgpd.rib.path import PeerInfo
 from proto.bgp.constants import AfiSafi
 from proto.bgp.model import GracefulRestartCap
+from proto.record import record
 
 DEFAULT_HOLD_TIME = 120.0  # at most, as felixd's own stale time (its graceful-restart time)
 # a peer not up by then is not waited for: the same wait as the restarting speaker's deferral (giving up
@@ -32,7 +33,7 @@ DEFAULT_HOLD_TIME = 120.0  # at most, as felixd's own stale time (its graceful-r
 DEFAULT_ESTABLISHED_WAIT = graceful.DEFAULT_ESTABLISHED_WAIT
 
 
-@dataclass
+@record
 class FeedHold:
     now: float
     expected: Iterable[PeerInfo]

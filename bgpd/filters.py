@@ -25,7 +25,7 @@ decides once per (attribute set, class): `prefix_class` then `decide`.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import field, replace
 
 from bgpd.route_match import (
     CidrMatch,
@@ -40,6 +40,7 @@ from bgpd.route_match import (
 from proto import prefix as pf
 from proto.bgp.constants import IPV4_UNICAST, IPV6_UNICAST, AfiSafi
 from proto.bgp.model import PathAttributes
+from proto.record import record
 from proto.resources import BGPFilter, FilterOperation, FilterRule
 
 IMPORT, EXPORT = "import", "export"
@@ -47,7 +48,7 @@ RULE_LISTS = {(IMPORT, 4): "importV4", (IMPORT, 6): "importV6", (EXPORT, 4): "ex
 InterfaceOf = Callable[[str], "str | None"]  # next hop address -> the interface the kernel reaches it on
 
 
-@dataclass(frozen=True, slots=True)
+@record(frozen=True, slots=True)
 class Rule:
     where: str  # "BGPFilter tor-in importV4 rule 2", for reasons the operator reads
     accept: bool
@@ -99,7 +100,7 @@ class Rule:
         return text + (f" ({', '.join(done)})" if done else "")
 
 
-@dataclass(frozen=True, slots=True)
+@record(frozen=True, slots=True)
 class Verdict:
     """What the first matching rule decided: `attrs` is the route's attribute set after the rule's
     operations, None when the rule rejects it."""
@@ -116,7 +117,7 @@ class Verdict:
         return self.rule.describe()
 
 
-@dataclass(frozen=True, slots=True)
+@record(frozen=True, slots=True)
 class RuleChain:
     """One peer's rules for one direction and family, in the order they are tried."""
 
@@ -196,7 +197,7 @@ def compile_chain(filters: Sequence[BGPFilter], direction: str, version: int, eb
     return RuleChain.of(rules) if rules else None
 
 
-@dataclass(frozen=True, slots=True)
+@record(frozen=True, slots=True)
 class FamilyChains:
     """A peer's chains for one direction, per family: part of its export target when exporting, so
     equal chains mean a shared update group."""

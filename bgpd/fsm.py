@@ -22,8 +22,9 @@ Two deliberate readings of the RFC:
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from enum import Enum, IntEnum
+
+from proto.record import record
 
 
 class State(IntEnum):
@@ -87,7 +88,7 @@ class Action(Enum):
     PROCESS_REFRESH = "hand the ROUTE-REFRESH to the RIB"
 
 
-@dataclass(frozen=True, slots=True)
+@record(frozen=True, slots=True)
 class Transition:
     actions: tuple[Action, ...]
     next_state: State

@@ -26,13 +26,14 @@ Maximum Number of Prefixes, section 5.1's table) go out as a Hard Reset (`hard_r
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import field
 
 from bgpd.rib.path import PeerInfo
 from bgpd.rib.rib import Changes, Rib
 from proto.bgp.constants import AfiSafi, CeaseSubcode, ErrorCode
 from proto.bgp.model import GracefulRestartCap, Notification
 from proto.bgp.notification import hard_reset, is_hard_reset
+from proto.record import record
 
 DEFAULT_STALE_TIME = 360.0  # after a peer returns, how long to wait for its End-of-RIB
 DEFAULT_DEFERRAL_TIME = 120.0  # restarting speaker: longest wait for the peers' End-of-RIBs
@@ -93,7 +94,7 @@ def _merge(into: Changes, more: Changes) -> Changes:
     return into
 
 
-@dataclass
+@record
 class _StalePeer:
     families: set[AfiSafi]
     restart_deadline: float | None = None  # while the peer is down
@@ -183,7 +184,7 @@ class GracefulHelper:
         return changes
 
 
-@dataclass
+@record
 class RestartDeferral:
     """Restarting speaker: the Loc-RIB decides nothing until the expected peers are in."""
 

@@ -15,8 +15,9 @@ import socket
 import struct
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
 from pathlib import Path
+
+from proto.record import record
 
 Entry = tuple[int, int, int, str]  # (prefix length, network as int, metric, interface)
 
@@ -46,7 +47,7 @@ def parse_v6(text: str) -> list[Entry]:
     return out
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class RouteTable:
     v4: tuple[Entry, ...] = ()
     v6: tuple[Entry, ...] = ()

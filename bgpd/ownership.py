@@ -27,11 +27,11 @@ prefix that is exactly a block) and again over what it holds and refused when th
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
 
 from proto import prefix as pf
 from proto import tortie_annotations
 from proto.bgp.model import PathAttributes
+from proto.record import record
 from proto.resources import ClusterModel
 
 NOT_OWNER = "not-block-owner"
@@ -41,7 +41,7 @@ BAD_ORIGINATOR = "originator-not-a-node"
 REASONS = (NOT_OWNER, NO_AFFINITY, NEXT_HOP, BAD_ORIGINATOR)
 
 
-@dataclass(frozen=True, slots=True)
+@record(frozen=True, slots=True)
 class NodeIds:
     """What identifies a Node on the wire."""
 
@@ -50,7 +50,7 @@ class NodeIds:
     addresses: frozenset[str]  # its BGP addresses (next hops)
 
 
-@dataclass(frozen=True, slots=True)
+@record(frozen=True, slots=True)
 class Refusal:
     """A route ownership refused, kept so it can be shown (`bgp rib --peer`) and checked again when
     affinities change."""

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import time
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import field
 
 from bgpd.bfd_session import BfdSession
 from bgpd.fsm import State
@@ -19,11 +19,12 @@ from bgpd.rib.path import PeerInfo
 from bgpd.session import Session
 from bgpd.topology import PeerConfig
 from proto.bgp import AfiSafi, GracefulRestartCap, Negotiated, Open
+from proto.record import record
 
 BGP_PORT = 179
 
 
-@dataclass(frozen=True, slots=True)
+@record(frozen=True, slots=True)
 class PeerTransportConfig:
     peer_address: str
     peer_port: int = BGP_PORT
@@ -35,7 +36,7 @@ class PeerTransportConfig:
     connect_timeout: float = 5.0
 
 
-@dataclass(eq=False)
+@record(eq=False)
 class Peer:
     cfg: PeerConfig
     info: PeerInfo

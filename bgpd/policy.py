@@ -22,7 +22,7 @@ import ipaddress
 import struct
 from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import field, replace
 
 from bgpd.advertise import ClusterRoutes, Tagger
 from bgpd.filters import FamilyChains, RuleChain, Verdict
@@ -42,11 +42,12 @@ from proto.bgp.constants import (
     SegmentType,
 )
 from proto.bgp.model import AsPathSegment, MessageError, PathAttributes
+from proto.record import record
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class Identity:
     """This node as the policy sees it."""
 
@@ -144,7 +145,7 @@ def max_prefix_data(family: AfiSafi, limit: int) -> bytes:
     return struct.pack("!HBI", family[0], family[1], limit)
 
 
-@dataclass
+@record
 class ImportOptions:
     accept_outside_pools: bool = False
     max_prefixes: int | None = None  # paths per family, ADD-PATH paths counted one by one
@@ -155,7 +156,7 @@ class ImportOptions:
 InterfaceOf = Callable[[str], "str | None"]
 
 
-@dataclass
+@record
 class ImportPolicy:
     """One peer's import policy, with its reject counters."""
 
@@ -308,7 +309,7 @@ Exporter = Callable[[bytes, Path], Advert | None]
 _NOT_CACHED = object()
 
 
-@dataclass(frozen=True, slots=True)
+@record(frozen=True, slots=True)
 class ExportTarget:
     """What export policy needs to know of a receiving peer. Peers with equal targets get the same
     routes with the same attributes, so they share one update group (`bgpd.update_group`)."""

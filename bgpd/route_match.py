@@ -22,10 +22,11 @@ from __future__ import annotations
 
 import fnmatch
 from collections.abc import Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import field, replace
 
 from proto.bgp.constants import SegmentType
 from proto.bgp.model import AsPathSegment, PathAttributes
+from proto.record import record
 
 BIRD_INT_MAX = 2147483647  # confd's BirdIntMaxValue: priority p <-> LOCAL_PREF BIRD_INT_MAX - p
 DEFAULT_LOCAL_PREF = 100  # what BIRD gives a route that arrived without LOCAL_PREF
@@ -45,7 +46,7 @@ def local_pref_of_priority(priority: int) -> int:
 # ---------------------------------------------------------------- prefixes
 
 
-@dataclass(frozen=True, slots=True)
+@record(frozen=True, slots=True)
 class Within:
     """Is a prefix inside `network` (`proto.prefix` form), with its length in [lo, hi]?"""
 
@@ -86,7 +87,7 @@ def within(network: bytes) -> Within:
     return Within(network, network[1], 32 if network[0] == 4 else 128)
 
 
-@dataclass(frozen=True, slots=True)
+@record(frozen=True, slots=True)
 class CidrMatch:
     """A rule's CIDR condition: `operator` (Equal, NotEqual, In, NotIn) against the CIDR, or against
     the prefix set `[ CIDR{lo,hi} ]` when the rule has a prefix-length range."""

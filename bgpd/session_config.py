@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import ipaddress
-from dataclasses import dataclass, field
+from dataclasses import field
 
 from proto.bgp import (
     AS_TRANS,
@@ -21,11 +21,12 @@ from proto.bgp import (
     Open,
     RouteRefreshCap,
 )
+from proto.record import record
 
 MIN_HOLD_TIME = 3  # RFC 4271 4.2: the hold time is zero or at least three seconds
 
 
-@dataclass(frozen=True, slots=True)
+@record(frozen=True, slots=True)
 class GracefulRestartConfig:
     restart_time: int = 120  # seconds, 12 bits on the wire
     restarting: bool = False  # R bit: we are coming back from a restart
@@ -35,7 +36,7 @@ class GracefulRestartConfig:
     notification: bool = False  # N bit (RFC 8538)
 
 
-@dataclass(frozen=True, slots=True)
+@record(frozen=True, slots=True)
 class SessionConfig:
     local_as: int
     peer_as: int

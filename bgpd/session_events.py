@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 from bgpd.fsm import Event, State
 from proto.bgp import (
     Negotiated,
@@ -12,15 +10,16 @@ from proto.bgp import (
     RouteRefresh,
     Update,
 )
+from proto.record import record
 
 
-@dataclass(frozen=True, slots=True)
+@record(frozen=True, slots=True)
 class ConnectRequested:
     """For the adapter: open a TCP connection to the peer and report it with connection_made or
     connection_failed."""
 
 
-@dataclass(frozen=True, slots=True)
+@record(frozen=True, slots=True)
 class CloseConnection:
     """For the adapter: write what data_to_send still returns, then close the connection (or abandon
     the connection attempt)."""
@@ -28,14 +27,14 @@ class CloseConnection:
     reason: str
 
 
-@dataclass(frozen=True, slots=True)
+@record(frozen=True, slots=True)
 class StateChanged:
     old: State
     new: State
     event: Event
 
 
-@dataclass(frozen=True, slots=True)
+@record(frozen=True, slots=True)
 class Established:
     negotiated: Negotiated
     local_open: Open
@@ -45,29 +44,29 @@ class Established:
     outbound: bool
 
 
-@dataclass(frozen=True, slots=True)
+@record(frozen=True, slots=True)
 class UpdateReceived:
     update: Update
 
 
-@dataclass(frozen=True, slots=True)
+@record(frozen=True, slots=True)
 class RouteRefreshReceived:
     refresh: RouteRefresh
 
 
-@dataclass(frozen=True, slots=True)
+@record(frozen=True, slots=True)
 class NotificationReceived:
     notification: Notification
     description: str
 
 
-@dataclass(frozen=True, slots=True)
+@record(frozen=True, slots=True)
 class NotificationSent:
     notification: Notification
     description: str
 
 
-@dataclass(frozen=True, slots=True)
+@record(frozen=True, slots=True)
 class SessionDown:
     """The session left OpenSent, OpenConfirm or Established (or a connection attempt ended) for Idle.
 

@@ -25,7 +25,6 @@ import random
 import time
 from collections import deque
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
 
 from bgpd.advertise import taggers
 from bgpd.bfd_session import BfdSession, StateChange
@@ -72,6 +71,7 @@ from proto.bgp import (
     RefreshSubtype,
     RouteRefreshCap,
 )
+from proto.record import record
 from proto.tortie_annotations import BfdSettings
 
 log = logging.getLogger("tortie.bgp")
@@ -93,7 +93,7 @@ CONNECT_DELAY = 2.0  # Calico's BIRD: `connect delay time 2`
 _GR, _DEFERRAL, _FEED_HOLD = "graceful-restart", "restart-deferral", "feed-hold"  # schedule tokens
 
 
-@dataclass(frozen=True, slots=True)
+@record(frozen=True, slots=True)
 class ConnectTo:
     """For the adapter: open a TCP connection for `session` and report it with `connection_made`
     or `connection_failed`."""
@@ -102,7 +102,7 @@ class ConnectTo:
     peer: PeerTransportConfig
 
 
-@dataclass(frozen=True, slots=True)
+@record(frozen=True, slots=True)
 class Disconnect:
     """For the adapter: write what `session.data_to_send()` still returns (a final NOTIFICATION),
     then close its connection, or abandon its connection attempt."""

@@ -27,11 +27,12 @@ Calico semantics kept (confd v3.32, `pkg/backends/calico/client.go` updatePeersV
 from __future__ import annotations
 
 import ipaddress
-from dataclasses import dataclass, field, replace
+from dataclasses import field, replace
 from pathlib import Path
 
 from bgpd.advertise import ClusterRoutes, cluster_routes
 from proto import tortie_annotations
+from proto.record import record
 from proto.resources import DEFAULT_SECRETS_DIR, BGPFilter, BGPPeer, ClusterModel, Node, Password
 from proto.tortie_annotations import BfdSettings
 
@@ -48,7 +49,7 @@ DEFAULT_RESTART_TIME = 120.0  # seconds, Calico's BIRD `graceful restart time`
 DEFAULT_HOLD_TIME = 90  # seconds; keepalive a third of it unless keepaliveTime says otherwise
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class PeerConfig:
     address: IPAddress
     asn: int
@@ -84,7 +85,7 @@ class PeerConfig:
         return str(self.address)
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class Topology:
     node: str
     asn: int
@@ -314,7 +315,7 @@ def _with_bfd(peer: PeerConfig, model: ClusterModel, subnets: list[IPNetwork]) -
     return replace(peer, bfd=replace(settings, multihop=multihop))
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class TopologyDiff:
     added: tuple[PeerConfig, ...]
     removed: tuple[PeerConfig, ...]

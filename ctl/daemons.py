@@ -11,11 +11,11 @@ import ipaddress
 import json
 import os
 import time
-from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 from ctl.common import CtlError
+from proto.record import record
 from runtime.cli import default_run_dir
 from runtime.control import ControlError, call
 
@@ -47,7 +47,7 @@ def socket_path(args: argparse.Namespace, daemon: str) -> str:
     return os.path.join(run_dir, f"{daemon}.sock")
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class Reach:
     """Whether a daemon answered, and why not when it did not."""
 

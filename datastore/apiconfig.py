@@ -22,13 +22,13 @@ from __future__ import annotations
 import atexit
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import yaml
 
 from datastore.etcd_config import ClientConfig
+from proto.record import record
 
 DEFAULT_CLIENT_CONFIG = Path("/etc/tortie/datastore.cfg")
 KIND = "CalicoAPIConfig"
@@ -50,7 +50,7 @@ class ConfigError(ValueError):
     """The client configuration is unusable; the message names the file or variable and the field."""
 
 
-@dataclass(frozen=True, slots=True)
+@record(frozen=True, slots=True)
 class DatastoreConfig:
     type: str  # "file" or "etcdv3"
     source: str  # where the choice came from, for logs and errors

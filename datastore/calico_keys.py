@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import ipaddress
 import re
-from dataclasses import dataclass
 
+from proto.record import record
 from proto.resources import IPNetwork
 
 ROOT = "/calico/"
@@ -41,20 +41,20 @@ _AFFINITY_RE = re.compile(r"^/calico/ipam/v2/host/([^/]+)/ipv([46])/block/([^/]+
 _BLOCK_RE = re.compile(r"^/calico/ipam/v2/assignment/ipv([46])/block/([^/]+)$")
 
 
-@dataclass(frozen=True, slots=True)
+@record(frozen=True, slots=True)
 class ResourceKey:
     kind: str
     name: str
     namespace: str | None = None
 
 
-@dataclass(frozen=True, slots=True)
+@record(frozen=True, slots=True)
 class AffinityKey:
     node: str
     cidr: IPNetwork
 
 
-@dataclass(frozen=True, slots=True)
+@record(frozen=True, slots=True)
 class BlockKey:
     cidr: IPNetwork
 

@@ -25,12 +25,12 @@ import ssl
 import threading
 import time
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
 from typing import Any
 
 import httpx
 
 from datastore.etcd_config import ClientConfig
+from proto.record import record
 
 # httpx logs every request at INFO; a watch reconnecting with backoff would flood the daemons' logs
 logging.getLogger("httpx").setLevel(logging.WARNING)
@@ -64,7 +64,7 @@ class EtcdCompacted(EtcdError):
         self.compact_revision = compact_revision
 
 
-@dataclass(frozen=True, slots=True)
+@record(frozen=True, slots=True)
 class KeyValue:
     key: str
     value: bytes
@@ -73,13 +73,13 @@ class KeyValue:
     version: int = 0
 
 
-@dataclass(frozen=True, slots=True)
+@record(frozen=True, slots=True)
 class WatchedEvent:
     type: str  # "PUT" or "DELETE"
     kv: KeyValue
 
 
-@dataclass(frozen=True, slots=True)
+@record(frozen=True, slots=True)
 class WatchMessage:
     """One message of a watch stream."""
 
@@ -91,7 +91,7 @@ class WatchMessage:
     cancel_reason: str = ""
 
 
-@dataclass(frozen=True, slots=True)
+@record(frozen=True, slots=True)
 class Compare:
     """A transaction guard: `target` is VERSION, MOD, CREATE or VALUE; result EQUAL, NOT_EQUAL, ..."""
 
@@ -113,7 +113,7 @@ class Compare:
         return out
 
 
-@dataclass(frozen=True, slots=True)
+@record(frozen=True, slots=True)
 class Put:
     key: str
     value: bytes
@@ -122,7 +122,7 @@ class Put:
         return {"request_put": {"key": _b64(self.key), "value": _b64(self.value)}}
 
 
-@dataclass(frozen=True, slots=True)
+@record(frozen=True, slots=True)
 class Delete:
     key: str
 
@@ -130,7 +130,7 @@ class Delete:
         return {"request_delete_range": {"key": _b64(self.key)}}
 
 
-@dataclass(frozen=True, slots=True)
+@record(frozen=True, slots=True)
 class Range:
     key: str
     prefix: bool = True
@@ -142,7 +142,7 @@ class Range:
         return {"request_range": req}
 
 
-@dataclass(frozen=True, slots=True)
+@record(frozen=True, slots=True)
 class TxnResult:
     succeeded: bool
     revision: int

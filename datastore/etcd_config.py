@@ -3,10 +3,12 @@ datastore (`datastore.apiconfig`) does not load the HTTP client into daemons tha
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import field
+
+from proto.record import record
 
 
-@dataclass(frozen=True, slots=True)
+@record(frozen=True, slots=True)
 class ClientConfig:
     endpoints: tuple[str, ...]
     ca_file: str | None = None

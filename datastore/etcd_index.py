@@ -8,16 +8,16 @@ rule (two Nodes with one address, overlapping blocks): the rest of the configura
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
 
 from datastore.calico_keys import AffinityKey, BlockKey, ResourceKey, affinity_key, parse_key
 from datastore.calico_values import block_host, decode_affinity, decode_resource
+from proto.record import record
 from proto.resources import BlockAffinity, ClusterModel, Resource, ValidationError, block_affinity_name
 
 log = logging.getLogger("tortie.datastore")
 
 
-@dataclass(frozen=True, slots=True)
+@record(frozen=True, slots=True)
 class Entry:
     value: bytes
     mod_revision: int

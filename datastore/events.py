@@ -7,9 +7,9 @@ import logging
 import queue
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Self
 
+from proto.record import record
 from proto.resources import ClusterModel
 
 if TYPE_CHECKING:
@@ -18,7 +18,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("tortie.datastore")
 
 
-@dataclass(frozen=True, slots=True)
+@record(frozen=True, slots=True)
 class WatchEvent:
     model: ClusterModel  # the model in force: the new one, or the last good one when `error` is set
     error: Exception | None = None  # ValidationError, or OSError (file missing or unreadable)

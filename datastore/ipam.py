@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import ipaddress
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
 
 from datastore.base import Datastore
+from proto.record import record
 from proto.resources import BlockAffinity, ClusterModel, IPNetwork, IPPool, Node, block_affinity_name
 
 
@@ -31,7 +31,7 @@ def free_blocks(model: ClusterModel, pool: IPPool) -> Iterator[IPNetwork]:
     return (block for block in pool.blocks() if block not in used)
 
 
-@dataclass(frozen=True, slots=True)
+@record(frozen=True, slots=True)
 class PoolUsage:
     pool: IPPool
     total: int

@@ -9,10 +9,12 @@ from __future__ import annotations
 import threading
 import time
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import field
+
+from proto.record import record
 
 
-@dataclass
+@record
 class DatastoreStatus:
     type: str  # "file" or "etcdv3"
     where: str  # the file, or the etcd endpoints

@@ -11,14 +11,15 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import field
 
 from felixd.planned import PlannedRoutes
 from felixd.state import IP_FORWARD, DesiredState, Mode, Op, RouteOp, RouteShape
 from proto.prefix import Address, Prefix
+from proto.record import record
 
 
-@dataclass
+@record
 class DeltaPlan:
     ops: list[RouteOp] = field(default_factory=list)
     needs_full: bool = False

@@ -13,17 +13,18 @@ from __future__ import annotations
 import ipaddress
 import socket
 from collections.abc import Collection
-from dataclasses import dataclass, field
+from dataclasses import field
 
 from felixd.kernel.netlink_bulk import BulkNetlink, Link
 from felixd.kernel.rtnl import RT_SCOPE_HOST, RT_SCOPE_LINK
 from felixd.plan_input import HostAddress, HostRoute
 from felixd.state import MAIN_TABLE
+from proto.record import record
 
 OWN_DEVICES = frozenset({"tunl0", "vxlan.calico", "vxlan-v6.calico"})
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class HostState:
     interfaces: tuple[HostAddress, ...]
     routes: tuple[HostRoute, ...]

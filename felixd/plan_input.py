@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import ipaddress
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import field
 from types import MappingProxyType
 
 from proto.prefix import Address, Prefix
+from proto.record import record
 from proto.resources import vtep_mac_for
 
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
@@ -22,7 +23,7 @@ IPInterface = ipaddress.IPv4Interface | ipaddress.IPv6Interface
 NEVER, ALWAYS, CROSS_SUBNET = "Never", "Always", "CrossSubnet"
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class PlanPool:
     name: str
     cidr: IPNetwork
@@ -45,7 +46,7 @@ class PlanPool:
         return self.vxlan_mode if self.vxlan_mode != NEVER else self.ipip_mode
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class PlanNode:
     name: str
     ipv4: ipaddress.IPv4Interface | None = None  # bgp.ipv4Address, with its subnet
@@ -80,13 +81,13 @@ class PlanNode:
         return configured or vtep_mac_for(self.name)
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class Workload:
     ip: IPNetwork  # /32 or /128
     interface: str
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class PeerRoute:
     """A BGP peer of this node whose BGPPeer has `reachableBy`: Calico's static route `peer/32 via
     gateway` (its BIRD `protocol static`), which felixd writes because bgpd never touches the kernel."""
@@ -96,7 +97,7 @@ class PeerRoute:
     source: str = ""  # the BGPPeer that asks for it (for warnings)
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class HostAddress:
     """An address on this host, with its connected subnet (e.g. eth0 10.30.0.206/24)."""
 
@@ -105,7 +106,7 @@ class HostAddress:
     mtu: int = 1500
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class HostRoute:
     """A route of the host's own (not felixd's), used to resolve next hops recursively."""
 
@@ -114,7 +115,7 @@ class HostRoute:
     dev: str | None
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class PlanInput:
     node: str
     nodes: dict[str, PlanNode]

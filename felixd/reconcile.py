@@ -22,7 +22,7 @@ import errno
 import logging
 import sys
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import field
 from typing import TYPE_CHECKING, Any, Literal
 
 from felixd.host import OWN_DEVICES, HostState, read_host_sync
@@ -33,6 +33,7 @@ from felixd.kernel.route_codec import KernelRoute
 from felixd.kernel.routes import KernelRoutes
 from felixd.kernel.sysctl import SysctlError, Sysctls
 from felixd.state import RTPROT_TORTIE, DesiredState, Op, RouteEntry, RouteError, RouteKey, RouteOp, key_text
+from proto.record import record
 
 if TYPE_CHECKING:
     from felixd.kernel.devices import Devices, DeviceStats
@@ -44,7 +45,7 @@ BULK_THRESHOLD = 64  # from this many changes the write goes to the worker threa
 WritePath = Literal["auto", "bulk", "incremental"]
 
 
-@dataclass
+@record
 class ReconcileResult:
     routes_replaced: int = 0
     routes_deleted: int = 0

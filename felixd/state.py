@@ -14,12 +14,13 @@ and nft), as do the helpers at the bottom that build routes from text for tests 
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
+from dataclasses import field
 from enum import Enum, StrEnum
 from typing import NamedTuple
 
 from proto import prefix as pf
 from proto.prefix import Address, Prefix
+from proto.record import record
 
 RTPROT_TORTIE = 80  # Calico's felix uses 80 too; configurable per daemon
 MAIN_TABLE = 254
@@ -74,7 +75,7 @@ def key_text(key: RouteKey) -> str:
     return f"{pf.text(prefix)} table {table} metric {metric}"
 
 
-@dataclass(frozen=True, slots=True)
+@record(frozen=True, slots=True)
 class RouteShape:
     """A route without its destination. `signature(version)` is what the kernel keeps of it."""
 
@@ -145,7 +146,7 @@ class Op(Enum):
 RouteOp = tuple[Op, RouteKey, RouteShape | None, int]
 
 
-@dataclass(frozen=True, slots=True)
+@record(frozen=True, slots=True)
 class RouteError:
     op: Op
     key: RouteKey
@@ -161,14 +162,14 @@ class RouteError:
         return f"{self.op.value} {key_text(self.key)}: {os.strerror(self.errno)}{detail}"
 
 
-@dataclass(frozen=True, slots=True)
+@record(frozen=True, slots=True)
 class IpipDevice:
     name: str = "tunl0"
     address: str | None = None  # tunnel address, /32
     mtu: int = 1480
 
 
-@dataclass(frozen=True, slots=True)
+@record(frozen=True, slots=True)
 class VxlanDevice:
     name: str = "vxlan.calico"
     vni: int = 4096
@@ -180,21 +181,21 @@ class VxlanDevice:
     parent: str | None = None  # uplink device
 
 
-@dataclass(frozen=True, slots=True)
+@record(frozen=True, slots=True)
 class Neighbour:
     dev: str
     ip: str  # remote VTEP tunnel address
     mac: str  # remote VTEP MAC
 
 
-@dataclass(frozen=True, slots=True)
+@record(frozen=True, slots=True)
 class FdbEntry:
     dev: str
     mac: str  # remote VTEP MAC
     dst: str  # remote node (underlay) address
 
 
-@dataclass(frozen=True, slots=True)
+@record(frozen=True, slots=True)
 class NatOutgoing:
     """nftables table `tortie`: masquerade from `nat_pools` to destinations outside `all_pools`."""
 
@@ -204,7 +205,7 @@ class NatOutgoing:
     all_pools_v6: frozenset[str] = frozenset()
 
 
-@dataclass(frozen=True, slots=True)
+@record(frozen=True, slots=True)
 class Sysctl:
     path: str  # e.g. "net/ipv4/conf/cali1234/proxy_arp"
     value: str
@@ -213,7 +214,7 @@ class Sysctl:
 IP_FORWARD = Sysctl("net/ipv4/ip_forward", "1")
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class DesiredState:
     # the daemon updates `routes` in place as feed deltas arrive; everything else changes only by a full plan
     routes: dict[RouteKey, RouteShape] = field(default_factory=dict)

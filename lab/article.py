@@ -9,9 +9,9 @@ independently of felixd's planner so that the two check each other.
 from __future__ import annotations
 
 import ipaddress
-from dataclasses import dataclass
 
 from lab.topology import Scenario
+from proto.record import record
 from proto.resources import ClusterModel, IPPool
 
 Pair = tuple[str, str]
@@ -27,7 +27,7 @@ UPLINK = "eth0"
 DEVICE = {("ipip", 4): "tunl0", ("vxlan", 4): "vxlan.calico", ("vxlan", 6): "vxlan-v6.calico"}
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class Step:
     key: str  # "1", "2a", ...: the article's numbering ("3v" is VXLAN's CrossSubnet)
     title: str
@@ -69,7 +69,7 @@ def step(key: str) -> Step:
     return next(s for s in STEPS if s.key == key)
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class PredictedRoute:
     """A remote block's route as `ip route` prints its essentials."""
 

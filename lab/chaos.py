@@ -31,7 +31,7 @@ import signal
 import subprocess
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, field
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -39,6 +39,7 @@ from lab.cluster import Lab
 from lab.probe_matrix import ProbeMatrix
 from lab.rogue import PEER_NAME, RogueBird, rogue_address, start_rogue
 from lab.topology import Topology, _port
+from proto.record import record
 
 HOST_KINDS = ("bgpd-kill", "bgpd-term", "felixd-kill", "felixd-term", "link-flap", "bad-config", "rogue-peer")
 ETCD_KINDS = ("etcd-kill", "etcd-all")
@@ -53,7 +54,7 @@ GOALS = {
 }
 
 
-@dataclass
+@record
 class EventResult:
     kind: str
     target: str  # host, or etcd member
@@ -73,7 +74,7 @@ class EventResult:
                 f"{'  (' + self.detail + ')' if self.detail else ''}")
 
 
-@dataclass
+@record
 class ChaosRun:
     started: str
     commit: str

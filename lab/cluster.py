@@ -11,11 +11,11 @@ import shutil
 import subprocess
 import sys
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 from lab.netns import Netns, run
 from lab.topology import STATE_DIR, LabState, Scenario, Topology, scenario_from_model, teardown
+from proto.record import record
 from proto.resources import load_model
 
 BIN = Path(sys.executable).parent
@@ -27,7 +27,7 @@ def tool(name: str) -> str:
     return str(path) if path.exists() else name
 
 
-@dataclass
+@record
 class HttpResult:
     src: str
     dst: str

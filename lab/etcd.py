@@ -13,10 +13,11 @@ import shutil
 import signal
 import subprocess
 import time
-from dataclasses import dataclass, field
+from dataclasses import field
 from pathlib import Path
 
 from lab.netns import Netns
+from proto.record import record
 
 ETCD = "/usr/bin/etcd"
 
@@ -30,7 +31,7 @@ def etcd_missing() -> str | None:
     return None
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class Pki:
     ca: Path
     server_cert: Path
@@ -64,7 +65,7 @@ def make_pki(folder: Path, addresses: list[str], name: str = "tortie-test") -> P
                folder / "client.key")
 
 
-@dataclass
+@record
 class EtcdMember:
     name: str
     netns: Netns
@@ -77,7 +78,7 @@ class EtcdMember:
         return self.process.pid if self.process is not None and self.process.poll() is None else None
 
 
-@dataclass
+@record
 class EtcdCluster:
     members: list[EtcdMember]
     pki: Pki | None = None

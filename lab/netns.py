@@ -12,7 +12,9 @@ import shutil
 import signal
 import subprocess
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import field
+
+from proto.record import record
 
 
 class NetnsError(RuntimeError):
@@ -40,7 +42,7 @@ def unique_name(prefix: str) -> str:
     return f"{prefix}{secrets.token_hex(3)}"
 
 
-@dataclass
+@record
 class Netns:
     name: str
 
@@ -60,7 +62,7 @@ class Netns:
         return f"/run/netns/{self.name}"
 
 
-@dataclass
+@record
 class NetnsSet:
     """Owns a group of namespaces and processes; `close()` removes them all."""
 

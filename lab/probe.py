@@ -17,12 +17,14 @@ import socket
 import time
 from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import field
+
+from proto.record import record
 
 CLONE_NEWNET = 0x40000000
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class Probe:
     ok: bool
     body: str
@@ -46,7 +48,7 @@ def _join(netns: str) -> None:
         os.close(fd)
 
 
-@dataclass
+@record
 class _Exchange:
     key: tuple[str, str]
     sock: socket.socket

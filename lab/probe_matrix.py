@@ -13,14 +13,15 @@ import subprocess
 import sys
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import field
 
 from lab.topology import Pod, Topology
+from proto.record import record
 
 PORT = 7007
 
 
-@dataclass
+@record
 class PairStats:
     sent: int = 0
     acked: int = 0

@@ -28,14 +28,16 @@ import struct
 import sys
 import time
 from collections import deque
-from dataclasses import dataclass, field
+from dataclasses import field
+
+from proto.record import record
 
 MAGIC = b"TCHP"
 PROBE = struct.Struct("!4sHId")  # magic, target index, sequence number, send time
 TICK = 0.1  # seconds between T lines
 
 
-@dataclass
+@record
 class Target:
     name: str
     address: tuple[str, int]

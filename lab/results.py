@@ -6,8 +6,10 @@ form, so that steps run inside the VM come back to the host's summary and report
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, field, fields
 from typing import Any
+
+from proto.record import record
 
 Pair = tuple[str, str]
 
@@ -20,7 +22,7 @@ def _pairs_in(m: dict[str, bool]) -> dict[Pair, bool]:
     return {tuple(k.split(">", 1)): bool(v) for k, v in m.items()}  # type: ignore[misc]
 
 
-@dataclass
+@record
 class Flow:
     """VXLAN packets of one direction seen in a capture."""
 
@@ -37,7 +39,7 @@ class Flow:
                 f"{self.inner_src} > {self.inner_dst}: {self.packets} packet{'s' if self.packets != 1 else ''}")
 
 
-@dataclass
+@record
 class CaptureSummary:
     where: str  # e.g. "fabric port of worker-1 (vf-w1)"
     bpf: str
@@ -56,7 +58,7 @@ class CaptureSummary:
         return cls(**{**raw, "flows": [Flow(**f) for f in raw.get("flows", [])]})
 
 
-@dataclass
+@record
 class StepResult:
     key: str
     name: str
@@ -120,7 +122,7 @@ class StepResult:
         return cls(**data)
 
 
-@dataclass
+@record
 class NatResult:
     source: str  # pod
     target: str  # external address
@@ -133,7 +135,7 @@ class NatResult:
         return self.seen == self.node_ip
 
 
-@dataclass
+@record
 class DualStack:
     """The IPv6 half: sessions, routes on vxlan-v6.calico and the pod matrix, as the run found them."""
 
@@ -149,7 +151,7 @@ class DualStack:
                 and self.matrix == self.expected and not self.route_problems)
 
 
-@dataclass
+@record
 class Run:
     """A whole story: where it ran, the mesh, and every step in the article's order."""
 

@@ -21,10 +21,11 @@ import subprocess
 import threading
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import field
 
 from lab.article import PredictedRoute
 from lab.netns import run
+from proto.record import record
 
 CLONE_NEWNET = 0x40000000
 RTMGRP_IPV4_ROUTE = 0x40
@@ -98,7 +99,7 @@ def mismatches(expected: Mapping[str, PredictedRoute], have: Mapping[str, Predic
     return out
 
 
-@dataclass
+@record
 class Converged:
     seconds: dict[str, float] = field(default_factory=dict)  # host -> first match, from `since`
     missing: dict[str, list[str]] = field(default_factory=dict)  # host -> mismatches at the deadline

@@ -24,10 +24,11 @@ import ipaddress
 import json
 import os
 from collections.abc import Iterable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, field
 from pathlib import Path
 
 from lab.netns import Netns, NetnsError, run
+from proto.record import record
 from proto.resources import ClusterModel, load_model
 
 STATE_DIR = Path(os.environ.get("TORTIE_LAB_DIR", "/run/tortie-lab"))
@@ -37,7 +38,7 @@ POD_GATEWAY_MAC = "ee:ee:ee:ee:ee:ee"  # Calico's host-side MAC on a pod's veth
 POD_GATEWAY_V6 = "fe80::ecee:eeff:feee:eeee"  # its link-local address: the pods' IPv6 gateway
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class Subnet:
     name: str  # short, used in interface names
     cidr: str  # e.g. 10.30.0.0/24
@@ -47,7 +48,7 @@ class Subnet:
     gateway6: str = ""
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class Host:
     name: str
     address: str  # with prefix, e.g. 10.30.0.206/24
@@ -63,7 +64,7 @@ class Host:
         return self.address6.split("/")[0]
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class Pod:
     name: str
     host: str
@@ -72,7 +73,7 @@ class Pod:
     ip6: str = ""  # e.g. fd00:192:168:226::1
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class External:
     """A host outside the cluster and its pools, for natOutgoing: its own subnet on the fabric."""
 
@@ -81,7 +82,7 @@ class External:
     subnet: str
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class Scenario:
     name: str
     subnets: tuple[Subnet, ...]
@@ -149,7 +150,7 @@ def seed_scenario(config: Path = SEED_CLUSTER) -> Scenario:
     return scenario_from_model(load_model(config.read_text(), str(config)))
 
 
-@dataclass
+@record
 class LabState:
     """What `lab up` made, on disk so that `lab down` from another process can undo it."""
 

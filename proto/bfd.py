@@ -22,8 +22,9 @@ rules belong to the session (`bgpd.bfd_session`).
 from __future__ import annotations
 
 import struct
-from dataclasses import dataclass
 from enum import IntEnum
+
+from proto.record import record
 
 VERSION = 1
 CONTROL_PORT = 3784  # RFC 5881 section 4: single hop
@@ -102,7 +103,7 @@ _DIGEST_OFFSET = MANDATORY_LEN + 8  # type, len, key id, reserved, sequence
 # ---------------------------------------------------------------- the decoded form
 
 
-@dataclass(frozen=True, slots=True)
+@record(frozen=True, slots=True)
 class Auth:
     auth_type: int
     key_id: int
@@ -111,7 +112,7 @@ class Auth:
     digest: bytes = b""  # keyed types: as received (or, before `sign`, empty)
 
 
-@dataclass(frozen=True, slots=True)
+@record(frozen=True, slots=True)
 class ControlPacket:
     state: int
     detect_mult: int

@@ -29,10 +29,11 @@ import ipaddress
 import socket
 import struct
 from collections.abc import Iterable
-from dataclasses import dataclass
 from enum import IntEnum
 from types import SimpleNamespace
 from typing import Any
+
+from proto.record import record
 
 MAX_FRAME_LEN = 1024  # a route frame is at most 305 octets; anything larger is garbage on the socket
 
@@ -57,7 +58,7 @@ _KNOWN_FLAGS = FLAG_STALE | FLAG_NODE
 # ---------------------------------------------------------------- values
 
 
-@dataclass(frozen=True, slots=True)
+@record(frozen=True, slots=True)
 class FeedRoute:
     """A best route as felixd needs it. Addresses are `ipaddress` canonical strings, as in felixd.state."""
 
@@ -73,31 +74,31 @@ class FeedRoute:
         return self.node is not None
 
 
-@dataclass(frozen=True, slots=True)
+@record(frozen=True, slots=True)
 class SnapshotBegin:
     seq: int
     epoch: int
 
 
-@dataclass(frozen=True, slots=True)
+@record(frozen=True, slots=True)
 class RouteUpdate:
     seq: int
     route: FeedRoute
 
 
-@dataclass(frozen=True, slots=True)
+@record(frozen=True, slots=True)
 class Withdraw:
     seq: int
     prefix: str
 
 
-@dataclass(frozen=True, slots=True)
+@record(frozen=True, slots=True)
 class EndOfSnapshot:
     seq: int
     count: int
 
 
-@dataclass(frozen=True, slots=True)
+@record(frozen=True, slots=True)
 class Heartbeat:
     seq: int
 

@@ -29,7 +29,9 @@ Errors use Calico's words and add the column: `no closing ')' after has( at colu
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import field
+
+from proto.record import record
 
 __all__ = ["ALL", "MAX_LABEL_LENGTH", "Selector", "SelectorError", "parse_selector"]
 
@@ -59,7 +61,7 @@ _OPERATOR_WORDS = ((CONTAINS, ("contains",)), (STARTSWITH, ("starts", "with")), 
                    (NOTIN, ("not", "in")), (IN, ("in",)))
 
 
-@dataclass(frozen=True, slots=True)
+@record(frozen=True, slots=True)
 class _Token:
     kind: str
     value: str
@@ -191,7 +193,7 @@ class _Expr:
         raise NotImplementedError
 
 
-@dataclass(frozen=True, slots=True)
+@record(frozen=True, slots=True)
 class _All(_Expr):
     name: str = "all"
 
@@ -202,7 +204,7 @@ class _All(_Expr):
         return f"{self.name}()"
 
 
-@dataclass(frozen=True, slots=True)
+@record(frozen=True, slots=True)
 class _Has(_Expr):
     key: str
 
@@ -213,7 +215,7 @@ class _Has(_Expr):
         return f"has({self.key})"
 
 
-@dataclass(frozen=True, slots=True)
+@record(frozen=True, slots=True)
 class _Compare(_Expr):
     key: str
     op: str  # "==", "!=", "contains", "starts with", "ends with"
@@ -237,7 +239,7 @@ class _Compare(_Expr):
         return f"{self.key} {self.op} {_quote(self.value)}"
 
 
-@dataclass(frozen=True, slots=True)
+@record(frozen=True, slots=True)
 class _In(_Expr):
     key: str
     values: frozenset[str]
@@ -254,7 +256,7 @@ class _In(_Expr):
         return f"{self.key} {'not in' if self.negated else 'in'} {{{items}}}"
 
 
-@dataclass(frozen=True, slots=True)
+@record(frozen=True, slots=True)
 class _Not(_Expr):
     operand: _Expr
 
@@ -265,7 +267,7 @@ class _Not(_Expr):
         return f"!{self.operand.render()}"
 
 
-@dataclass(frozen=True, slots=True)
+@record(frozen=True, slots=True)
 class _BoolOp(_Expr):
     op: str  # "&&" or "||"
     operands: tuple[_Expr, ...]
@@ -390,7 +392,7 @@ class _Parser:
         return _Compare(key, names[op.kind], value)
 
 
-@dataclass(frozen=True, slots=True)
+@record(frozen=True, slots=True)
 class Selector:
     """A parsed selector. Equal selectors have the same canonical form (Calico's `String()` form);
     `source` is what the user wrote."""

@@ -20,8 +20,9 @@ it into file, line and field). The rest of the module reads the values of annota
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
 from pathlib import PurePosixPath
+
+from proto.record import record
 
 BFD_PREFIX = "bfd.tortie.io/"
 POLICY_PREFIX = "policy.tortie.io/"
@@ -49,7 +50,7 @@ KEYS: dict[str, tuple[str, ...]] = {  # key -> the kinds it may appear on
 }
 
 
-@dataclass(frozen=True, slots=True)
+@record(frozen=True, slots=True)
 class BfdSettings:
     """BFD for one peering, as configured (intervals in milliseconds)."""
 

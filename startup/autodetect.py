@@ -21,8 +21,8 @@ import ipaddress
 import re
 import socket
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 
+from proto.record import record
 from proto.resources import IPAddress, IPInterface
 
 DEFAULT_EXCLUDE = (
@@ -37,7 +37,7 @@ class AutodetectError(ValueError):
     """The method is malformed, or no address fits it."""
 
 
-@dataclass(frozen=True, slots=True)
+@record(frozen=True, slots=True)
 class HostInterface:
     name: str
     index: int

@@ -24,6 +24,7 @@ from collections.abc import Callable, Sequence
 
 from datastore.base import Datastore
 from datastore.ipam import IpamError, assign_block
+from proto.record import record
 from proto.resources import ClusterModel, IPInterface, Node, NotFoundError
 from startup.autodetect import AutodetectError, HostInterface, choose, read_interfaces, validate
 from startup.options import join_wanted
@@ -35,7 +36,7 @@ class JoinError(OSError):
     """This host cannot register itself (no address found, bad setting); the message says which."""
 
 
-@dataclasses.dataclass
+@record
 class Joined:
     model: ClusterModel
     monitor: AddressMonitor | None = None

@@ -24,17 +24,17 @@ from __future__ import annotations
 
 import ipaddress
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from operator import attrgetter
 
 from bgpd.rib.path import Path
+from proto.record import record
 
 ONLY_PATH = "only path"
 _rank = attrgetter("rank")
 _rank_without_med = attrgetter("rank_without_med")
 
 
-@dataclass(frozen=True, slots=True)
+@record(frozen=True, slots=True)
 class DecisionConfig:
     always_compare_med: bool = False
 

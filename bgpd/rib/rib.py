@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import field
 
 from bgpd.ownership import BlockOwners, Refusal
 from bgpd.policy import Identity, ImportOptions, ImportPolicy, PoolSet, originated_attributes
@@ -22,6 +22,7 @@ from bgpd.rib.path import NextHop, PeerInfo, effective_next_hop
 from proto import prefix as pf
 from proto.bgp.constants import IPV4_UNICAST, IPV6_UNICAST, AfiSafi
 from proto.bgp.model import MessageError, PathAttributes, Update
+from proto.record import record
 
 log = logging.getLogger("tortie.bgp")
 
@@ -29,14 +30,14 @@ Changes = dict[AfiSafi, list[Change]]
 LOGGED_REFUSALS = 10_000  # per peer: each refused (peer, prefix) is logged once, up to this many
 
 
-@dataclass
+@record
 class UpdateResult:
     changes: Changes = field(default_factory=dict)
     end_of_rib: AfiSafi | None = None
     error: MessageError | None = None  # Cease/1 when the peer went over its prefix limit
 
 
-@dataclass
+@record
 class PeerRibs:
     peer: PeerInfo
     policy: ImportPolicy

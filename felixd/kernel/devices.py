@@ -10,7 +10,6 @@ from __future__ import annotations
 import ipaddress
 import logging
 from collections.abc import Iterable
-from dataclasses import dataclass
 from typing import Any
 
 from pyroute2 import AsyncIPRoute
@@ -18,6 +17,7 @@ from pyroute2.netlink.exceptions import NetlinkError
 
 from felixd.kernel.rtnl import KernelRefused
 from felixd.state import FdbEntry, IpipDevice, Neighbour, VxlanDevice
+from proto.record import record
 
 log = logging.getLogger(__name__)
 
@@ -29,7 +29,7 @@ ENODEV = 19
 OWN_DEVICE_NAMES = ("tunl0", "vxlan.calico", "vxlan-v6.calico")
 
 
-@dataclass
+@record
 class DeviceStats:
     changes: int = 0
     ipip_unsupported: bool = False

@@ -22,7 +22,6 @@ import os
 import socket
 import struct
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
 
 from felixd.kernel.netns import NetnsWorker
 from felixd.kernel.route_codec import KernelRoute, RouteParser, RouteTemplate, split_key
@@ -65,6 +64,7 @@ from felixd.kernel.rtnl import (
     attrs,
 )
 from felixd.state import Op, RouteError, RouteKind, RouteOp, RouteShape
+from proto.record import record
 
 # Messages per sendmsg: the buffer (~70-100 octets a route) stays far below the forced socket buffer.
 CHUNK = 4096
@@ -74,7 +74,7 @@ _LINK_STATE = IFF_UP | IFF_RUNNING | IFF_LOWER_UP
 _SEQ = struct.Struct("=I")
 
 
-@dataclass(frozen=True, slots=True)
+@record(frozen=True, slots=True)
 class Link:
     index: int
     mtu: int

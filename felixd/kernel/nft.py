@@ -11,10 +11,10 @@ import asyncio
 import ipaddress
 import json
 from collections.abc import Iterable
-from dataclasses import dataclass
 from typing import Any
 
 from felixd.state import NatOutgoing
+from proto.record import record
 
 TABLE = "tortie"
 FAMILY = "inet"
@@ -67,7 +67,7 @@ def _element_networks(elem: Any) -> list[Network]:
     raise NftError(f"unexpected set element {elem!r}")
 
 
-@dataclass
+@record
 class TableState:
     sets: dict[str, frozenset[Network]]
     chain_ok: bool

@@ -13,7 +13,7 @@ from __future__ import annotations
 import errno
 import socket
 from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import field
 from typing import Any
 
 from felixd.kernel.netlink_bulk import BulkNetlink
@@ -29,9 +29,10 @@ from felixd.kernel.rtnl import (
 )
 from felixd.state import Op, RouteError, RouteKey, RouteKind, RouteOp, RouteShape, key_text
 from proto import prefix as pf
+from proto.record import record
 
 
-@dataclass
+@record
 class RouteDiff:
     """What a full read of the kernel found: the writes to make, and the keys felixd must not write."""
 

@@ -8,13 +8,13 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterable
-from dataclasses import dataclass
 
 from felixd.kernel.netns import NetnsWorker
 from felixd.state import Sysctl
+from proto.record import record
 
 
-@dataclass(frozen=True, slots=True)
+@record(frozen=True, slots=True)
 class SysctlError:
     path: str
     reason: str

@@ -9,10 +9,10 @@ import shutil
 import subprocess
 import time
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 
 from lab.netns import Netns, NetnsSet
+from proto.record import record
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 BIRD16_DIR = REPO_ROOT / ".deps" / "bird16" / "usr" / "sbin"
@@ -26,7 +26,7 @@ class DaemonError(RuntimeError):
 # ---------------------------------------------------------------- parameters
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class Bfd:
     """BFD on a BGP session (BIRD `protocol bfd` + `bfd on`, FRR bfdd + `neighbor X bfd`)."""
 
@@ -38,7 +38,7 @@ class Bfd:
     password: str = ""
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class Neighbor:
     address: str
     asn: int
@@ -64,7 +64,7 @@ class Neighbor:
         return "peer_" + re.sub(r"[^0-9A-Za-z]", "_", self.address)
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class Route:
     prefix: str
     next_hop: str | None = None

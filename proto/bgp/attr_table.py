@@ -21,7 +21,6 @@ first time one of them is read, by the spec path and the tests, never by a runni
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
 from types import ModuleType
 from typing import Any
 
@@ -30,6 +29,7 @@ import proto.bgp.attr_values as V
 from proto.bgp.attr_values import Malformed
 from proto.bgp.constants import AttrCode, AttrFlag, ErrorAction, UpdateError
 from proto.bgp.model import PATH_ATTRIBUTE_FIELDS
+from proto.record import record
 
 OPTIONAL = AttrFlag.OPTIONAL
 TRANSITIVE = AttrFlag.TRANSITIVE
@@ -54,7 +54,7 @@ def _spec_module() -> ModuleType:
     return spec
 
 
-@dataclass(frozen=True, slots=True)
+@record(frozen=True, slots=True)
 class AttributeDef:
     """One row of the attribute table."""
 

@@ -15,16 +15,16 @@ problem (update.py), and the packer refuses it.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
 
 import proto.bgp.nlri as nlri
 from proto.bgp.constants import AFI, SAFI, AfiSafi
 from proto.bgp.model import Negotiated
+from proto.record import record
 
 Splitter = Callable[[bytes, int, bool], list[bytes]]  # (NLRI octets, AFI, ADD-PATH) -> prefixes
 
 
-@dataclass(frozen=True, slots=True)
+@record(frozen=True, slots=True)
 class Family:
     """One row of the family table."""
 

@@ -13,11 +13,12 @@ it. The next hop of MP_REACH_NLRI lives in `MpReach` with its NLRI.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import field
 from typing import Any
 
 from proto.bgp.constants import IPV4_UNICAST, IPV6_UNICAST, AfiSafi, ErrorCode
 from proto.bgp.error_names import describe_error, shutdown_text
+from proto.record import record
 
 Prefix = bytes  # a proto.prefix value, optionally preceded by a 4-octet ADD-PATH path identifier
 
@@ -36,7 +37,7 @@ class MessageError(Exception):
         return Notification(self.code, self.subcode, self.data)
 
 
-@dataclass(frozen=True, slots=True)
+@record(frozen=True, slots=True)
 class Negotiated:
     """What both sides agreed in their OPENs; the codec needs it to frame and parse."""
 
@@ -56,7 +57,7 @@ class Negotiated:
 # ---------------------------------------------------------------- capabilities (OPEN parameters)
 
 
-@dataclass(frozen=True, slots=True)
+@record(frozen=True, slots=True)
 class Capability:
     """An unknown capability, kept opaque."""
 
@@ -64,33 +65,33 @@ class Capability:
     value: bytes = b""
 
 
-@dataclass(frozen=True, slots=True)
+@record(frozen=True, slots=True)
 class MultiprotocolCap:
     afi: int
     safi: int
 
 
-@dataclass(frozen=True, slots=True)
+@record(frozen=True, slots=True)
 class RouteRefreshCap:
     pass
 
 
-@dataclass(frozen=True, slots=True)
+@record(frozen=True, slots=True)
 class EnhancedRouteRefreshCap:
     pass
 
 
-@dataclass(frozen=True, slots=True)
+@record(frozen=True, slots=True)
 class ExtendedMessageCap:
     pass
 
 
-@dataclass(frozen=True, slots=True)
+@record(frozen=True, slots=True)
 class ExtendedNextHopCap:
     entries: tuple[tuple[int, int, int], ...]  # (NLRI AFI, NLRI SAFI, next-hop AFI)
 
 
-@dataclass(frozen=True, slots=True)
+@record(frozen=True, slots=True)
 class GracefulRestartCap:
     restart_time: int  # seconds, 12 bits
     restarting: bool = False  # R bit
@@ -98,17 +99,17 @@ class GracefulRestartCap:
     families: tuple[tuple[int, int, bool], ...] = ()  # (AFI, SAFI, forwarding state preserved)
 
 
-@dataclass(frozen=True, slots=True)
+@record(frozen=True, slots=True)
 class FourOctetAsCap:
     asn: int
 
 
-@dataclass(frozen=True, slots=True)
+@record(frozen=True, slots=True)
 class AddPathCap:
     families: tuple[tuple[int, int, int], ...]  # (AFI, SAFI, AddPathMode)
 
 
-@dataclass(frozen=True, slots=True)
+@record(frozen=True, slots=True)
 class FqdnCap:
     hostname: str
     domain: str = ""
@@ -128,7 +129,7 @@ AnyCapability = (
 )
 
 
-@dataclass(frozen=True, slots=True)
+@record(frozen=True, slots=True)
 class OptionalParameter:
     """An OPEN optional parameter other than capabilities (type 2), kept opaque."""
 
@@ -139,7 +140,7 @@ class OptionalParameter:
 # ---------------------------------------------------------------- messages
 
 
-@dataclass(frozen=True, slots=True)
+@record(frozen=True, slots=True)
 class Open:
     asn: int  # the 2-octet My Autonomous System field (AS_TRANS when the real AS needs 4 octets)
     hold_time: int
@@ -165,12 +166,12 @@ class Open:
         return cap.asn if isinstance(cap, FourOctetAsCap) else self.asn
 
 
-@dataclass(frozen=True, slots=True)
+@record(frozen=True, slots=True)
 class Keepalive:
     pass
 
 
-@dataclass(frozen=True, slots=True)
+@record(frozen=True, slots=True)
 class Notification:
     code: int
     subcode: int
@@ -186,14 +187,14 @@ class Notification:
         return describe_error(self.code, self.subcode, self.data)
 
 
-@dataclass(frozen=True, slots=True)
+@record(frozen=True, slots=True)
 class RouteRefresh:
     afi: int
     safi: int
     subtype: int = 0  # RefreshSubtype: 0 normal, 1 BoRR, 2 EoRR
 
 
-@dataclass(frozen=True, slots=True)
+@record(frozen=True, slots=True)
 class AsPathSegment:
     type: int  # SegmentType
     asns: tuple[int, ...]
@@ -216,14 +217,14 @@ def as_path_segment(kind: int, asns: tuple[int, ...]) -> AsPathSegment:
     return segment
 
 
-@dataclass(frozen=True, slots=True)
+@record(frozen=True, slots=True)
 class UnknownAttribute:
     flags: int
     code: int
     value: bytes
 
 
-@dataclass(frozen=True, slots=True, eq=True)
+@record(frozen=True, slots=True, eq=True)
 class PathAttributes:
     """One attribute set, shared by every prefix that carries it. Absent attributes are None."""
 
@@ -286,7 +287,7 @@ def path_attributes_from(values: list[Any]) -> PathAttributes:
     return attrs
 
 
-@dataclass(frozen=True, slots=True)
+@record(frozen=True, slots=True)
 class MpReach:
     afi: int
     safi: int
@@ -294,14 +295,14 @@ class MpReach:
     nlri: list[Prefix] = field(default_factory=list, compare=True, hash=False)
 
 
-@dataclass(frozen=True, slots=True)
+@record(frozen=True, slots=True)
 class MpUnreach:
     afi: int
     safi: int
     withdrawn: list[Prefix] = field(default_factory=list, compare=True, hash=False)
 
 
-@dataclass(frozen=True, slots=True)
+@record(frozen=True, slots=True)
 class AttributeProblem:
     """An RFC 7606 outcome that keeps the session up: what was wrong and what was done about it."""
 
@@ -311,7 +312,7 @@ class AttributeProblem:
     reason: str
 
 
-@dataclass(slots=True)
+@record(slots=True)
 class Update:
     withdrawn: list[Prefix] = field(default_factory=list)  # IPv4 unicast
     attributes: PathAttributes | None = None

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import field
+
+from proto.record import record
 
 
-@dataclass(frozen=True, slots=True)
+@record(frozen=True, slots=True)
 class Problem:
     """One validation error or warning, located as precisely as the input allows."""
 
@@ -64,7 +66,7 @@ class FieldError(Exception):
         self.line = line  # when the path alone does not locate it (a bad mapping key)
 
 
-@dataclass(frozen=True, slots=True)
+@record(frozen=True, slots=True)
 class SourceLocation:
     """Where a resource was read from, so that cross-resource checks can point at its lines too."""
 

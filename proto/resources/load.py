@@ -15,12 +15,12 @@ applies unchanged.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass
 from typing import Any
 
 import yaml
 
 from proto import tortie_annotations
+from proto.record import record
 from proto.resources import fields as f
 from proto.resources.constants import API_VERSION, IGNORED_METADATA
 from proto.resources.errors import FieldError, Problem, SourceLocation, ValidationError
@@ -90,7 +90,7 @@ def _documents(text: str, source: str) -> Iterator[yaml.Node | None]:
         raise ValidationError([Problem(f"not valid YAML: {exc}", source)]) from None
 
 
-@dataclass(frozen=True, slots=True)
+@record(frozen=True, slots=True)
 class Loaded:
     resources: tuple[Resource, ...]
     warnings: tuple[Problem, ...]

@@ -9,13 +9,13 @@ here: each kind keeps those (`Resource.KEPT`) and docs/configuration.md lists th
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
 
+from proto.record import record
 from proto.resources.errors import Problem
 from proto.resources.kinds import BGPConfiguration, BGPPeer, IPPool, Resource, WorkloadEndpoint
 
 
-@dataclass(frozen=True, slots=True)
+@record(frozen=True, slots=True)
 class NotYet:
     kind: str
     path: str

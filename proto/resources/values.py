@@ -6,11 +6,11 @@ from __future__ import annotations
 import ipaddress
 import re
 from collections.abc import Iterable, Iterator, Mapping
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from proto.digest import sha1, sha1_hex
+from proto.record import record
 
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
@@ -48,7 +48,7 @@ class Labels(Mapping[str, str]):
 DEFAULT_SECRETS_DIR = Path("/etc/tortie/secrets")
 
 
-@dataclass(frozen=True, slots=True)
+@record(frozen=True, slots=True)
 class Password:
     """A BGP password: Calico's `secretKeyRef` read from a secrets directory, or tortie's `file`.
 
@@ -173,7 +173,7 @@ def parse_as_number(value: Any) -> int:
 
 # --- BGP communities ---------------------------------------------------------------------------
 
-@dataclass(frozen=True, slots=True, order=True)
+@record(frozen=True, slots=True, order=True)
 class Community:
     """A standard (`aa:nn`, 16-bit halves) or large (`aa:nn:mm`, 32-bit parts, RFC 8092) community."""
 

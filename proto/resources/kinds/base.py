@@ -3,9 +3,10 @@ where it was read from, and its YAML form."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import field
 from typing import TYPE_CHECKING, Any, ClassVar
 
+from proto.record import record
 from proto.resources.constants import API_VERSION
 from proto.resources.errors import Problem, SourceLocation
 from proto.resources.values import Frozen, Labels, thaw
@@ -14,7 +15,7 @@ if TYPE_CHECKING:
     from proto.resources.fields import FieldReader
 
 
-@dataclass(frozen=True, kw_only=True)
+@record(frozen=True, kw_only=True)
 class Resource:
     kind: ClassVar[str] = ""
     aliases: ClassVar[tuple[str, ...]] = ()

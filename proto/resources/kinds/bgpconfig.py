@@ -9,9 +9,10 @@ libcalico-go `lib/validator/v3/validator.go` (validateBGPConfigurationSpec) and 
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
+from dataclasses import field
 from typing import Any, ClassVar
 
+from proto.record import record
 from proto.resources import fields as f
 from proto.resources.constants import DEFAULT_AS_NUMBER
 from proto.resources.kinds.base import Resource
@@ -35,13 +36,13 @@ PER_NODE = ("listenPort", "logSeverityScreen", "prefixAdvertisements", "communit
 _IGNORED_INTERFACE = re.compile(r"[a-zA-Z0-9_.*-]{1,15}")
 
 
-@dataclass(frozen=True, slots=True)
+@record(frozen=True, slots=True)
 class NamedCommunity:
     name: str
     value: Community
 
 
-@dataclass(frozen=True, slots=True)
+@record(frozen=True, slots=True)
 class PrefixAdvertisement:
     """Communities to attach to routes of `cidr` (names resolved against `communities`)."""
 
@@ -82,7 +83,7 @@ def _cidr_blocks(value: Any) -> tuple[IPNetwork, ...]:
     return f.string_list(block)(value)
 
 
-@dataclass(frozen=True, kw_only=True)
+@record(frozen=True, kw_only=True)
 class BGPConfiguration(Resource):
     kind: ClassVar[str] = "BGPConfiguration"
     aliases: ClassVar[tuple[str, ...]] = ("bgpconfiguration", "bgpconfigurations", "bgpconfig", "bgpconfigs")

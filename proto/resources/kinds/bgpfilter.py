@@ -9,9 +9,9 @@ nothing; it acts once a BGPPeer names it in `filters` (bgpd/filters.py applies i
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
 from typing import Any, ClassVar
 
+from proto.record import record
 from proto.resources import fields as f
 from proto.resources.errors import FieldError
 from proto.resources.kinds.base import Resource
@@ -26,7 +26,7 @@ CIDR_MAX = {4: 18, 6: 43}
 _INTERFACE = re.compile(r"[a-zA-Z0-9_.*-]{1,15}")
 
 
-@dataclass(frozen=True, slots=True)
+@record(frozen=True, slots=True)
 class FilterOperation:
     """Exactly one of: add a community, prepend AS numbers, set the route's priority."""
 
@@ -42,7 +42,7 @@ class FilterOperation:
         return {"setPriority": {"value": self.set_priority}}
 
 
-@dataclass(frozen=True, slots=True)
+@record(frozen=True, slots=True)
 class FilterRule:
     version: int
     action: str  # Accept or Reject
@@ -79,7 +79,7 @@ class FilterRule:
         return out
 
 
-@dataclass(frozen=True, kw_only=True)
+@record(frozen=True, kw_only=True)
 class BGPFilter(Resource):
     kind: ClassVar[str] = "BGPFilter"
     aliases: ClassVar[tuple[str, ...]] = ("bgpfilter", "bgpfilters")

@@ -7,9 +7,9 @@ libcalico-go `lib/validator/v3/validator.go` (validateBGPPeerSpec, validateReach
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any, ClassVar
 
+from proto.record import record
 from proto.resources import fields as f
 from proto.resources.kinds.base import Resource
 from proto.resources.kinds.node import Node
@@ -20,7 +20,7 @@ SELECTOR_MAX = 4096  # the CRD's maxLength for nodeSelector, peerSelector and lo
 MAX_RESTART_TIME = 4095  # seconds: the graceful restart time is 12 bits on the wire (RFC 4724)
 
 
-@dataclass(frozen=True, kw_only=True)
+@record(frozen=True, kw_only=True)
 class BGPPeer(Resource):
     kind: ClassVar[str] = "BGPPeer"
     aliases: ClassVar[tuple[str, ...]] = ("bgppeer", "bgppeers", "bgpp", "bgpps", "bp", "bps")

@@ -8,9 +8,9 @@ libcalico-go `lib/validator/v3/validator.go` (validateBlockAffinitySpec: `delete
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
 from typing import Any, ClassVar
 
+from proto.record import record
 from proto.resources import fields as f
 from proto.resources.kinds.base import Resource
 from proto.resources.values import IPNetwork
@@ -35,7 +35,7 @@ def _deleted(value: Any) -> bool:
     return False
 
 
-@dataclass(frozen=True, kw_only=True)
+@record(frozen=True, kw_only=True)
 class BlockAffinity(Resource):
     kind: ClassVar[str] = "BlockAffinity"
     aliases: ClassVar[tuple[str, ...]] = ("blockaffinity", "blockaffinities", "blockaff", "blockaffs",

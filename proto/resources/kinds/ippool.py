@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import ipaddress
 from collections.abc import Iterator
-from dataclasses import dataclass
 from typing import Any, ClassVar
 
+from proto.record import record
 from proto.resources import fields as f
 from proto.resources.constants import BLOCK_SIZE_RANGE, DEFAULT_BLOCK_SIZE, ENCAP_MODES, LINK_LOCAL
 from proto.resources.errors import FieldError
@@ -21,7 +21,7 @@ from proto.resources.values import IPNetwork
 from proto.selector import ALL, Selector
 
 
-@dataclass(frozen=True, kw_only=True)
+@record(frozen=True, kw_only=True)
 class IPPool(Resource):
     kind: ClassVar[str] = "IPPool"
     aliases: ClassVar[tuple[str, ...]] = ("ippool", "ippools", "ipp", "ipps", "pool", "pools")

@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import ipaddress
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any, ClassVar
 
+from proto.record import record
 from proto.resources import fields as f
 from proto.resources.kinds.base import Resource
 from proto.resources.values import parse_as_number, vtep_mac_for
@@ -19,7 +19,7 @@ from proto.resources.values import parse_as_number, vtep_mac_for
 ADDRESS_TYPES = ("CalicoNodeIP", "InternalIP", "ExternalIP")
 
 
-@dataclass(frozen=True, kw_only=True)
+@record(frozen=True, kw_only=True)
 class Node(Resource):
     kind: ClassVar[str] = "Node"
     aliases: ClassVar[tuple[str, ...]] = ("node", "nodes", "no", "nos")

@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import ipaddress
 import re
-from dataclasses import dataclass
 from typing import Any, ClassVar
 
+from proto.record import record
 from proto.resources import fields as f
 from proto.resources.errors import FieldError
 from proto.resources.kinds.base import Resource
@@ -20,13 +20,13 @@ from proto.resources.values import IPAddress, IPNetwork
 _CONTAINER_ID = re.compile(r"[a-zA-Z0-9]([-a-zA-Z0-9]*[a-zA-Z0-9])?")
 
 
-@dataclass(frozen=True, slots=True)
+@record(frozen=True, slots=True)
 class IPNAT:
     internal: IPAddress
     external: IPAddress
 
 
-@dataclass(frozen=True, kw_only=True)
+@record(frozen=True, kw_only=True)
 class WorkloadEndpoint(Resource):
     kind: ClassVar[str] = "WorkloadEndpoint"
     aliases: ClassVar[tuple[str, ...]] = ("workloadendpoint", "workloadendpoints", "wep", "weps")
