@@ -8,13 +8,15 @@ write primitive), `apply` and `delete` on top of it, and `watch`. `status` says 
 from __future__ import annotations
 
 import abc
-import asyncio
 from collections.abc import Callable, Iterable
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from datastore.events import WatchEvent
 from datastore.status import DatastoreStatus
 from proto.resources import BlockAffinity, ClusterModel, Resource
+
+if TYPE_CHECKING:
+    import asyncio  # for the daemons' watch queue; tortiectl has no event loop and does not pay for it
 
 
 class Watcher(Protocol):

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import argparse
 import contextlib
+import importlib
 import io
 import json
 import subprocess
@@ -13,7 +15,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from ctl.__main__ import COMMAND_MODULES, main
+from ctl.__main__ import COMMAND_MODULES, command_word, main
+from ctl.common import common_options
 from datastore import FileDatastore
 from tests.unit.test_ds_concurrency import run_together
 
@@ -189,6 +192,40 @@ def test_config_option_after_the_verb_and_from_the_environment(seeded, monkeypat
 
 def test_subcommand_registry_is_open() -> None:
     assert "ctl.resources_cmd" in COMMAND_MODULES and "ctl.ipam_cmd" in COMMAND_MODULES
+
+
+def test_the_command_table_names_what_each_module_registers() -> None:
+    for name, commands in COMMAND_MODULES.items():
+        parser = argparse.ArgumentParser()
+        subparsers = parser.add_subparsers(dest="command")
+        importlib.import_module(name).register(subparsers, common_options())
+        assert sorted(subparsers.choices) == sorted(commands), name
+
+
+@pytest.mark.parametrize(("argv", "word"), [
+    (["apply", "-f", "x"], "apply"), (["-c", "f.yaml", "get", "nodes"], "get"), (["--config", "f", "lab", "up"], "lab"),
+    (["--config=f", "bgp", "rib"], "bgp"), (["-cf.yaml", "node", "status"], "node"), (["-h"], None), ([], None),
+    (["--bogus", "get"], None), (["nosuch"], "nosuch"),
+])
+def test_the_command_word_is_found_past_the_top_level_options(argv: list[str], word: str | None) -> None:
+    assert command_word(argv) == word
+
+
+def test_a_command_imports_only_its_own_module(seeded) -> None:  # type: ignore[no-untyped-def]
+    code = ("import sys; from ctl.__main__ import main; "
+            f"code = main(['-c', {str(seeded.config)!r}, 'get', 'nodes']); "
+            "print(code, sorted(m for m in sys.modules if m.startswith(('lab', 'ctl.', 'asyncio'))))")
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True).stdout
+    code_text, loaded = out.strip().splitlines()[-1].split(" ", 1)
+    assert code_text == "0"
+    assert "ctl.resources_cmd" in loaded and "lab" not in loaded and "asyncio" not in loaded, loaded
+
+
+def test_an_unknown_command_still_lists_every_command(capsys) -> None:  # type: ignore[no-untyped-def]
+    with pytest.raises(SystemExit):
+        main(["nosuch"])
+    err = capsys.readouterr().err
+    assert all(command in err for commands in COMMAND_MODULES.values() for command in commands), err
 
 
 def _tortiectl(*args: str) -> subprocess.Popen[str]:
