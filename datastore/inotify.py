@@ -30,7 +30,7 @@ _EVENT = struct.Struct("iIII")  # wd, mask, cookie, len; the name follows, NUL-p
 
 
 @record(frozen=True, slots=True)
-class Event:
+class InotifyEvent:
     wd: int
     mask: int
     name: str
@@ -78,7 +78,7 @@ class Inotify:
     def fileno(self) -> int:
         return self.fd
 
-    def read(self) -> Iterator[Event]:
+    def read(self) -> Iterator[InotifyEvent]:
         """The events queued now (none if nothing is pending)."""
         try:
             data = os.read(self.fd, 64 * 1024)
@@ -90,7 +90,7 @@ class Inotify:
             pos += _EVENT.size
             name = data[pos:pos + length].rstrip(b"\0").decode(errors="surrogateescape")
             pos += length
-            yield Event(wd, mask, name)
+            yield InotifyEvent(wd, mask, name)
 
     def close(self) -> None:
         if self.fd >= 0:

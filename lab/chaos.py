@@ -38,7 +38,7 @@ from pathlib import Path
 from lab.cluster import Lab
 from lab.probe_matrix import ProbeMatrix
 from lab.rogue import PEER_NAME, RogueBird, rogue_address, start_rogue
-from lab.topology import Topology, _port
+from lab.topology import LabTopology, _port
 from proto.record import record
 
 HOST_KINDS = ("bgpd-kill", "bgpd-term", "felixd-kill", "felixd-term", "link-flap", "bad-config", "rogue-peer")
@@ -154,7 +154,7 @@ class Chaos:
     def __init__(self, lab: Lab, *, rate: float = 25.0, quiet: float = 1.0, whole_timeout: float = 90.0,
                  log: Callable[[str], None] = print) -> None:
         self.lab = lab
-        self.topo: Topology = lab.topology or lab.load()
+        self.topo: LabTopology = lab.topology or lab.load()
         self.rate = rate
         self.quiet = quiet
         self.whole_timeout = whole_timeout

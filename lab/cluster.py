@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 
 from lab.netns import Netns, run
-from lab.topology import STATE_DIR, LabState, Scenario, Topology, scenario_from_model, teardown
+from lab.topology import STATE_DIR, LabState, LabTopology, Scenario, scenario_from_model, teardown
 from proto.record import record
 from proto.resources import load_model
 
@@ -39,7 +39,7 @@ class Lab:
     def __init__(self, directory: Path = STATE_DIR, prefix: str = "tl-") -> None:
         self.dir = directory
         self.prefix = prefix
-        self.topology: Topology | None = None
+        self.topology: LabTopology | None = None
         self.etcd: object | None = None  # lab.etcd.EtcdCluster when this process started the lab on etcd
 
     # ---------------------------------------------------------------- life cycle
@@ -61,17 +61,17 @@ class Lab:
     def run_dir(self, host: str) -> Path:
         return self.dir / "run" / host
 
-    def load(self) -> Topology:
+    def load(self) -> LabTopology:
         state = LabState.load(self.dir)
         if state is None:
             raise RuntimeError(f"no lab is up (no state in {self.dir}); run `tortiectl lab up`")
         scenario = scenario_from_model(load_model(self.config.read_text(), str(self.config)), state.scenario)
-        topo = Topology(scenario, state.prefix, self.dir)
+        topo = LabTopology(scenario, state.prefix, self.dir)
         topo.state = state
         self.topology = topo
         return topo
 
-    def up(self, config: Path, daemons: bool = True, datastore: str = "file") -> Topology:
+    def up(self, config: Path, daemons: bool = True, datastore: str = "file") -> LabTopology:
         leftover = LabState.load(self.dir)
         if leftover is not None:
             teardown(leftover, self.dir)
@@ -79,7 +79,7 @@ class Lab:
         shutil.copyfile(config, self.config)
         self.datastore_config.unlink(missing_ok=True)
         scenario = scenario_from_model(load_model(self.config.read_text(), str(self.config)), "seed")
-        topo = Topology(scenario, self.prefix, self.dir)
+        topo = LabTopology(scenario, self.prefix, self.dir)
         self.topology = topo
         try:
             topo.up()
@@ -98,7 +98,7 @@ class Lab:
             raise
         return topo
 
-    def _etcd_up(self, topo: Topology) -> None:
+    def _etcd_up(self, topo: LabTopology) -> None:
         """Three etcd members inside the lab, seeded with the cluster file (imported from the fabric,
         which reaches their subnet); the daemons then read etcd."""
         from lab.etcd import client_config_yaml, lab_etcd_up
@@ -118,7 +118,7 @@ class Lab:
             return []
         return teardown(state, self.dir)
 
-    def _spawn(self, topo: Topology, label: str, ns: str, argv: list[str], log_name: str) -> int:
+    def _spawn(self, topo: LabTopology, label: str, ns: str, argv: list[str], log_name: str) -> int:
         logs = self.dir / "logs"
         logs.mkdir(parents=True, exist_ok=True)
         with open(logs / log_name, "ab") as out:
@@ -129,7 +129,7 @@ class Lab:
         topo.state.save(self.dir)
         return proc.pid
 
-    def _start_http(self, topo: Topology, pod: str) -> None:
+    def _start_http(self, topo: LabTopology, pod: str) -> None:
         root = self.dir / "www" / pod
         root.mkdir(parents=True, exist_ok=True)
         (root / "index.html").write_text(f"{pod}\n")

@@ -188,7 +188,7 @@ LAB_ETCD_ADDRESSES = ("10.99.0.11", "10.99.0.12", "10.99.0.13")
 
 
 def lab_etcd_up(topo: object, folder: Path) -> EtcdCluster:
-    """Three members in namespaces `etcd-1..3` of the lab (`lab.topology.Topology`), attached to a bridge
+    """Three members in namespaces `etcd-1..3` of the lab (`lab.topology.LabTopology`), attached to a bridge
     in its fabric on their own subnet; the hosts reach them through the fabric's routing. Members are
     recorded in the lab's state, so `lab down` stops them and removes their namespaces."""
     fabric = topo.ns("fabric")  # type: ignore[attr-defined]

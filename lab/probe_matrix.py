@@ -15,7 +15,7 @@ import threading
 import time
 from dataclasses import field
 
-from lab.topology import Pod, Topology
+from lab.topology import LabTopology, Pod
 from proto.record import record
 
 PORT = 7007
@@ -30,7 +30,7 @@ class PairStats:
 
 
 class ProbeMatrix:
-    def __init__(self, topo: Topology, pods: list[Pod], rate: float = 25.0, timeout: float = 1.0) -> None:
+    def __init__(self, topo: LabTopology, pods: list[Pod], rate: float = 25.0, timeout: float = 1.0) -> None:
         self.topo = topo
         self.pods = pods
         self.rate = rate

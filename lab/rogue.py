@@ -14,7 +14,7 @@ import ipaddress
 import re
 from pathlib import Path
 
-from lab.daemons import Bird2, Neighbor
+from lab.daemons import Bird2, DaemonNeighbor
 
 ROGUE_ADDRESS = "203.0.113.20/24"
 ROGUE_ASN = 64999
@@ -33,7 +33,7 @@ class RogueBird(Bird2):
 
     def __init__(self, *args: object, hosts: list[tuple[str, str]], **kwargs: object) -> None:
         self.hosts = hosts  # (name, address without length)
-        neighbors = [Neighbor(addr, CLUSTER_ASN, multihop=True) for _, addr in hosts]
+        neighbors = [DaemonNeighbor(addr, CLUSTER_ASN, multihop=True) for _, addr in hosts]
         super().__init__(*args, neighbors=neighbors, **kwargs)  # type: ignore[arg-type]
 
     def _flood_proto(self, host: str) -> str:
@@ -68,9 +68,9 @@ def rogue_address() -> str:
 
 def start_rogue(topo: object, workdir: Path) -> RogueBird:
     """Attach a `rogue` namespace to the lab's external subnet and start BIRD in it."""
-    from lab.topology import Topology
+    from lab.topology import LabTopology
 
-    assert isinstance(topo, Topology)
+    assert isinstance(topo, LabTopology)
     if "rogue" not in topo.state.namespaces:
         topo._attach(topo.ns("fabric"), "rogue", ROGUE_ADDRESS, "ext")
     hosts = [(h.name, h.address.split("/")[0]) for h in topo.scenario.hosts]

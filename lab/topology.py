@@ -218,7 +218,7 @@ class IpBatch:
             run(["ip", "-n", self.ns.name, "-batch", "-"], input="\n".join(later) + "\n")
 
 
-class Topology:
+class LabTopology:
     """Builds and tears down a scenario's namespaces. Daemons are the caller's business."""
 
     def __init__(self, scenario: Scenario, prefix: str = "tl-", state_dir: Path = STATE_DIR) -> None:

@@ -37,7 +37,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from lab.daemons import Bird2, Bird16, Frr, GoBgp, Neighbor, Route, poll  # noqa: E402
+from lab.daemons import Bird2, Bird16, DaemonNeighbor, Frr, GoBgp, Route, poll  # noqa: E402
 from lab.netns import Netns, NetnsSet, have_root, missing_tools  # noqa: E402
 from tests.pcaplib import PcapError, bgp_messages  # noqa: E402
 
@@ -124,9 +124,9 @@ def capture_bird2_gobgp(nsset: NetnsSet, work: Path, pcap: Path) -> None:
     ]
     common = {"families": ("ipv4", "ipv6"), "add_path": "both", "graceful_restart": True}
     bird = Bird2(a, work / "bird2", router_id="10.0.0.1", asn=65000, routes=bird_routes, owner=nsset,
-                 neighbors=[Neighbor("10.0.0.2", 65000, **common)])  # type: ignore[arg-type]
+                 neighbors=[DaemonNeighbor("10.0.0.2", 65000, **common)])  # type: ignore[arg-type]
     gobgp = GoBgp(b, work / "gobgp", router_id="10.0.0.2", asn=65000, routes=gobgp_routes, owner=nsset,
-                  neighbors=[Neighbor("10.0.0.1", 65000, passive=True, **common)])  # type: ignore[arg-type]
+                  neighbors=[DaemonNeighbor("10.0.0.1", 65000, passive=True, **common)])  # type: ignore[arg-type]
     cap = Capture(nsset, b, "vethb", pcap)
     try:
         gobgp.start()  # routes go into its RIB before the session, so they travel in the first UPDATEs
@@ -175,9 +175,9 @@ def capture_frr_bird2(nsset: NetnsSet, work: Path, pcap: Path) -> None:
     common = {"families": ("ipv4", "ipv6"), "add_path": "both", "graceful_restart": True,
               "extended_next_hop": True}
     frr = Frr(a, work / "frr", router_id="10.0.0.1", asn=4200000001, routes=frr_routes, owner=nsset,
-              neighbors=[Neighbor("fd00::2", 65000, **common)])  # type: ignore[arg-type]
+              neighbors=[DaemonNeighbor("fd00::2", 65000, **common)])  # type: ignore[arg-type]
     bird = Bird2(b, work / "bird2", router_id="10.0.0.2", asn=65000, routes=bird_routes, owner=nsset,
-                 neighbors=[Neighbor("fd00::1", 4200000001, passive=True, **common)])  # type: ignore[arg-type]
+                 neighbors=[DaemonNeighbor("fd00::1", 4200000001, passive=True, **common)])  # type: ignore[arg-type]
     cap = Capture(nsset, b, "vethb", pcap)
     try:
         bird.start()
@@ -220,15 +220,15 @@ def capture_bird16_bird2_rr(nsset: NetnsSet, work: Path, pcap: Path) -> None:
     c.ip("addr", "add", "10.0.1.3/24", "dev", "vethc")
     bird16 = Bird16(a, work / "bird16", router_id="10.0.0.1", asn=65010, owner=nsset,
                     routes=[Route("10.5.0.0/24", communities=((65010, 5),)), Route("10.5.1.0/24")],
-                    neighbors=[Neighbor("10.0.0.2", 65010, four_octet_as=False, add_path="both",
+                    neighbors=[DaemonNeighbor("10.0.0.2", 65010, four_octet_as=False, add_path="both",
                                         graceful_restart=True)])
     bird2 = Bird2(b, work / "bird2", router_id="10.0.0.2", asn=65010, cluster_id="1.1.1.1", owner=nsset,
                   routes=[Route("10.6.0.0/24", large_communities=((4200000002, 1, 1),))],
-                  neighbors=[Neighbor("10.0.0.1", 65010, passive=True, rr_client=True, add_path="both",
+                  neighbors=[DaemonNeighbor("10.0.0.1", 65010, passive=True, rr_client=True, add_path="both",
                                       graceful_restart=True),
-                             Neighbor("10.0.1.3", 65010, passive=True)])
+                             DaemonNeighbor("10.0.1.3", 65010, passive=True)])
     gobgp = GoBgp(c, work / "gobgp", router_id="10.0.1.3", asn=65010, owner=nsset,
-                  neighbors=[Neighbor("10.0.1.2", 65010)])
+                  neighbors=[DaemonNeighbor("10.0.1.2", 65010)])
     cap = Capture(nsset, b, "vethb", pcap)
     try:
         bird2.start()

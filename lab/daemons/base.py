@@ -1,4 +1,4 @@
-"""The daemon runners' shared parts: parameters (Neighbor, Route), the base class, polling."""
+"""The daemon runners' shared parts: parameters (DaemonNeighbor, Route), the base class, polling."""
 
 from __future__ import annotations
 
@@ -39,7 +39,7 @@ class Bfd:
 
 
 @record(frozen=True)
-class Neighbor:
+class DaemonNeighbor:
     address: str
     asn: int
     passive: bool = False
@@ -106,7 +106,7 @@ class Daemon:
     binaries: tuple[str, ...] = ()
 
     def __init__(self, ns: Netns, workdir: str | os.PathLike[str], *, router_id: str, asn: int,
-                 neighbors: Sequence[Neighbor] = (), routes: Sequence[Route] = (),
+                 neighbors: Sequence[DaemonNeighbor] = (), routes: Sequence[Route] = (),
                  cluster_id: str | None = None, owner: NetnsSet | None = None) -> None:
         self.ns = ns
         self.workdir = Path(workdir)
@@ -251,7 +251,7 @@ class Daemon:
         "AdminDown"), None when it has none."""
         raise NotImplementedError
 
-    def _neighbor(self, address: str) -> Neighbor:
+    def _neighbor(self, address: str) -> DaemonNeighbor:
         for n in self.neighbors:
             if ipaddress.ip_address(n.address) == ipaddress.ip_address(address):
                 return n

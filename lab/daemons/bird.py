@@ -11,7 +11,7 @@ from lab.daemons.base import (
     BIRD16_DIR,
     Daemon,
     DaemonError,
-    Neighbor,
+    DaemonNeighbor,
     Route,
     norm_prefix,
 )
@@ -149,7 +149,7 @@ class _Bird(Daemon):
             return f"  route {r.prefix} via {r.next_hop};"
         return f"  route {r.prefix} blackhole;"
 
-    def _bgp_common(self, n: Neighbor) -> list[str]:
+    def _bgp_common(self, n: DaemonNeighbor) -> list[str]:
         lines = []
         local = f" {n.local_address}" if n.local_address else ""
         lines.append(f"  local{local} as {self.asn};")

@@ -9,15 +9,15 @@ from pathlib import Path
 
 import pytest
 
-from lab.topology import Topology, seed_scenario
+from lab.topology import LabTopology, seed_scenario
 from tests.conftest import require_root, require_tools
 
 
 @pytest.fixture(scope="module")
-def topo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Topology]:
+def topo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LabTopology]:
     require_root()
     require_tools("ip", "nft", "ping")
-    t = Topology(seed_scenario(), prefix=f"tl{secrets.token_hex(2)}-",
+    t = LabTopology(seed_scenario(), prefix=f"tl{secrets.token_hex(2)}-",
                  state_dir=Path(tmp_path_factory.mktemp("lab")))
     try:
         t.up()
@@ -26,18 +26,18 @@ def topo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Topology]:
         t.down()
 
 
-def ping(t: Topology, src: str, dst: str) -> bool:
+def ping(t: LabTopology, src: str, dst: str) -> bool:
     return t.ns(src).exec("ping", "-c", "1", "-W", "1", dst, check=False).returncode == 0
 
 
-def test_hosts_reach_each_other_within_and_across_subnets(topo: Topology) -> None:
+def test_hosts_reach_each_other_within_and_across_subnets(topo: LabTopology) -> None:
     assert ping(topo, "worker-1", "10.30.0.56")
     assert ping(topo, "worker-1", "10.30.1.66")
     assert ping(topo, "worker-3", "10.30.0.10")
     assert ping(topo, "worker-1", "203.0.113.10")
 
 
-def test_namespaces_have_no_link_to_the_root_namespace(topo: Topology) -> None:
+def test_namespaces_have_no_link_to_the_root_namespace(topo: LabTopology) -> None:
     from lab.netns import run
 
     # A veth whose peer sits in a named namespace shows `link-netns NAME` on the root side.
@@ -52,7 +52,7 @@ def test_namespaces_have_no_link_to_the_root_namespace(topo: Topology) -> None:
         assert peers <= lab, f"{name} has a veth into {peers - lab}"
 
 
-def test_gateway_drops_packets_for_pods_and_srcdst_check_switches(topo: Topology) -> None:
+def test_gateway_drops_packets_for_pods_and_srcdst_check_switches(topo: LabTopology) -> None:
     w1, w2 = topo.ns("worker-1"), topo.ns("worker-2")
     pod1, pod2 = topo.scenario.pods[0], topo.scenario.pods[1]
     # Hand-made direct routes, as ipipMode Never would program them.
@@ -78,7 +78,7 @@ def test_gateway_drops_packets_for_pods_and_srcdst_check_switches(topo: Topology
 
 def test_down_removes_every_namespace(tmp_path: Path) -> None:
     require_root()
-    t = Topology(seed_scenario(), prefix=f"tl{secrets.token_hex(2)}-", state_dir=tmp_path)
+    t = LabTopology(seed_scenario(), prefix=f"tl{secrets.token_hex(2)}-", state_dir=tmp_path)
     t.up()
     names = set(t.state.namespaces.values())
     t.down()
@@ -88,7 +88,7 @@ def test_down_removes_every_namespace(tmp_path: Path) -> None:
     assert not [n for n in names if n in listed.split()]
 
 
-def test_ipv6_hosts_and_pods_and_the_check_covers_ipv6(topo: Topology) -> None:
+def test_ipv6_hosts_and_pods_and_the_check_covers_ipv6(topo: LabTopology) -> None:
     """Dual stack: hosts reach each other over IPv6 across the gateway; pods reach their host's
     Calico-style gateway (fe80::ecee:eeff:feee:eeee); direct pod traffic over IPv6 on subnet 1 is
     dropped by the cloud check like IPv4's, and passes without it."""

@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import TypeVar
 
 from lab.netns import unique_name
-from lab.topology import REPO, External, Scenario, Topology, scenario_from_model
+from lab.topology import REPO, External, LabTopology, Scenario, scenario_from_model
 from proto.resources import load_model
 from tests.hosts.machines import Machine, base_image
 
@@ -119,7 +119,7 @@ def _with_upgrade(first: Path, out: Path) -> Debs:
 @dataclass
 class HostsCluster:
     workdir: Path
-    topology: Topology
+    topology: LabTopology
     machines: dict[str, Machine]
     debs: Debs
     addresses: dict[str, str]  # host -> its address on the fabric
@@ -224,7 +224,7 @@ def up(workdir: Path) -> HostsCluster:
     if shutil.which("lintian"):
         lintian = subprocess.Popen(["lintian", "--fail-on", "error,warning", str(debs.first)], stdout=subprocess.PIPE,
                                    stderr=subprocess.STDOUT, text=True)
-    topo = Topology(scenario, prefix=unique_name("th") + "-", state_dir=workdir / "lab")
+    topo = LabTopology(scenario, prefix=unique_name("th") + "-", state_dir=workdir / "lab")
     cluster = HostsCluster(workdir, topo, {}, debs,
                            addresses={h.name: h.address.split("/")[0] for h in scenario.hosts},
                            pods={p.name: p.ip for p in scenario.pods}, pod_host={p.name: p.host for p in scenario.pods},

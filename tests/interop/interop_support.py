@@ -27,7 +27,7 @@ from typing import Any
 import pytest
 import yaml
 
-from lab.daemons import RUNNERS, Daemon, DaemonError, Frr, GoBgp, Neighbor, Route, poll
+from lab.daemons import RUNNERS, Daemon, DaemonError, DaemonNeighbor, Frr, GoBgp, Route, poll
 from lab.netns import Netns, NetnsSet
 from runtime.control import ControlError, call
 
@@ -273,7 +273,7 @@ class Tortie:
 # ---------------------------------------------------------------- daemons
 
 
-def make_daemon(kind: str, fabric: Fabric, work: Path, *, asn: int, neighbors: Sequence[Neighbor],
+def make_daemon(kind: str, fabric: Fabric, work: Path, *, asn: int, neighbors: Sequence[DaemonNeighbor],
                 routes: Sequence[Route] = (), cluster_id: str | None = None, label: str = "d",
                 **kwargs: Any) -> Daemon:
     cls = require_runner(kind)
@@ -428,9 +428,9 @@ class Pair:
 
 
 @contextmanager
-def pair(kind: str, fabric: Fabric, work: Path, cluster_text: str, neighbor: Neighbor,
+def pair(kind: str, fabric: Fabric, work: Path, cluster_text: str, neighbor: DaemonNeighbor,
          routes: Sequence[Route] = tuple(Route(p) for p in D_ROUTES), *, asn: int = 64512,
-         start_tortie: bool = True, extra_neighbors: Sequence[Neighbor] = (),
+         start_tortie: bool = True, extra_neighbors: Sequence[DaemonNeighbor] = (),
          **daemon_kwargs: Any) -> Iterator[Pair]:
     """tortie on t1 and the daemon on d (with `extra_neighbors` beside tortie), stopped (by PID) whatever
     happens inside."""

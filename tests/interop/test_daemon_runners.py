@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from lab.daemons import RUNNERS, Bird2, Bird16, Daemon, DaemonError, Frr, GoBgp, Neighbor, Route
+from lab.daemons import RUNNERS, Bird2, Bird16, Daemon, DaemonError, DaemonNeighbor, Frr, GoBgp, Route
 from lab.netns import Netns, NetnsSet
 from tests.conftest import require_root
 
@@ -83,7 +83,7 @@ def make(kind: str, ns: Netns, link: Link, side: int, asn: int, peer_asn: int, f
     cls = RUNNERS[kind]
     peer = "10.0.0.2" if side == 1 else "10.0.0.1"
     # the higher address waits for the lower one to connect, as in Calico's mesh
-    neighbor = Neighbor(peer, peer_asn, passive=side == 2, families=families, **extra)  # type: ignore[arg-type]
+    neighbor = DaemonNeighbor(peer, peer_asn, passive=side == 2, families=families, **extra)  # type: ignore[arg-type]
     return cls(ns, link.work / f"{kind}-{side}", router_id=f"10.0.0.{side}", asn=asn, neighbors=[neighbor],
                routes=routes_for(side, families, kind), owner=link.nsset)
 
@@ -128,9 +128,9 @@ def test_password_mismatch_never_establishes(link: Link) -> None:
     require_runner(Bird2)
     require_runner(GoBgp)
     a = Bird2(link.a, link.work / "bird2", router_id="10.0.0.1", asn=65000, owner=link.nsset,
-              neighbors=[Neighbor("10.0.0.2", 65000, password="one")])
+              neighbors=[DaemonNeighbor("10.0.0.2", 65000, password="one")])
     b = GoBgp(link.b, link.work / "gobgp", router_id="10.0.0.2", asn=65000, owner=link.nsset,
-              neighbors=[Neighbor("10.0.0.1", 65000, password="two", passive=True)])
+              neighbors=[DaemonNeighbor("10.0.0.1", 65000, password="two", passive=True)])
     try:
         a.start()
         b.start()
@@ -148,9 +148,9 @@ def test_bird16_runs_bird6_for_ipv6(link: Link) -> None:
     require_runner(Bird16)
     require_runner(Bird2)
     a = Bird16(link.a, link.work / "bird6", router_id="10.0.0.1", asn=64512, owner=link.nsset, ipv6=True,
-               neighbors=[Neighbor("fd00::2", 64512)], routes=[Route("fd01::/64")])
+               neighbors=[DaemonNeighbor("fd00::2", 64512)], routes=[Route("fd01::/64")])
     b = Bird2(link.b, link.work / "bird2", router_id="10.0.0.2", asn=64512, owner=link.nsset,
-              neighbors=[Neighbor("fd00::1", 64512, passive=True, families=("ipv6",))], routes=[Route("fd02::/64")])
+              neighbors=[DaemonNeighbor("fd00::1", 64512, passive=True, families=("ipv6",))], routes=[Route("fd02::/64")])
     try:
         a.start()
         b.start()
@@ -171,10 +171,10 @@ def test_every_neighbor_option_is_accepted(link: Link, kind: str) -> None:
     require_runner(cls)
     families = ("ipv4",) if kind == "bird16" else ("ipv4", "ipv6")
     neighbors = [
-        Neighbor("10.0.0.2", 65000, passive=True, password="pw", add_path="both", graceful_restart=True,
+        DaemonNeighbor("10.0.0.2", 65000, passive=True, password="pw", add_path="both", graceful_restart=True,
                  restart_time=90, rr_client=True, next_hop_self=True, hold_time=30, families=families,
                  extended_next_hop=kind in ("bird2", "frr"), four_octet_as=kind not in ("bird2", "bird16")),
-        Neighbor("10.0.0.3", 65001, add_path="rx", multihop=True, local_address="10.0.0.1", families=families),
+        DaemonNeighbor("10.0.0.3", 65001, add_path="rx", multihop=True, local_address="10.0.0.1", families=families),
     ]
     routes = routes_for(1, families, kind)
     daemon = cls(link.a, link.work / kind, router_id="10.0.0.1", asn=65000, neighbors=neighbors, routes=routes,
@@ -203,7 +203,7 @@ def test_frr_runner_refuses_a_config_line_frr_skipped(link: Link) -> None:
                                                      " no bgp ebgp-requires-policy\n frobnicate the bgp"))
 
     daemon = BrokenFrr(link.a, link.work / "frr", router_id="10.0.0.1", asn=65000, owner=link.nsset,
-                       neighbors=[Neighbor("10.0.0.2", 65000)])
+                       neighbors=[DaemonNeighbor("10.0.0.2", 65000)])
     with pytest.raises(DaemonError, match="frobnicate"):
         daemon.start()
     assert not daemon.running

@@ -21,7 +21,7 @@ from typing import Any
 
 import pytest
 
-from lab.daemons import Bfd, Neighbor, poll
+from lab.daemons import Bfd, DaemonNeighbor, poll
 from tests.interop.interop_support import (
     D_ROUTES,
     DAEMONS,
@@ -73,7 +73,7 @@ def timed(check: Any, timeout: float) -> float:
 @pytest.mark.parametrize("kind", DAEMONS)
 def test_tortie_detects(kind: str, fabric: Fabric, work: Path) -> None:
     no_bfd(kind)
-    with pair(kind, fabric, work, bfd_cluster(), Neighbor(v4(1), 64512, passive=True, bfd=Bfd())) as p, p.views():
+    with pair(kind, fabric, work, bfd_cluster(), DaemonNeighbor(v4(1), 64512, passive=True, bfd=Bfd())) as p, p.views():
         t, d = p.tortie, p.daemon
         both_up(p)
         s = t.neighbor(v4(10))["bfd_session"]
@@ -105,7 +105,7 @@ def test_tortie_detects(kind: str, fabric: Fabric, work: Path) -> None:
 @pytest.mark.parametrize("kind", DAEMONS)
 def test_daemon_detects(kind: str, fabric: Fabric, work: Path) -> None:
     no_bfd(kind)
-    with pair(kind, fabric, work, bfd_cluster(), Neighbor(v4(1), 64512, passive=True, bfd=Bfd())) as p, p.views():
+    with pair(kind, fabric, work, bfd_cluster(), DaemonNeighbor(v4(1), 64512, passive=True, bfd=Bfd())) as p, p.views():
         t, d = p.tortie, p.daemon
         both_up(p)
         t.ns.exec("nft", CUT)
@@ -136,7 +136,7 @@ def test_authenticated(kind: str, fabric: Fabric, work: Path) -> None:
     cfg = bfd_cluster(**{"bfd.tortie.io/auth": "meticulous-keyed-sha1", "bfd.tortie.io/auth-key-id": "7",
                          "bfd.tortie.io/auth-key-file": str(key)})
     bfd = Bfd(auth="meticulous keyed sha1", key_id=7, password="bfd-s3cret")
-    with pair(kind, fabric, work, cfg, Neighbor(v4(1), 64512, passive=True, bfd=bfd)) as p, p.views():
+    with pair(kind, fabric, work, cfg, DaemonNeighbor(v4(1), 64512, passive=True, bfd=bfd)) as p, p.views():
         both_up(p)
         s = p.tortie.neighbor(v4(10))["bfd_session"]
         assert s["authentication"] == "meticulous-keyed-sha1"

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from lab.daemons import Neighbor, Route
+from lab.daemons import DaemonNeighbor, Route
 from tests.interop.interop_support import (
     D_ROUTES,
     DAEMONS,
@@ -37,7 +37,7 @@ AS_CASES = [
 @pytest.mark.parametrize(("tortie_as", "tor_as"), AS_CASES)
 @pytest.mark.parametrize("kind", DAEMONS)
 def test_ebgp_tor(kind: str, tortie_as: int, tor_as: int, fabric: Fabric, work: Path) -> None:
-    neighbor = Neighbor(v4(1), tortie_as, passive=True)
+    neighbor = DaemonNeighbor(v4(1), tortie_as, passive=True)
     routes = [Route(p) for p in D_ROUTES] + [Route(OUTSIDE)]
     with pair(kind, fabric, work, peer_cluster(tortie_as=tortie_as, peer_as=tor_as), neighbor, routes,
               asn=tor_as) as p, p.views():

@@ -24,7 +24,7 @@ from typing import Any
 
 import pytest
 
-from lab.daemons import Frr, GoBgp, Neighbor, Route, poll
+from lab.daemons import DaemonNeighbor, Frr, GoBgp, Route, poll
 from tests.interop.interop_support import (
     Fabric,
     bgp_peer,
@@ -101,7 +101,7 @@ def communities(daemon: Any, prefix: str) -> tuple[set[str], set[str]]:
 @pytest.mark.interop("bgpfilter-communities")
 @pytest.mark.parametrize("kind", ["bird16", "bird2", "gobgp", "frr"])
 def test_filters_and_communities_on_the_wire(kind: str, fabric: Fabric, work: Path) -> None:
-    with pair(kind, fabric, work, filter_cluster(IMPORT_RULES), Neighbor(v4(1), TORTIE_AS),
+    with pair(kind, fabric, work, filter_cluster(IMPORT_RULES), DaemonNeighbor(v4(1), TORTIE_AS),
               DAEMON_ROUTES, asn=TOR_AS) as p, p.views():
         t, d = p.tortie, p.daemon
         t.wait_state(v4(10), timeout=60)

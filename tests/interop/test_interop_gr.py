@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pytest
 
-from lab.daemons import Daemon, Neighbor, Route, poll
+from lab.daemons import Daemon, DaemonNeighbor, Route, poll
 from tests.interop.interop_support import (
     BIN,
     D_ROUTES,
@@ -84,7 +84,7 @@ def with_blocks(extra: bool) -> str:
 @pytest.mark.interop("gr-tortie-restarts")
 @pytest.mark.parametrize("kind", DAEMONS)
 def test_tortie_restarts(kind: str, fabric: Fabric, work: Path) -> None:
-    neighbor = Neighbor(v4(1), 64512, passive=True, graceful_restart=True)
+    neighbor = DaemonNeighbor(v4(1), 64512, passive=True, graceful_restart=True)
     with pair(kind, fabric, work, with_blocks(extra=True), neighbor) as p, p.views():
         t, d = p.tortie, p.daemon
         t.wait_state(v4(10), timeout=60)
@@ -117,7 +117,7 @@ def kernel_routes(t: Tortie) -> str:
 @pytest.mark.interop("gr-daemon-restarts")
 @pytest.mark.parametrize("kind", DAEMONS)
 def test_daemon_restarts(kind: str, fabric: Fabric, work: Path) -> None:
-    neighbor = Neighbor(v4(1), 64512, passive=True, graceful_restart=True)
+    neighbor = DaemonNeighbor(v4(1), 64512, passive=True, graceful_restart=True)
     routes = [Route(pfx) for pfx in D_ROUTES]
     with pair(kind, fabric, work, peer_cluster(), neighbor, routes) as p, p.views():
         t, d = p.tortie, p.daemon

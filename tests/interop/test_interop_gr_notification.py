@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from lab.daemons import Neighbor, poll
+from lab.daemons import DaemonNeighbor, poll
 from tests.interop.interop_support import BIN, T1_BLOCK, Fabric, pair, v4
 from tests.interop.test_interop_gr import Watch, with_blocks
 
@@ -29,7 +29,7 @@ KINDS = ("bird2", "frr")
 @pytest.mark.interop("gr-notification-restart")
 @pytest.mark.parametrize("kind", KINDS)
 def test_sigterm_restart_keeps_routes(kind: str, fabric: Fabric, work: Path) -> None:
-    neighbor = Neighbor(v4(1), 64512, passive=True, graceful_restart=True)
+    neighbor = DaemonNeighbor(v4(1), 64512, passive=True, graceful_restart=True)
     with pair(kind, fabric, work, with_blocks(extra=False), neighbor) as p, p.views():
         t, d = p.tortie, p.daemon
         t.wait_state(v4(10), timeout=60)
@@ -56,7 +56,7 @@ def test_sigterm_restart_keeps_routes(kind: str, fabric: Fabric, work: Path) -> 
 @pytest.mark.interop("gr-notification-drain")
 @pytest.mark.parametrize("kind", KINDS)
 def test_drain_withdraws_at_once(kind: str, fabric: Fabric, work: Path) -> None:
-    neighbor = Neighbor(v4(1), 64512, passive=True, graceful_restart=True)
+    neighbor = DaemonNeighbor(v4(1), 64512, passive=True, graceful_restart=True)
     with pair(kind, fabric, work, with_blocks(extra=False), neighbor) as p, p.views():
         t, d = p.tortie, p.daemon
         t.wait_state(v4(10), timeout=60)

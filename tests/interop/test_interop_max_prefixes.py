@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from lab.daemons import Neighbor, Route, poll
+from lab.daemons import DaemonNeighbor, Route, poll
 from tests.interop.interop_support import DAEMONS, Fabric, pair, peer_cluster, v4
 from tests.interop.test_interop_notifications import daemon_shows
 
@@ -30,7 +30,7 @@ ROUTES = [Route(f"192.168.{30 + i}.0/24") for i in range(6)]
 @pytest.mark.interop("max-prefixes")
 @pytest.mark.parametrize("kind", DAEMONS)
 def test_max_prefixes(kind: str, fabric: Fabric, work: Path) -> None:
-    neighbor = Neighbor(v4(1), 64512, passive=True)
+    neighbor = DaemonNeighbor(v4(1), 64512, passive=True)
     with pair(kind, fabric, work, peer_cluster(maxPrefixes=LIMIT), neighbor, ROUTES) as p, p.views():
         t, d = p.tortie, p.daemon
 

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from lab.daemons import Neighbor, poll
+from lab.daemons import DaemonNeighbor, poll
 from tests.interop.interop_support import BIN, D_ROUTES, DAEMONS, Fabric, pair, peer_cluster, v4
 
 pytestmark = [pytest.mark.root, pytest.mark.daemons]
@@ -30,7 +30,7 @@ def test_md5(kind: str, ours: str, theirs: str, fabric: Fabric, work: Path) -> N
     pw.write_text(ours + "\n")
     pw.chmod(0o600)
     cfg = peer_cluster(password={"file": str(pw)})
-    with pair(kind, fabric, work, cfg, Neighbor(v4(1), 64512, passive=True, password=theirs)) as p, p.views():
+    with pair(kind, fabric, work, cfg, DaemonNeighbor(v4(1), 64512, passive=True, password=theirs)) as p, p.views():
         t, d = p.tortie, p.daemon
         if ours == theirs:
             t.wait_state(v4(10), timeout=60)

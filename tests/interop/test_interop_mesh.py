@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from lab.daemons import Bird16, Daemon, Frr, GoBgp, Neighbor, Route
+from lab.daemons import Bird16, Daemon, DaemonNeighbor, Frr, GoBgp, Route
 from tests.interop.interop_support import (
     DAEMONS,
     Fabric,
@@ -51,8 +51,8 @@ def mesh_cluster(extra_block: bool) -> str:
 def start_daemons(kind: str, fabric: Fabric, work: Path) -> list[Daemon]:
     """The daemon's side of both sessions; BIRD 1.6 needs bird for IPv4 and bird6 for IPv6."""
     calico = {"passive": False, "add_path": "both", "graceful_restart": True}
-    n4 = Neighbor(v4(1), 64512, families=("ipv4",), **calico)  # type: ignore[arg-type]
-    n6 = Neighbor(v6(1), 64512, families=("ipv6",), **calico)  # type: ignore[arg-type]
+    n4 = DaemonNeighbor(v4(1), 64512, families=("ipv4",), **calico)  # type: ignore[arg-type]
+    n6 = DaemonNeighbor(v6(1), 64512, families=("ipv6",), **calico)  # type: ignore[arg-type]
     routes = [Route(D_BLOCK4), Route(D_BLOCK6)]
     if kind == "bird16":
         out = [make_daemon(kind, fabric, work, asn=64512, neighbors=[n4], routes=routes),
@@ -92,12 +92,12 @@ def check_daemon_caps(d: Daemon, address: str, family: str) -> None:
         line = next((ln for ln in lines if ln.strip().startswith(f"{family}-unicast:")), "")
         assert "advertised and received" in line, f"multiprotocol {family}: {line!r}\n{text}"
     elif isinstance(d, Bird16):
-        m = re.search(r"Neighbor caps:\s*(.*)", text)
+        m = re.search(r"DaemonNeighbor caps:\s*(.*)", text)
         assert m, text
         for cap in ("refresh", "restart-able", "AS4", "add-path-rx"):
             assert cap in m.group(1).split(), f"{cap} not in {m.group(1)!r}\n{text}"
     else:
-        nc = text.split("Neighbor capabilities", 1)[1] if "Neighbor capabilities" in text else ""
+        nc = text.split("DaemonNeighbor capabilities", 1)[1] if "DaemonNeighbor capabilities" in text else ""
         assert nc, text
         for cap in ("Route refresh", "Graceful restart", "4-octet AS numbers", "ADD-PATH"):
             assert cap in nc, f"{cap} not in BIRD's neighbor capabilities\n{text}"

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from lab.daemons import Daemon, Frr, GoBgp, Neighbor, poll
+from lab.daemons import Daemon, DaemonNeighbor, Frr, GoBgp, poll
 from tests.interop.interop_support import DAEMONS, T1_BLOCK, Fabric, pair, peer_cluster, v4
 
 pytestmark = [pytest.mark.root, pytest.mark.daemons]
@@ -34,7 +34,7 @@ def daemon_shows(d: Daemon, address: str) -> str:
 @pytest.mark.parametrize("kind", DAEMONS)
 def test_tortie_shuts_down(kind: str, fabric: Fabric, work: Path) -> None:
     message = f"tortie maintenance window {kind}"
-    with pair(kind, fabric, work, peer_cluster(), Neighbor(v4(1), 64512, passive=True)) as p, p.views():
+    with pair(kind, fabric, work, peer_cluster(), DaemonNeighbor(v4(1), 64512, passive=True)) as p, p.views():
         t, d = p.tortie, p.daemon
         t.wait_state(v4(10), timeout=60)
         d.wait_prefixes([T1_BLOCK], 30)
@@ -61,7 +61,7 @@ def test_tortie_shuts_down(kind: str, fabric: Fabric, work: Path) -> None:
 @pytest.mark.parametrize("kind", DAEMONS)
 def test_daemon_shuts_down(kind: str, fabric: Fabric, work: Path) -> None:
     message = f"{kind} going down for upgrade"
-    with pair(kind, fabric, work, peer_cluster(), Neighbor(v4(1), 64512, passive=True)) as p, p.views():
+    with pair(kind, fabric, work, peer_cluster(), DaemonNeighbor(v4(1), 64512, passive=True)) as p, p.views():
         t, d = p.tortie, p.daemon
         t.wait_state(v4(10), timeout=60)
         d.wait_established(v4(1), 30)

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from lab.daemons import Neighbor, Route, poll
+from lab.daemons import DaemonNeighbor, Route, poll
 from tests.interop.interop_support import DAEMONS, Fabric, block, cluster, node, pair, v4, write_atomic
 
 pytestmark = [pytest.mark.root, pytest.mark.daemons]
@@ -41,7 +41,7 @@ def test_daemon_hijacks(kind: str, fabric: Fabric, work: Path) -> None:
     routes = [Route(p) for p in ANNOUNCED]
     # tortie's mesh rule: the side whose address is the higher text connects, so tortie (10.77.0.1) waits
     # for the daemon (10.77.0.10) to connect
-    neighbor = Neighbor(v4(1), 64512, passive=False)
+    neighbor = DaemonNeighbor(v4(1), 64512, passive=False)
     with pair(kind, fabric, work, ownership_cluster(), neighbor, routes) as p, p.views():
         t, d = p.tortie, p.daemon
         t.wait_state(v4(10), timeout=60)

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from lab.daemons import Frr, Neighbor, Route, poll
+from lab.daemons import DaemonNeighbor, Frr, Route, poll
 from lab.netns import Netns
 from tests.interop.interop_support import (
     D_ROUTES,
@@ -50,7 +50,7 @@ PREPENDED = "192.168.22.0/24"  # the daemon sends it with 65100 in its AS path
 @pytest.mark.interop("bgppeer-local-as")
 @pytest.mark.parametrize("kind", DAEMONS)
 def test_per_peer_local_as(kind: str, fabric: Fabric, work: Path) -> None:
-    neighbor = Neighbor(v4(1), LOCAL_AS, passive=True)
+    neighbor = DaemonNeighbor(v4(1), LOCAL_AS, passive=True)
     text = peer_cluster(tortie_as=TORTIE_AS, peer_as=TOR_AS, localASNumber=LOCAL_AS)
     with pair(kind, fabric, work, text, neighbor, asn=TOR_AS) as p, p.views():
         t, d = p.tortie, p.daemon
@@ -68,7 +68,7 @@ def test_per_peer_local_as(kind: str, fabric: Fabric, work: Path) -> None:
 @pytest.mark.interop("bgppeer-allow-local-as")
 @pytest.mark.parametrize("kind", ["bird16", "bird2", "frr"])
 def test_num_allowed_local_as_numbers(kind: str, fabric: Fabric, work: Path) -> None:
-    neighbor = Neighbor(v4(1), LOCAL_AS, passive=True)
+    neighbor = DaemonNeighbor(v4(1), LOCAL_AS, passive=True)
     routes = [Route(D_ROUTES[0]), Route(PREPENDED, as_path_prepend=(LOCAL_AS,))]
     text = peer_cluster(tortie_as=TORTIE_AS, peer_as=TOR_AS, localASNumber=LOCAL_AS)
     with pair(kind, fabric, work, text, neighbor, routes, asn=TOR_AS) as p, p.views():
@@ -102,7 +102,7 @@ def test_ttl_security_both_ways(kind: str, fabric: Fabric, work: Path) -> None:
 
     # both sides GTSM: up (tortie sends TTL 255 and accepts the peer's 255)
     with pair(kind, fabric, work / "both", peer_cluster(peer_as=TOR_AS, ttlSecurity=1),
-              Neighbor(v4(1), TORTIE_AS, ttl_security=1), asn=TOR_AS) as p, p.views():
+              DaemonNeighbor(v4(1), TORTIE_AS, ttl_security=1), asn=TOR_AS) as p, p.views():
         p.tortie.wait_state(v4(10), timeout=60)
         p.daemon.wait_established(v4(1), 30)
         p.tortie.wait_routes(v4(10), D_ROUTES, 30)
@@ -110,14 +110,14 @@ def test_ttl_security_both_ways(kind: str, fabric: Fabric, work: Path) -> None:
     # only tortie: the peer sends eBGP with TTL 1, tortie's socket drops it
     before = min_ttl_drops(t1)
     with pair(kind, fabric, work / "tortie-only", peer_cluster(peer_as=TOR_AS, ttlSecurity=1),
-              Neighbor(v4(1), TORTIE_AS), asn=TOR_AS) as p, p.views():
+              DaemonNeighbor(v4(1), TORTIE_AS), asn=TOR_AS) as p, p.views():
         assert poll(lambda: min_ttl_drops(t1) > before, 45, 0.5), "tortie's GTSM never dropped a segment"
         assert p.tortie.state(v4(10)) != "Established"
 
     # only the peer: tortie connects with its normal TTL (the peer only waits), the peer drops it
     before = min_ttl_drops(d_ns)
     with pair(kind, fabric, work / "peer-only", peer_cluster(peer_as=TOR_AS),
-              Neighbor(v4(1), TORTIE_AS, ttl_security=1, passive=True), asn=TOR_AS) as p, p.views():
+              DaemonNeighbor(v4(1), TORTIE_AS, ttl_security=1, passive=True), asn=TOR_AS) as p, p.views():
         assert poll(lambda: min_ttl_drops(d_ns) > before, 45, 0.5), "the peer's GTSM never dropped a segment"
         # the peer never gets there. tortie itself may: a daemon that sets the minimum TTL on the
         # socket it accepted (FRR) has read tortie's OPEN, queued before that, and answers it with
@@ -136,7 +136,7 @@ def keepalives_received(frr: Frr, address: str) -> int:
 @pytest.mark.parametrize("kind", ["frr"])
 def test_keepalive_time(kind: str, fabric: Fabric, work: Path) -> None:
     text = peer_cluster(peer_as=TOR_AS, keepaliveTime="2s")
-    with pair(kind, fabric, work, text, Neighbor(v4(1), TORTIE_AS), asn=TOR_AS) as p, p.views():
+    with pair(kind, fabric, work, text, DaemonNeighbor(v4(1), TORTIE_AS), asn=TOR_AS) as p, p.views():
         t, d = p.tortie, p.daemon
         t.wait_state(v4(10), timeout=60)
         d.wait_established(v4(1), 30)
@@ -163,7 +163,7 @@ def test_next_hop_mode(kind: str, mode: str, fabric: Fabric, work: Path) -> None
         bgp_peer("tor", node="t1", peerIP=v4(10), asNumber=TOR_AS, nextHopMode=mode), asn=TORTIE_AS))
     t1 = Tortie(fabric, "t1", "t1", cfg, work)
     t2 = Tortie(fabric, "t2", "t2", cfg, work)
-    d = make_daemon(kind, fabric, work, asn=TOR_AS, neighbors=[Neighbor(v4(1), TORTIE_AS, passive=True)], routes=[])
+    d = make_daemon(kind, fabric, work, asn=TOR_AS, neighbors=[DaemonNeighbor(v4(1), TORTIE_AS, passive=True)], routes=[])
     try:
         d.start()
         t1.start()

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from lab.daemons import Neighbor, Route, poll
+from lab.daemons import DaemonNeighbor, Route, poll
 from tests.interop.interop_support import (
     BIN,
     D_ROUTES,
@@ -49,7 +49,7 @@ def kernel(t_ns: object) -> str:
 def test_tor_on_a_loopback_reached_through_reachable_by(kind: str, fabric: Fabric, work: Path) -> None:
     tor_ns = fabric.hosts["d"]
     tor_ns.ip("addr", "replace", f"{LOOPBACK}/32", "dev", "lo")
-    neighbor = Neighbor(v4(1), 64512, local_address=LOOPBACK, multihop=True)
+    neighbor = DaemonNeighbor(v4(1), 64512, local_address=LOOPBACK, multihop=True)
     # GoBGP announces the next hop it is given (the others: their session address, the loopback)
     routes = [Route(pfx, next_hop=LOOPBACK if kind == "gobgp" else None) for pfx in D_ROUTES]
     with pair(kind, fabric, work, tor_cluster(reachableBy=v4(10)), neighbor, routes, asn=TOR_AS) as p, p.views():

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from lab.daemons import Neighbor, poll
+from lab.daemons import DaemonNeighbor, poll
 from tests.interop.interop_support import D_ROUTES, DAEMONS, T1_BLOCK, Fabric, pair, peer_cluster, v4
 
 pytestmark = [pytest.mark.root, pytest.mark.daemons]
@@ -25,7 +25,7 @@ def counter(nb: dict, direction: str, kind: str) -> int:
 @pytest.mark.interop("refresh-tortie-asks")
 @pytest.mark.parametrize("kind", DAEMONS)
 def test_tortie_asks(kind: str, fabric: Fabric, work: Path) -> None:
-    with pair(kind, fabric, work, peer_cluster(), Neighbor(v4(1), 64512, passive=True)) as p, p.views():
+    with pair(kind, fabric, work, peer_cluster(), DaemonNeighbor(v4(1), 64512, passive=True)) as p, p.views():
         t = p.tortie
         t.wait_state(v4(10), timeout=60)
         t.wait_routes(v4(10), D_ROUTES, 30)
@@ -45,7 +45,7 @@ def test_daemon_asks(kind: str, fabric: Fabric, work: Path) -> None:
     if kind == "gobgp":
         pytest.skip("GoBGP 3.10 sends no ROUTE-REFRESH: `gobgp neighbor X softresetin` (and `softreset`) "
                     "re-run its import policy over the Adj-RIB-In it keeps; tortie counted none")
-    with pair(kind, fabric, work, peer_cluster(), Neighbor(v4(1), 64512, passive=True)) as p, p.views():
+    with pair(kind, fabric, work, peer_cluster(), DaemonNeighbor(v4(1), 64512, passive=True)) as p, p.views():
         t, d = p.tortie, p.daemon
         t.wait_state(v4(10), timeout=60)
         d.wait_prefixes([T1_BLOCK], 30)

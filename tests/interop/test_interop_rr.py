@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 
-from lab.daemons import Daemon, Neighbor, Route
+from lab.daemons import Daemon, DaemonNeighbor, Route
 from tests.interop.interop_support import (
     DAEMONS,
     T1_BLOCK,
@@ -67,7 +67,7 @@ def test_tortie_reflects(kind: str, fabric: Fabric, work: Path) -> None:
         mesh=False))
     rr = Tortie(fabric, "t1", "rr", cfg, work)
     client = Tortie(fabric, "t2", "t2", cfg, work)
-    d = make_daemon(kind, fabric, work, asn=64512, neighbors=[Neighbor(v4(1), 64512, passive=True)],
+    d = make_daemon(kind, fabric, work, asn=64512, neighbors=[DaemonNeighbor(v4(1), 64512, passive=True)],
                     routes=[Route(D_BLOCK)])
     try:
         d.start()
@@ -101,7 +101,7 @@ def test_daemon_reflects(kind: str, fabric: Fabric, work: Path) -> None:
     write_atomic(cfg, cluster(
         node("t1", 1, ipv6=False), node("t2", 2, ipv6=False), block("t1", T1_BLOCK), block("t2", T2_BLOCK),
         bgp_peer("reflector", peerIP=v4(10), asNumber=64512), mesh=False))
-    clients = [Neighbor(v4(i), 64512, passive=True, rr_client=True) for i in (1, 2)]
+    clients = [DaemonNeighbor(v4(i), 64512, passive=True, rr_client=True) for i in (1, 2)]
     d: Daemon = make_daemon(kind, fabric, work, asn=64512, neighbors=clients, routes=[Route(D_BLOCK)],
                             cluster_id="1.2.3.4")
     t1 = Tortie(fabric, "t1", "t1", cfg, work)

@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from lab.daemons import Bird2, Daemon, Frr, Neighbor, Route, poll
+from lab.daemons import Bird2, Daemon, DaemonNeighbor, Frr, Route, poll
 from tests.interop.interop_support import DAEMONS, Fabric, both_views, pair, peer_cluster, require_runner, v4
 
 pytestmark = [pytest.mark.root, pytest.mark.daemons]
@@ -68,7 +68,7 @@ def scale_gobgp(fabric: Fabric, work: Path) -> None:
     host = fabric.hosts["d"]
     host.ip("addr", "add", f"{v4(FEEDER)}/24", "dev", "eth0")
     feeder = Bird2(host, work / "bird2-feeder", router_id=v4(FEEDER), asn=FEEDER_AS,
-                   neighbors=[Neighbor(v4(10), 64512, local_address=v4(FEEDER), multihop=True)],
+                   neighbors=[DaemonNeighbor(v4(10), 64512, local_address=v4(FEEDER), multihop=True)],
                    routes=[Route(p) for p in prefixes()], owner=fabric.nsset, strict_bind=True)
     try:
         scale_run("gobgp", fabric, work, [], feeder=feeder)
@@ -79,10 +79,10 @@ def scale_gobgp(fabric: Fabric, work: Path) -> None:
 
 def scale_run(kind: str, fabric: Fabric, work: Path, routes: list[Route], feeder: Daemon | None = None) -> None:
     frr = kind == "frr"
-    neighbor = Neighbor(v4(1), 64512, passive=True)
+    neighbor = DaemonNeighbor(v4(1), 64512, passive=True)
     extra: dict[str, Any] = {}
     if feeder is not None:
-        extra = {"extra_neighbors": [Neighbor(v4(FEEDER), FEEDER_AS, multihop=True)],
+        extra = {"extra_neighbors": [DaemonNeighbor(v4(FEEDER), FEEDER_AS, multihop=True)],
                  "listen_addresses": [v4(10)]}
     with (pair(kind, fabric, work, scale_cluster(), neighbor, routes, start_tortie=False, **extra) as p,
           both_views(p.tortie, p.daemon, *([feeder] if feeder is not None else []))):

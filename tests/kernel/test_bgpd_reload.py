@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from lab.daemons import Bird2, Neighbor, Route
+from lab.daemons import Bird2, DaemonNeighbor, Route
 from lab.netns import NetnsSet
 from tests.conftest import require_root, require_tools
 from tests.kernel.bgpd_support import (
@@ -66,7 +66,7 @@ def reload(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Reload]:
             wait_for(lambda d=daemons[n.name], want=want: set(d.learned()) == want, 60,
                      f"{n.name} to learn the mesh's blocks", diag=everyone)
         bird = Bird2(hosts["bird"].ns, tmp / "bird", router_id=BIRD_ADDR, asn=BIRD_AS, owner=nss,
-                     neighbors=[Neighbor(n.address, 64512) for n in NODES], routes=[Route(BIRD_PREFIX)])
+                     neighbors=[DaemonNeighbor(n.address, 64512) for n in NODES], routes=[Route(BIRD_PREFIX)])
         bird.start()
         yield Reload(nss, daemons, bird, config)
     finally:

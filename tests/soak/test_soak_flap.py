@@ -24,7 +24,7 @@ from pathlib import Path
 
 import pytest
 
-from lab.daemons import Bird2, Neighbor, Route
+from lab.daemons import Bird2, DaemonNeighbor, Route
 from lab.netns import NetnsSet
 from tests.conftest import require_root, require_tools
 from tests.kernel.bgpd_support import (
@@ -147,7 +147,7 @@ def soak(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Soak]:
         bgpd.start()
         felixd.start()
         bird = FlappingBird(hosts["bird"].ns, tmp / "bird", router_id=BIRD_ADDR, asn=BIRD_AS, owner=nss,
-                            neighbors=[Neighbor(NODE.address, 64512)],
+                            neighbors=[DaemonNeighbor(NODE.address, 64512)],
                             routes=[Route(p) for p in stable_prefixes()])
         bird.start()
         yield Soak(nss, host, bgpd, felixd, bird)
