@@ -74,6 +74,13 @@ class Neighbor:
             primary.automatic_start(now, passive=True)
         if not primary.connected and primary.connection_made(now, outbound):
             return primary
+        if outbound and primary.state == State.ESTABLISHED and not self.config.collision_detect_established:
+            # An attempt of ours whose handshake completed after the session came up the other way
+            # (its connect was under way, or the kernel finished it before we cancelled it). An OPEN on
+            # it would tell a graceful-restart peer that we restarted (RFC 4724 4.2) and make it drop the
+            # session we have: close it unused (RFC 4271 6.8 closes it anyway).
+            log.info("%s: outgoing connection completed after Established, closed unused", self.config.name)
+            return None
         if self.second is None and primary.state in _CONNECTED:
             second = Session(primary.config, primary.rng, arbiter=self._arbitrate)
             second.take_connection(now, outbound)

@@ -159,6 +159,18 @@ def establish(
     return a, b, wire
 
 
+def open_confirm_pair(now: float = 0.0) -> tuple[End, End, Wire]:
+    """Two neighbours whose OPENs crossed: both in OpenConfirm, their KEEPALIVEs not yet read."""
+    na, nb = Neighbor(config(ID_A), Pinned(1.0)), Neighbor(config(ID_B), Pinned(1.0))  # type: ignore[arg-type]
+    a, b = End(na.session, neighbor=na), End(nb.session, neighbor=nb)
+    b.session.start(now, passive=True)
+    a.session.start(now)
+    a.drain()
+    wire = connect(a, b, now)
+    wire.exchange(now)
+    return a, b, wire
+
+
 def run_until(ends: list[End], wires: list[Wire], until: float, start: float) -> float:
     """Step time from deadline to deadline, firing timers and moving bytes, up to `until`."""
     now = start
@@ -929,24 +941,22 @@ def test_random_operations_keep_sessions_consistent(
         assert e.session.state == State.IDLE and e.session.next_deadline() is None
 
 
-def test_our_own_attempt_completing_late_never_replaces_the_established_session() -> None:
-    """A connection we opened ourselves that gets through after the session came up the other way
-    is a collision to close, not the peer restarting (that is only said of a connection it opens)."""
+def test_our_own_attempt_completing_late_is_closed_unused() -> None:
+    """A connection we opened ourselves that gets through after the session came up the other way is
+    closed before it carries an OPEN: a graceful-restart peer takes a new OPEN from an Established
+    neighbour for its restart (RFC 4724 4.2) and would drop the session that carries the routes."""
     _a, b, wire = establish(config(ID_A), config(ID_B))
-    assert b.neighbor is not None
-    b2 = End(b.neighbor.connection_made(10, outbound=True))  # type: ignore[arg-type]
-    assert b2.session is b.neighbor.second
-    a2 = End(Session(config(ID_A)))  # the peer's side of that connection: it accepts, with graceful restart
-    a2.session.start(10, passive=True)
-    a2.drain()
-    assert a2.session.connection_made(10, outbound=False)
-    wire2 = Wire(b2, a2)
-    a2.wire = b2.wire = wire2
-    wire2.pump(10)
-    assert b.session.state == State.ESTABLISHED  # the session that carries the routes stays
-    assert b2.session.state == State.IDLE
-    assert any(e.notification == Notification(6, 7) for e in b2.of(NotificationSent))
-    del wire
+    assert b.neighbor is not None and b.session.state == State.ESTABLISHED
+    b.drain()
+    assert b.neighbor.connection_made(10, outbound=True) is None
+    assert b.neighbor.second is None and b.session.state == State.ESTABLISHED
+    assert not b.session.data_to_send()  # nothing of it reached the established connection either
+    # while the session is only in OpenConfirm, a late attempt of ours is still a collision to resolve
+    c, d, _wire = open_confirm_pair()
+    assert d.neighbor is not None and d.session.state == State.OPENCONFIRM
+    second = d.neighbor.connection_made(10, outbound=True)
+    assert second is not None and second is d.neighbor.second
+    del wire, c
 
 
 def test_connect_delay_listens_first_and_takes_the_peers_connection() -> None:
