@@ -22,6 +22,7 @@ import yaml
 from proto import tortie_annotations
 from proto.record import record
 from proto.resources import fields as f
+from proto.resources import reuse
 from proto.resources.constants import API_VERSION, IGNORED_METADATA
 from proto.resources.errors import FieldError, Problem, SourceLocation, ValidationError
 from proto.resources.kinds import (
@@ -107,14 +108,31 @@ def decode_text(data: bytes, source: str) -> str:
 
 
 def load_resources(text: str, source: str = "<string>") -> Loaded:
-    """Parse and validate every resource of a multi-document YAML text (each on its own, not together)."""
+    """Parse and validate every resource of a multi-document YAML text (each on its own, not together).
+
+    A text read before under the same `source` (a daemon reloading its cluster file) only has its
+    changed documents parsed again: `proto.resources.reuse` keeps the last load's documents."""
+    reused = reuse.load(text, source, _load_documents)
+    if reused is not None:
+        return Loaded(*reused)
+    loaded = _load_documents(text, source)
+    if loaded.problems:
+        raise ValidationError(sorted(loaded.problems, key=_problem_order))
+    return Loaded(loaded.resources, loaded.warnings)
+
+
+def _load_documents(text: str, source: str) -> reuse.Documents:
+    """Every document of `text`, numbered from 1 and with lines counted from its first line; the
+    problems are returned, not raised (a YAML syntax error is raised: it has no document)."""
     problems: list[Problem] = []
     warnings: list[Problem] = []
     resources: list[Resource] = []
     # PyYAML's constructor remembers every node it constructed: one per load, or a shared one would
     # keep every node of every file ever loaded (and two threads may load at once)
     constructor = yaml.constructor.SafeConstructor()
+    documents = 0
     for doc_no, node in enumerate(_documents(text, source), start=1):
+        documents = doc_no
         if node is None or (isinstance(node, yaml.ScalarNode) and node.tag.endswith(":null")):
             continue
         lines: dict[str, int] = {}
@@ -131,9 +149,7 @@ def load_resources(text: str, source: str = "<string>") -> Loaded:
         resource = _load_one(data, SourceLocation(source, doc_no, None, lines), problems, warnings)
         if resource is not None:
             resources.append(resource)
-    if problems:
-        raise ValidationError(sorted(problems, key=_problem_order))
-    return Loaded(tuple(resources), tuple(warnings))
+    return reuse.Documents(documents, tuple(resources), tuple(warnings), tuple(problems))
 
 
 def load_data(data: Any, source: str = "<data>") -> Loaded:
