@@ -1,8 +1,8 @@
 """The BGP finite state machine of RFC 4271 section 8 as a table: (state, event) -> (actions, next state).
 
-The table is the code: `bgpd.session.Session` looks every event up here and performs the listed
-actions in order, so reading a row tells exactly what the speaker does. Each row follows the text of
-RFC 4271 section 8.2.2 for that state.
+The table is the code: a session (`bgpd.session_machine`) looks every event up here and performs the
+listed actions in order, so reading a row tells exactly what the speaker does. Each row follows the
+text of RFC 4271 section 8.2.2 for that state.
 
 Optional session attributes this speaker does not implement, and so the events that only exist with
 them: DelayOpen (events 12 and 20, DelayOpenTimer_Expires and BGPOpen with DelayOpenTimer running)

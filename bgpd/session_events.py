@@ -91,3 +91,6 @@ SessionEvent = (
     | SessionDown
 )
 
+
+# the events that carry the peer's input: while any is queued the hold timer is not fired (BIRD's rule)
+INPUT_EVENTS = (UpdateReceived, RouteRefreshReceived)

@@ -55,8 +55,8 @@ from proto.bgp import (
 NAME = "bgp-session"
 MAX_LEN = 8192
 # the code this target exercises, for the line coverage the campaign reports
-COVERS = ("bgpd/session.py", "bgpd/session_config.py", "bgpd/session_events.py", "bgpd/fsm.py", "bgpd/timers.py",
-          "proto/bgp/")
+COVERS = ("bgpd/session.py", "bgpd/session_machine.py", "bgpd/open_check.py", "bgpd/send_queue.py",
+          "bgpd/session_config.py", "bgpd/session_events.py", "bgpd/fsm.py", "bgpd/timers.py", "proto/bgp/")
 LOCAL_AS = 64512
 LOCAL_ID = "10.0.0.1"
 PEER_ID = "10.0.0.2"

@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 from bgpd.fsm import State
 from bgpd.neighbor import Neighbor
 from bgpd.send_queue import message_end
-from bgpd.session import HOLD_GRACE, LARGE_HOLD_TIME, LocalProtocolError, Session
+from bgpd.session import HOLD_GRACE, LocalProtocolError, Session
 from bgpd.session_config import GracefulRestartConfig, SessionConfig
 from bgpd.session_events import (
     CloseConnection,
@@ -26,6 +26,7 @@ from bgpd.session_events import (
     SessionEvent,
     UpdateReceived,
 )
+from bgpd.session_machine import LARGE_HOLD_TIME
 from proto import prefix as pf
 from proto.bgp import (
     IPV4_UNICAST,
