@@ -34,10 +34,11 @@ from bgpd.feed_out import RibFeed
 from bgpd.filters import EXPORT, IMPORT, InterfaceOf, peer_chains
 from bgpd.fsm import State
 from bgpd.graceful import GracefulHelper, RestartDeferral, keeps_routes
+from bgpd.group_key import GroupKey
 from bgpd.neighbor import Neighbor
 from bgpd.ownership import BlockOwners
 from bgpd.peer import Peer, PeerTransportConfig
-from bgpd.policy import ExportPolicy, ExportTarget, Identity, ImportOptions, PoolSet
+from bgpd.policy import ExportPolicy, Identity, ImportOptions, PoolSet
 from bgpd.rib.path import PeerInfo
 from bgpd.rib.rib import Changes, Rib
 from bgpd.schedule import Schedule
@@ -56,7 +57,7 @@ from bgpd.session_events import (
 )
 from bgpd.timers import RandomSource
 from bgpd.topology import MESH, PeerConfig, Topology
-from bgpd.update_group import DEFAULT_WINDOW, EncodingKey, GroupKey, UpdateGroup
+from bgpd.update_group import DEFAULT_WINDOW, UpdateGroup
 from proto import prefix as pf
 from proto.bfd import STATE_NAMES as BFD_STATE_NAMES
 from proto.bfd import BfdState, diag_text
@@ -793,12 +794,7 @@ class Speaker:
 
     def _join_group(self, peer: Peer, now: float, previous: dict[AfiSafi, list[bytes]] | None = None) -> None:
         assert peer.negotiated is not None
-        target = ExportTarget.of(peer.info)
-        if target.ibgp and target.next_hop_mode != "Self":
-            # iBGP members differ in next hop self only for our own routes: one group for all
-            # (bgpd.update_group keeps those routes per address)
-            target = dataclasses.replace(target, next_hop_self=())
-        key = GroupKey(target, EncodingKey.of(peer.negotiated), peer.families)
+        key = GroupKey.of(peer.info, peer.negotiated, peer.families)
         group = self.groups.get(key)
         if group is None:
             group = self.groups[key] = UpdateGroup(key, self.export, self.rib.loc, window=self.window)

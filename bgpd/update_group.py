@@ -2,7 +2,7 @@
 
 FRR's idea, BIRD's packing. Peers whose export target (`bgpd.policy.ExportTarget`: eBGP or iBGP,
 mesh, reflector client, next hop self...) and encoding (4-octet AS, extended messages, families) are
-equal belong to one `UpdateGroup`. Loc-RIB changes go into the group once, not once per peer; at the
+equal belong to one `UpdateGroup` (`bgpd.group_key`). Loc-RIB changes go into the group once, not once per peer; at the
 end of the coalescing window the group exports each changed prefix once (the per-path work cached),
 packs the announcements by attribute set and encodes every UPDATE once. Every member gets the same
 bytes object, so a reflector with a thousand clients encodes a route once, not a thousand times.
@@ -10,20 +10,17 @@ bytes object, so a reflector with a thousand clients encodes a route once, not a
 One thing differs between members: a route never goes back to the peer it came from, nor to the peer
 that originated it (RFC 4456 ORIGINATOR_ID). Announcements are therefore bucketed by (attribute set,
 owner), where the owner is the member that must not get them, and each member gets the encoded
-stream minus the units it owns: slices of one buffer, so this costs O(units + members), not their
-product. A group of one member does not even keep the routes that member owns (a peer sending us a
-full table is usually alone in its group); they are added back when a second member joins.
+stream minus the units it owns (`bgpd.update_stream` encodes, keeps and slices the stream). A group
+of one member does not even keep the routes that member owns (a peer sending us a full table is
+usually alone in its group); they are added back when a second member joins.
 
 Our own address on the session (next hop self) differs between members of an iBGP group when they
 reach us on different local addresses. It matters only for the routes this node originates, so it
 is not part of an iBGP group's key: those routes are exported and encoded once per distinct address
 among the members (units tagged with that `hop`), and everything else is shared.
 
-A member that joins (a session just Established) or asks for a route refresh needs the whole table.
-The group keeps its table as encoded units, a base (the table at some moment) followed by every delta
-since: replaying them in order leaves the peer in the group's state, so a joiner costs a copy of
-bytes, not a new encoding. When the deltas outgrow the base, the history is dropped and rebuilt from
-the table the next time someone needs it.
+A member that joins (a session just Established) or asks for a route refresh needs the whole table:
+the group replays its encoded history (`bgpd.update_stream.UpdateHistory`), not a new encoding.
 
 Time is given, never read: `flush(now)` returns what each member must send; `next_deadline()` says
 when to call it.
@@ -33,91 +30,26 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import replace
-from typing import NamedTuple, Protocol
 
+from bgpd.group_key import GroupKey
 from bgpd.policy import Exporter, ExportPolicy, ExportTarget
 from bgpd.rib.loc_rib import Change, LocRib
 from bgpd.rib.path import Advert, NextHop, Path, PeerInfo, advert
+from bgpd.update_stream import (
+    Output,
+    Packer,
+    Unit,
+    UpdateHistory,
+    default_packer,
+    distribute,
+    encode_refresh_message,
+    encode_units,
+)
 from proto.bgp.as4 import for_two_octet_peer
 from proto.bgp.constants import AfiSafi, RefreshSubtype
-from proto.bgp.model import Negotiated, PathAttributes, RouteRefresh
 
 DEFAULT_WINDOW = 0.02  # seconds: long enough to batch a burst, short enough not to be noticed
 _UNKNOWN = object()
-
-Chunk = bytes | memoryview  # what a member is given to send: whole UPDATE messages
-
-
-class Packer(Protocol):
-    """`proto.bgp.packing`, as a parameter so tests can watch the grouping."""
-
-    def pack_announcements(self, family: AfiSafi, attrs: PathAttributes, next_hop: NextHop,
-                           prefixes: Sequence[bytes], negotiated: Negotiated) -> list[bytes]: ...
-
-    def pack_withdrawals(self, family: AfiSafi, prefixes: Sequence[bytes],
-                         negotiated: Negotiated) -> list[bytes]: ...
-
-    def end_of_rib(self, family: AfiSafi) -> bytes: ...
-
-
-def default_packer() -> Packer:
-    from proto.bgp import packing
-
-    return packing  # type: ignore[return-value]
-
-
-def encode_refresh_message(family: AfiSafi, subtype: int, negotiated: Negotiated) -> bytes:
-    from proto.bgp.codec import encode_message
-
-    return encode_message(RouteRefresh(family[0], family[1], subtype), negotiated)
-
-
-class EncodingKey(NamedTuple):
-    """What changes the bytes of an UPDATE between two peers that get the same routes."""
-
-    four_octet_as: bool
-    extended_message: bool
-    add_path_send: frozenset[AfiSafi]
-    extended_next_hop: frozenset[AfiSafi]
-
-    @classmethod
-    def of(cls, negotiated: Negotiated) -> EncodingKey:
-        return cls(negotiated.four_octet_as, negotiated.extended_message,
-                   frozenset(negotiated.add_path_send), frozenset(negotiated.extended_next_hop))
-
-    def negotiated(self) -> Negotiated:
-        return Negotiated(four_octet_as=self.four_octet_as, extended_message=self.extended_message,
-                          add_path_send=self.add_path_send, extended_next_hop=self.extended_next_hop)
-
-
-class GroupKey(NamedTuple):
-    target: ExportTarget
-    encoding: EncodingKey
-    families: tuple[AfiSafi, ...]
-
-
-class Unit(NamedTuple):
-    """Encoded UPDATEs of one family; `owner`, when set, is the member that must not get them."""
-
-    family: AfiSafi
-    data: bytes
-    owner: PeerInfo | None
-    count: int  # messages in `data`
-    hop: NextHop | None = None  # only for members whose own address (next hop self) this is
-
-
-class Output:
-    """What one member must send after a flush: chunks of whole messages, in order, and how many."""
-
-    __slots__ = ("chunks", "refreshes", "updates")
-
-    def __init__(self) -> None:
-        self.chunks: list[Chunk] = []
-        self.updates = 0
-        self.refreshes = 0  # BoRR / EoRR (ROUTE-REFRESH messages), sent in line with the UPDATEs
-
-    def __repr__(self) -> str:
-        return f"Output({self.updates} UPDATEs, {self.refreshes} refreshes, {sum(map(len, self.chunks))} octets)"
 
 
 class Member:
@@ -160,10 +92,7 @@ class UpdateGroup:
         self._hop_exporters: dict[tuple[AfiSafi, NextHop], Exporter] = {}
         self._hop_users: dict[tuple[AfiSafi, NextHop], int] = {}  # members per (family, next hop self)
         self.pending: dict[AfiSafi, dict[bytes, Path | None]] = {}
-        self._history: list[Unit] | None = None
-        self._history_hops: set[tuple[AfiSafi, NextHop]] = set()  # hops with units in the history
-        self._history_size = 0
-        self._base_size = 0
+        self._history = UpdateHistory()
         self._loaded = False
         self._deadline: float | None = None
 
@@ -304,15 +233,10 @@ class UpdateGroup:
         steady = [m for m in self.members.values() if not m.joining]
         # with nobody in step and no history to extend, the delta only updates the table: joiners get
         # the table encoded once, not the delta and then the table
-        delta = self._delta(encode=bool(steady) or self._history is not None)
+        delta = self._delta(encode=bool(steady) or self._history.units is not None)
         if delta:
-            if self._history is not None:
-                self._history.extend(delta)
-                self._history_hops.update((u.family, u.hop) for u in delta if u.hop is not None)
-                self._history_size += sum(len(u.data) for u in delta)
-                if self._history_size > 2 * self._base_size + 65536:
-                    self._history = None  # replaying the deltas would cost more than a new base
-            _distribute(delta, steady, out)
+            self._history.extend(delta)
+            distribute(delta, steady, out)
         joiners = [m for m in self.members.values() if m.joining]
         refreshers = [m for m in self.members.values() if m.refresh]
         if joiners or refreshers:
@@ -321,7 +245,7 @@ class UpdateGroup:
                 for m in joiners:
                     if m.previous is not None:
                         self._withdraw_previous(m, out)
-                _distribute(history, joiners, out)
+                distribute(history, joiners, out)
                 eor = [self.packer.end_of_rib(f) for f in self.families]
                 for m in joiners:
                     o = out.setdefault(m.info, Output())
@@ -336,7 +260,7 @@ class UpdateGroup:
                     if m.enhanced_refresh:
                         o.chunks.append(encode_refresh_message(family, RefreshSubtype.BORR, self.negotiated))
                         o.refreshes += 1
-                    _distribute([u for u in history if u.family == family], [m], out)
+                    distribute([u for u in history if u.family == family], [m], out)
                     if m.enhanced_refresh:
                         o.chunks.append(encode_refresh_message(family, RefreshSubtype.EORR, self.negotiated))
                         o.refreshes += 1
@@ -411,7 +335,8 @@ class UpdateGroup:
                 adv[prefix] = new
                 groups.setdefault((new, owner, None), []).append(prefix)  # type: ignore[arg-type]
             if encode:
-                units.extend(self._encode(family, withdrawals, groups, withdrawals_by_hop))
+                units.extend(encode_units(self.packer, self.negotiated, family, withdrawals, groups,
+                                          withdrawals_by_hop))
         return units
 
     def _hop_export(self, family: AfiSafi, hop: NextHop) -> Exporter:
@@ -429,26 +354,11 @@ class UpdateGroup:
                 member = self._by_router_id.get(originator)
         return member.info if member is not None else None
 
-    def _encode(self, family: AfiSafi, withdrawals: list[bytes],
-                groups: Mapping[tuple[Advert, PeerInfo | None, NextHop | None], list[bytes]],
-                withdrawals_by_hop: Mapping[NextHop, list[bytes]] | None = None) -> list[Unit]:
-        packer, negotiated = self.packer, self.negotiated
-        units: list[Unit] = []
-        if withdrawals:
-            messages = packer.pack_withdrawals(family, withdrawals, negotiated)
-            units.append(Unit(family, b"".join(messages), None, len(messages)))
-        for hop, prefixes in (withdrawals_by_hop or {}).items():
-            messages = packer.pack_withdrawals(family, prefixes, negotiated)
-            units.append(Unit(family, b"".join(messages), None, len(messages), hop))
-        for (a, owner, hop), prefixes in groups.items():
-            messages = packer.pack_announcements(family, a.attrs, a.next_hop, prefixes, negotiated)
-            units.append(Unit(family, b"".join(messages), owner, len(messages), hop))
-        return units
-
     def _full_units(self) -> list[Unit]:
         """The table as encoded units: the history, rebuilt from the table when there is none."""
-        if self._history is None:
-            units: list[Unit] = []
+        units = self._history.units
+        if units is None:
+            units = []
             for family in self.families:
                 owned = self.owned[family]
                 groups: dict[tuple[Advert, PeerInfo | None, NextHop | None], list[bytes]] = {}
@@ -457,11 +367,9 @@ class UpdateGroup:
                 for hop, table in self.local_adv.get(family, {}).items():
                     for prefix, a in table.items():
                         groups.setdefault((a, None, hop), []).append(prefix)
-                units.extend(self._encode(family, [], groups))
-            self._history = units
-            self._history_hops = {(u.family, u.hop) for u in units if u.hop is not None}
-            self._base_size = self._history_size = sum(len(u.data) for u in units)
-        return self._history
+                units.extend(encode_units(self.packer, self.negotiated, family, [], groups))
+            self._history.rebase(units)
+        return units
 
     # ------------------------------------------------------------ the table
 
@@ -504,7 +412,7 @@ class UpdateGroup:
     def _load(self) -> None:
         """The first member: export the Loc-RIB (the group keeps no table while it has no members)."""
         self._loaded = True
-        self._history = None
+        self._history.drop()
         self._hop_exporters = {}
         for family in self.families:
             self._exporters[family] = self._exporter(family)
@@ -530,14 +438,14 @@ class UpdateGroup:
                 if src.source.local:
                     for prefix in src.routes:
                         pend.setdefault(prefix, loc.best.get(prefix))
-        if (family, hop) in self._history_hops:
-            self._history = None
+        if (family, hop) in self._history.hops:
+            self._history.drop()
 
     def _unload(self) -> None:
         self._loaded = False
         self.local_adv, self._hop_exporters, self._hop_users = {}, {}, {}
         self.advertised, self.owned, self.pending, self._exporters = {}, {}, {}, {}
-        self._history = None
+        self._history.drop()
         self._deadline = None
 
     def _add_owned_routes(self, first: PeerInfo) -> None:
@@ -551,7 +459,7 @@ class UpdateGroup:
             for prefix, best in loc.best.items():
                 if best.source is first or best.attrs.originator_id == first.router_id:
                     pend.setdefault(prefix, best)
-        self._history = None
+        self._history.drop()
 
     def _drop_owned_routes(self, last: PeerInfo) -> None:
         """Back to one member: the routes it owns were never sent to it; forget them."""
@@ -561,54 +469,5 @@ class UpdateGroup:
             for prefix in [p for p, o in owned.items() if o is last]:
                 del owned[prefix]
                 adv.pop(prefix, None)
-        self._history = None
+        self._history.drop()
 
-
-def _distribute(units: Sequence[Unit], members: Iterable[Member], out: dict[PeerInfo, Output]) -> None:
-    """Give each member the units' bytes except the ones it owns and the ones for another next hop
-    self: one buffer for everyone, sliced around a member's exceptions, so the work is O(units +
-    members) (units tagged with a next hop are our own routes: a handful)."""
-    members = list(members)
-    if not units or not members:
-        return
-    whole: bytes = units[0].data if len(units) == 1 else b"".join([u.data for u in units])
-    total = sum(u.count for u in units)
-    holes: dict[PeerInfo, list[tuple[int, int, int]]] = {}
-    hop_units: list[tuple[int, int, int, AfiSafi, NextHop]] = []
-    pos = 0
-    for u in units:
-        end = pos + len(u.data)
-        if u.owner is not None:
-            holes.setdefault(u.owner, []).append((pos, end, u.count))
-        if u.hop is not None:
-            hop_units.append((pos, end, u.count, u.family, u.hop))
-        pos = end
-    view: memoryview | None = None
-    for m in members:
-        o = out.get(m.info)
-        if o is None:
-            o = out[m.info] = Output()
-        spans = holes.get(m.info)
-        if hop_units:
-            hops = m.hops
-            other = [(a, b, n) for a, b, n, f, h in hop_units if hops.get(f) != h]
-            if other:
-                spans = sorted(set((spans or []) + other))
-        if not spans:
-            if whole:
-                o.chunks.append(whole)
-                o.updates += total
-            continue
-        if view is None:
-            view = memoryview(whole)
-        start = 0
-        count = total
-        for a, b, n in spans:
-            if a > start:
-                o.chunks.append(view[start:a])
-            if b > start:
-                start = b
-                count -= n
-        if start < len(whole):
-            o.chunks.append(view[start:])
-        o.updates += count

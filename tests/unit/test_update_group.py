@@ -8,10 +8,12 @@ from dataclasses import replace
 
 import pytest
 
+from bgpd.group_key import EncodingKey, GroupKey
 from bgpd.policy import ExportPolicy, ExportTarget, Identity, PoolSet
 from bgpd.rib.path import NextHop, PeerInfo
 from bgpd.rib.rib import Rib
-from bgpd.update_group import EncodingKey, GroupKey, Output, UpdateGroup
+from bgpd.update_group import UpdateGroup
+from bgpd.update_stream import Output
 from proto.bgp.constants import IPV4_UNICAST, IPV6_UNICAST, AfiSafi, RefreshSubtype
 from proto.bgp.model import Negotiated, PathAttributes, RouteRefresh, Update
 from proto.bgp.prefix import prefix_from_network
