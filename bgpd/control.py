@@ -17,7 +17,8 @@ from bgpd.ownership import Refusal
 from bgpd.peer import Peer
 from bgpd.policy import ExportTarget
 from bgpd.rib.path import Path
-from bgpd.speaker import FAMILIES, FAMILY_NAMES, Speaker
+from bgpd.speaker import Speaker
+from bgpd.speaker_settings import FAMILIES, FAMILY_NAMES
 from bgpd.transport import Transport
 from proto import prefix as pf
 from proto.bfd import STATE_NAMES as BFD_STATES

@@ -24,7 +24,8 @@ from bgpd.fsm import State
 from bgpd.interfaces import KernelInterfaces
 from bgpd.metrics import BgpMetrics, forget_peer, refresh
 from bgpd.ownership import BlockOwners, describe
-from bgpd.speaker import Speaker, pools_from_networks
+from bgpd.speaker import Speaker
+from bgpd.speaker_settings import pools_from_networks
 from bgpd.topology import Topology, TopologyError, build, diff
 from bgpd.transport import Transport
 from datastore import open_datastore

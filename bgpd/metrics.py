@@ -13,7 +13,8 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 from bgpd.peer import Peer
-from bgpd.speaker import FAMILY_NAMES, Speaker
+from bgpd.speaker import Speaker
+from bgpd.speaker_settings import FAMILY_NAMES
 from proto.bfd import BfdState
 from proto.bgp import AfiSafi, MsgType
 from runtime.prom import Collector, CollectorRegistry, Counter, Gauge, Histogram, Metric

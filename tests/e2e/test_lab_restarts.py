@@ -202,7 +202,7 @@ def test_three_of_four_killed_together_come_back_whole_and_pods_keep_talking(lab
 def test_with_bfd_a_kill_still_keeps_the_routes(lab: Lab) -> None:
     """BFD on the mesh (300 ms x 3): a killed bgpd's TCP connections close at once, before BFD's
     detection time, so graceful restart keeps its routes and BFD, finding the BGP session already
-    down, takes nothing more (bgpd/speaker.py `_bfd_event`). Pods keep talking as without BFD."""
+    down, takes nothing more (bgpd/speaker_bfd.py `_bfd_event`). Pods keep talking as without BFD."""
     config = lab.dir / "bgpconfig-bfd.yaml"
     config.write_text("apiVersion: projectcalico.org/v3\nkind: BGPConfiguration\nmetadata:\n  name: default\n"
                       "  annotations:\n    bfd.tortie.io/enabled: 'true'\nspec:\n  asNumber: 64512\n"

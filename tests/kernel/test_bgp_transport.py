@@ -18,7 +18,8 @@ import pytest
 from bgpd.fsm import State
 from bgpd.peer import Peer
 from bgpd.sockopts import IP_MINTTL, ttl_options
-from bgpd.speaker import Speaker, pools_from_networks
+from bgpd.speaker import Speaker
+from bgpd.speaker_settings import pools_from_networks
 from bgpd.topology import GLOBAL, PeerConfig, Topology
 from bgpd.transport import WRITE_CHUNK, Transport
 from lab.netns import Netns, NetnsSet

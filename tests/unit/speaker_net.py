@@ -14,7 +14,8 @@ from dataclasses import dataclass, field
 from bgpd.fsm import State
 from bgpd.ownership import BlockOwners
 from bgpd.session import Session
-from bgpd.speaker import ConnectTo, Disconnect, Speaker, pools_from_networks
+from bgpd.speaker import ConnectTo, Disconnect, Speaker
+from bgpd.speaker_settings import pools_from_networks
 from bgpd.topology import Topology, build
 from proto.resources import ClusterModel, load_model
 

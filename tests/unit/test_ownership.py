@@ -15,7 +15,7 @@ from bgpd.ownership import BAD_ORIGINATOR, NEXT_HOP, NO_AFFINITY, NOT_OWNER, Blo
 from bgpd.policy import Identity
 from bgpd.rib.path import PeerInfo
 from bgpd.rib.rib import Rib
-from bgpd.speaker import pools_from_networks
+from bgpd.speaker_settings import pools_from_networks
 from proto import prefix as pf
 from proto.bgp import IPV4_UNICAST
 from proto.bgp.model import PathAttributes, Update

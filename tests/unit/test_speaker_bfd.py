@@ -1,4 +1,4 @@
-"""BFD inside the speaker (bgpd/speaker.py), speakers joined in memory (tests/unit/speaker_net.py):
+"""BFD inside the speaker (bgpd/speaker_bfd.py), speakers joined in memory (tests/unit/speaker_net.py):
 a cut path takes the BGP session and its routes down within the detection time, not the hold time; the
 path back brings both back by themselves; a killed bgpd (TCP closes first) keeps graceful restart; a
 graceful stop tells peers AdminDown; garbage on the wire is counted and flaps nothing."""
