@@ -92,12 +92,12 @@ def check_daemon_caps(d: Daemon, address: str, family: str) -> None:
         line = next((ln for ln in lines if ln.strip().startswith(f"{family}-unicast:")), "")
         assert "advertised and received" in line, f"multiprotocol {family}: {line!r}\n{text}"
     elif isinstance(d, Bird16):
-        m = re.search(r"DaemonNeighbor caps:\s*(.*)", text)
+        m = re.search(r"Neighbor caps:\s*(.*)", text)
         assert m, text
         for cap in ("refresh", "restart-able", "AS4", "add-path-rx"):
             assert cap in m.group(1).split(), f"{cap} not in {m.group(1)!r}\n{text}"
     else:
-        nc = text.split("DaemonNeighbor capabilities", 1)[1] if "DaemonNeighbor capabilities" in text else ""
+        nc = text.split("Neighbor capabilities", 1)[1] if "Neighbor capabilities" in text else ""
         assert nc, text
         for cap in ("Route refresh", "Graceful restart", "4-octet AS numbers", "ADD-PATH"):
             assert cap in nc, f"{cap} not in BIRD's neighbor capabilities\n{text}"
