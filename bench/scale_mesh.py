@@ -37,6 +37,7 @@ from bench.kernel_routes import KernelRoutes, pump_all, route_key
 from bench.netlab import BIN, BenchError, BenchLab, batch
 from bench.procstat import cpu_seconds, memory
 from bench.scale_reflector import POOL, block
+from bench.storm import storm
 from runtime.control import ControlError, call
 
 ASN = 64512
@@ -96,20 +97,6 @@ def rib_count(sock: str) -> int:
         return sum(int(r["prefixes"]["received"]) for r in call(sock, "neighbors"))
     except (ControlError, LookupError, TypeError, ValueError, OSError):
         return -1
-
-
-def storm(socks: list[str]) -> dict[str, int]:
-    """What the start storm cost the tortie-bgpd speakers (issue 12): connection collisions resolved
-    (tortie_bgp_connection_collisions_total), and sessions established more than once per peer."""
-    collisions = restarts = 0
-    for sock in socks:
-        try:
-            rows = call(sock, "neighbors")
-        except (ControlError, OSError):
-            continue
-        collisions += sum(int(r.get("collisions", 0)) for r in rows)
-        restarts += sum(max(0, int(r.get("established_count", 0)) - 1) for r in rows)
-    return {"collisions": collisions, "session_restarts": restarts}
 
 
 class Pending:

@@ -11,6 +11,12 @@ KEEPALIVE for the losing connection goes out. A sibling already Established is j
 when both connections were made before it got there; a connection made later is a new attempt: with
 a graceful-restart peer it replaces the old session (RFC 4724 4.2: the peer restarted, its routes go
 stale rather than away), otherwise it is refused with Cease/7.
+
+When a connection was made is when it reached us, except for the peer's connections that waited in
+a busy speaker's accept queue: they count from the last moment the kernel received on them (the
+transport reads it from TCP_INFO), so the peer's OPEN sent before the session came up is not taken
+for a restart. An attempt of our own that completes after the session came up the other way is
+closed before it carries an OPEN (a graceful-restart peer would take that OPEN for our restart).
 """
 
 from __future__ import annotations
@@ -65,14 +71,15 @@ class Neighbor:
 
     # ------------------------------------------------------------ connections
 
-    def connection_made(self, now: float, outbound: bool) -> Session | None:
+    def connection_made(self, now: float, outbound: bool, made_at: float | None = None) -> Session | None:
         """A TCP connection to the peer is up: ours (`outbound`) or theirs. Returns the session that
-        carries it, or None: close it."""
+        carries it, or None: close it. `made_at`: for theirs, the latest moment the peer can have made
+        it (it may have waited in the accept queue; see `bgpd.sockopts.last_received`)."""
         primary = self.session
         if not outbound and primary.state == State.IDLE and primary.auto_restart and not primary.held_down:
             # the peer is back before our back-off ran out: take its connection now
             primary.automatic_start(now, passive=True)
-        if not primary.connected and primary.connection_made(now, outbound):
+        if not primary.connected and primary.connection_made(now, outbound, made_at):
             return primary
         if outbound and primary.state == State.ESTABLISHED and not self.config.collision_detect_established:
             # An attempt of ours whose handshake completed after the session came up the other way
@@ -83,7 +90,7 @@ class Neighbor:
             return None
         if self.second is None and primary.state in _CONNECTED:
             second = Session(primary.config, primary.rng, arbiter=self._arbitrate)
-            second.take_connection(now, outbound)
+            second.take_connection(now, outbound, made_at)
             self.second = second
             return second
         log.info("%s: %s connection not needed, closed", self.config.name, "outgoing" if outbound else "incoming")

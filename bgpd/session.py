@@ -176,7 +176,7 @@ class Session(SessionMachine):
             else:
                 self._fire(Event.ConnectRetryTimer_Expires, now)
 
-    def connection_made(self, now: float, outbound: bool = True) -> bool:
+    def connection_made(self, now: float, outbound: bool = True, made_at: float | None = None) -> bool:
         """A TCP connection to the peer is up: ours (Tcp_CR_Acked) or theirs (TcpConnectionConfirmed).
         Returns False when this session does not take it; the caller then closes it, or gives it to a
         second session for collision detection."""
@@ -187,7 +187,8 @@ class Session(SessionMachine):
             return False  # an attempt this session already gave up on
         before = self.state
         self.outbound = outbound
-        self.connected_at = now
+        # when the peer's connection waited in our accept queue, it was made before we saw it
+        self.connected_at = now if made_at is None else min(made_at, now)
         self._fire(Event.Tcp_CR_Acked if outbound else Event.TcpConnectionConfirmed, now)
         return before in (State.CONNECT, State.ACTIVE) and self._connected
 
@@ -206,14 +207,14 @@ class Session(SessionMachine):
         self._reason = reason
         self._fire(Event.TcpConnectionFails, now)
 
-    def take_connection(self, now: float, outbound: bool) -> None:
+    def take_connection(self, now: float, outbound: bool, made_at: float | None = None) -> None:
         """Carry a connection this session did not ask for: the second connection to a peer during
         collision detection. The session starts passive, without automatic restart (whichever
         connection loses the collision is discarded by the owner), and sends its OPEN."""
         self._passive = True
         self._fire(Event.ManualStart_with_PassiveTcpEstablishment, now)
         self._connecting = outbound  # an attempt of the peer's other session that completed late, or theirs
-        self.connection_made(now, outbound)
+        self.connection_made(now, outbound, made_at)
 
     def collision_dump(self, now: float, reason: str = "connection collision: the other connection won") -> None:
         """This connection lost a collision decided on its sibling (RFC 4271 6.8): Cease/7 and close."""

@@ -72,3 +72,24 @@ def unread_bytes(sock: socket.socket | None) -> int:
     return int(struct.unpack("=i", buf)[0])
 
 
+
+
+# struct tcp_info (linux/tcp.h): eight one-octet fields, then 32-bit counters; tcpi_last_data_recv,
+# milliseconds since the connection last received data (or since its handshake completed, before any
+# data), is the 12th of those
+_TCP_INFO_LAST_DATA_RECV = 8 + 11 * 4
+
+
+def last_received(sock: socket.socket | None) -> float | None:
+    """Seconds since an accepted connection last received data, or completed its handshake when no
+    data came yet: how long a connection with the peer's OPEN in it has waited in the accept queue.
+    None when the kernel does not say."""
+    if sock is None:
+        return None
+    try:
+        info = sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_INFO, _TCP_INFO_LAST_DATA_RECV + 4)
+    except OSError:
+        return None
+    if len(info) < _TCP_INFO_LAST_DATA_RECV + 4:
+        return None
+    return float(struct.unpack_from("=I", info, _TCP_INFO_LAST_DATA_RECV)[0]) / 1000.0

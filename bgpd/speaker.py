@@ -193,13 +193,15 @@ class Speaker(PeerManagement, ClusterSettings, SpeakerBfd, RouteDistribution):
 
     # ------------------------------------------------------------ connections (from the adapter)
 
-    def accept(self, address: str, now: float, local_address: str | None = None) -> Session | None:
+    def accept(self, address: str, now: float, local_address: str | None = None,
+               made_at: float | None = None) -> Session | None:
         """A peer connected to us from `address`: the session that takes the connection, or None
-        (nobody configured there, or not wanted: close it)."""
+        (nobody configured there, or not wanted: close it). `made_at`: the latest moment the peer
+        can have made the connection (it may have waited in the accept queue)."""
         peer = self.peers.get(address)
         if peer is None:
             return None
-        session = peer.neighbor.connection_made(now, outbound=False)
+        session = peer.neighbor.connection_made(now, outbound=False, made_at=made_at)
         self._connected(peer, session, local_address, now)
         return session
 

@@ -32,7 +32,7 @@ from collections.abc import Callable
 
 from bgpd.peer import BGP_PORT, PeerTransportConfig
 from bgpd.session import Session
-from bgpd.sockopts import set_md5, set_ttl_security, unread_bytes
+from bgpd.sockopts import last_received, set_md5, set_ttl_security, unread_bytes
 from bgpd.speaker import ConnectTo, Disconnect, Speaker
 from bgpd.timers import LoopTimer
 
@@ -226,7 +226,12 @@ class Transport:
         sock = conn.sock
         if sock is not None and peer.transport.ttl_security is not None:
             set_ttl_security(sock, peer.transport.ttl_security)
-        session = self.speaker.accept(remote, self.now(), local)
+        now = self.now()
+        # a busy loop accepts late: the peer made this connection (and sent its OPEN) before we saw it,
+        # maybe before our session with it came up the other way; a connection made then is a
+        # collision to resolve, not the peer restarting (bgpd.neighbor)
+        waited = last_received(sock)
+        session = self.speaker.accept(remote, now, local, None if waited is None else now - waited)
         if session is None:
             conn.close()
         else:

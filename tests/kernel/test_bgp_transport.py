@@ -9,6 +9,7 @@ import ctypes
 import ipaddress
 import os
 import socket
+import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -17,7 +18,7 @@ import pytest
 
 from bgpd.fsm import State
 from bgpd.peer import Peer
-from bgpd.sockopts import IP_MINTTL, ttl_options
+from bgpd.sockopts import IP_MINTTL, last_received, ttl_options
 from bgpd.speaker import Speaker
 from bgpd.speaker_settings import pools_from_networks
 from bgpd.topology import GLOBAL, PeerConfig, Topology
@@ -372,3 +373,22 @@ async def test_restarted_peer_with_graceful_restart_replaces_the_old_session(
             assert pb.peer.neighbor.second is None
         finally:
             await fresh.transport.close()
+
+
+def test_an_accepted_connection_says_how_long_it_waited_in_the_accept_queue() -> None:
+    """`last_received`: a busy speaker accepts late, and the peer's OPEN (here four octets on
+    loopback) has been in the kernel since it was sent: the connection was made that long ago."""
+    with socket.create_server(("127.0.0.1", 0)) as server, socket.create_connection(server.getsockname()) as client:
+        t0 = time.monotonic()
+        client.sendall(b"open")
+        t1 = time.monotonic()
+        time.sleep(0.3)  # the condition under test: a connection left in the accept queue (no event to wait for)
+        a0 = time.monotonic()
+        conn, _ = server.accept()
+        with conn:
+            waited = last_received(conn)
+            a1 = time.monotonic()
+    assert waited is not None
+    slack = 0.02  # the kernel counts in jiffies
+    assert a0 - t1 - slack <= waited <= a1 - t0 + slack, (waited, a0 - t1, a1 - t0)
+    assert waited >= 0.25

@@ -960,6 +960,37 @@ def test_our_own_attempt_completing_late_is_closed_unused() -> None:
     del wire, c
 
 
+def _late_accepted(made_at: float | None) -> tuple[End, End]:
+    """`b` Established on the connection `a` opened; then `b` accepts, late, a connection the peer (with
+    graceful restart) had opened towards it: made at `made_at`, as the accept queue says."""
+    gr = GracefulRestartConfig(restart_time=120)
+    _a, b, wire = establish(config(ID_A, graceful_restart=gr), config(ID_B, graceful_restart=gr), now=0.0)
+    assert b.neighbor is not None and b.session.state == State.ESTABLISHED
+    b2 = End(b.neighbor.connection_made(10, outbound=False, made_at=made_at))  # type: ignore[arg-type]
+    a2 = End(Session(config(ID_A, graceful_restart=gr)))  # the peer's side of that connection: its own attempt
+    a2.session.start(-1, passive=False)
+    a2.drain()
+    assert a2.session.connection_made(-1, outbound=True)
+    wire2 = Wire(a2, b2)
+    a2.wire = b2.wire = wire2
+    wire2.pump(10)
+    del wire
+    return b, b2
+
+
+def test_a_connection_that_waited_in_the_accept_queue_is_a_collision_not_a_restart() -> None:
+    """Made before the session came up (the peer's OPEN waited in our accept queue), it is a
+    collision (RFC 4271 6.8): the higher identifier (ours) keeps the connection it opened, the
+    session that carries the routes stays up, the other connection gets Cease/7."""
+    b, b2 = _late_accepted(made_at=-0.5)
+    assert b.session.state == State.ESTABLISHED and b.neighbor is not None and b.neighbor.session is b.session
+    assert b2.session.state == State.IDLE
+    assert any(e.notification == Notification(6, 7) for e in b2.of(NotificationSent))
+    # accepted late without knowing when it was made, the same connection is the peer restarting
+    b, b2 = _late_accepted(made_at=None)
+    assert b.session.state != State.ESTABLISHED and "restarted" in (b.session.last_error or "")
+
+
 def test_connect_delay_listens_first_and_takes_the_peers_connection() -> None:
     s = Session(config(ID_A, connect_delay=2.0), Pinned(1.0))
     s.start(0)
