@@ -12,10 +12,10 @@ import sys
 import time
 from collections.abc import Callable
 
+from bgpd.export_policy import ExportTarget
 from bgpd.fsm import State
 from bgpd.ownership import Refusal
 from bgpd.peer import Peer
-from bgpd.policy import ExportTarget
 from bgpd.rib.path import Path
 from bgpd.speaker import Speaker
 from bgpd.speaker_settings import FAMILIES, FAMILY_NAMES

@@ -1,7 +1,7 @@
 """Which peers share an update group: the key of `bgpd.update_group.UpdateGroup`.
 
 Established peers share one Adj-RIB-Out and one encoded stream when export policy treats them alike
-(`bgpd.policy.ExportTarget`), their UPDATEs are encoded alike (`EncodingKey`: what their sessions
+(`bgpd.export_policy.ExportTarget`), their UPDATEs are encoded alike (`EncodingKey`: what their sessions
 negotiated) and they run the same families. iBGP members differ in next hop self only for the routes
 this node originates, so our address is left out of an iBGP group's key (unless nextHopMode Self puts
 it on every route); the group keeps those routes per address instead.
@@ -12,7 +12,7 @@ from __future__ import annotations
 import dataclasses
 from typing import NamedTuple
 
-from bgpd.policy import ExportTarget
+from bgpd.export_policy import ExportTarget
 from bgpd.rib.path import PeerInfo
 from proto.bgp.constants import AfiSafi
 from proto.bgp.model import Negotiated

@@ -35,6 +35,7 @@ from collections.abc import Callable
 from bgpd.advertise import taggers
 from bgpd.bfd_session import BfdSession
 from bgpd.bfd_table import BfdTable
+from bgpd.export_policy import ExportPolicy
 from bgpd.feed_hold import FeedHold
 from bgpd.feed_out import RibFeed
 from bgpd.filters import InterfaceOf
@@ -43,7 +44,7 @@ from bgpd.graceful import GracefulHelper, RestartDeferral, keeps_routes
 from bgpd.group_key import GroupKey
 from bgpd.ownership import BlockOwners
 from bgpd.peer import Peer, PeerTransportConfig
-from bgpd.policy import ExportPolicy, PoolSet
+from bgpd.pool_set import PoolSet
 from bgpd.rib.path import PeerInfo
 from bgpd.rib.rib import Rib
 from bgpd.schedule import Schedule

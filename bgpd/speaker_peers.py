@@ -15,9 +15,9 @@ from typing import TYPE_CHECKING
 
 from bgpd.filters import EXPORT, IMPORT, InterfaceOf, peer_chains
 from bgpd.fsm import State
+from bgpd.import_policy import ImportOptions
 from bgpd.neighbor import Neighbor
 from bgpd.peer import Peer, PeerTransportConfig
-from bgpd.policy import ImportOptions
 from bgpd.rib.path import PeerInfo
 from bgpd.session_config import GracefulRestartConfig, SessionConfig
 from bgpd.speaker_settings import FAMILIES, family_of

@@ -28,10 +28,10 @@ from bgpd.update_group import UpdateGroup
 from proto.bgp import AfiSafi, RefreshSubtype
 
 if TYPE_CHECKING:
+    from bgpd.export_policy import ExportPolicy
     from bgpd.feed_hold import FeedHold
     from bgpd.feed_out import RibFeed
     from bgpd.graceful import GracefulHelper, RestartDeferral
-    from bgpd.policy import ExportPolicy
     from bgpd.rib.path import PeerInfo
     from bgpd.rib.rib import Rib
     from bgpd.schedule import Schedule

@@ -16,18 +16,19 @@ from typing import TYPE_CHECKING
 from bgpd.advertise import taggers
 from bgpd.filters import InterfaceOf
 from bgpd.fsm import State
+from bgpd.identity import Identity
 from bgpd.ownership import BlockOwners
-from bgpd.policy import Identity, PoolSet
+from bgpd.pool_set import PoolSet
 from bgpd.rib.rib import Changes
 from bgpd.topology import Topology
 from proto import prefix as pf
 from proto.bgp import IPV4_UNICAST, IPV6_UNICAST, AfiSafi
 
 if TYPE_CHECKING:
+    from bgpd.export_policy import ExportPolicy
     from bgpd.feed_out import RibFeed
     from bgpd.group_key import GroupKey
     from bgpd.peer import Peer
-    from bgpd.policy import ExportPolicy
     from bgpd.rib.rib import Rib
     from bgpd.schedule import Schedule
     from bgpd.update_group import UpdateGroup

@@ -1,6 +1,6 @@
 """Update groups: peers that get the same routes share one Adj-RIB-Out and one encoded stream.
 
-FRR's idea, BIRD's packing. Peers whose export target (`bgpd.policy.ExportTarget`: eBGP or iBGP,
+FRR's idea, BIRD's packing. Peers whose export target (`bgpd.export_policy.ExportTarget`: eBGP or iBGP,
 mesh, reflector client, next hop self...) and encoding (4-octet AS, extended messages, families) are
 equal belong to one `UpdateGroup` (`bgpd.group_key`). Loc-RIB changes go into the group once, not once per peer; at the
 end of the coalescing window the group exports each changed prefix once (the per-path work cached),
@@ -31,8 +31,8 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import replace
 
+from bgpd.export_policy import Exporter, ExportPolicy, ExportTarget
 from bgpd.group_key import GroupKey
-from bgpd.policy import Exporter, ExportPolicy, ExportTarget
 from bgpd.rib.loc_rib import Change, LocRib
 from bgpd.rib.path import Advert, NextHop, Path, PeerInfo, advert
 from bgpd.update_stream import (

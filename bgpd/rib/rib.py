@@ -13,8 +13,11 @@ import logging
 from collections.abc import Iterable, Sequence
 from dataclasses import field
 
+from bgpd.export_policy import originated_attributes
+from bgpd.identity import Identity
+from bgpd.import_policy import ImportOptions, ImportPolicy
 from bgpd.ownership import BlockOwners, Refusal
-from bgpd.policy import Identity, ImportOptions, ImportPolicy, PoolSet, originated_attributes
+from bgpd.pool_set import PoolSet
 from bgpd.rib.adj_rib_in import AdjRibIn
 from bgpd.rib.decision import DEFAULT_DECISION, DecisionConfig
 from bgpd.rib.loc_rib import Change, LocRib

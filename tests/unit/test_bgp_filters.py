@@ -11,8 +11,11 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from bgpd.advertise import Advertisement, ClusterRoutes, taggers
+from bgpd.export_policy import ExportPolicy, ExportTarget
 from bgpd.filters import EXPORT, IMPORT, Rule, RuleChain, compile_chain, peer_chains
-from bgpd.policy import ExportPolicy, ExportTarget, Identity, ImportOptions, PoolSet
+from bgpd.identity import Identity
+from bgpd.import_policy import ImportOptions
+from bgpd.pool_set import PoolSet
 from bgpd.rib.path import PeerInfo, path
 from bgpd.rib.rib import Rib
 from bgpd.route_match import (

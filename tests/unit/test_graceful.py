@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 
 from bgpd.graceful import GracefulHelper, RestartDeferral
-from bgpd.policy import Identity, PoolSet
+from bgpd.identity import Identity
+from bgpd.pool_set import PoolSet
 from bgpd.rib.path import PeerInfo
 from bgpd.rib.rib import Rib
 from proto.bgp.constants import IPV4_UNICAST, IPV6_UNICAST

@@ -11,8 +11,8 @@ import logging
 
 import pytest
 
+from bgpd.identity import Identity
 from bgpd.ownership import BAD_ORIGINATOR, NEXT_HOP, NO_AFFINITY, NOT_OWNER, BlockOwners, NodeIds
-from bgpd.policy import Identity
 from bgpd.rib.path import PeerInfo
 from bgpd.rib.rib import Rib
 from bgpd.speaker_settings import pools_from_networks

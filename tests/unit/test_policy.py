@@ -8,15 +8,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from bgpd.policy import (
-    ExportPolicy,
-    ExportTarget,
-    Identity,
-    ImportOptions,
-    PoolSet,
-    martian_next_hop,
-    prepend_as,
-)
+from bgpd.export_policy import ExportPolicy, ExportTarget, prepend_as
+from bgpd.identity import Identity
+from bgpd.import_policy import ImportOptions, martian_next_hop
+from bgpd.pool_set import PoolSet
 from bgpd.rib.path import PeerInfo, path
 from bgpd.rib.rib import Rib
 from proto.bgp.constants import IPV4_UNICAST, IPV6_UNICAST, CeaseSubcode, ErrorCode, Origin, SegmentType

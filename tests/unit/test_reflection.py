@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from bgpd.policy import ExportPolicy, ExportTarget, Identity, PoolSet
+from bgpd.export_policy import ExportPolicy, ExportTarget
+from bgpd.identity import Identity
+from bgpd.pool_set import PoolSet
 from bgpd.reflection import reflected_attributes, reflection_loop, reflects
 from bgpd.rib.path import PeerInfo, path
 from bgpd.rib.rib import Rib

@@ -5,7 +5,8 @@ from __future__ import annotations
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from bgpd.policy import Identity, PoolSet
+from bgpd.identity import Identity
+from bgpd.pool_set import PoolSet
 from bgpd.rib.adj_rib_in import AdjRibIn
 from bgpd.rib.decision import decide
 from bgpd.rib.loc_rib import LocRib

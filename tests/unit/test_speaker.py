@@ -241,8 +241,10 @@ def test_collision_when_both_sides_connect_keeps_one_session(delay: float) -> No
 
 def test_join_storm_shares_one_encoding_of_the_table() -> None:
     """Members joining within one window get the table encoded once."""
+    from bgpd.export_policy import ExportPolicy, ExportTarget
     from bgpd.group_key import EncodingKey, GroupKey
-    from bgpd.policy import ExportPolicy, ExportTarget, Identity, PoolSet
+    from bgpd.identity import Identity
+    from bgpd.pool_set import PoolSet
     from bgpd.rib.path import PeerInfo
     from bgpd.rib.rib import Rib
     from proto.bgp import Negotiated

@@ -8,8 +8,10 @@ from dataclasses import replace
 
 import pytest
 
+from bgpd.export_policy import ExportPolicy, ExportTarget
 from bgpd.group_key import EncodingKey, GroupKey
-from bgpd.policy import ExportPolicy, ExportTarget, Identity, PoolSet
+from bgpd.identity import Identity
+from bgpd.pool_set import PoolSet
 from bgpd.rib.path import NextHop, PeerInfo
 from bgpd.rib.rib import Rib
 from bgpd.update_group import UpdateGroup
