@@ -1,5 +1,6 @@
-"""proto.bgp's module structure: no import cycles (the package's __init__ included), modules of a
-size one can hold in mind, and construct out of the import path of a running speaker."""
+"""proto.bgp's module structure: no import cycles (the package's __init__ included) and construct out
+of the import path of a running speaker. Module size is checked for every package in
+tests/unit/test_import_layout.py."""
 
 from __future__ import annotations
 
@@ -9,7 +10,6 @@ from pathlib import Path
 import pytest
 
 PACKAGE = Path(__file__).resolve().parents[2] / "proto" / "bgp"
-MAX_LINES = 500
 
 
 def _module_name(path: Path) -> str:
@@ -65,12 +65,6 @@ def test_only_the_package_init_imports_from_the_package() -> None:
     graph = _graph()
     offenders = [m for m, deps in graph.items() if "proto.bgp" in deps]
     assert not offenders, f"import the module, not the package: {offenders}"
-
-
-@pytest.mark.parametrize("path", sorted(PACKAGE.glob("*.py")), ids=lambda p: p.name)
-def test_module_size(path: Path) -> None:
-    lines = len(path.read_text().splitlines())
-    assert lines <= MAX_LINES, f"{path.name} has {lines} lines: split it by concept"
 
 
 def _module_level_imports(path: Path) -> set[str]:

@@ -1,5 +1,6 @@
 """The project's module structure across its packages: no import cycles, no class defined under one
-name in two packages (issue 11: two `RouteTable`s, three `Path`s, two `decode_body`s, two `Origin`s).
+name in two packages (issue 11: two `RouteTable`s, three `Path`s, two `decode_body`s, two `Origin`s),
+no module past MAX_LINES (a module that long is usually two concepts: split it by concept).
 
 The import graph is read from the source (ast), every import counted wherever it stands (one inside a
 function is still an edge of a cycle, only a later one). `from pkg import sub` where `sub` is a module
@@ -21,6 +22,7 @@ PACKAGES = ("bgpd", "felixd", "proto", "datastore", "ctl", "runtime", "startup",
 ONCE = ("RouteTable", "Path", "decode_body", "Origin")
 # Class names still defined in two packages (known; a new clash fails the test below).
 KNOWN_CLASHES: dict[str, set[str]] = {}
+MAX_LINES = 500
 
 
 @cache
@@ -146,3 +148,11 @@ def test_no_new_class_name_clash_across_packages() -> None:
                 clashes.setdefault(node.name, set()).add(name.split(".")[0])
     new = {n: sorted(p) for n, p in clashes.items() if len(p) > 1 and p != KNOWN_CLASHES.get(n)}
     assert not new, f"class names defined in two packages: {new}"
+
+
+def test_no_module_past_the_size_limit() -> None:
+    mods = _modules()
+    assert {"bgpd.speaker", "proto.bgp.codec", "lab.story"} <= set(mods)
+    sizes = {name: len(path.read_text().splitlines()) for name, path in mods.items()}
+    over = {name: n for name, n in sorted(sizes.items()) if n > MAX_LINES}
+    assert not over, f"modules past {MAX_LINES} lines (split each by concept): {over}"
