@@ -21,10 +21,14 @@ expiry that would take Active to Connect is not acted on. Automatic restart afte
 back-off (`idle_hold_time` doubling per consecutive failure up to `idle_hold_max`, jittered), then
 generates AutomaticStart.
 
-Output has two queues: control messages (OPEN, KEEPALIVE, NOTIFICATION, ROUTE-REFRESH) and UPDATEs.
-`data_to_send` drains control first and only whole UPDATE units after it, so a KEEPALIVE due while
-a large table is still queued goes out ahead of it. An UPDATE unit may be a memoryview: update groups
-queue one encoded stream, or slices of it, to many sessions without copying it.
+Output has two queues (`bgpd.send_queue`): control messages (OPEN, KEEPALIVE, NOTIFICATION,
+ROUTE-REFRESH) and UPDATE units. `data_to_send` drains control first, then UPDATE units up to its
+`max_bytes`: whole units while they fit, and a unit larger than `max_bytes` by itself (a joining
+peer's whole table) in pieces of that size, so the transport never buffers more than that of it. A
+control message queued while a unit is cut waits only for the end of the UPDATE message in flight, so
+a KEEPALIVE due while a large table is still queued goes out ahead of the rest of it, never inside an
+UPDATE. An UPDATE unit may be a memoryview: update groups queue one encoded stream, or slices of it, to
+many sessions without copying it.
 
 `Session` is the entry points and the receive path; the state they act on and the table's actions
 are its base, `bgpd.session_machine.SessionMachine`, and the OPEN checks that need the configuration
