@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable
+from reprlib import recursive_repr
 from typing import Any, TypeVar, dataclass_transform
 
 T = TypeVar("T")
@@ -36,9 +37,9 @@ _dataclass = dataclasses.dataclass
 
 def _methods(cls: type, fields: list[dataclasses.Field[Any]], frozen: bool, slots: bool, init: bool, eq: bool,
              hashed: bool) -> dict[str, Callable[..., Any]]:
-    """The wanted of __init__, __eq__ and __hash__, compiled from one text: what dataclass compiles per
-    method (the per-call cost of compile is what start-up pays for), written as dataclass writes it
-    (equality and hash on tuples of the compared fields: these run on hot paths)."""
+    """Those of __init__, __eq__ and __hash__ that are wanted, compiled from one text (dataclass
+    compiles each on its own, and start-up pays per compile), written as dataclass writes them:
+    equality and hash on tuples of the compared fields, since these run on hot paths."""
     globs: dict[str, Any] = {"__object": object, "__FACTORY": _FACTORY}
     text: list[str] = []
     if init:
@@ -102,6 +103,7 @@ def _init_text(fields: list[dataclasses.Field[Any]], frozen: bool, slots: bool, 
 
 
 def _repr(names: tuple[str, ...]) -> Callable[[Any], str]:
+    @recursive_repr()  # as dataclass: a record that holds itself prints `...` there
     def __repr__(self: Any) -> str:
         inner = ", ".join(f"{name}={getattr(self, name)!r}" for name in names)
         return f"{self.__class__.__qualname__}({inner})"
@@ -136,8 +138,7 @@ def _build(cls: type, init: bool, repr: bool, eq: bool, frozen: bool, kw_only: b
     explicit_hash = not (class_hash is _MISSING or (class_hash is None and "__eq__" in own))
     if not own.get("__doc__"):
         cls.__doc__ = cls.__name__  # dataclass would otherwise compute a signature for it
-    out: Any = _dataclass(cls, init=False, repr=False, eq=False, frozen=False, kw_only=kw_only,
-                                     slots=slots)
+    out: Any = _dataclass(cls, init=False, repr=False, eq=False, frozen=False, kw_only=kw_only, slots=slots)
     every = out.__dataclass_fields__.values()
     if any(f._field_type is dataclasses._FIELD_INITVAR for f in every):  # type: ignore[attr-defined]
         raise TypeError(f"{cls.__name__}: record does not take InitVar fields; use dataclass")
@@ -169,8 +170,7 @@ def record(cls: type[T] | None = None, /, *, init: bool = True, repr: bool = Tru
     """`@record`, `@record(frozen=True, slots=True)`: as `@dataclass` with the same arguments."""
     def wrap(c: type[T]) -> type[T]:
         if order or unsafe_hash or weakref_slot or not match_args:
-            return _dataclass(c, init=init, repr=repr, eq=eq, order=order, unsafe_hash=unsafe_hash,
-                                         frozen=frozen, match_args=match_args, kw_only=kw_only, slots=slots,
-                                         weakref_slot=weakref_slot)
+            return _dataclass(c, init=init, repr=repr, eq=eq, order=order, unsafe_hash=unsafe_hash, frozen=frozen,
+                              match_args=match_args, kw_only=kw_only, slots=slots, weakref_slot=weakref_slot)
         return _build(c, init, repr, eq, frozen, kw_only, slots)  # type: ignore[return-value]
     return wrap if cls is None else wrap(cls)

@@ -157,6 +157,14 @@ def test_frozen_slotted_records_pickle_and_copy() -> None:
         obj.a = 2  # type: ignore[misc]
 
 
+def test_a_record_that_holds_itself_prints_as_a_dataclass_does() -> None:
+    ours, theirs = shapes(record, {}), shapes(dataclasses.dataclass, {})
+    a, b = ours["One"]([]), theirs["One"]([])
+    a.a.append(a)
+    b.a.append(b)
+    assert repr(a) == repr(b) == "shapes.<locals>.One(a=[...])"
+
+
 def test_wrong_field_order_is_refused_as_dataclass_refuses_it() -> None:
     with pytest.raises(TypeError, match="non-default argument 'b' follows default argument"):
         @record
